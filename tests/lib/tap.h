@@ -1,0 +1,56 @@
+/*
+ * tap.h — a minimal TAP producer for the C unit tests (meson test, protocol: 'tap').
+ *
+ * Usage: ok(cond, "what", ...) per check, is_int(), is_str(), then return tap_done();
+ * tap_done() prints the plan and returns the exit status (0 iff every check passed).
+ * Header-only and single-threaded by design: tests are small, one process each.
+ */
+#ifndef RELAY_TAP_H
+#define RELAY_TAP_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static int tap_count;
+static int tap_failed;
+
+__attribute__((format(printf, 2, 3), unused))
+static int ok(int cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	tap_count++;
+	printf("%s %d - ", cond ? "ok" : "not ok", tap_count);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	if (!cond)
+		tap_failed++;
+	fflush(stdout);
+	return cond;
+}
+
+#define is_int(got, want, ...) \
+	(ok((long long)(got) == (long long)(want), __VA_ARGS__) ? 1 : \
+	 (printf("#   got %lld, want %lld\n", (long long)(got), (long long)(want)), 0))
+
+#define is_str(got, want, ...) \
+	(ok((got) != NULL && strcmp((got), (want)) == 0, __VA_ARGS__) ? 1 : \
+	 (printf("#   got \"%s\", want \"%s\"\n", (got) ? (got) : "(null)", (want)), 0))
+
+__attribute__((unused))
+static void diag(const char *msg)
+{
+	printf("# %s\n", msg);
+}
+
+__attribute__((unused))
+static int tap_done(void)
+{
+	printf("1..%d\n", tap_count);
+	return tap_failed ? 1 : 0;
+}
+
+#endif
