@@ -1,0 +1,687 @@
+"""relaylab — private Postfix instances for end-to-end tests of smtp-relay (stdlib only).
+
+A *lab* is one temporary folder holding a throwaway certificate authority and up to two
+private Postfix instances, each started with ``postfix -c DIR start`` from its own config
+folder, queue and data folders, listening on 127.0.0.1 only, on free high ports picked at
+run time. Nothing outside the lab folder is written; nothing global is configured. Needs
+root (Postfix's master runs as root and drops to ``mail_owner = postfix``).
+
+Roles
+-----
+* ``Upstream`` — the smarthost. Requires STARTTLS and AUTH (Cyrus ``sasldb``, users made
+  with ``saslpasswd2``), delivers everything it receives into ``<dir>/Maildir/`` (a
+  catch-all virtual mailbox).
+* ``Relay`` — the instance under test, configured by ``relay-admin setup --postfix-config``
+  (the harness only writes the instance basics: queue/data folders, loopback, log file).
+  Submission service with mandatory STARTTLS on ``relay.port``, implicit TLS on
+  ``relay.tls_port``, logins from the relaydb users database (``relay.add_user``), relaying
+  to the upstream over verified TLS with upstream AUTH.
+
+Quick use
+---------
+::
+
+    import relaylab
+    with relaylab.Lab() as lab:                 # temp folder + CA; lab.stop() on exit
+        up = lab.upstream()                      # started
+        relay = lab.relay(up)                    # started, relaying to `up`
+        pw = relay.add_user('alice')             # relay-admin user add; returns the password
+        with relay.smtp() as s:                  # smtplib.SMTP, STARTTLS done (CA verified)
+            s.login('alice', pw)
+            s.sendmail('a@example.org', ['b@example.net'], b'Subject: x\\r\\n\\r\\nhi\\r\\n')
+        up.wait_messages(1)                      # -> list of bytes (maildir files)
+
+API
+---
+``Lab(build_root=None, keep=False, prefix='relaylab-')``
+    Context manager. ``build_root`` is the meson build folder holding ``admin/relay-admin``
+    and ``plugin/librelaydb.so`` (default: env ``RELAY_BUILD_ROOT``, else ``<repo>/build``).
+    ``keep=True`` (or env ``RELAYLAB_KEEP=1``) leaves the folder for inspection after stop.
+    Attributes: ``dir``, ``build_root``, ``relay_admin`` (path of the binary),
+    ``plugin_dir`` (folder with librelaydb.so), ``ca`` (a ``CA``).
+    ``lab.upstream(**kw)`` -> started ``Upstream``; ``lab.relay(upstream, **kw)`` -> started
+    ``Relay``; ``lab.stop()`` stops every instance (also called on ``__exit__``).
+
+``CA``: ``ca.cert`` (PEM path), ``ca.issue(name, hosts=('localhost', '127.0.0.1'))`` ->
+    ``(cert_path, key_path)`` for a server certificate signed by this CA;
+    ``ca.context()`` -> ``ssl.SSLContext`` trusting only this CA.
+    ``make_ca(dir, name)`` makes another, independent CA (e.g. one the relay does not trust).
+
+``Instance`` (both roles):
+    ``dir`` (its folder), ``config_dir`` (main.cf, master.cf), ``queue_dir``, ``data_dir``,
+    ``maillog`` (path of the log file), ``host`` ('127.0.0.1'),
+    ``postconf(*args)`` -> stdout of ``postconf -c config_dir *args``,
+    ``set_main(**params)`` / ``set_main_dict(d)`` (``postconf -e``), ``start()``, ``stop()``,
+    ``reload()``, ``running()``, ``log()`` (the whole maillog as str),
+    ``wait_log(regex, timeout=30)`` -> the ``re.Match`` of the first matching line (raises
+    ``TimeoutError``), ``log_mark()`` / ``wait_log(regex, since=mark)`` to look only at lines
+    written after a point.
+
+``Upstream(lab, user='upstream-user', password=<random>, cert=None, tls_only=True)``:
+    ``port`` (STARTTLS, AUTH required), ``user``, ``password``, ``hostname`` ('localhost',
+    the name in its certificate; the relay connects to ``[localhost]:port``), ``cert``/``key``,
+    ``maildir`` (``<dir>/Maildir``), ``messages()`` -> list of bytes (new/ and cur/),
+    ``wait_messages(n, timeout=60)``. ``cert=(cert, key)`` lets a test use a certificate from
+    another CA (an *unverifiable* upstream).
+
+``Relay(lab, upstream, ...)`` keyword options (all optional):
+    ``milter`` — a milter socket spec (``unix:/path`` or ``inet:127.0.0.1:PORT``) passed to
+        ``relay-admin setup --milter``; default: ``--no-milter``.
+    ``tls_port`` — True (default) to add an implicit-TLS service on a second free port.
+    ``upstream_password`` — what the relay uses to log in upstream (default: the right one;
+        give a wrong one for a *wrong upstream password* variant).
+    ``upstream_ca`` — CA file the relay trusts for the upstream (default the lab CA; give
+        another CA's file for an *unverifiable upstream certificate* variant).
+    ``upstream_insecure`` — pass ``--upstream-insecure`` (no upstream verification).
+    ``setup_args`` — extra arguments appended to ``relay-admin setup``.
+    ``main_overrides`` — dict applied with ``postconf -e`` after setup (main.cf).
+    ``service_overrides`` — dict applied with ``postconf -P`` to the submission service(s)
+        after setup, e.g. ``{'smtpd_tls_security_level': 'may', 'smtpd_tls_auth_only':
+        'no'}`` (*no TLS required*) or ``{'smtpd_client_restrictions': 'permit',
+        'smtpd_recipient_restrictions': 'permit', 'smtpd_relay_restrictions': 'permit'}``
+        (*open relay*). See ``BROKEN`` for ready-made sets.
+    ``start`` — False to only configure (call ``relay.start()`` yourself).
+    Attributes: ``port`` (STARTTLS service), ``tls_port`` (implicit TLS, or None), ``db``
+    (users database), ``cert``/``key`` (its server certificate), ``sasl_dir`` (smtpd.conf),
+    ``setup_output`` (stdout+stderr of relay-admin setup), ``upstream``.
+    ``admin(*args, input=None, check=True)`` runs relay-admin with ``--db`` set ->
+    ``CompletedProcess``; ``add_user(name, password=None)`` -> password (generated if None);
+    ``smtp(starttls=True)`` / ``smtps()`` -> connected ``smtplib`` clients (EHLO done, CA
+    verified); ``service_name``/``tls_service_name`` (master.cf names).
+
+``BROKEN``: dict of named override sets for deliberately broken relays:
+    ``'no_tls'`` (service_overrides), ``'open_relay'`` (service_overrides); the other two
+    broken variants are keyword options: ``upstream_password='wrong'`` and
+    ``upstream_ca=make_ca(...).cert``.
+
+Helpers: ``free_port()``, ``need_root()`` (returns a reason string or None),
+``postfix_available()``.
+"""
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import smtplib
+import ssl
+import subprocess
+import tempfile
+import time
+
+HOST = '127.0.0.1'
+POSTFIX_USER = 'postfix'
+SYSTEM_SASL_PLUGINS = '/usr/lib/x86_64-linux-gnu/sasl2'
+
+BROKEN = {
+    'no_tls': {'smtpd_tls_security_level': 'may', 'smtpd_tls_auth_only': 'no'},
+    'open_relay': {'smtpd_client_restrictions': 'permit',
+                   'smtpd_recipient_restrictions': 'permit',
+                   'smtpd_relay_restrictions': 'permit'},
+}
+
+
+def _repo_root():
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind port 0)."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def need_root():
+    """None if this process can run Postfix instances, else a reason to skip."""
+    if os.geteuid() != 0:
+        return 'the Postfix end-to-end tests need root (postfix master runs as root)'
+    if not postfix_available():
+        return 'Postfix is not installed (apt-get install postfix)'
+    return None
+
+
+def postfix_available():
+    return shutil.which('postfix') is not None and shutil.which('postconf') is not None
+
+
+def _run(argv, input=None, check=True, env=None, timeout=120):
+    p = subprocess.run(argv, input=input, capture_output=True, env=env, timeout=timeout)
+    if check and p.returncode != 0:
+        raise RuntimeError('%s failed (exit %d):\n%s%s' % (
+            ' '.join(argv), p.returncode, p.stdout.decode(errors='replace'),
+            p.stderr.decode(errors='replace')))
+    return p
+
+
+def _postfix_ids():
+    import pwd
+    pw = pwd.getpwnam(POSTFIX_USER)
+    return pw.pw_uid, pw.pw_gid
+
+
+def _chown_postfix(path, mode):
+    uid, gid = _postfix_ids()
+    os.chown(path, 0, gid)
+    os.chmod(path, mode)
+
+
+# ---- certificates ---------------------------------------------------------------------
+
+class CA:
+    """A throwaway certificate authority made with the openssl command (EC P-256 keys)."""
+
+    def __init__(self, folder, name='relaylab test CA'):
+        self.dir = folder
+        os.makedirs(folder, exist_ok=True)
+        self.key = os.path.join(folder, 'ca.key')
+        self.cert = os.path.join(folder, 'ca.pem')
+        _run(['openssl', 'req', '-x509', '-new', '-nodes', '-newkey', 'ec',
+              '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-keyout', self.key,
+              '-out', self.cert, '-days', '3', '-subj', '/CN=' + name,
+              '-addext', 'basicConstraints=critical,CA:TRUE',
+              '-addext', 'keyUsage=critical,keyCertSign,cRLSign'])
+        os.chmod(self.cert, 0o644)
+        self._serial = 1
+
+    def issue(self, name, hosts=('localhost', HOST)):
+        """A server certificate for `hosts` (DNS names and IPs) -> (cert_path, key_path)."""
+        self._serial += 1
+        base = os.path.join(self.dir, '%s-%d' % (name, self._serial))
+        key, csr, crt, ext = base + '.key', base + '.csr', base + '.pem', base + '.ext'
+        sans = ','.join(('IP:' if re.fullmatch(r'[0-9.]+|[0-9a-fA-F:]+:[0-9a-fA-F:]*', h)
+                         else 'DNS:') + h for h in hosts)
+        with open(ext, 'w') as f:
+            f.write('subjectAltName=%s\nextendedKeyUsage=serverAuth\n'
+                    'basicConstraints=CA:FALSE\n' % sans)
+        _run(['openssl', 'req', '-new', '-nodes', '-newkey', 'ec',
+              '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-keyout', key, '-out', csr,
+              '-subj', '/CN=' + hosts[0]])
+        _run(['openssl', 'x509', '-req', '-in', csr, '-CA', self.cert, '-CAkey', self.key,
+              '-set_serial', str(self._serial + int(time.time())), '-days', '2',
+              '-out', crt, '-extfile', ext])
+        _chown_postfix(key, 0o640)
+        os.chmod(crt, 0o644)
+        return crt, key
+
+    def context(self):
+        ctx = ssl.create_default_context(cafile=self.cert)
+        return ctx
+
+
+def make_ca(folder, name='relaylab other CA'):
+    return CA(folder, name)
+
+
+# ---- instances ------------------------------------------------------------------------
+
+# Only the services a relay or a smarthost needs; chroot off everywhere (a private queue
+# folder holds no copy of /etc), so we need no chroot set-up.
+_MASTER_CF = """\
+# private relaylab instance: written by relaylab.py
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+class Instance:
+    """A private Postfix instance under `folder` (see the module docstring)."""
+
+    host = HOST
+
+    def __init__(self, lab, name, hostname):
+        self.lab = lab
+        self.name = name
+        self.hostname = hostname
+        self.dir = os.path.join(lab.dir, name)
+        self.config_dir = os.path.join(self.dir, 'etc')
+        self.queue_dir = os.path.join(self.dir, 'queue')
+        self.data_dir = os.path.join(self.dir, 'data')
+        self.maillog = os.path.join(self.dir, 'maillog')
+        self._started = False
+        for d in (self.dir, self.config_dir, self.queue_dir):
+            os.makedirs(d, exist_ok=True)
+            os.chmod(d, 0o755)
+        os.makedirs(self.data_dir, exist_ok=True)
+        uid, gid = _postfix_ids()
+        os.chown(self.data_dir, uid, gid)
+        os.chmod(self.data_dir, 0o700)
+        with open(os.path.join(self.config_dir, 'master.cf'), 'w') as f:
+            f.write(_MASTER_CF)
+        with open(os.path.join(self.config_dir, 'main.cf'), 'w') as f:
+            f.write('# private relaylab instance %s: written by relaylab.py\n' % name)
+        self.set_main_dict({
+            'compatibility_level': '3.6',
+            'queue_directory': self.queue_dir,
+            'data_directory': self.data_dir,
+            'meta_directory': '/etc/postfix',
+            'mail_owner': POSTFIX_USER,
+            'setgid_group': 'postdrop',
+            'myhostname': hostname,
+            'mydomain': 'relaylab.test',
+            'myorigin': '$myhostname',
+            'inet_interfaces': HOST,
+            'inet_protocols': 'ipv4',
+            'mynetworks': '127.0.0.0/8',
+            'mydestination': '',
+            'relay_domains': '',
+            'local_recipient_maps': '',
+            'alias_maps': '',
+            'alias_database': '',
+            'smtp_host_lookup': 'native',
+            'smtp_dns_support_level': 'disabled',
+            'disable_dns_lookups': 'yes',
+            'maillog_file': self.maillog,
+            'maillog_file_prefixes': self.dir,
+            'smtputf8_enable': 'no',
+            'smtp_tls_loglevel': '1',
+            'biff': 'no',
+            'delay_warning_time': '0',
+            'smtpd_banner': '$myhostname ESMTP',
+            # retry quickly so a message held by a transient upstream failure moves on
+            'queue_run_delay': '5s',
+            'minimal_backoff_time': '5s',
+            'maximal_backoff_time': '10s',
+        })
+
+    # -- configuration
+    def postconf(self, *args, check=True):
+        return _run(['postconf', '-c', self.config_dir] + list(args),
+                    check=check).stdout.decode()
+
+    def set_main(self, **params):
+        self.set_main_dict(params)
+
+    def set_main_dict(self, params):
+        if params:
+            self.postconf('-e', *['%s=%s' % kv for kv in params.items()])
+
+    # -- life cycle
+    def start(self):
+        _run(['postfix', '-c', self.config_dir, 'check'])
+        _run(['postfix', '-c', self.config_dir, 'start'])
+        self._started = True
+        self.lab._track(self)
+        self._wait_listening()
+
+    def _ports(self):
+        return []
+
+    def _wait_listening(self, timeout=30):
+        import socket
+        deadline = time.monotonic() + timeout
+        for port in self._ports():
+            while True:
+                try:
+                    with socket.create_connection((HOST, port), timeout=2):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError('%s: nothing listens on %s:%d\n%s' % (
+                            self.name, HOST, port, self.log()[-3000:]))
+                    time.sleep(0.1)
+
+    def reload(self):
+        _run(['postfix', '-c', self.config_dir, 'reload'])
+
+    def _master_pid(self):
+        try:
+            with open(os.path.join(self.queue_dir, 'pid', 'master.pid')) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def running(self):
+        return _run(['postfix', '-c', self.config_dir, 'status'], check=False).returncode == 0
+
+    def stop(self):
+        """Stops the instance; kills by pid what does not stop (master and its children)."""
+        if not self._started:
+            return
+        self._started = False
+        pid = self._master_pid()
+        _run(['postfix', '-c', self.config_dir, 'stop'], check=False)
+        if pid is None:
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _pid_alive(pid):
+            time.sleep(0.1)
+        for child in [pid] + _children(pid):
+            if _pid_alive(child):
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    # -- logs
+    def log(self):
+        try:
+            with open(self.maillog, encoding='utf-8', errors='replace') as f:
+                return f.read()
+        except FileNotFoundError:
+            return ''
+
+    def log_mark(self):
+        try:
+            return os.path.getsize(self.maillog)
+        except OSError:
+            return 0
+
+    def wait_log(self, regex, timeout=30, since=0):
+        rx = re.compile(regex)
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log()[since:] if since else self.log()
+            for line in text.splitlines():
+                m = rx.search(line)
+                if m:
+                    return m
+            if time.monotonic() > deadline:
+                raise TimeoutError('%s: no log line matching %r within %ss; log tail:\n%s' % (
+                    self.name, regex, timeout, text[-3000:]))
+            time.sleep(0.2)
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _children(pid):
+    """Direct children of `pid` from /proc (the master's daemons)."""
+    out = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+class Upstream(Instance):
+    """The smarthost: STARTTLS + AUTH (sasldb) required, everything into <dir>/Maildir/."""
+
+    def __init__(self, lab, user='upstream-user', password=None, cert=None, start=True):
+        super().__init__(lab, 'upstream', 'localhost')
+        self.user = user
+        self.password = password or secrets.token_urlsafe(18)
+        self.port = free_port()
+        self.cert, self.key = cert or lab.ca.issue('upstream')
+        self.maildir = os.path.join(self.dir, 'Maildir')
+        # Debian's smtpd reads <config_directory>/sasl/smtpd.conf (its GETCONFPATH
+        # callback); cyrus_sasl_config_path points there too for other builds.
+        self.sasl_dir = os.path.join(self.config_dir, 'sasl')
+        os.makedirs(self.sasl_dir, exist_ok=True)
+        os.chmod(self.sasl_dir, 0o755)
+        self.sasldb = os.path.join(self.sasl_dir, 'sasldb2')
+        # The realm libsasl2 uses with an empty smtpd_sasl_local_domain is $myhostname.
+        _run(['saslpasswd2', '-c', '-p', '-f', self.sasldb, '-u', self.hostname, self.user],
+             input=self.password.encode())
+        _chown_postfix(self.sasldb, 0o640)
+        with open(os.path.join(self.sasl_dir, 'smtpd.conf'), 'w') as f:
+            f.write('pwcheck_method: auxprop\nauxprop_plugin: sasldb\n'
+                    'sasldb_path: %s\nmech_list: plain login\n' % self.sasldb)
+        uid, gid = _postfix_ids()
+        mail_base = os.path.join(self.dir, 'mail')
+        os.makedirs(mail_base, exist_ok=True)
+        os.chown(mail_base, uid, gid)
+        # virtual_mailbox_base + 'Maildir/' -> <dir>/mail/Maildir; expose it as <dir>/Maildir
+        os.symlink(os.path.join(mail_base, 'Maildir'), self.maildir)
+        self.set_main_dict({
+            'cyrus_sasl_config_path': self.sasl_dir,
+            'smtpd_sasl_path': 'smtpd',
+            'smtpd_sasl_auth_enable': 'yes',
+            'smtpd_sasl_security_options': 'noanonymous',
+            'smtpd_tls_security_level': 'encrypt',
+            'smtpd_tls_auth_only': 'yes',
+            'smtpd_tls_cert_file': self.cert,
+            'smtpd_tls_key_file': self.key,
+            'smtpd_client_restrictions': 'permit_sasl_authenticated, reject',
+            'smtpd_relay_restrictions': 'permit_sasl_authenticated, reject',
+            'smtpd_recipient_restrictions': 'permit_sasl_authenticated, reject',
+            'virtual_mailbox_domains': 'static:all',
+            'virtual_mailbox_base': mail_base,
+            'virtual_mailbox_maps': 'static:Maildir/',
+            'virtual_uid_maps': 'static:%d' % uid,
+            'virtual_gid_maps': 'static:%d' % gid,
+            'virtual_minimum_uid': str(min(uid, 100)),
+        })
+        self.postconf('-M', '%s:%d/inet=%s:%d inet n - n - - smtpd' % (
+            HOST, self.port, HOST, self.port))
+        if start:
+            self.start()
+
+    def _ports(self):
+        return [self.port]
+
+    def messages(self):
+        out = []
+        for sub in ('new', 'cur'):
+            d = os.path.join(self.maildir, sub)
+            if not os.path.isdir(d):
+                continue
+            for name in sorted(os.listdir(d)):
+                with open(os.path.join(d, name), 'rb') as f:
+                    out.append(f.read())
+        return out
+
+    def wait_messages(self, n=1, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            msgs = self.messages()
+            if len(msgs) >= n:
+                return msgs
+            if time.monotonic() > deadline:
+                raise TimeoutError('upstream: %d of %d messages after %ss; logs:\n%s' % (
+                    len(msgs), n, timeout, self.lab.logs_tail()))
+            time.sleep(0.2)
+
+
+class Relay(Instance):
+    """The relay under test (see the module docstring for the options)."""
+
+    def __init__(self, lab, upstream, milter=None, tls_port=True, upstream_password=None,
+                 upstream_ca=None, upstream_insecure=False, setup_args=(),
+                 main_overrides=None, service_overrides=None, start=True):
+        super().__init__(lab, 'relay', 'localhost')
+        self.upstream = upstream
+        self.port = free_port()
+        self.tls_port = free_port() if tls_port else None
+        while self.tls_port == self.port:
+            self.tls_port = free_port()
+        self.service_name = '%s:%d/inet' % (HOST, self.port)
+        self.tls_service_name = ('%s:%d/inet' % (HOST, self.tls_port)) if self.tls_port else None
+        self.cert, self.key = lab.ca.issue('relay')
+        self.sasl_dir = os.path.join(self.dir, 'sasl')
+        dbdir = os.path.join(self.dir, 'db')
+        os.makedirs(dbdir, exist_ok=True)
+        _chown_postfix(dbdir, 0o750)
+        self.db = os.path.join(dbdir, 'users.db')
+        self.admin('init')
+        if os.path.exists(self.db):
+            _chown_postfix(self.db, 0o640)
+        pw = upstream.password if upstream_password is None else upstream_password
+        self.setup_output = _configure_relay(self, lab, upstream, pw, milter,
+                                             upstream_ca or lab.ca.cert,
+                                             upstream_insecure, list(setup_args))
+        self.set_main_dict(main_overrides or {})
+        for svc in filter(None, (self.service_name, self.tls_service_name)):
+            for k, v in (service_overrides or {}).items():
+                self.postconf('-P', '%s/%s=%s' % (svc, k, v))
+        if start:
+            self.start()
+
+    def _ports(self):
+        return [p for p in (self.port, self.tls_port) if p]
+
+    def admin(self, *args, input=None, check=True):
+        argv = [self.lab.relay_admin, '--db', self.db] + list(args)
+        if isinstance(input, str):
+            input = input.encode()
+        p = subprocess.run(argv, input=input, capture_output=True, timeout=120)
+        if check and p.returncode != 0:
+            raise RuntimeError('%s failed (exit %d):\n%s%s' % (
+                ' '.join(argv), p.returncode, p.stdout.decode(errors='replace'),
+                p.stderr.decode(errors='replace')))
+        return p
+
+    def add_user(self, name, password=None):
+        if password is None:
+            password = secrets.token_urlsafe(24)
+        self.admin('user', 'add', name, '--password-stdin', input=password + '\n')
+        return password
+
+    def smtp(self, starttls=True, timeout=30):
+        s = smtplib.SMTP(HOST, self.port, local_hostname='client.relaylab.test',
+                         timeout=timeout)
+        try:
+            s.ehlo()
+            if starttls:
+                s.starttls(context=self.lab.ca.context())
+                s.ehlo()
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    def smtps(self, timeout=30):
+        s = smtplib.SMTP_SSL(HOST, self.tls_port, local_hostname='client.relaylab.test',
+                             timeout=timeout, context=self.lab.ca.context())
+        try:
+            s.ehlo()
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+
+def _configure_relay(relay, lab, upstream, password, milter, upstream_ca, insecure,
+                     extra):
+    """Configures the relay instance the way `relay-admin setup` will (interim, by hand)."""
+    sasl_dir = os.path.join(relay.config_dir, 'sasl')
+    relay.sasl_dir = sasl_dir
+    os.makedirs(sasl_dir, exist_ok=True)
+    with open(os.path.join(sasl_dir, 'smtpd.conf'), 'w') as f:
+        f.write('pwcheck_method: auxprop\nauxprop_plugin: relaydb\nrelaydb_path: %s\n'
+                'mech_list: plain login scram-sha-256\n' % relay.db)
+    env = relay.postconf('-h', 'import_environment').split()
+    env = [e for e in env if not e.startswith('SASL_PATH=')]
+    env.append('SASL_PATH=%s:%s' % (lab.plugin_dir, SYSTEM_SASL_PLUGINS))
+    nexthop = '[%s]:%d' % (upstream.hostname, upstream.port)
+    smtp_pw = os.path.join(relay.config_dir, 'relay_upstream')
+    fd = os.open(smtp_pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w') as f:
+        f.write('%s %s:%s\n' % (nexthop, upstream.user, password))
+    _run(['postmap', '-c', relay.config_dir, 'hash:' + smtp_pw])
+    os.chmod(smtp_pw + '.db', 0o600)
+    relay.set_main_dict({
+        'import_environment': ' '.join(env),
+        'cyrus_sasl_config_path': sasl_dir,
+        'smtpd_sasl_type': 'cyrus', 'smtpd_sasl_path': 'smtpd',
+        'smtpd_sasl_security_options': 'noanonymous', 'smtpd_sasl_local_domain': '',
+        'smtpd_tls_cert_file': relay.cert, 'smtpd_tls_key_file': relay.key,
+        'smtpd_tls_protocols': '>=TLSv1.2', 'smtpd_tls_mandatory_protocols': '>=TLSv1.2',
+        'smtpd_client_auth_rate_limit': '30',
+        'relayhost': nexthop,
+        'smtp_sasl_auth_enable': 'yes',
+        'smtp_sasl_password_maps': 'hash:' + smtp_pw,
+        'smtp_sasl_security_options': 'noanonymous',
+        'smtp_sasl_tls_security_options': 'noanonymous',
+        'smtp_tls_security_level': 'may' if insecure else 'secure',
+        'smtp_tls_CAfile': upstream_ca,
+        'smtp_tls_mandatory_protocols': '>=TLSv1.2',
+    })
+    opts = ['syslog_name=postfix/relay', 'smtpd_sasl_auth_enable=yes',
+            'smtpd_tls_security_level=encrypt', 'smtpd_tls_auth_only=yes',
+            'smtpd_client_restrictions=permit_sasl_authenticated,reject',
+            'smtpd_relay_restrictions=permit_sasl_authenticated,reject',
+            'smtpd_recipient_restrictions=permit_sasl_authenticated,reject']
+    if milter:
+        opts.append('smtpd_milters=' + milter)
+    for svc, wrap in ((relay.service_name, False), (relay.tls_service_name, True)):
+        if not svc:
+            continue
+        o = opts + (['smtpd_tls_wrappermode=yes'] if wrap else [])
+        relay.postconf('-M', '%s=%s inet n - n - - smtpd %s' % (
+            svc, svc[:-len('/inet')], ' '.join('-o ' + x for x in o)))
+    return ''
+
+
+class Lab:
+    """A temporary folder with a CA and the instances started in it (see module docstring)."""
+
+    def __init__(self, build_root=None, keep=None, prefix='relaylab-'):
+        self.build_root = os.path.abspath(build_root or os.environ.get('RELAY_BUILD_ROOT')
+                                          or os.path.join(_repo_root(), 'build'))
+        self.relay_admin = os.path.join(self.build_root, 'admin', 'relay-admin')
+        self.plugin_dir = os.path.join(self.build_root, 'plugin')
+        self.keep = keep if keep is not None else os.environ.get('RELAYLAB_KEEP') == '1'
+        self.dir = tempfile.mkdtemp(prefix=prefix)
+        # smtpd runs as `postfix` and must reach the files below (sasldb, users.db, certs)
+        os.chmod(self.dir, 0o755)
+        self._instances = []
+        self.ca = CA(os.path.join(self.dir, 'ca'))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def _track(self, inst):
+        if inst not in self._instances:
+            self._instances.append(inst)
+
+    def upstream(self, **kw):
+        return Upstream(self, **kw)
+
+    def relay(self, upstream, **kw):
+        return Relay(self, upstream, **kw)
+
+    def logs_tail(self, n=4000):
+        return '\n'.join('--- %s maillog ---\n%s' % (i.name, i.log()[-n:])
+                         for i in self._instances)
+
+    def stop(self):
+        for inst in reversed(self._instances):
+            try:
+                inst.stop()
+            except Exception:  # keep stopping the others
+                pass
+        self._instances = []
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
