@@ -1,0 +1,451 @@
+/*
+ * relaydb.c — the `relaydb` Cyrus SASL auxprop plugin (librelaydb.so).
+ *
+ * What it is: the glue between libsasl2 (2.1.28) and the users database. Postfix's smtpd
+ * loads it in place of sasldb; for a login it hands libsasl2 the two verifiers we store:
+ *   cmusaslsecretPLAIN  33 bytes, salt[16] || 0x00 || MD5(salt || "sasldb" || password),
+ *                       which libsasl2 checks for PLAIN and LOGIN;
+ *   authPassword        the SCRAM-SHA-256 verifier, for SCRAM-SHA-256.
+ * Never userPassword: we hold no cleartext. Unknown, disabled and expired logins get no
+ * properties at all, so the client sees exactly the failure of a wrong password (535); the
+ * log says which it was. A database that cannot answer is SASL_UNAVAIL (Postfix: 454),
+ * never "no such user".
+ *
+ * A guest in someone else's process (STYLE rule 9): the only exported symbol is
+ * sasl_auxprop_plug_init; options come from utils->getopt, logs go to utils->log (whose
+ * formatter knows only %s %d %u %x %c %m %z — no %.*s, no %ld); no exit, abort or signals;
+ * secret buffers are wiped with explicit_bzero.
+ *
+ * Lifetime: init (as root, before smtpd's chroot) only reads options. The database is
+ * opened read-only on the first lookup that needs it — i.e. inside the chroot, as user
+ * postfix — and kept for the life of the process, with its statements prepared once by
+ * the rdb layer. Each such lookup stat()s the path first: a removed file turns into
+ * SASL_UNAVAIL at once and a replaced file (new inode) is reopened.
+ *
+ * Thread safety: smtpd is single-threaded, but other hosts of libsasl2 are not; the one
+ * cached connection is guarded by a mutex.
+ *
+ * This translation unit must not include OpenSSL headers: <sasl/saslplug.h> pulls in
+ * <sasl/md5.h>, whose MD5_CTX clashes with OpenSSL's.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sasl/sasl.h>
+#include <sasl/saslplug.h>
+#include <sqlite3.h>
+
+#include "rdb.h"
+
+#define PLUGIN_NAME "relaydb"
+#define OPT_PATH "relaydb_path"
+#define OPT_BUSY "relaydb_busy_timeout_ms"
+
+#define PROP_PLAIN "cmusaslsecretPLAIN"
+#define PROP_SCRAM "authPassword"
+
+#define BUSY_DEFAULT_MS 2000
+#define BUSY_MAX_MS 60000
+
+/* How much of a client-supplied string goes into a log line. */
+#define LOGNAME_MAX 64
+
+/* The plugin's global context: one per sasl_server_init. */
+struct relaydb {
+	sasl_auxprop_plug_t plug;   /* handed to libsasl2; glob_context points back here */
+	const sasl_utils_t *utils;  /* the global utils from init: logging when no sparams */
+	char *path;                 /* relaydb_path; NULL if unusable (see config_error) */
+	const char *config_error;   /* why the configuration is unusable, or NULL */
+	int busy_ms;
+
+	pthread_mutex_t lock;       /* guards everything below */
+	struct rdb *db;             /* opened lazily; NULL until then or after an error */
+	dev_t dev;                  /* identity of the file db was opened from */
+	ino_t ino;
+};
+
+int sasl_auxprop_plug_init(const sasl_utils_t *utils, int max_version, int *out_version,
+                           sasl_auxprop_plug_t **plug, const char *plugname)
+	__attribute__((visibility("default")));
+
+/* ---- logging helpers ---------------------------------------------------------------- */
+
+/* Copies at most LOGNAME_MAX bytes of an untrusted string, replacing anything outside
+ * printable ASCII (and the quote and backslash we would otherwise have to escape) by '?',
+ * and marks truncation with "...". Always NUL-terminates. */
+static void printable(char *out, size_t outlen, const char *in, size_t inlen)
+{
+	size_t n = 0;
+	size_t max = outlen - 4; /* room for "..." and NUL */
+
+	if (max > LOGNAME_MAX)
+		max = LOGNAME_MAX;
+	for (size_t i = 0; i < inlen && n < max; i++) {
+		unsigned char c = (unsigned char)in[i];
+		out[n++] = (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') ? (char)c : '?';
+	}
+	if (inlen > max) {
+		memcpy(out + n, "...", 3);
+		n += 3;
+	}
+	out[n] = '\0';
+}
+
+/* The client's address as Postfix passed it ("ip;port"), made printable, or "unknown". */
+static void client_of(const sasl_server_params_t *sparams, char *out, size_t outlen)
+{
+	const char *ip = sparams->ipremoteport;
+
+	if (ip == NULL || *ip == '\0') {
+		printable(out, outlen, "unknown", 7);
+		return;
+	}
+	printable(out, outlen, ip, strnlen(ip, 256));
+}
+
+/* ---- options ------------------------------------------------------------------------ */
+
+static const char *getopt_str(const sasl_utils_t *utils, const char *key)
+{
+	const char *value = NULL;
+	unsigned len = 0;
+
+	if (utils->getopt == NULL ||
+	    utils->getopt(utils->getopt_context, "RELAYDB", key, &value, &len) != SASL_OK)
+		return NULL;
+	return value;
+}
+
+/* Reads the options once, at init. Problems are remembered, not logged here: every auxprop
+ * plugin in libsasl2's folder is initialised in every SASL server on the machine, selected
+ * or not, and only the hosts that actually ask relaydb should hear about its config. */
+static void read_options(struct relaydb *rp, const sasl_utils_t *utils)
+{
+	const char *path = getopt_str(utils, OPT_PATH);
+	const char *busy = getopt_str(utils, OPT_BUSY);
+
+	rp->busy_ms = BUSY_DEFAULT_MS;
+	if (busy != NULL) {
+		char *end = NULL;
+		unsigned long ms;
+
+		errno = 0;
+		ms = strtoul(busy, &end, 10);
+		if (errno != 0 || end == busy || *end != '\0' || busy[0] == '-' || ms > BUSY_MAX_MS) {
+			rp->config_error = OPT_BUSY " must be a number of milliseconds from 0 to 60000";
+			return;
+		}
+		rp->busy_ms = (int)ms;
+	}
+	if (path == NULL) {
+		rp->config_error = OPT_PATH " is not set in the SASL config file "
+		                   "(e.g. /etc/postfix/sasl/smtpd.conf)";
+		return;
+	}
+	if (path[0] != '/') {
+		/* smtpd resolves relative paths in the queue directory before the chroot and
+		 * from the chroot's root after it: never what the admin meant. */
+		rp->config_error = OPT_PATH " must be an absolute path";
+		return;
+	}
+	rp->path = strdup(path);
+	if (rp->path == NULL)
+		rp->config_error = "out of memory reading " OPT_PATH;
+}
+
+/* ---- the cached database ------------------------------------------------------------ */
+
+static void db_drop(struct relaydb *rp)
+{
+	rdb_close(rp->db);
+	rp->db = NULL;
+}
+
+/* Why a stat()/open failed, with the hint an admin needs inside smtpd. */
+static const char *stat_hint(int err)
+{
+	switch (err) {
+	case ENOENT:
+		return "; with chroot=y in master.cf the path is looked up inside the chroot "
+		       "(/var/spool/postfix)";
+	case EACCES:
+		return "; smtpd runs as user postfix: the file needs root:postfix 0640 and "
+		       "its folder 0750";
+	default:
+		return "";
+	}
+}
+
+/* Returns the open database in *out, opening or reopening it as needed. Called with
+ * rp->lock held. Anything but SASL_OK has been logged. */
+static int db_get(struct relaydb *rp, const sasl_utils_t *utils, struct rdb **out)
+{
+	struct stat st;
+	char err[256];
+
+	if (stat(rp->path, &st) != 0) {
+		int e = errno;
+
+		db_drop(rp);
+		utils->log(utils->conn, SASL_LOG_ERR,
+		           PLUGIN_NAME ": users database %s unavailable: %s%s",
+		           rp->path, strerror(e), stat_hint(e));
+		return SASL_UNAVAIL;
+	}
+	if (rp->db != NULL && (st.st_dev != rp->dev || st.st_ino != rp->ino)) {
+		utils->log(utils->conn, SASL_LOG_NOTE,
+		           PLUGIN_NAME ": users database %s was replaced; reopening", rp->path);
+		db_drop(rp);
+	}
+	if (rp->db == NULL) {
+		struct rdb *db = NULL;
+
+		err[0] = '\0';
+		if (rdb_open(rp->path, RDB_READONLY, &db, err, sizeof err) != RDB_OK) {
+			rdb_close(db);
+			utils->log(utils->conn, SASL_LOG_ERR,
+			           PLUGIN_NAME ": users database %s unavailable: %s",
+			           rp->path, err[0] ? err : "cannot open");
+			return SASL_UNAVAIL;
+		}
+		/* Wait this long for relay-admin's short write transactions before giving a
+		 * temporary failure. */
+		sqlite3_busy_timeout(rdb_handle(db), rp->busy_ms);
+		rp->db = db;
+		rp->dev = st.st_dev;
+		rp->ino = st.st_ino;
+	}
+	*out = rp->db;
+	return SASL_OK;
+}
+
+/* ---- lookup ------------------------------------------------------------------------- */
+
+/* Which of our properties this call should fill: the propctx names (with their `*` if
+ * any), NULL where nothing is wanted. Follows the auxprop conventions: without
+ * SASL_AUXPROP_AUTHZID only `*`-prefixed (authid) names apply, with it only the others;
+ * a property that already has values is left alone unless SASL_AUXPROP_OVERRIDE. */
+struct wanted {
+	const char *plain;
+	const char *scram;
+	bool erase_plain;
+	bool erase_scram;
+};
+
+static bool wanted_props(const struct propval *pv, unsigned flags, struct wanted *w)
+{
+	memset(w, 0, sizeof *w);
+	for (; pv != NULL && pv->name != NULL; pv++) {
+		const char *real = pv->name;
+		bool has_values = pv->values != NULL;
+
+		if (flags & SASL_AUXPROP_AUTHZID) {
+			if (real[0] == '*')
+				continue;
+		} else {
+			if (real[0] != '*')
+				continue;
+			real++;
+		}
+		if (has_values && !(flags & SASL_AUXPROP_OVERRIDE))
+			continue;
+		if (strcmp(real, PROP_PLAIN) == 0) {
+			w->plain = pv->name;
+			w->erase_plain = has_values;
+		} else if (strcmp(real, PROP_SCRAM) == 0) {
+			w->scram = pv->name;
+			w->erase_scram = has_values;
+		}
+	}
+	return w->plain != NULL || w->scram != NULL;
+}
+
+/* Logs why a login gets nothing; the client only ever sees "authentication failure". */
+static void log_refused(const sasl_server_params_t *sparams, const char *user, unsigned ulen,
+                        const char *why)
+{
+	char name[LOGNAME_MAX + 4];
+	char client[LOGNAME_MAX + 4];
+
+	printable(name, sizeof name, user, ulen);
+	client_of(sparams, client, sizeof client);
+	sparams->utils->log(sparams->utils->conn, SASL_LOG_FAIL,
+	                    PLUGIN_NAME ": login '%s' %s; answering as for a wrong password "
+	                    "(client %s)", name, why, client);
+}
+
+static int set_secrets(const sasl_server_params_t *sparams, const struct wanted *w,
+                       const struct rdb_secrets *sec)
+{
+	const sasl_utils_t *utils = sparams->utils;
+	int ret = SASL_OK;
+
+	if (w->plain != NULL) {
+		if (w->erase_plain)
+			utils->prop_erase(sparams->propctx, w->plain);
+		ret = utils->prop_set(sparams->propctx, w->plain, (const char *)sec->plain,
+		                      RDB_PLAIN_SECRET_LEN);
+	}
+	if (ret == SASL_OK && w->scram != NULL && sec->has_scram) {
+		if (w->erase_scram)
+			utils->prop_erase(sparams->propctx, w->scram);
+		ret = utils->prop_set(sparams->propctx, w->scram, sec->scram,
+		                      (unsigned)strnlen(sec->scram, RDB_SCRAM_MAX));
+	}
+	return ret;
+}
+
+static int relaydb_lookup(void *glob, sasl_server_params_t *sparams, unsigned flags,
+                          const char *user, unsigned ulen)
+{
+	struct relaydb *rp = glob;
+	const sasl_utils_t *utils;
+	struct wanted w;
+	char name[RDB_NAME_MAX + 1];
+	struct rdb_secrets sec;
+	struct rdb *db = NULL;
+	enum rdb_result r;
+	int ret;
+
+	if (rp == NULL || sparams == NULL || sparams->utils == NULL || user == NULL)
+		return SASL_BADPARAM;
+	utils = sparams->utils;
+
+	/* Most calls (PLAIN makes four per attempt) want nothing we have: answer them
+	 * without touching the database. */
+	if (!wanted_props(utils->prop_get(sparams->propctx), flags, &w))
+		return SASL_OK;
+
+	if (rp->config_error != NULL) {
+		utils->log(utils->conn, SASL_LOG_ERR, PLUGIN_NAME ": not usable: %s",
+		           rp->config_error);
+		return SASL_UNAVAIL;
+	}
+
+	/* A name that cannot be stored cannot exist: no need to ask the database. */
+	if (ulen == 0 || ulen > RDB_NAME_MAX || memchr(user, '\0', ulen) != NULL) {
+		log_refused(sparams, user, ulen, "is not a valid login name");
+		return SASL_NOUSER;
+	}
+	memcpy(name, user, ulen);
+	name[ulen] = '\0';
+	if (!rdb_name_valid(name, NULL, 0)) {
+		log_refused(sparams, user, ulen, "is not a valid login name");
+		return SASL_NOUSER;
+	}
+
+	pthread_mutex_lock(&rp->lock);
+	ret = db_get(rp, utils, &db);
+	if (ret != SASL_OK) {
+		pthread_mutex_unlock(&rp->lock);
+		return ret;
+	}
+	r = rdb_lookup_secrets(db, name, (int64_t)time(NULL), &sec);
+	if (r == RDB_ERROR) {
+		utils->log(utils->conn, SASL_LOG_ERR,
+		           PLUGIN_NAME ": users database %s unavailable: %s",
+		           rp->path, rdb_errmsg(db));
+		/* Start afresh next time: the file may be mid-replacement or repaired. */
+		db_drop(rp);
+	}
+	pthread_mutex_unlock(&rp->lock);
+
+	switch (r) {
+	case RDB_OK:
+		if (sec.state == RDB_LOGIN_ACTIVE) {
+			ret = set_secrets(sparams, &w, &sec);
+		} else {
+			log_refused(sparams, user, ulen, sec.state == RDB_LOGIN_DISABLED ?
+			            "is disabled" : "has expired");
+			ret = SASL_NOUSER;
+		}
+		break;
+	case RDB_NOTFOUND:
+	case RDB_INVALID:
+		log_refused(sparams, user, ulen, "does not exist");
+		ret = SASL_NOUSER;
+		break;
+	case RDB_EXISTS:
+	case RDB_ERROR:
+	default:
+		ret = SASL_UNAVAIL;
+		break;
+	}
+	explicit_bzero(&sec, sizeof sec);
+	return ret;
+}
+
+/* ---- store: refused ----------------------------------------------------------------- */
+
+/* saslpasswd2 would write a cleartext userPassword; logins are relay-admin's job. The
+ * capability probe (ctx == NULL) is refused as well, so SCRAM's setpass and auto_transition
+ * never try. */
+static int relaydb_store(void *glob, sasl_server_params_t *sparams, struct propctx *ctx,
+                         const char *user, unsigned ulen)
+{
+	const struct relaydb *rp = glob;
+	const sasl_utils_t *utils = sparams != NULL ? sparams->utils : rp != NULL ? rp->utils : NULL;
+
+	if (utils != NULL)
+		utils->log(utils->conn, SASL_LOG_WARN,
+		           PLUGIN_NAME ": refusing to store SASL properties: logins are managed "
+		           "with relay-admin (relay-admin user add/passwd), not saslpasswd2");
+	return ctx == NULL ? SASL_NOMECH : SASL_FAIL;
+}
+
+static void relaydb_free(void *glob, const sasl_utils_t *utils)
+{
+	struct relaydb *rp = glob;
+
+	if (rp == NULL)
+		return;
+	db_drop(rp);
+	pthread_mutex_destroy(&rp->lock);
+	free(rp->path);
+	free(rp);
+}
+
+/* ---- entry point -------------------------------------------------------------------- */
+
+int sasl_auxprop_plug_init(const sasl_utils_t *utils, int max_version, int *out_version,
+                           sasl_auxprop_plug_t **plug, const char *plugname)
+{
+	static const sasl_auxprop_plug_t proto = {
+		.features = 0,
+		.spare_int1 = 0,
+		.auxprop_free = relaydb_free,
+		.auxprop_lookup = relaydb_lookup,
+		.name = (char *)(uintptr_t)PLUGIN_NAME,
+		.auxprop_store = relaydb_store,
+	};
+	struct relaydb *rp;
+
+	if (utils == NULL || out_version == NULL || plug == NULL)
+		return SASL_BADPARAM;
+	if (max_version < SASL_AUXPROP_PLUG_VERSION) {
+		utils->log(NULL, SASL_LOG_ERR, PLUGIN_NAME ": libsasl2 too old (auxprop "
+		           "version %d, need %d)", max_version, SASL_AUXPROP_PLUG_VERSION);
+		return SASL_BADVERS;
+	}
+	rp = calloc(1, sizeof *rp);
+	if (rp == NULL)
+		return SASL_NOMEM;
+	if (pthread_mutex_init(&rp->lock, NULL) != 0) {
+		free(rp);
+		return SASL_NOMEM;
+	}
+	rp->utils = utils;
+	read_options(rp, utils);
+	rp->plug = proto;
+	rp->plug.glob_context = rp;
+	*out_version = SASL_AUXPROP_PLUG_VERSION;
+	*plug = &rp->plug;
+	return SASL_OK;
+}

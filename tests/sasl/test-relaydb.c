@@ -1,0 +1,495 @@
+/*
+ * test-relaydb.c — the relaydb plugin inside the real libsasl2 (suite 'sasl').
+ *
+ * Usage: test-relaydb <built librelaydb.so> <system sasl2 plugin folder>
+ *
+ * Sets up, in a private temp folder, a plugin folder holding the built plugin plus links to
+ * Debian's PLAIN, LOGIN and SCRAM mechanisms, an smtpd.conf as the README documents it, and
+ * a users database made with the rdb API; then authenticates through libsasl2 with a new
+ * sasl_conn_t per attempt, as smtpd does. Configurations that libsasl2 reads only at init
+ * (no relaydb_path, a relative one, an empty one) run in forked children.
+ *
+ * Not valgrind-clean by design (libsasl2 keeps its plugins and config for the process), so
+ * it is not in suite 'unit'. It runs under ASan/UBSan: libsasl2 dlopens the sanitized
+ * plugin into this sanitized process.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sasl/sasl.h>
+#include <sqlite3.h>
+
+#include "fixture.h"
+#include "rig.h"
+#include "tap.h"
+
+#define PW_ALICE "correct horse battery staple"
+#define PW_BOB "bob-secret-2931"
+#define PW_CAROL "carol-pw-77"
+#define PW_DAVE "dave-pw-43"
+#define PW_ERIN "erin-pw-12"
+#define PW_FRANK "frank-pw-90"
+
+static char tmp[4096];
+static char plugindir[4200];
+static char confdir[4200];
+static char dbpath[4200];
+static char *plugin_so;
+static const char *sysdir;
+
+static int plain(const char *realm, const char *user, const char *pass)
+{
+	return rig_plain(realm, user, strlen(user), pass, strlen(pass));
+}
+
+static bool write_conf(const char *dir, const char *extra)
+{
+	char path[4300], text[8192];
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return false;
+	snprintf(path, sizeof path, "%s/smtpd.conf", dir);
+	/* extra first: libsasl2 keeps the first occurrence of a key */
+	snprintf(text, sizeof text,
+	         "%s"
+	         "pwcheck_method: auxprop\n"
+	         "auxprop_plugin: relaydb\n"
+	         "mech_list: plain login scram-sha-256\n", extra);
+	return rig_write_file(path, text, strlen(text));
+}
+
+static bool make_fixture(void)
+{
+	const time_t now = time(NULL);
+	const struct fx_login logins[] = {
+		{ "alice", PW_ALICE, true, 0, true },
+		{ "Bob@Example.ORG", PW_BOB, true, now + 86400, true },
+		{ "carol@example.org", PW_CAROL, true, 0, true },
+		{ "dave", PW_DAVE, false, 0, true },           /* disabled */
+		{ "erin", PW_ERIN, true, now - 60, true },     /* expired */
+		{ "frank", PW_FRANK, true, 0, false },         /* no SCRAM verifier */
+	};
+
+	if (!fx_create(dbpath))
+		return false;
+	for (size_t i = 0; i < sizeof logins / sizeof logins[0]; i++)
+		if (!fx_add(dbpath, &logins[i]))
+			return false;
+	return true;
+}
+
+/* ---- configurations that need their own sasl_server_init ------------------------------ */
+
+/* Runs one PLAIN attempt for alice (or a sasl_setpass) in a child with its own smtpd.conf,
+ * checking that the log has log_needle (unless NULL); returns what it got, or -1000 - the
+ * init result if init failed, -2000 on a crash, -4000 if the log line was missing. */
+static int child_run(const char *name, const char *extra, bool setpass, const char *log_needle)
+{
+	char dir[4300];
+	pid_t pid;
+	int status;
+
+	snprintf(dir, sizeof dir, "%s/conf-%s", tmp, name);
+	if (!write_conf(dir, extra))
+		return -3000;
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		return -3000;
+	if (pid == 0) {
+		int r = rig_init(dir, plugindir);
+
+		if (r != SASL_OK)
+			_exit(100 + (-r & 0x3f));
+		r = setpass ? rig_setpass("mallory", "cleartext-pw") : plain(NULL, "alice", PW_ALICE);
+		if (log_needle != NULL && !rig_log_has(log_needle)) {
+			rig_log_dump();
+			_exit(99);
+		}
+		_exit(-r & 0x3f);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -2000;
+	status = WEXITSTATUS(status);
+	if (status == 99)
+		return -4000;
+	if (status >= 100)
+		return -1000 - (status - 100);
+	return -status;
+}
+
+static void test_configs(void)
+{
+	char extra[4400];
+	int r;
+
+	r = child_run("nopath", "", false, "relaydb_path is not set");
+	is_int(r, SASL_UNAVAIL, "no relaydb_path: lookups are SASL_UNAVAIL, logged clearly");
+
+	r = child_run("relative", "relaydb_path: users.db\n", false, "must be an absolute path");
+	is_int(r, SASL_UNAVAIL, "relative relaydb_path: SASL_UNAVAIL, logged");
+
+	snprintf(extra, sizeof extra, "relaydb_path: %s\nrelaydb_busy_timeout_ms: soon\n", dbpath);
+	r = child_run("badbusy", extra, false, "relaydb_busy_timeout_ms must be");
+	is_int(r, SASL_UNAVAIL, "bad relaydb_busy_timeout_ms: SASL_UNAVAIL, logged");
+
+	r = child_run("empty", "relaydb_path:\n", false, NULL);
+	is_int(r, -1000 - (-SASL_CONFIGERR & 0x3f),
+	       "empty relaydb_path: libsasl2 itself refuses the config (documented)");
+
+	snprintf(extra, sizeof extra, "relaydb_path: %s\nrelaydb_busy_timeout_ms: 250\n", dbpath);
+	r = child_run("good", extra, false, NULL);
+	is_int(r, SASL_OK, "a fresh process with a good config authenticates");
+
+	/* saslpasswd2's path without SCRAM in mech_list: relaydb refuses the capability
+	 * probe, so libsasl2 never hands it the cleartext (and says so; the plugin's own
+	 * line has no connection at that point and goes to syslog). */
+	snprintf(extra, sizeof extra, "relaydb_path: %s\nmech_list: plain\n", dbpath);
+	r = child_run("setpass", extra, true, "no writable auxprop plugin");
+	ok(r > -1000, "sasl_setpass: libsasl2 finds no writable auxprop plugin (sasl %d)", r);
+}
+
+/* ---- the main configuration --------------------------------------------------------- */
+
+static void test_plain_login(void)
+{
+	is_int(plain(NULL, "alice", PW_ALICE), SASL_OK, "PLAIN right password: OK");
+	is_int(plain(NULL, "alice", "wrong"), SASL_BADAUTH, "PLAIN wrong password: BADAUTH");
+	is_int(plain(NULL, "alice", ""), SASL_BADAUTH, "PLAIN empty password: BADAUTH");
+	is_int(plain(NULL, "ALICE", PW_ALICE), SASL_OK, "names match case-insensitively");
+	is_int(plain(NULL, "bob@example.org", PW_BOB), SASL_OK,
+	       "a login stored as Bob@Example.ORG, typed in lower case: OK (not yet expired)");
+	is_int(plain(NULL, "alice", PW_BOB), SASL_BADAUTH, "another login's password: BADAUTH");
+	is_int(rig_login(NULL, "alice", PW_ALICE), SASL_OK, "LOGIN right password: OK");
+	is_int(rig_login(NULL, "alice", "wrong"), SASL_BADAUTH, "LOGIN wrong password: BADAUTH");
+	is_int(rig_login(NULL, "frank", PW_FRANK), SASL_OK, "LOGIN for a login without SCRAM: OK");
+
+	/* A new sasl_conn per attempt, many times: no state leaks between attempts. */
+	int good = 0;
+	for (int i = 0; i < 200; i++)
+		good += plain(NULL, "alice", i % 2 ? PW_ALICE : "nope") == SASL_OK;
+	is_int(good, 100, "200 alternating attempts: exactly the 100 right ones succeed");
+}
+
+static void check_like_wrong(const char *what, int r, const char *log_needle)
+{
+	ok(r != SASL_OK && rig_smtp_code(r) == rig_smtp_code(SASL_BADAUTH),
+	   "%s: refused like a wrong password (sasl %d, Postfix %d)", what, r, rig_smtp_code(r));
+	ok(r != SASL_DISABLED, "%s: not SASL_DISABLED (would show 'account disabled')", what);
+	ok(rig_log_has(log_needle), "%s: the log says '%s'", what, log_needle);
+}
+
+static void test_refusals(void)
+{
+	int r;
+
+	rig_log_clear();
+	r = plain(NULL, "nosuchuser", "whatever");
+	check_like_wrong("unknown login", r, "login 'nosuchuser' does not exist");
+	rig_log_clear();
+	r = plain(NULL, "dave", PW_DAVE);
+	check_like_wrong("disabled login, right password", r, "login 'dave' is disabled");
+	rig_log_clear();
+	r = plain(NULL, "erin", PW_ERIN);
+	check_like_wrong("expired login, right password", r, "login 'erin' has expired");
+	ok(rig_log_has("client 192.0.2.7;54321"), "the log names the client address");
+	rig_log_clear();
+	r = rig_login(NULL, "dave", PW_DAVE);
+	check_like_wrong("disabled login via LOGIN", r, "is disabled");
+	rig_log_clear();
+	r = rig_scram(NULL, "erin", PW_ERIN);
+	check_like_wrong("expired login via SCRAM", r, "has expired");
+}
+
+static void test_scram(void)
+{
+	int r;
+
+	is_int(rig_scram(NULL, "alice", PW_ALICE), SASL_OK, "SCRAM-SHA-256 right password: OK");
+	r = rig_scram(NULL, "alice", "wrong");
+	ok(r != SASL_OK && rig_smtp_code(r) == 535, "SCRAM-SHA-256 wrong password fails (sasl %d)", r);
+	is_int(rig_scram(NULL, "ALICE", PW_ALICE), SASL_OK, "SCRAM-SHA-256 name case-insensitive");
+	r = rig_scram(NULL, "frank", PW_FRANK);
+	ok(r != SASL_OK && rig_smtp_code(r) == 535,
+	   "SCRAM-SHA-256 for a login without a verifier fails (sasl %d)", r);
+	r = rig_scram(NULL, "nosuchuser", "x");
+	ok(r != SASL_OK && rig_smtp_code(r) == 535, "SCRAM-SHA-256 unknown login fails (sasl %d)", r);
+}
+
+static void test_realm(void)
+{
+	/* smtpd_sasl_local_domain = example.org: libsasl2 appends @example.org to bare names. */
+	is_int(plain("example.org", "carol", PW_CAROL), SASL_OK,
+	       "realm set: 'carol' is looked up as carol@example.org");
+	is_int(plain("example.org", "carol@example.org", PW_CAROL), SASL_OK,
+	       "realm set: 'carol@example.org' typed in full");
+	is_int(plain("example.org", "carol", "wrong"), SASL_BADAUTH, "realm set: wrong password");
+	is_int(rig_scram("example.org", "carol", PW_CAROL), SASL_OK, "realm set: SCRAM as carol");
+	ok(plain("example.org", "alice", PW_ALICE) != SASL_OK,
+	   "realm set: a bare login 'alice' is not found as alice@example.org");
+	/* smtpd_sasl_local_domain empty: the name is used exactly as typed. */
+	ok(plain(NULL, "carol", PW_CAROL) != SASL_OK, "no realm: 'carol' is not carol@example.org");
+	is_int(plain(NULL, "carol@example.org", PW_CAROL), SASL_OK, "no realm: full name works");
+}
+
+static void test_hostile(void)
+{
+	char *big = malloc(4097);
+	struct {
+		const char *what;
+		const char *name;
+		size_t len;
+		const char *pass;
+	} cases[] = {
+		{ "SQL injection (Debian sql plugin bypass)", "' UNION SELECT 123 --", 0, "123" },
+		{ "injection with a valid name", "alice' --", 0, PW_ALICE },
+		{ "injection OR 1=1", "x' OR '1'='1", 0, "x" },
+		{ "double quote", "alice\"", 0, PW_ALICE },
+		{ "backslash", "alice\\", 0, PW_ALICE },
+		{ "percent escapes", "%u%r%p", 0, "x" },
+		{ "control bytes", "al\x01" "ice\x1b[31m", 0, PW_ALICE },
+		{ "CRLF", "alice\r\nMAIL FROM:<x@y>", 0, PW_ALICE },
+		{ "invalid UTF-8", "\xff\xfe\xc3\x28" "alice", 0, PW_ALICE },
+		{ "a 4 KiB name", NULL, 4096, "x" },
+		{ "a 256-byte name", NULL, 256, "x" },
+		{ "a LIKE wildcard", "ali%", 0, PW_ALICE },
+		{ "a LIKE underscore", "alic_", 0, PW_ALICE },
+		{ "SQL NULL as text", "NULL", 0, "NULL" },
+	};
+
+	if (big == NULL) {
+		ok(0, "malloc");
+		return;
+	}
+	memset(big, 'a', 4096);
+	big[4096] = '\0';
+	rig_log_clear();
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const char *name = cases[i].name != NULL ? cases[i].name : big;
+		size_t len = cases[i].name != NULL ? strlen(name) : cases[i].len;
+		int r = rig_plain(NULL, name, len, cases[i].pass, strlen(cases[i].pass));
+
+		ok(r != SASL_OK && rig_smtp_code(r) == 535, "hostile login, %s: refused (sasl %d)",
+		   cases[i].what, r);
+		r = rig_login(NULL, cases[i].name != NULL ? name : big, cases[i].pass);
+		ok(r != SASL_OK && rig_smtp_code(r) != 235, "hostile login via LOGIN, %s: refused (sasl %d)",
+		   cases[i].what, r);
+	}
+	ok(rig_log_printable(), "every log line is printable ASCII (names were sanitised)");
+	ok(rig_log_lacks_bytes(big, 200), "a 4 KiB name is clamped in the log");
+	free(big);
+	is_int(plain(NULL, "alice", PW_ALICE), SASL_OK, "alice still authenticates afterwards");
+}
+
+static void test_no_secrets_logged(void)
+{
+	static const char *const pws[] = { PW_ALICE, PW_BOB, PW_CAROL, PW_DAVE, PW_ERIN, PW_FRANK };
+
+	/* The ring holds the last lines; run a mix again so it is full of relevant ones. */
+	rig_log_clear();
+	plain(NULL, "alice", "wrong");
+	plain(NULL, "dave", PW_DAVE);
+	plain(NULL, "erin", PW_ERIN);
+	plain(NULL, "alice", PW_ALICE);
+	rig_scram(NULL, "alice", PW_ALICE);
+	rig_scram(NULL, "alice", "wrong");
+	for (size_t i = 0; i < sizeof pws / sizeof pws[0]; i++)
+		ok(rig_log_lacks_bytes(pws[i], strlen(pws[i])), "no log line contains password #%zu", i);
+}
+
+static void test_store_refused(void)
+{
+	int r;
+
+	rig_log_clear();
+	r = rig_setpass("mallory", "cleartext-pw");
+	ok(r != SASL_OK, "sasl_setpass (what saslpasswd2 does) is refused (sasl %d)", r);
+	ok(plain(NULL, "mallory", "cleartext-pw") != SASL_OK, "and nothing was stored");
+	ok(rig_log_lacks_bytes("cleartext-pw", 12), "the refused password is not logged");
+}
+
+/* ---- the database going away, breaking, locking -------------------------------------- */
+
+static void test_db_failures(void)
+{
+	char aside[4300], path[4300];
+	sqlite3 *h = NULL;
+	int r;
+
+	snprintf(aside, sizeof aside, "%s.aside", dbpath);
+
+	if (rename(dbpath, aside) != 0) {
+		ok(0, "rename");
+		return;
+	}
+	rig_log_clear();
+	is_int(plain(NULL, "alice", PW_ALICE), SASL_UNAVAIL, "database removed: SASL_UNAVAIL");
+	ok(rig_log_has("unavailable"), "database removed: the reason is logged");
+	is_int(rig_smtp_code(plain(NULL, "nosuchuser", "x")), 454,
+	       "database removed: even an unknown login is temporary (454), not 535");
+	r = rig_scram(NULL, "alice", PW_ALICE);
+	is_int(rig_smtp_code(r), 454, "database removed: SCRAM is temporary too (sasl %d)", r);
+
+	ok(rig_write_file(dbpath, "this is not a database, just some text\n", 39),
+	   "a corrupt file in its place");
+	rig_log_clear();
+	r = plain(NULL, "alice", PW_ALICE);
+	is_int(r, SASL_UNAVAIL, "corrupt database: SASL_UNAVAIL");
+	ok(r != SASL_NOUSER && r != SASL_BADAUTH, "corrupt database: never NOUSER/BADAUTH");
+	rig_log_dump();
+
+	/* A real SQLite file that is not ours. */
+	unlink(dbpath);
+	if (sqlite3_open(dbpath, &h) == SQLITE_OK)
+		sqlite3_exec(h, "CREATE TABLE logins (name TEXT, password TEXT);"
+		                "INSERT INTO logins VALUES ('alice', 'x');", NULL, NULL, NULL);
+	sqlite3_close(h);
+	h = NULL;
+	is_int(plain(NULL, "alice", PW_ALICE), SASL_UNAVAIL, "a foreign SQLite file: SASL_UNAVAIL");
+
+	/* Truncated to its first page: SQLite sees a damaged file. */
+	unlink(dbpath);
+	{
+		FILE *in = fopen(aside, "rb");
+		char page[4096];
+		size_t n = in ? fread(page, 1, sizeof page, in) : 0;
+
+		if (in)
+			fclose(in);
+		ok(n > 100 && rig_write_file(dbpath, page, n), "a truncated copy in its place");
+	}
+	r = plain(NULL, "alice", PW_ALICE);
+	ok(rig_smtp_code(r) == 454, "truncated database: temporary failure (sasl %d)", r);
+
+	/* Put the real one back: the plugin notices the new file and reopens it. */
+	unlink(dbpath);
+	if (rename(aside, dbpath) != 0) {
+		ok(0, "rename back");
+		return;
+	}
+	is_int(plain(NULL, "alice", PW_ALICE), SASL_OK, "database restored: OK again");
+
+	/* A writer holding the database past the busy timeout (250 ms here). */
+	if (sqlite3_open(dbpath, &h) != SQLITE_OK) {
+		ok(0, "open a writer");
+		sqlite3_close(h);
+		return;
+	}
+	{
+		sqlite3_stmt *st = NULL;
+		bool wal = false;
+
+		if (sqlite3_prepare_v2(h, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+		    sqlite3_step(st) == SQLITE_ROW)
+			wal = strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+		sqlite3_finalize(st);
+		if (wal) {
+			ok(1, "# SKIP the users database is in WAL mode: writers never block readers");
+		} else if (sqlite3_exec(h, "BEGIN EXCLUSIVE", NULL, NULL, NULL) == SQLITE_OK) {
+			rig_log_clear();
+			r = plain(NULL, "alice", PW_ALICE);
+			is_int(r, SASL_UNAVAIL, "database locked past the busy timeout: SASL_UNAVAIL");
+			ok(rig_log_has("unavailable"), "locked: the reason is logged");
+			sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+		} else {
+			ok(0, "BEGIN EXCLUSIVE: %s", sqlite3_errmsg(h));
+		}
+	}
+	sqlite3_close(h);
+	is_int(plain(NULL, "alice", PW_ALICE), SASL_OK, "lock released: OK again");
+
+	/* Replaced by a new file (what a restore does): the new contents count. */
+	snprintf(path, sizeof path, "%s.new", dbpath);
+	{
+		const struct fx_login only = { "newbie", "newbie-pw-1", true, 0, false };
+
+		ok(fx_create(path) && fx_add(path, &only), "a new database");
+		ok(rename(path, dbpath) == 0, "renamed over the old one");
+	}
+	is_int(plain(NULL, "newbie", "newbie-pw-1"), SASL_OK, "replaced database: the new login works");
+	ok(plain(NULL, "alice", PW_ALICE) != SASL_OK, "replaced database: the old login is gone");
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+int main(int argc, char **argv)
+{
+	const char *base = getenv("TMPDIR");
+	char extra[4400];
+	char lib[3][4300];
+	const char *links[5];
+	int r;
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: %s LIBRELAYDB.so SYSTEM_SASL2_DIR\n", argv[0]);
+		return 2;
+	}
+	plugin_so = realpath(argv[1], NULL); /* the symlink must not be relative */
+	if (plugin_so == NULL) {
+		perror(argv[1]);
+		return 2;
+	}
+	sysdir = argv[2];
+	snprintf(tmp, sizeof tmp, "%s/relaydb-sasl-XXXXXX", base && *base ? base : "/tmp");
+	if (mkdtemp(tmp) == NULL) {
+		perror("mkdtemp");
+		return 2;
+	}
+	snprintf(plugindir, sizeof plugindir, "%s/plugins", tmp);
+	snprintf(confdir, sizeof confdir, "%s/conf", tmp);
+	snprintf(dbpath, sizeof dbpath, "%s/users.db", tmp);
+	snprintf(lib[0], sizeof lib[0], "%s/libplain.so", sysdir);
+	snprintf(lib[1], sizeof lib[1], "%s/liblogin.so", sysdir);
+	snprintf(lib[2], sizeof lib[2], "%s/libscram.so", sysdir);
+	links[0] = plugin_so;
+	links[1] = lib[0];
+	links[2] = lib[1];
+	links[3] = lib[2];
+	links[4] = NULL;
+	if (mkdir(plugindir, 0700) != 0 || !rig_link_plugins(plugindir, links) || !make_fixture()) {
+		fprintf(stderr, "setup failed in %s\n", tmp);
+		return 2;
+	}
+
+	test_configs();
+
+	snprintf(extra, sizeof extra, "relaydb_path: %s\nrelaydb_busy_timeout_ms: 250\n", dbpath);
+	if (!write_conf(confdir, extra)) {
+		fprintf(stderr, "cannot write %s\n", confdir);
+		return 2;
+	}
+	r = rig_init(confdir, plugindir);
+	if (!is_int(r, SASL_OK, "sasl_server_init with relaydb"))
+		return tap_done();
+
+	test_plain_login();
+	test_refusals();
+	test_scram();
+	test_realm();
+	test_hostile();
+	test_no_secrets_logged();
+	test_store_refused();
+	test_db_failures();
+	sasl_done();
+	free(plugin_so);
+
+	r = tap_done();
+	/* Only our own temp folder, only on success (kept for inspection otherwise). */
+	if (r == 0) {
+		if (nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+			fprintf(stderr, "could not remove %s\n", tmp);
+	} else {
+		fprintf(stderr, "fixtures kept in %s\n", tmp);
+	}
+	return r;
+}
