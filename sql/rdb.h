@@ -46,6 +46,7 @@ const char *rdb_result_str(enum rdb_result r);
 #define RDB_SCRAM_MAX 256          /* "SCRAM-SHA-256$<iter>:<b64 salt>$<b64 StoredKey>:<b64 ServerKey>" */
 #define RDB_SCRAM_ITERATIONS 4096  /* default and minimum */
 #define RDB_SCHEMA_VERSION 1
+#define RDB_PASSWORD_GEN_LEN 34    /* rdb_generate_password(): 5 dash-separated groups of 6 */
 
 /* ---- validation (pure; `why` may be NULL) ------------------------------------------ */
 
@@ -78,6 +79,11 @@ const char *rdb_errmsg(const struct rdb *db);
  * a schema newer than RDB_SCHEMA_VERSION or a file that is not an smtp-relay database. */
 enum rdb_result rdb_init(const char *path, char *err, size_t errlen);
 
+/* rdb_init() that also reports the schema version found (0: new or empty file) and the one
+ * left behind; either pointer may be NULL. */
+enum rdb_result rdb_init_versions(const char *path, int *before, int *after,
+                                  char *err, size_t errlen);
+
 /* ---- secrets (secrets.c; OpenSSL EVP, salts from getrandom) ------------------------ */
 
 /* cmusaslsecretPLAIN exactly as libsasl2 2.1.28 verifies it. With salt NULL a fresh random
@@ -92,7 +98,8 @@ enum rdb_result rdb_secret_scram_sha256(const char *password, size_t len, unsign
                                         const unsigned char *salt, size_t saltlen,
                                         char out[RDB_SCRAM_MAX]);
 
-/* A generated credential with >= 128 bits of entropy, printable, no ambiguous characters. */
+/* A generated credential with >= 128 bits of entropy, printable, no ambiguous characters:
+ * RDB_PASSWORD_GEN_LEN characters (about 148 bits); outlen >= RDB_PASSWORD_GEN_LEN + 1. */
 enum rdb_result rdb_generate_password(char *out, size_t outlen);
 
 /* ---- lookups for authentication (the plugin) --------------------------------------- */
@@ -116,6 +123,78 @@ struct rdb_secrets {
  * wipes *out (explicit_bzero) when done. */
 enum rdb_result rdb_lookup_secrets(struct rdb *db, const char *name, int64_t now,
                                    struct rdb_secrets *out);
+
+/* ---- administration (relay-admin; users.c; RDB_READWRITE handles) ------------------- */
+
+/* Write transactions. BEGIN IMMEDIATE takes the write lock up front (waiting up to the
+ * busy timeout), so two relay-admin processes serialise instead of failing half-way. The
+ * functions below may run inside or outside one; outside, each statement commits alone.
+ * rdb_rollback() is safe to call when no transaction is open. */
+enum rdb_result rdb_begin(struct rdb *db);
+/* A read snapshot (deferred BEGIN; works on read-only handles); end it with rdb_commit() or
+ * rdb_rollback(). */
+enum rdb_result rdb_begin_read(struct rdb *db);
+enum rdb_result rdb_commit(struct rdb *db);
+void rdb_rollback(struct rdb *db);
+
+/* One login as relay-admin shows it (no secrets). */
+struct rdb_login {
+	char name[RDB_NAME_MAX + 1];
+	bool enabled;
+	bool has_expiry;
+	int64_t expires_at;                    /* unix seconds; the login fails from then on */
+	char note[RDB_NOTE_MAX + 1];
+	char source[8];                        /* "admin" or "sasldb" */
+	bool has_scram;
+	bool rate_exempt;
+	bool hold_over_limit;
+	int64_t created_at, updated_at, password_changed_at;
+	unsigned nsenders;
+};
+
+struct rdb_login_new {
+	const char *name;                      /* rdb_name_valid() */
+	const unsigned char *plain;            /* RDB_PLAIN_SECRET_LEN bytes */
+	const char *scram;                     /* rdb_secret_scram_sha256() output, or NULL */
+	bool has_expiry;
+	int64_t expires_at;
+	const char *note;                      /* NULL: empty; at most RDB_NOTE_MAX bytes, UTF-8, no control bytes */
+	const char *source;                    /* NULL: "admin"; or "sasldb" */
+	int64_t now;
+};
+
+/* A note: at most RDB_NOTE_MAX bytes of valid UTF-8 without control characters. */
+bool rdb_note_valid(const char *note, char *why, size_t whylen);
+
+/* Lowercases a valid pattern into out (RDB_PATTERN_MAX + 1 bytes): the stored form. */
+void rdb_pattern_canon(const char *pattern, char out[RDB_PATTERN_MAX + 1]);
+
+/* Every function below: RDB_INVALID for a bad name/pattern/note (nothing written,
+ * rdb_errmsg() says why), RDB_NOTFOUND ("no such login: NAME"), RDB_EXISTS, RDB_ERROR. */
+enum rdb_result rdb_login_add(struct rdb *db, const struct rdb_login_new *login);
+enum rdb_result rdb_login_get(struct rdb *db, const char *name, struct rdb_login *out);
+enum rdb_result rdb_login_set_secrets(struct rdb *db, const char *name,
+                                      const unsigned char plain[RDB_PLAIN_SECRET_LEN],
+                                      const char *scram, int64_t now);
+enum rdb_result rdb_login_set_enabled(struct rdb *db, const char *name, bool enabled, int64_t now);
+enum rdb_result rdb_login_set_expiry(struct rdb *db, const char *name, bool has_expiry,
+                                     int64_t expires_at, int64_t now);
+enum rdb_result rdb_login_set_note(struct rdb *db, const char *name, const char *note, int64_t now);
+enum rdb_result rdb_login_delete(struct rdb *db, const char *name);
+
+/* Calls fn for every login, ordered by name; a non-zero return from fn stops the walk and
+ * is passed back through *fn_ret (may be NULL). Do not write from inside fn. */
+enum rdb_result rdb_login_foreach(struct rdb *db,
+                                  int (*fn)(const struct rdb_login *login, void *arg),
+                                  void *arg, int *fn_ret);
+
+/* Sender patterns of a login (validated, stored lowercase). sender_add: RDB_EXISTS if the
+ * login already has it; sender_del: RDB_NOTFOUND if the login or the pattern is missing. */
+enum rdb_result rdb_sender_add(struct rdb *db, const char *name, const char *pattern, int64_t now);
+enum rdb_result rdb_sender_del(struct rdb *db, const char *name, const char *pattern, int64_t now);
+enum rdb_result rdb_sender_foreach(struct rdb *db, const char *name,
+                                   int (*fn)(const char *pattern, void *arg), void *arg,
+                                   int *fn_ret);
 
 /* Escape hatch for modules of this library that add their own prepared statements
  * (sql/policy.c for the milter). Not for front ends. */

@@ -1,0 +1,165 @@
+/*
+ * adm.h — relay-admin's shared interface: the command context, exit codes, and the
+ * helpers every command uses (errors, JSON and text output, reading a secret, dates).
+ *
+ * HOW TO ADD A COMMAND
+ *   1. Write admin/cmd_<name>.c with one function per (sub)command:
+ *          int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv);
+ *      argv[0] is the last command word ("set" for `relay-admin limit set ...`), so
+ *      getopt_long(argc, argv, "...", longopts, NULL) works directly: main() has reset
+ *      optind (= 0) and set opterr = 0 — report a bad option with
+ *      `return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);`.
+ *      Return an ADM_EXIT_* code; never call exit(). Print results to ctx->out, errors
+ *      with adm_err() (stderr, "relay-admin: " prefix). With ctx->json, print exactly one
+ *      JSON document on ctx->out (use struct adm_json below) and still report errors on
+ *      stderr.
+ *   2. Add its prototype to the "command handlers" list at the end of this header.
+ *   3. Add one line to the `commands` table in admin/main.c:
+ *          { "limit", "set", adm_cmd_limit_set, "NAME|default METRIC WINDOW MAX", "set a rate limit" },
+ *      (name, sub or NULL, handler, argument synopsis, one-line help).
+ *   4. Append the file to adm_sources in admin/meson.build, and document the command in
+ *      man/relay-admin.8 (or your own page, listed in man/meson.build).
+ *
+ * Databases: adm_db_open(ctx, RDB_READWRITE, &db) opens ctx->db_path and prints the
+ * reason on failure (returning the exit code to pass back). Write through rdb_begin() /
+ * rdb_commit() so that concurrent relay-admin runs serialise; map a failed rdb_* call with
+ * `return adm_rdb_fail(ctx, db, r);` (prints rdb_errmsg(), returns the exit code).
+ *
+ * Secrets: never take a password from argv. adm_read_secret() reads one from stdin: from a
+ * terminal it prompts on stderr with echo off (optionally twice, to confirm); from a pipe
+ * it reads one line. The caller wipes the buffer with explicit_bzero() when done.
+ *
+ * Ownership and threads: struct adm_ctx lives in main() for the whole run; commands
+ * borrow it. relay-admin is single-threaded.
+ */
+#ifndef RELAY_ADM_H
+#define RELAY_ADM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "rdb.h"
+
+/* Exit codes: stable, documented in relay-admin(8). */
+enum adm_exit {
+	ADM_EXIT_OK = 0,        /* success */
+	ADM_EXIT_FAIL = 1,      /* the command ran but failed (e.g. checks failed, partial import) */
+	ADM_EXIT_USAGE = 2,     /* bad command line or bad input (invalid name, pattern, date, weak password) */
+	ADM_EXIT_NOTFOUND = 3,  /* no such login, sender pattern or limit */
+	ADM_EXIT_EXISTS = 4,    /* already exists */
+	ADM_EXIT_DB = 5,        /* database error: missing, foreign, newer schema, busy, corrupt */
+	ADM_EXIT_IO = 6,        /* permission or I/O error outside the database (files, folders, terminal) */
+};
+
+struct adm_cmd;
+
+struct adm_ctx {
+	const char *prog;          /* "relay-admin", for messages */
+	const char *db_path;       /* --db, else $RELAY_DB, else RELAY_DEFAULT_DB */
+	const char *state_db_path; /* --state-db, else $RELAY_STATE_DB, else RELAY_DEFAULT_STATE_DB */
+	bool json;                 /* --json */
+	FILE *out;                 /* stdout */
+	int64_t now;               /* time(NULL) at start: one clock for the whole run */
+	const struct adm_cmd *cmd; /* the command being run (for adm_usage) */
+};
+
+struct adm_cmd {
+	const char *name;          /* first word: "user" */
+	const char *sub;           /* second word ("add"), or NULL for one-word commands */
+	int (*run)(struct adm_ctx *ctx, int argc, char **argv);
+	const char *args;          /* synopsis of the arguments, for usage messages */
+	const char *help;          /* one line */
+};
+
+/* ---- messages ------------------------------------------------------------------------- */
+
+/* "relay-admin: <message>\n" on stderr. */
+__attribute__((format(printf, 2, 3)))
+void adm_err(const struct adm_ctx *ctx, const char *fmt, ...);
+
+/* Prints the message and the command's synopsis on stderr; returns ADM_EXIT_USAGE. */
+__attribute__((format(printf, 2, 3)))
+int adm_usage(const struct adm_ctx *ctx, const char *fmt, ...);
+
+/* The exit code for a data-layer result (RDB_OK → 0, RDB_INVALID → USAGE, ...). */
+int adm_exit_for(enum rdb_result r);
+
+/* Prints rdb_errmsg(db) and returns adm_exit_for(r). */
+int adm_rdb_fail(const struct adm_ctx *ctx, const struct rdb *db, enum rdb_result r);
+
+/* Opens ctx->db_path; on failure prints why and returns ADM_EXIT_DB (ADM_EXIT_OK on
+ * success, *db set). */
+int adm_db_open(const struct adm_ctx *ctx, enum rdb_mode mode, struct rdb **db);
+
+/* Writes s to f with every byte outside printable ASCII (and backslash) as \xNN, so a
+ * hostile string from a database or log can never drive the terminal. */
+void adm_print_safe(FILE *f, const char *s);
+
+/* ---- JSON output ---------------------------------------------------------------------- */
+
+/* A minimal streaming JSON writer: commas and nesting are tracked for you.
+ *     struct adm_json j; adm_json_init(&j, ctx->out);
+ *     adm_json_obj(&j); adm_json_key(&j, "name"); adm_json_str(&j, "alice");
+ *     adm_json_end(&j); adm_json_finish(&j);       (finish adds the final newline)
+ * Strings are escaped per RFC 8259; invalid UTF-8 bytes become U+FFFD. */
+#define ADM_JSON_DEPTH 16
+struct adm_json {
+	FILE *f;
+	int depth;
+	bool first[ADM_JSON_DEPTH];
+	char close[ADM_JSON_DEPTH];
+	bool after_key;
+};
+void adm_json_init(struct adm_json *j, FILE *f);
+void adm_json_obj(struct adm_json *j);
+void adm_json_arr(struct adm_json *j);
+void adm_json_end(struct adm_json *j);
+void adm_json_key(struct adm_json *j, const char *key);
+void adm_json_str(struct adm_json *j, const char *s);
+void adm_json_int(struct adm_json *j, int64_t v);
+void adm_json_bool(struct adm_json *j, bool v);
+void adm_json_null(struct adm_json *j);
+/* A time as an RFC 3339 UTC string ("2026-11-26T10:00:00Z"). */
+void adm_json_time(struct adm_json *j, int64_t t);
+void adm_json_finish(struct adm_json *j);
+
+/* ---- input ---------------------------------------------------------------------------- */
+
+/* Reads a secret from stdin into buf (NUL-terminated). From a terminal: prompt on stderr,
+ * echo off, asked twice if `confirm` (mismatch is an error). From a pipe or file: one line,
+ * its trailing "\n" or "\r\n" removed. Refuses an empty secret, a NUL byte, or one that
+ * does not fit. Returns ADM_EXIT_OK, ADM_EXIT_USAGE (bad secret) or ADM_EXIT_IO, having
+ * printed why; buf is wiped on failure. */
+int adm_read_secret(const struct adm_ctx *ctx, const char *prompt, bool confirm,
+                    char *buf, size_t buflen);
+
+/* Parses "YYYY-MM-DD" (00:00:00 UTC that day) or "YYYY-MM-DDTHH:MM:SSZ" strictly. */
+bool adm_parse_time(const char *s, int64_t *out);
+
+/* Formats unix seconds as "YYYY-MM-DDTHH:MM:SSZ" (out: ADM_TIME_LEN bytes). */
+#define ADM_TIME_LEN 32
+void adm_format_time(int64_t t, char out[ADM_TIME_LEN]);
+
+/* ---- command handlers (one line each; keep sorted by file) ------------------------------ */
+
+/* cmd_init.c */
+int adm_cmd_init(struct adm_ctx *ctx, int argc, char **argv);
+/* cmd_import.c */
+int adm_cmd_import_sasldb(struct adm_ctx *ctx, int argc, char **argv);
+/* cmd_sender.c */
+int adm_cmd_sender_add(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_sender_del(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_sender_list(struct adm_ctx *ctx, int argc, char **argv);
+/* cmd_user.c */
+int adm_cmd_user_add(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_user_passwd(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_user_del(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_user_enable(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_user_disable(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_user_set(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_user_list(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_user_show(struct adm_ctx *ctx, int argc, char **argv);
+
+#endif

@@ -1,0 +1,148 @@
+/*
+ * cmd_sender.c — `relay-admin sender add|del|list NAME [PATTERN]`: the envelope and
+ * header senders a login may use (local@domain, @domain, or <> for the null sender).
+ * Patterns are validated before the database is opened and stored lowercase.
+ */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "adm.h"
+
+/* NAME and, if want_pattern, PATTERN; both validated. */
+static int args(const struct adm_ctx *ctx, int argc, char **argv, bool want_pattern,
+                const char **name, const char **pattern)
+{
+	static const struct option none[] = { { NULL, 0, NULL, 0 } };
+	char why[128];
+
+	if (getopt_long(argc, argv, "", none, NULL) != -1)
+		return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
+	if (argc - optind != (want_pattern ? 2 : 1))
+		return adm_usage(ctx, want_pattern ? "expected a login name and a sender pattern" :
+		                 "expected one login name");
+	*name = argv[optind];
+	if (!rdb_name_valid(*name, why, sizeof why))
+		return adm_usage(ctx, "invalid login name: %s", why);
+	if (want_pattern) {
+		*pattern = argv[optind + 1];
+		if (!rdb_pattern_valid(*pattern, why, sizeof why))
+			return adm_usage(ctx, "invalid sender pattern: %s", why);
+	}
+	return ADM_EXIT_OK;
+}
+
+static int change(struct adm_ctx *ctx, int argc, char **argv, bool add)
+{
+	char canon[RDB_PATTERN_MAX + 1];
+	const char *name = NULL, *pattern = NULL;
+	struct rdb *db = NULL;
+	enum rdb_result r;
+	int rc = args(ctx, argc, argv, true, &name, &pattern);
+
+	if (rc != ADM_EXIT_OK)
+		return rc;
+	rc = adm_db_open(ctx, RDB_READWRITE, &db);
+	if (rc != ADM_EXIT_OK)
+		return rc;
+	r = rdb_begin(db);
+	if (r == RDB_OK)
+		r = add ? rdb_sender_add(db, name, pattern, ctx->now) :
+		          rdb_sender_del(db, name, pattern, ctx->now);
+	if (r == RDB_OK)
+		r = rdb_commit(db);
+	if (r != RDB_OK) {
+		rdb_rollback(db);
+		rc = adm_rdb_fail(ctx, db, r);
+	}
+	rdb_close(db);
+	if (rc != ADM_EXIT_OK)
+		return rc;
+	rdb_pattern_canon(pattern, canon);
+	if (ctx->json) {
+		struct adm_json j;
+
+		adm_json_init(&j, ctx->out);
+		adm_json_obj(&j);
+		adm_json_key(&j, "name");
+		adm_json_str(&j, name);
+		adm_json_key(&j, "sender");
+		adm_json_str(&j, canon);
+		adm_json_key(&j, add ? "added" : "deleted");
+		adm_json_bool(&j, true);
+		adm_json_finish(&j);
+	} else {
+		fprintf(ctx->out, "%s sender %s %s %s\n", add ? "added" : "deleted", canon,
+		        add ? "to" : "from", name);
+	}
+	return ADM_EXIT_OK;
+}
+
+int adm_cmd_sender_add(struct adm_ctx *ctx, int argc, char **argv)
+{
+	return change(ctx, argc, argv, true);
+}
+
+int adm_cmd_sender_del(struct adm_ctx *ctx, int argc, char **argv)
+{
+	return change(ctx, argc, argv, false);
+}
+
+static int print_one(const char *pattern, void *arg)
+{
+	const struct adm_ctx *ctx = arg;
+
+	fprintf(ctx->out, "%s\n", pattern);
+	return 0;
+}
+
+static int json_one(const char *pattern, void *arg)
+{
+	adm_json_str(arg, pattern);
+	return 0;
+}
+
+int adm_cmd_sender_list(struct adm_ctx *ctx, int argc, char **argv)
+{
+	const char *name = NULL, *unused = NULL;
+	struct rdb *db = NULL;
+	struct adm_json j;
+	enum rdb_result r;
+	int rc = args(ctx, argc, argv, false, &name, &unused);
+
+	if (rc != ADM_EXIT_OK)
+		return rc;
+	rc = adm_db_open(ctx, RDB_READONLY, &db);
+	if (rc != ADM_EXIT_OK)
+		return rc;
+	/* One snapshot; and an unknown login fails before any output starts. */
+	r = rdb_begin_read(db);
+	if (r == RDB_OK) {
+		struct rdb_login l;
+
+		r = rdb_login_get(db, name, &l);
+	}
+	if (r != RDB_OK) {
+		rc = adm_rdb_fail(ctx, db, r);
+		rdb_rollback(db);
+		rdb_close(db);
+		return rc;
+	}
+	if (ctx->json) {
+		adm_json_init(&j, ctx->out);
+		adm_json_obj(&j);
+		adm_json_key(&j, "name");
+		adm_json_str(&j, name);
+		adm_json_key(&j, "senders");
+		adm_json_arr(&j);
+		r = rdb_sender_foreach(db, name, json_one, &j, NULL);
+	} else {
+		r = rdb_sender_foreach(db, name, print_one, ctx, NULL);
+	}
+	if (r != RDB_OK)
+		rc = adm_rdb_fail(ctx, db, r);
+	else if (ctx->json)
+		adm_json_finish(&j);
+	rdb_rollback(db);
+	rdb_close(db);
+	return rc;
+}

@@ -1,0 +1,682 @@
+/*
+ * cmd_user.c — `relay-admin user add|passwd|del|enable|disable|set|list|show`.
+ *
+ * Every argument is validated before the database is touched; writes run in one
+ * BEGIN IMMEDIATE transaction, so a login and its senders appear together or not at all
+ * and concurrent runs serialise. Passwords come from stdin (adm_read_secret) or are
+ * generated (rdb_generate_password) and printed once; they are turned into the stored
+ * secrets at once and wiped.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adm.h"
+
+#define PASSWORD_MAX 1024   /* bytes of a password read from stdin */
+#define WEAK_BELOW 16       /* characters: shorter chosen passwords need --allow-weak */
+#define MAX_SENDERS 64      /* --sender options on one `user add` */
+
+/* ---- shared pieces ------------------------------------------------------------------- */
+
+struct secrets {
+	unsigned char plain[RDB_PLAIN_SECRET_LEN];
+	char scram[RDB_SCRAM_MAX];
+};
+
+/* Characters, not bytes: a UTF-8 continuation byte does not start one. */
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xc0) != 0x80;
+	return n;
+}
+
+/* Gets a password (stdin or generated), checks its strength, derives the secrets and
+ * wipes it. *generated receives a generated password to print (caller wipes it). */
+static int obtain_secrets(const struct adm_ctx *ctx, bool from_stdin, bool allow_weak,
+                          struct secrets *s, char generated[RDB_PASSWORD_GEN_LEN + 1])
+{
+	char *pw;
+	size_t len;
+	int rc = ADM_EXIT_OK;
+
+	generated[0] = '\0';
+	pw = malloc(PASSWORD_MAX + 1);
+	if (pw == NULL) {
+		adm_err(ctx, "out of memory");
+		return ADM_EXIT_FAIL;
+	}
+	if (from_stdin) {
+		rc = adm_read_secret(ctx, "Password: ", true, pw, PASSWORD_MAX + 1);
+		if (rc != ADM_EXIT_OK)
+			goto out;
+		if (!allow_weak && utf8_chars(pw) < WEAK_BELOW) {
+			adm_err(ctx, "password shorter than %d characters; use a longer one, omit "
+			        "--password-stdin to get a generated one, or pass --allow-weak",
+			        WEAK_BELOW);
+			rc = ADM_EXIT_USAGE;
+			goto out;
+		}
+	} else if (rdb_generate_password(pw, PASSWORD_MAX + 1) != RDB_OK) {
+		adm_err(ctx, "cannot generate a password (random source failed)");
+		rc = ADM_EXIT_FAIL;
+		goto out;
+	}
+	len = strlen(pw);
+	if (rdb_secret_plain(pw, len, NULL, s->plain) != RDB_OK ||
+	    rdb_secret_scram_sha256(pw, len, RDB_SCRAM_ITERATIONS, NULL, 0, s->scram) != RDB_OK) {
+		adm_err(ctx, "cannot compute the password secrets (OpenSSL or random source failed)");
+		rc = ADM_EXIT_FAIL;
+		goto out;
+	}
+	if (!from_stdin)
+		memcpy(generated, pw, RDB_PASSWORD_GEN_LEN + 1);
+out:
+	explicit_bzero(pw, PASSWORD_MAX + 1);
+	free(pw);
+	if (rc != ADM_EXIT_OK)
+		explicit_bzero(s, sizeof *s);
+	return rc;
+}
+
+static int parse_expiry(const struct adm_ctx *ctx, const char *arg, bool allow_never,
+                        bool *has, int64_t *at)
+{
+	if (allow_never && strcmp(arg, "never") == 0) {
+		*has = false;
+		*at = 0;
+		return ADM_EXIT_OK;
+	}
+	if (!adm_parse_time(arg, at))
+		return adm_usage(ctx, "bad date for --expires: use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)%s",
+		                 allow_never ? ", or never" : "");
+	*has = true;
+	return ADM_EXIT_OK;
+}
+
+static int check_note(const struct adm_ctx *ctx, const char *note)
+{
+	char why[128];
+
+	if (note != NULL && !rdb_note_valid(note, why, sizeof why))
+		return adm_usage(ctx, "invalid --note: %s", why);
+	return ADM_EXIT_OK;
+}
+
+static int check_name(const struct adm_ctx *ctx, const char *name)
+{
+	char why[128];
+
+	if (!rdb_name_valid(name, why, sizeof why))
+		return adm_usage(ctx, "invalid login name: %s", why);
+	return ADM_EXIT_OK;
+}
+
+/* For commands taking exactly one NAME and no options. */
+static int one_name(const struct adm_ctx *ctx, int argc, char **argv, const char **name)
+{
+	static const struct option none[] = { { NULL, 0, NULL, 0 } };
+
+	if (getopt_long(argc, argv, "", none, NULL) != -1)
+		return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
+	if (argc - optind != 1)
+		return adm_usage(ctx, "expected one login name");
+	*name = argv[optind];
+	return check_name(ctx, *name);
+}
+
+static const char *state_of(const struct rdb_login *l, int64_t now)
+{
+	if (!l->enabled)
+		return "disabled";
+	if (l->has_expiry && now >= l->expires_at)
+		return "expired";
+	return "active";
+}
+
+/* Runs write(db, arg) inside BEGIN IMMEDIATE ... COMMIT; any failure rolls back. */
+static int in_transaction(const struct adm_ctx *ctx, struct rdb *db,
+                          enum rdb_result (*write)(struct rdb *db, const void *arg),
+                          const void *arg)
+{
+	enum rdb_result r = rdb_begin(db);
+
+	if (r == RDB_OK)
+		r = write(db, arg);
+	if (r == RDB_OK)
+		r = rdb_commit(db);
+	if (r != RDB_OK) {
+		rdb_rollback(db);
+		return adm_rdb_fail(ctx, db, r);
+	}
+	return ADM_EXIT_OK;
+}
+
+/* ---- user add -------------------------------------------------------------------------- */
+
+struct add_args {
+	struct rdb_login_new login;
+	const char *senders[MAX_SENDERS];
+	int nsenders;
+	int64_t now;
+};
+
+static enum rdb_result add_write(struct rdb *db, const void *p)
+{
+	const struct add_args *a = p;
+	enum rdb_result r = rdb_login_add(db, &a->login);
+
+	for (int i = 0; r == RDB_OK && i < a->nsenders; i++) {
+		r = rdb_sender_add(db, a->login.name, a->senders[i], a->now);
+		/* the same pattern twice on one command line is not an error */
+		if (r == RDB_EXISTS)
+			r = RDB_OK;
+	}
+	return r;
+}
+
+int adm_cmd_user_add(struct adm_ctx *ctx, int argc, char **argv)
+{
+	enum { O_STDIN = 1, O_WEAK, O_EXPIRES, O_NOTE, O_SENDER };
+	static const struct option opts[] = {
+		{ "password-stdin", no_argument, NULL, O_STDIN },
+		{ "allow-weak", no_argument, NULL, O_WEAK },
+		{ "expires", required_argument, NULL, O_EXPIRES },
+		{ "note", required_argument, NULL, O_NOTE },
+		{ "sender", required_argument, NULL, O_SENDER },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct add_args a = { .now = ctx->now };
+	struct secrets s;
+	char generated[RDB_PASSWORD_GEN_LEN + 1];
+	bool from_stdin = false, allow_weak = false;
+	struct rdb *db = NULL;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case O_STDIN: from_stdin = true; break;
+		case O_WEAK: allow_weak = true; break;
+		case O_EXPIRES:
+			rc = parse_expiry(ctx, optarg, false, &a.login.has_expiry, &a.login.expires_at);
+			if (rc != ADM_EXIT_OK)
+				return rc;
+			break;
+		case O_NOTE: a.login.note = optarg; break;
+		case O_SENDER: {
+			char why[128];
+
+			if (!rdb_pattern_valid(optarg, why, sizeof why))
+				return adm_usage(ctx, "invalid --sender: %s", why);
+			if (a.nsenders == MAX_SENDERS)
+				return adm_usage(ctx, "at most %d --sender options", MAX_SENDERS);
+			a.senders[a.nsenders++] = optarg;
+			break;
+		}
+		default:
+			return adm_usage(ctx, "unknown or incomplete option: %s", argv[optind - 1]);
+		}
+	}
+	if (argc - optind != 1)
+		return adm_usage(ctx, "expected one login name");
+	a.login.name = argv[optind];
+	a.login.source = "admin";
+	a.login.now = ctx->now;
+	if ((rc = check_name(ctx, a.login.name)) != ADM_EXIT_OK ||
+	    (rc = check_note(ctx, a.login.note)) != ADM_EXIT_OK)
+		return rc;
+
+	rc = adm_db_open(ctx, RDB_READWRITE, &db);
+	if (rc != ADM_EXIT_OK)
+		return rc;
+	{
+		/* Say "exists" before asking for a password; the insert checks again. */
+		struct rdb_login l;
+		enum rdb_result r = rdb_login_get(db, a.login.name, &l);
+
+		if (r != RDB_NOTFOUND) {
+			rc = r == RDB_OK ? (adm_err(ctx, "login already exists: %s", l.name), ADM_EXIT_EXISTS)
+			                 : adm_rdb_fail(ctx, db, r);
+			rdb_close(db);
+			return rc;
+		}
+	}
+	rc = obtain_secrets(ctx, from_stdin, allow_weak, &s, generated);
+	if (rc == ADM_EXIT_OK) {
+		a.login.plain = s.plain;
+		a.login.scram = s.scram;
+		rc = in_transaction(ctx, db, add_write, &a);
+	}
+	explicit_bzero(&s, sizeof s);
+	rdb_close(db);
+	if (rc == ADM_EXIT_OK) {
+		if (ctx->json) {
+			struct adm_json j;
+
+			adm_json_init(&j, ctx->out);
+			adm_json_obj(&j);
+			adm_json_key(&j, "name");
+			adm_json_str(&j, a.login.name);
+			adm_json_key(&j, "added");
+			adm_json_bool(&j, true);
+			if (generated[0]) {
+				adm_json_key(&j, "password");
+				adm_json_str(&j, generated);
+			}
+			adm_json_finish(&j);
+		} else {
+			fprintf(ctx->out, "added login %s\n", a.login.name);
+			if (generated[0])
+				fprintf(ctx->out, "password (shown once): %s\n", generated);
+		}
+	}
+	explicit_bzero(generated, sizeof generated);
+	return rc;
+}
+
+/* ---- user passwd ----------------------------------------------------------------------- */
+
+struct passwd_args {
+	const char *name;
+	const struct secrets *s;
+	int64_t now;
+};
+
+static enum rdb_result passwd_write(struct rdb *db, const void *p)
+{
+	const struct passwd_args *a = p;
+
+	return rdb_login_set_secrets(db, a->name, a->s->plain, a->s->scram, a->now);
+}
+
+int adm_cmd_user_passwd(struct adm_ctx *ctx, int argc, char **argv)
+{
+	enum { O_STDIN = 1, O_WEAK };
+	static const struct option opts[] = {
+		{ "password-stdin", no_argument, NULL, O_STDIN },
+		{ "allow-weak", no_argument, NULL, O_WEAK },
+		{ NULL, 0, NULL, 0 },
+	};
+	char generated[RDB_PASSWORD_GEN_LEN + 1];
+	bool from_stdin = false, allow_weak = false;
+	struct rdb_login l;
+	struct secrets s;
+	struct passwd_args a = { .s = &s, .now = ctx->now };
+	struct rdb *db = NULL;
+	enum rdb_result r;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case O_STDIN: from_stdin = true; break;
+		case O_WEAK: allow_weak = true; break;
+		default:
+			return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
+		}
+	}
+	if (argc - optind != 1)
+		return adm_usage(ctx, "expected one login name");
+	a.name = argv[optind];
+	if ((rc = check_name(ctx, a.name)) != ADM_EXIT_OK)
+		return rc;
+	rc = adm_db_open(ctx, RDB_READWRITE, &db);
+	if (rc != ADM_EXIT_OK)
+		return rc;
+	/* Refuse an unknown login before asking for a password. */
+	r = rdb_login_get(db, a.name, &l);
+	if (r != RDB_OK) {
+		rc = adm_rdb_fail(ctx, db, r);
+		rdb_close(db);
+		return rc;
+	}
+	rc = obtain_secrets(ctx, from_stdin, allow_weak, &s, generated);
+	if (rc == ADM_EXIT_OK)
+		rc = in_transaction(ctx, db, passwd_write, &a);
+	explicit_bzero(&s, sizeof s);
+	rdb_close(db);
+	if (rc == ADM_EXIT_OK) {
+		if (ctx->json) {
+			struct adm_json j;
+
+			adm_json_init(&j, ctx->out);
+			adm_json_obj(&j);
+			adm_json_key(&j, "name");
+			adm_json_str(&j, l.name);
+			adm_json_key(&j, "password_changed");
+			adm_json_bool(&j, true);
+			if (generated[0]) {
+				adm_json_key(&j, "password");
+				adm_json_str(&j, generated);
+			}
+			adm_json_finish(&j);
+		} else {
+			fprintf(ctx->out, "password changed for %s\n", l.name);
+			if (generated[0])
+				fprintf(ctx->out, "password (shown once): %s\n", generated);
+		}
+	}
+	explicit_bzero(generated, sizeof generated);
+	return rc;
+}
+
+/* ---- user del / enable / disable ------------------------------------------------------- */
+
+struct simple_args {
+	const char *name;
+	bool flag;
+	int64_t now;
+};
+
+static enum rdb_result del_write(struct rdb *db, const void *p)
+{
+	return rdb_login_delete(db, ((const struct simple_args *)p)->name);
+}
+
+static enum rdb_result enable_write(struct rdb *db, const void *p)
+{
+	const struct simple_args *a = p;
+
+	return rdb_login_set_enabled(db, a->name, a->flag, a->now);
+}
+
+static void report_done(const struct adm_ctx *ctx, const char *name, const char *what)
+{
+	if (ctx->json) {
+		struct adm_json j;
+
+		adm_json_init(&j, ctx->out);
+		adm_json_obj(&j);
+		adm_json_key(&j, "name");
+		adm_json_str(&j, name);
+		adm_json_key(&j, what);
+		adm_json_bool(&j, true);
+		adm_json_finish(&j);
+	} else {
+		fprintf(ctx->out, "%s login %s\n", what, name);
+	}
+}
+
+static int simple_change(struct adm_ctx *ctx, int argc, char **argv,
+                         enum rdb_result (*write)(struct rdb *db, const void *arg), bool flag,
+                         const char *what)
+{
+	struct simple_args a = { .flag = flag, .now = ctx->now };
+	struct rdb *db = NULL;
+	int rc = one_name(ctx, argc, argv, &a.name);
+
+	if (rc != ADM_EXIT_OK)
+		return rc;
+	rc = adm_db_open(ctx, RDB_READWRITE, &db);
+	if (rc != ADM_EXIT_OK)
+		return rc;
+	rc = in_transaction(ctx, db, write, &a);
+	rdb_close(db);
+	if (rc == ADM_EXIT_OK)
+		report_done(ctx, a.name, what);
+	return rc;
+}
+
+int adm_cmd_user_del(struct adm_ctx *ctx, int argc, char **argv)
+{
+	return simple_change(ctx, argc, argv, del_write, false, "deleted");
+}
+
+int adm_cmd_user_enable(struct adm_ctx *ctx, int argc, char **argv)
+{
+	return simple_change(ctx, argc, argv, enable_write, true, "enabled");
+}
+
+int adm_cmd_user_disable(struct adm_ctx *ctx, int argc, char **argv)
+{
+	return simple_change(ctx, argc, argv, enable_write, false, "disabled");
+}
+
+/* ---- user set -------------------------------------------------------------------------- */
+
+struct set_args {
+	const char *name;
+	bool set_expiry, has_expiry;
+	int64_t expires_at;
+	const char *note;
+	int64_t now;
+};
+
+static enum rdb_result set_write(struct rdb *db, const void *p)
+{
+	const struct set_args *a = p;
+	enum rdb_result r = RDB_OK;
+
+	if (a->set_expiry)
+		r = rdb_login_set_expiry(db, a->name, a->has_expiry, a->expires_at, a->now);
+	if (r == RDB_OK && a->note != NULL)
+		r = rdb_login_set_note(db, a->name, a->note, a->now);
+	return r;
+}
+
+int adm_cmd_user_set(struct adm_ctx *ctx, int argc, char **argv)
+{
+	enum { O_EXPIRES = 1, O_NOTE };
+	static const struct option opts[] = {
+		{ "expires", required_argument, NULL, O_EXPIRES },
+		{ "note", required_argument, NULL, O_NOTE },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct set_args a = { .now = ctx->now };
+	struct rdb *db = NULL;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case O_EXPIRES:
+			rc = parse_expiry(ctx, optarg, true, &a.has_expiry, &a.expires_at);
+			if (rc != ADM_EXIT_OK)
+				return rc;
+			a.set_expiry = true;
+			break;
+		case O_NOTE: a.note = optarg; break;
+		default:
+			return adm_usage(ctx, "unknown or incomplete option: %s", argv[optind - 1]);
+		}
+	}
+	if (argc - optind != 1)
+		return adm_usage(ctx, "expected one login name");
+	a.name = argv[optind];
+	if (!a.set_expiry && a.note == NULL)
+		return adm_usage(ctx, "nothing to change: give --expires and/or --note");
+	if ((rc = check_name(ctx, a.name)) != ADM_EXIT_OK ||
+	    (rc = check_note(ctx, a.note)) != ADM_EXIT_OK)
+		return rc;
+	rc = adm_db_open(ctx, RDB_READWRITE, &db);
+	if (rc != ADM_EXIT_OK)
+		return rc;
+	rc = in_transaction(ctx, db, set_write, &a);
+	rdb_close(db);
+	if (rc == ADM_EXIT_OK)
+		report_done(ctx, a.name, "updated");
+	return rc;
+}
+
+/* ---- user list / show ------------------------------------------------------------------ */
+
+struct list_ctx {
+	struct adm_ctx *ctx;
+	struct rdb *db;
+	struct adm_json j;
+	enum rdb_result r;      /* a failure inside a callback */
+};
+
+static int sender_json(const char *pattern, void *arg)
+{
+	adm_json_str(arg, pattern);
+	return 0;
+}
+
+static enum rdb_result login_json(struct list_ctx *lc, const struct rdb_login *l)
+{
+	struct adm_json *j = &lc->j;
+	enum rdb_result r;
+
+	adm_json_obj(j);
+	adm_json_key(j, "name");
+	adm_json_str(j, l->name);
+	adm_json_key(j, "state");
+	adm_json_str(j, state_of(l, lc->ctx->now));
+	adm_json_key(j, "enabled");
+	adm_json_bool(j, l->enabled);
+	adm_json_key(j, "expires_at");
+	if (l->has_expiry)
+		adm_json_time(j, l->expires_at);
+	else
+		adm_json_null(j);
+	adm_json_key(j, "note");
+	adm_json_str(j, l->note);
+	adm_json_key(j, "source");
+	adm_json_str(j, l->source);
+	adm_json_key(j, "scram");
+	adm_json_bool(j, l->has_scram);
+	adm_json_key(j, "rate_exempt");
+	adm_json_bool(j, l->rate_exempt);
+	adm_json_key(j, "hold_over_limit");
+	adm_json_bool(j, l->hold_over_limit);
+	adm_json_key(j, "created_at");
+	adm_json_time(j, l->created_at);
+	adm_json_key(j, "updated_at");
+	adm_json_time(j, l->updated_at);
+	adm_json_key(j, "password_changed_at");
+	adm_json_time(j, l->password_changed_at);
+	adm_json_key(j, "senders");
+	adm_json_arr(j);
+	r = rdb_sender_foreach(lc->db, l->name, sender_json, j, NULL);
+	adm_json_end(j);
+	adm_json_end(j);
+	return r;
+}
+
+static int list_row(const struct rdb_login *l, void *arg)
+{
+	struct list_ctx *lc = arg;
+	FILE *out = lc->ctx->out;
+	char when[ADM_TIME_LEN];
+
+	if (lc->ctx->json) {
+		lc->r = login_json(lc, l);
+		return lc->r != RDB_OK;
+	}
+	if (l->has_expiry)
+		adm_format_time(l->expires_at, when);
+	else
+		strcpy(when, "-");
+	fprintf(out, "%-32s %-8s %-20s %7u  %-6s ", l->name, state_of(l, lc->ctx->now), when,
+	        l->nsenders, l->source);
+	adm_print_safe(out, l->note);
+	fputc('\n', out);
+	return 0;
+}
+
+int adm_cmd_user_list(struct adm_ctx *ctx, int argc, char **argv)
+{
+	static const struct option none[] = { { NULL, 0, NULL, 0 } };
+	struct list_ctx lc = { .ctx = ctx };
+	enum rdb_result r;
+	int rc;
+
+	if (getopt_long(argc, argv, "", none, NULL) != -1)
+		return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
+	if (argc - optind != 0)
+		return adm_usage(ctx, "user list takes no arguments");
+	rc = adm_db_open(ctx, RDB_READONLY, &lc.db);
+	if (rc != ADM_EXIT_OK)
+		return rc;
+	if (ctx->json) {
+		adm_json_init(&lc.j, ctx->out);
+		adm_json_obj(&lc.j);
+		adm_json_key(&lc.j, "logins");
+		adm_json_arr(&lc.j);
+	} else {
+		fprintf(ctx->out, "%-32s %-8s %-20s %7s  %-6s %s\n", "NAME", "STATE", "EXPIRES",
+		        "SENDERS", "SOURCE", "NOTE");
+	}
+	/* Read everything in one snapshot, not a row at a time between writers. */
+	r = rdb_begin_read(lc.db);
+	if (r == RDB_OK)
+		r = rdb_login_foreach(lc.db, list_row, &lc, NULL);
+	if (r == RDB_OK)
+		r = lc.r;
+	rdb_rollback(lc.db);
+	if (r != RDB_OK) {
+		/* The JSON on stdout is incomplete; the exit code and stderr say so. */
+		rc = adm_rdb_fail(ctx, lc.db, r);
+	} else if (ctx->json) {
+		adm_json_finish(&lc.j);
+	}
+	rdb_close(lc.db);
+	return rc;
+}
+
+static int sender_line(const char *pattern, void *arg)
+{
+	FILE *out = arg;
+
+	fprintf(out, "  %s\n", pattern);
+	return 0;
+}
+
+int adm_cmd_user_show(struct adm_ctx *ctx, int argc, char **argv)
+{
+	struct list_ctx lc = { .ctx = ctx };
+	struct rdb_login l;
+	const char *name;
+	char t[ADM_TIME_LEN];
+	enum rdb_result r;
+	int rc = one_name(ctx, argc, argv, &name);
+
+	if (rc != ADM_EXIT_OK)
+		return rc;
+	rc = adm_db_open(ctx, RDB_READONLY, &lc.db);
+	if (rc != ADM_EXIT_OK)
+		return rc;
+	r = rdb_login_get(lc.db, name, &l);
+	if (r != RDB_OK) {
+		rc = adm_rdb_fail(ctx, lc.db, r);
+		rdb_close(lc.db);
+		return rc;
+	}
+	if (ctx->json) {
+		adm_json_init(&lc.j, ctx->out);
+		r = login_json(&lc, &l);
+		if (r != RDB_OK)
+			rc = adm_rdb_fail(ctx, lc.db, r);
+		else
+			adm_json_finish(&lc.j);
+	} else {
+		FILE *out = ctx->out;
+
+		fprintf(out, "name:             %s\n", l.name);
+		fprintf(out, "state:            %s\n", state_of(&l, ctx->now));
+		if (l.has_expiry)
+			adm_format_time(l.expires_at, t);
+		fprintf(out, "expires:          %s\n", l.has_expiry ? t : "never");
+		fprintf(out, "note:             ");
+		adm_print_safe(out, l.note);
+		fprintf(out, "\nsource:           %s\n", l.source);
+		fprintf(out, "secrets:          PLAIN%s\n", l.has_scram ? ", SCRAM-SHA-256" : "");
+		fprintf(out, "rate limits:      %s%s\n", l.rate_exempt ? "exempt" : "enforced",
+		        l.hold_over_limit ? ", hold over limit" : "");
+		adm_format_time(l.created_at, t);
+		fprintf(out, "created:          %s\n", t);
+		adm_format_time(l.updated_at, t);
+		fprintf(out, "updated:          %s\n", t);
+		adm_format_time(l.password_changed_at, t);
+		fprintf(out, "password changed: %s\n", t);
+		fprintf(out, "senders:%s\n", l.nsenders ? "" : " none");
+		r = rdb_sender_foreach(lc.db, l.name, sender_line, out, NULL);
+		if (r != RDB_OK)
+			rc = adm_rdb_fail(ctx, lc.db, r);
+	}
+	rdb_close(lc.db);
+	return rc;
+}

@@ -1,0 +1,200 @@
+/*
+ * secrets.c — the password-derived secrets we store instead of passwords, and generated
+ * credentials.
+ *
+ * What it is: pure functions over OpenSSL's EVP interface (never <openssl/md5.h> nor the
+ * SASL headers: <sasl/md5.h> defines a clashing MD5_CTX). Salts and generated passwords
+ * come from getrandom(2).
+ *   - cmusaslsecretPLAIN, the 33-byte form libsasl2 2.1.28 verifies for PLAIN/LOGIN in
+ *     lib/checkpw.c: salt[16] || 0x00 || MD5(salt || "sasldb" || password).
+ *   - a SCRAM-SHA-256 verifier in the authPassword form plugins/scram.c parses:
+ *     SCRAM-SHA-256$<iter>:<b64 salt>$<b64 StoredKey>:<b64 ServerKey> (RFC 5802:
+ *     SaltedPassword = PBKDF2-HMAC-SHA256(password, salt, iter), ClientKey =
+ *     HMAC(SaltedPassword, "Client Key"), StoredKey = SHA256(ClientKey), ServerKey =
+ *     HMAC(SaltedPassword, "Server Key")).
+ *
+ * Ownership: callers own every buffer. Intermediate key material on the stack is wiped
+ * with explicit_bzero before returning. Thread safe (no shared state).
+ *
+ * Errors: RDB_INVALID for bad arguments (NULL, too few iterations, short buffer),
+ * RDB_ERROR when OpenSSL or the random source fails.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "rdb.h"
+
+#define SHA256_LEN 32
+
+/* getrandom() may return fewer bytes than asked for large requests or on a signal. */
+static enum rdb_result fill_random(unsigned char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = getrandom(buf, len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return RDB_ERROR;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return RDB_OK;
+}
+
+enum rdb_result rdb_secret_plain(const char *password, size_t len, const unsigned char *salt,
+                                 unsigned char out[RDB_PLAIN_SECRET_LEN])
+{
+	static const char sasldb[] = "sasldb";
+	unsigned char s[RDB_PLAIN_SALT_LEN];
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int dlen = 0;
+	enum rdb_result r = RDB_ERROR;
+	EVP_MD_CTX *md;
+
+	if (password == NULL || out == NULL)
+		return RDB_INVALID;
+	if (salt != NULL)
+		memcpy(s, salt, sizeof s);
+	else if (fill_random(s, sizeof s) != RDB_OK)
+		return RDB_ERROR;
+
+	md = EVP_MD_CTX_new();
+	if (md == NULL)
+		goto out;
+	if (EVP_DigestInit_ex(md, EVP_md5(), NULL) != 1 ||
+	    EVP_DigestUpdate(md, s, sizeof s) != 1 ||
+	    EVP_DigestUpdate(md, sasldb, strlen(sasldb)) != 1 ||
+	    EVP_DigestUpdate(md, password, len) != 1 ||
+	    EVP_DigestFinal_ex(md, digest, &dlen) != 1 || dlen != 16)
+		goto out;
+	memcpy(out, s, RDB_PLAIN_SALT_LEN);
+	out[RDB_PLAIN_SALT_LEN] = 0x00;
+	memcpy(out + RDB_PLAIN_SALT_LEN + 1, digest, 16);
+	r = RDB_OK;
+out:
+	EVP_MD_CTX_free(md);
+	explicit_bzero(digest, sizeof digest);
+	return r;
+}
+
+static bool hmac_sha256(const unsigned char *key, size_t keylen, const char *msg,
+                        unsigned char out[SHA256_LEN])
+{
+	unsigned int olen = 0;
+
+	return HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, strlen(msg),
+	            out, &olen) != NULL && olen == SHA256_LEN;
+}
+
+/* base64 with padding, the alphabet libsasl2's decode64 reads. `out` has room for
+ * 4 * ceil(len / 3) + 1 bytes (checked by the caller's buffer arithmetic). */
+static size_t b64(const unsigned char *in, size_t len, char *out)
+{
+	return (size_t)EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+}
+
+enum rdb_result rdb_secret_scram_sha256(const char *password, size_t len, unsigned iterations,
+                                        const unsigned char *salt, size_t saltlen,
+                                        char out[RDB_SCRAM_MAX])
+{
+	/* libsasl2 2.1.28 refuses stored iteration counts it cannot parse with strtoul, and
+	 * anything above this is a denial of service on every SCRAM login. */
+	enum { MAX_ITER = 10000000, MAX_SALT = 64 };
+	unsigned char s[MAX_SALT];
+	unsigned char salted[SHA256_LEN], client_key[SHA256_LEN];
+	unsigned char stored_key[SHA256_LEN], server_key[SHA256_LEN];
+	char bsalt[(MAX_SALT + 2) / 3 * 4 + 1];
+	char bstored[(SHA256_LEN + 2) / 3 * 4 + 1], bserver[(SHA256_LEN + 2) / 3 * 4 + 1];
+	unsigned int dlen = 0;
+	enum rdb_result r = RDB_ERROR;
+	int n;
+
+	if (password == NULL || out == NULL || iterations < RDB_SCRAM_ITERATIONS ||
+	    iterations > MAX_ITER || len > (size_t)0x7fffffff)
+		return RDB_INVALID;
+	if (salt == NULL) {
+		saltlen = 16;
+		if (fill_random(s, saltlen) != RDB_OK)
+			return RDB_ERROR;
+	} else {
+		if (saltlen == 0 || saltlen > MAX_SALT)
+			return RDB_INVALID;
+		memcpy(s, salt, saltlen);
+	}
+
+	if (PKCS5_PBKDF2_HMAC(password, (int)len, s, (int)saltlen, (int)iterations, EVP_sha256(),
+	                      SHA256_LEN, salted) != 1)
+		goto out;
+	if (!hmac_sha256(salted, sizeof salted, "Client Key", client_key) ||
+	    !hmac_sha256(salted, sizeof salted, "Server Key", server_key))
+		goto out;
+	if (EVP_Digest(client_key, sizeof client_key, stored_key, &dlen, EVP_sha256(), NULL) != 1 ||
+	    dlen != SHA256_LEN)
+		goto out;
+
+	b64(s, saltlen, bsalt);
+	b64(stored_key, sizeof stored_key, bstored);
+	b64(server_key, sizeof server_key, bserver);
+	n = snprintf(out, RDB_SCRAM_MAX, "SCRAM-SHA-256$%u:%s$%s:%s", iterations, bsalt, bstored,
+	             bserver);
+	if (n < 0 || n >= RDB_SCRAM_MAX) {
+		explicit_bzero(out, RDB_SCRAM_MAX);
+		r = RDB_INVALID;
+		goto out;
+	}
+	r = RDB_OK;
+out:
+	explicit_bzero(salted, sizeof salted);
+	explicit_bzero(client_key, sizeof client_key);
+	explicit_bzero(stored_key, sizeof stored_key);
+	explicit_bzero(server_key, sizeof server_key);
+	return r;
+}
+
+/* 31 symbols: lowercase letters and digits without the look-alikes 0 o 1 l i. */
+static const char alphabet[] = "23456789abcdefghjkmnpqrstuvwxyz";
+
+enum rdb_result rdb_generate_password(char *out, size_t outlen)
+{
+	/* 5 groups of 6 symbols: 30 * log2(31) = 148.6 bits; dashes help reading it aloud. */
+	enum { GROUPS = 5, PER_GROUP = 6, LEN = GROUPS * PER_GROUP + GROUPS - 1 };
+	const unsigned nsym = sizeof alphabet - 1;
+	/* Rejection sampling keeps every symbol equally likely: accept bytes below the
+	 * largest multiple of nsym that fits in a byte. */
+	const unsigned limit = 256 - 256 % nsym;
+	unsigned char pool[64];
+	size_t used = sizeof pool, pos = 0;
+	int sym = 0;
+
+	if (out == NULL || outlen < RDB_PASSWORD_GEN_LEN + 1)
+		return RDB_INVALID;
+	while (pos < LEN) {
+		unsigned char b;
+
+		if (pos % (PER_GROUP + 1) == PER_GROUP) {
+			out[pos++] = '-';
+			continue;
+		}
+		if (used == sizeof pool) {
+			if (fill_random(pool, sizeof pool) != RDB_OK) {
+				explicit_bzero(pool, sizeof pool);
+				explicit_bzero(out, outlen);
+				return RDB_ERROR;
+			}
+			used = 0;
+		}
+		b = pool[used++];
+		if (b >= limit)
+			continue;
+		out[pos++] = alphabet[b % nsym];
+		sym++;
+	}
+	out[pos] = '\0';
+	explicit_bzero(pool, sizeof pool);
+	return sym == GROUPS * PER_GROUP ? RDB_OK : RDB_ERROR;
+}

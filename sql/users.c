@@ -1,0 +1,587 @@
+/*
+ * users.c — administration of logins and their allowed senders (relay-admin's data layer).
+ *
+ * What it is: the write and listing side of the users database. Every input is validated
+ * before any statement runs, every value is bound, every cached statement is reset on
+ * every path, and every column is type-checked before use.
+ *
+ * Ownership: strings are borrowed for the duration of a call; rows handed to callbacks
+ * live only during the callback. Not thread safe per handle, like struct rdb.
+ *
+ * Errors: RDB_INVALID (bad input, nothing written), RDB_NOTFOUND, RDB_EXISTS, RDB_ERROR;
+ * rdb_errmsg() always names the problem, e.g. "no such login: bob".
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rdb-private.h"
+
+/* Resets and unbinds a cached statement: the one cleanup every path goes through. */
+static void done(sqlite3_stmt *st)
+{
+	if (st != NULL) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
+}
+
+static enum rdb_result exec_simple(struct rdb *db, enum rdb_stmt_id id, const char *what)
+{
+	sqlite3_stmt *st = rdb_stmt(db, id);
+	enum rdb_result r = RDB_OK;
+
+	if (st == NULL)
+		return RDB_ERROR;
+	if (sqlite3_step(st) != SQLITE_DONE)
+		r = rdb_fail_sqlite(db, what);
+	done(st);
+	return r;
+}
+
+enum rdb_result rdb_begin(struct rdb *db)
+{
+	return exec_simple(db, STMT_BEGIN, "cannot start a transaction");
+}
+
+enum rdb_result rdb_begin_read(struct rdb *db)
+{
+	return exec_simple(db, STMT_BEGIN_READ, "cannot start a read transaction");
+}
+
+enum rdb_result rdb_commit(struct rdb *db)
+{
+	return exec_simple(db, STMT_COMMIT, "cannot commit");
+}
+
+void rdb_rollback(struct rdb *db)
+{
+	if (db != NULL && db->h != NULL && !sqlite3_get_autocommit(db->h)) {
+		char keep[sizeof db->err];
+
+		/* Keep the message of the failure that made us roll back. */
+		memcpy(keep, db->err, sizeof keep);
+		exec_simple(db, STMT_ROLLBACK, "cannot roll back");
+		memcpy(db->err, keep, sizeof keep);
+	}
+}
+
+/* ---- validation helpers --------------------------------------------------------------- */
+
+bool rdb_note_valid(const char *note, char *why, size_t whylen)
+{
+	const unsigned char *p = (const unsigned char *)note;
+	size_t len;
+
+	if (note == NULL)
+		return true;
+	len = strnlen(note, RDB_NOTE_MAX + 1);
+	if (len > RDB_NOTE_MAX) {
+		snprintf(why, whylen, "note longer than %d bytes", RDB_NOTE_MAX);
+		return false;
+	}
+	/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF), no C0/C1
+	 * controls or DEL: a note ends up on terminals and in JSON. */
+	for (size_t i = 0; i < len;) {
+		unsigned c = p[i], need, cp, min;
+
+		if (c < 0x80) {
+			if (c < 0x20 || c == 0x7f)
+				goto control;
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) { need = 1; cp = c & 0x1f; min = 0x80; }
+		else if (c >= 0xe0 && c <= 0xef) { need = 2; cp = c & 0x0f; min = 0x800; }
+		else if (c >= 0xf0 && c <= 0xf4) { need = 3; cp = c & 0x07; min = 0x10000; }
+		else goto bad;
+		for (unsigned k = 1; k <= need; k++) {
+			if (i + k >= len || (p[i + k] & 0xc0) != 0x80)
+				goto bad;
+			cp = (cp << 6) | (p[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			goto bad;
+		if (cp >= 0x80 && cp <= 0x9f)
+			goto control;
+		i += need + 1;
+	}
+	return true;
+control:
+	snprintf(why, whylen, "note contains a control character");
+	return false;
+bad:
+	snprintf(why, whylen, "note is not valid UTF-8");
+	return false;
+}
+
+void rdb_pattern_canon(const char *pattern, char out[RDB_PATTERN_MAX + 1])
+{
+	size_t i = 0;
+
+	for (; pattern[i] != '\0' && i < RDB_PATTERN_MAX; i++)
+		out[i] = (char)tolower((unsigned char)pattern[i]);
+	out[i] = '\0';
+}
+
+static enum rdb_result check_name(struct rdb *db, const char *name)
+{
+	char why[128];
+
+	if (!rdb_name_valid(name, why, sizeof why))
+		return rdb_fail(db, RDB_INVALID, "invalid login name: %s", why);
+	return RDB_OK;
+}
+
+/* Finds the id (and stored spelling) of a login; RDB_NOTFOUND names it. */
+static enum rdb_result login_id(struct rdb *db, const char *name, int64_t *id)
+{
+	sqlite3_stmt *st;
+	enum rdb_result r;
+	int rc;
+
+	r = check_name(db, name);
+	if (r != RDB_OK)
+		return r;
+	st = rdb_stmt(db, STMT_LOGIN_ID);
+	if (st == NULL)
+		return RDB_ERROR;
+	if (sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
+		r = rdb_fail_sqlite(db, "lookup");
+		goto out;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		r = rdb_fail(db, RDB_NOTFOUND, "no such login: %s", name);
+	else if (rc != SQLITE_ROW)
+		r = rdb_fail_sqlite(db, "lookup");
+	else if (sqlite3_column_type(st, 0) != SQLITE_INTEGER)
+		r = rdb_fail(db, RDB_ERROR, "lookup: malformed login row");
+	else {
+		*id = sqlite3_column_int64(st, 0);
+		r = RDB_OK;
+	}
+out:
+	done(st);
+	return r;
+}
+
+/* Runs a bound write statement expected to change exactly one row. */
+static enum rdb_result step_write(struct rdb *db, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+	enum rdb_result r = RDB_OK;
+
+	if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+		r = rdb_fail(db, RDB_EXISTS, "%s: already exists", what);
+	else if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		r = rdb_fail(db, RDB_INVALID, "%s: %s", what, sqlite3_errmsg(db->h));
+	else if (rc != SQLITE_DONE)
+		r = rdb_fail_sqlite(db, what);
+	done(st);
+	return r;
+}
+
+/* ---- logins ------------------------------------------------------------------------- */
+
+enum rdb_result rdb_login_add(struct rdb *db, const struct rdb_login_new *n)
+{
+	sqlite3_stmt *st;
+	enum rdb_result r;
+	const char *source;
+	char why[128];
+
+	if (db == NULL || n == NULL || n->plain == NULL)
+		return RDB_INVALID;
+	r = check_name(db, n->name);
+	if (r != RDB_OK)
+		return r;
+	if (!rdb_note_valid(n->note, why, sizeof why))
+		return rdb_fail(db, RDB_INVALID, "invalid note: %s", why);
+	source = n->source ? n->source : "admin";
+	if (strcmp(source, "admin") != 0 && strcmp(source, "sasldb") != 0)
+		return rdb_fail(db, RDB_INVALID, "invalid source");
+	if (n->scram != NULL && (strncmp(n->scram, "SCRAM-SHA-256$", 14) != 0 ||
+	                         strlen(n->scram) >= RDB_SCRAM_MAX))
+		return rdb_fail(db, RDB_INVALID, "invalid SCRAM verifier");
+	st = rdb_stmt(db, STMT_LOGIN_INSERT);
+	if (st == NULL)
+		return RDB_ERROR;
+	if (sqlite3_bind_text(st, 1, n->name, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    (n->has_expiry ? sqlite3_bind_int64(st, 2, n->expires_at) : sqlite3_bind_null(st, 2)) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 3, n->note ? n->note : "", -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_blob(st, 4, n->plain, RDB_PLAIN_SECRET_LEN, SQLITE_STATIC) != SQLITE_OK ||
+	    (n->scram ? sqlite3_bind_text(st, 5, n->scram, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 5)) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 6, source, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 7, n->now) != SQLITE_OK) {
+		r = rdb_fail_sqlite(db, "add login");
+		done(st);
+		return r;
+	}
+	r = step_write(db, st, "add login");
+	if (r == RDB_EXISTS)
+		r = rdb_fail(db, RDB_EXISTS, "login already exists: %s", n->name);
+	return r;
+}
+
+static bool text_col(sqlite3_stmt *st, int i, char *out, size_t outlen)
+{
+	int len;
+
+	if (sqlite3_column_type(st, i) != SQLITE_TEXT)
+		return false;
+	len = sqlite3_column_bytes(st, i);
+	if (len < 0 || (size_t)len >= outlen)
+		return false;
+	memcpy(out, sqlite3_column_text(st, i), (size_t)len);
+	out[len] = '\0';
+	return true;
+}
+
+/* Fills a struct rdb_login from a STMT_LOGIN_GET / STMT_LOGIN_ALL row. */
+static bool read_login(sqlite3_stmt *st, struct rdb_login *o)
+{
+	memset(o, 0, sizeof *o);
+	if (sqlite3_column_count(st) != 12 ||
+	    !text_col(st, 0, o->name, sizeof o->name) ||
+	    !text_col(st, 3, o->note, sizeof o->note) ||
+	    !text_col(st, 4, o->source, sizeof o->source))
+		return false;
+	for (int i = 1; i < 12; i++) {
+		if (i == 3 || i == 4)
+			continue;
+		if (sqlite3_column_type(st, i) != SQLITE_INTEGER &&
+		    !(i == 2 && sqlite3_column_type(st, i) == SQLITE_NULL))
+			return false;
+	}
+	o->enabled = sqlite3_column_int64(st, 1) != 0;
+	o->has_expiry = sqlite3_column_type(st, 2) == SQLITE_INTEGER;
+	o->expires_at = o->has_expiry ? sqlite3_column_int64(st, 2) : 0;
+	o->has_scram = sqlite3_column_int64(st, 5) != 0;
+	o->rate_exempt = sqlite3_column_int64(st, 6) != 0;
+	o->hold_over_limit = sqlite3_column_int64(st, 7) != 0;
+	o->created_at = sqlite3_column_int64(st, 8);
+	o->updated_at = sqlite3_column_int64(st, 9);
+	o->password_changed_at = sqlite3_column_int64(st, 10);
+	o->nsenders = (unsigned)sqlite3_column_int64(st, 11);
+	return true;
+}
+
+enum rdb_result rdb_login_get(struct rdb *db, const char *name, struct rdb_login *out)
+{
+	sqlite3_stmt *st;
+	enum rdb_result r;
+	int rc;
+
+	if (db == NULL || out == NULL)
+		return RDB_INVALID;
+	r = check_name(db, name);
+	if (r != RDB_OK)
+		return r;
+	st = rdb_stmt(db, STMT_LOGIN_GET);
+	if (st == NULL)
+		return RDB_ERROR;
+	if (sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
+		r = rdb_fail_sqlite(db, "show login");
+		goto out;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		r = rdb_fail(db, RDB_NOTFOUND, "no such login: %s", name);
+	else if (rc != SQLITE_ROW)
+		r = rdb_fail_sqlite(db, "show login");
+	else if (!read_login(st, out))
+		r = rdb_fail(db, RDB_ERROR, "show login: malformed row (corrupt database?)");
+	else
+		r = RDB_OK;
+out:
+	done(st);
+	return r;
+}
+
+enum rdb_result rdb_login_foreach(struct rdb *db,
+                                  int (*fn)(const struct rdb_login *login, void *arg),
+                                  void *arg, int *fn_ret)
+{
+	sqlite3_stmt *st;
+	struct rdb_login row;
+	enum rdb_result r = RDB_OK;
+	int rc, ret = 0;
+
+	if (db == NULL || fn == NULL)
+		return RDB_INVALID;
+	st = rdb_stmt(db, STMT_LOGIN_ALL);
+	if (st == NULL)
+		return RDB_ERROR;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (!read_login(st, &row)) {
+			r = rdb_fail(db, RDB_ERROR, "list logins: malformed row (corrupt database?)");
+			break;
+		}
+		ret = fn(&row, arg);
+		if (ret != 0)
+			break;
+	}
+	if (r == RDB_OK && ret == 0 && rc != SQLITE_DONE)
+		r = rdb_fail_sqlite(db, "list logins");
+	if (fn_ret != NULL)
+		*fn_ret = ret;
+	done(st);
+	return r;
+}
+
+/* The shared shape of the small updates: find the login, bind id + values, step. */
+static enum rdb_result update_login(struct rdb *db, const char *name, enum rdb_stmt_id id,
+                                    const char *what,
+                                    bool (*bind)(sqlite3_stmt *st, const void *arg),
+                                    const void *arg)
+{
+	sqlite3_stmt *st;
+	int64_t login = 0;
+	enum rdb_result r = login_id(db, name, &login);
+
+	if (r != RDB_OK)
+		return r;
+	st = rdb_stmt(db, id);
+	if (st == NULL)
+		return RDB_ERROR;
+	if (sqlite3_bind_int64(st, 1, login) != SQLITE_OK || !bind(st, arg)) {
+		r = rdb_fail_sqlite(db, what);
+		done(st);
+		return r;
+	}
+	return step_write(db, st, what);
+}
+
+struct secrets_arg {
+	const unsigned char *plain;
+	const char *scram;
+	int64_t now;
+};
+
+static bool bind_secrets(sqlite3_stmt *st, const void *p)
+{
+	const struct secrets_arg *a = p;
+
+	return sqlite3_bind_blob(st, 2, a->plain, RDB_PLAIN_SECRET_LEN, SQLITE_STATIC) == SQLITE_OK &&
+	       (a->scram ? sqlite3_bind_text(st, 3, a->scram, -1, SQLITE_STATIC) :
+	                   sqlite3_bind_null(st, 3)) == SQLITE_OK &&
+	       sqlite3_bind_int64(st, 4, a->now) == SQLITE_OK;
+}
+
+enum rdb_result rdb_login_set_secrets(struct rdb *db, const char *name,
+                                      const unsigned char plain[RDB_PLAIN_SECRET_LEN],
+                                      const char *scram, int64_t now)
+{
+	struct secrets_arg a = { plain, scram, now };
+
+	if (db == NULL || plain == NULL)
+		return RDB_INVALID;
+	if (scram != NULL && (strncmp(scram, "SCRAM-SHA-256$", 14) != 0 ||
+	                      strlen(scram) >= RDB_SCRAM_MAX))
+		return rdb_fail(db, RDB_INVALID, "invalid SCRAM verifier");
+	return update_login(db, name, STMT_LOGIN_SET_SECRETS, "set password", bind_secrets, &a);
+}
+
+struct int_arg {
+	bool null;
+	int64_t value;
+	int64_t now;
+};
+
+static bool bind_int_now(sqlite3_stmt *st, const void *p)
+{
+	const struct int_arg *a = p;
+
+	return (a->null ? sqlite3_bind_null(st, 2) : sqlite3_bind_int64(st, 2, a->value)) == SQLITE_OK &&
+	       sqlite3_bind_int64(st, 3, a->now) == SQLITE_OK;
+}
+
+enum rdb_result rdb_login_set_enabled(struct rdb *db, const char *name, bool enabled, int64_t now)
+{
+	struct int_arg a = { false, enabled ? 1 : 0, now };
+
+	if (db == NULL)
+		return RDB_INVALID;
+	return update_login(db, name, STMT_LOGIN_SET_ENABLED, "enable/disable", bind_int_now, &a);
+}
+
+enum rdb_result rdb_login_set_expiry(struct rdb *db, const char *name, bool has_expiry,
+                                     int64_t expires_at, int64_t now)
+{
+	struct int_arg a = { !has_expiry, expires_at, now };
+
+	if (db == NULL)
+		return RDB_INVALID;
+	return update_login(db, name, STMT_LOGIN_SET_EXPIRY, "set expiry", bind_int_now, &a);
+}
+
+struct note_arg {
+	const char *note;
+	int64_t now;
+};
+
+static bool bind_note(sqlite3_stmt *st, const void *p)
+{
+	const struct note_arg *a = p;
+
+	return sqlite3_bind_text(st, 2, a->note, -1, SQLITE_STATIC) == SQLITE_OK &&
+	       sqlite3_bind_int64(st, 3, a->now) == SQLITE_OK;
+}
+
+enum rdb_result rdb_login_set_note(struct rdb *db, const char *name, const char *note, int64_t now)
+{
+	struct note_arg a = { note ? note : "", now };
+	char why[128];
+
+	if (db == NULL)
+		return RDB_INVALID;
+	if (!rdb_note_valid(note, why, sizeof why))
+		return rdb_fail(db, RDB_INVALID, "invalid note: %s", why);
+	return update_login(db, name, STMT_LOGIN_SET_NOTE, "set note", bind_note, &a);
+}
+
+static bool bind_nothing(sqlite3_stmt *st, const void *p)
+{
+	(void)st;
+	(void)p;
+	return true;
+}
+
+enum rdb_result rdb_login_delete(struct rdb *db, const char *name)
+{
+	if (db == NULL)
+		return RDB_INVALID;
+	/* Senders go by ON DELETE CASCADE, limits by the logins_delete_limits trigger. */
+	return update_login(db, name, STMT_LOGIN_DELETE, "delete login", bind_nothing, NULL);
+}
+
+/* ---- senders ------------------------------------------------------------------------ */
+
+static enum rdb_result check_pattern(struct rdb *db, const char *pattern,
+                                     char canon[RDB_PATTERN_MAX + 1])
+{
+	char why[128];
+
+	if (!rdb_pattern_valid(pattern, why, sizeof why))
+		return rdb_fail(db, RDB_INVALID, "invalid sender pattern: %s", why);
+	rdb_pattern_canon(pattern, canon);
+	return RDB_OK;
+}
+
+static enum rdb_result touch(struct rdb *db, int64_t login, int64_t now)
+{
+	sqlite3_stmt *st = rdb_stmt(db, STMT_LOGIN_TOUCH);
+
+	if (st == NULL)
+		return RDB_ERROR;
+	if (sqlite3_bind_int64(st, 1, login) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, now) != SQLITE_OK) {
+		done(st);
+		return rdb_fail_sqlite(db, "update login");
+	}
+	return step_write(db, st, "update login");
+}
+
+/* Two writes (pattern, updated_at) must land together: a savepoint nests inside the
+ * caller's transaction if there is one and is a transaction of its own otherwise. */
+static enum rdb_result sender_change(struct rdb *db, const char *name, const char *pattern,
+                                     int64_t now, bool add)
+{
+	char canon[RDB_PATTERN_MAX + 1];
+	sqlite3_stmt *st;
+	int64_t login = 0;
+	enum rdb_result r;
+
+	if (db == NULL)
+		return RDB_INVALID;
+	r = check_name(db, name);
+	if (r == RDB_OK)
+		r = check_pattern(db, pattern, canon);
+	if (r != RDB_OK)
+		return r;
+	if (sqlite3_exec(db->h, "SAVEPOINT sender", NULL, NULL, NULL) != SQLITE_OK)
+		return rdb_fail_sqlite(db, "savepoint");
+	r = login_id(db, name, &login);
+	if (r != RDB_OK)
+		goto out;
+	st = rdb_stmt(db, add ? STMT_SENDER_INSERT : STMT_SENDER_DELETE);
+	if (st == NULL) {
+		r = RDB_ERROR;
+		goto out;
+	}
+	if (sqlite3_bind_int64(st, 1, login) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, canon, -1, SQLITE_STATIC) != SQLITE_OK) {
+		r = rdb_fail_sqlite(db, "sender");
+		done(st);
+		goto out;
+	}
+	r = step_write(db, st, add ? "add sender" : "delete sender");
+	if (r == RDB_EXISTS)
+		r = rdb_fail(db, RDB_EXISTS, "%s already has sender %s", name, canon);
+	else if (r == RDB_OK && !add && sqlite3_changes(db->h) == 0)
+		r = rdb_fail(db, RDB_NOTFOUND, "%s has no sender %s", name, canon);
+	if (r == RDB_OK)
+		r = touch(db, login, now);
+out:
+	if (r != RDB_OK) {
+		char keep[sizeof db->err];
+
+		memcpy(keep, db->err, sizeof keep);
+		sqlite3_exec(db->h, "ROLLBACK TO sender", NULL, NULL, NULL);
+		memcpy(db->err, keep, sizeof keep);
+	}
+	if (sqlite3_exec(db->h, "RELEASE sender", NULL, NULL, NULL) != SQLITE_OK && r == RDB_OK)
+		r = rdb_fail_sqlite(db, "release savepoint");
+	return r;
+}
+
+enum rdb_result rdb_sender_add(struct rdb *db, const char *name, const char *pattern, int64_t now)
+{
+	return sender_change(db, name, pattern, now, true);
+}
+
+enum rdb_result rdb_sender_del(struct rdb *db, const char *name, const char *pattern, int64_t now)
+{
+	return sender_change(db, name, pattern, now, false);
+}
+
+enum rdb_result rdb_sender_foreach(struct rdb *db, const char *name,
+                                   int (*fn)(const char *pattern, void *arg), void *arg,
+                                   int *fn_ret)
+{
+	char pattern[RDB_PATTERN_MAX + 1];
+	sqlite3_stmt *st;
+	int64_t login = 0;
+	enum rdb_result r;
+	int rc, ret = 0;
+
+	if (db == NULL || fn == NULL)
+		return RDB_INVALID;
+	r = login_id(db, name, &login);
+	if (r != RDB_OK)
+		return r;
+	st = rdb_stmt(db, STMT_SENDER_LIST);
+	if (st == NULL)
+		return RDB_ERROR;
+	if (sqlite3_bind_int64(st, 1, login) != SQLITE_OK) {
+		r = rdb_fail_sqlite(db, "list senders");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (!text_col(st, 0, pattern, sizeof pattern)) {
+			r = rdb_fail(db, RDB_ERROR, "list senders: malformed row (corrupt database?)");
+			break;
+		}
+		ret = fn(pattern, arg);
+		if (ret != 0)
+			break;
+	}
+	if (r == RDB_OK && ret == 0 && rc != SQLITE_DONE)
+		r = rdb_fail_sqlite(db, "list senders");
+out:
+	if (fn_ret != NULL)
+		*fn_ret = ret;
+	done(st);
+	return r;
+}

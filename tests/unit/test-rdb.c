@@ -1,0 +1,351 @@
+/*
+ * test-rdb.c — the data layer (sql/rdb.c, users.c, migrations.c) on real SQLite files in
+ * a private temporary folder: init, refusal of foreign/newer/missing files, read-only
+ * opens, the authentication lookup and its states, administration calls and their
+ * errors, and that bad input writes nothing.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "rdb.h"
+#include "tap.h"
+
+/* is_str() on an array trips -Waddress (its NULL test); go through a pointer. */
+#define is_buf(got, ...) do { const char *got_ = (got); is_str(got_, __VA_ARGS__); } while (0)
+
+static char dir[PATH_MAX];
+
+static const char *path_in(const char *name)
+{
+	static char p[PATH_MAX + 64];
+
+	snprintf(p, sizeof p, "%s/%s", dir, name);
+	return p;
+}
+
+static int raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *h = NULL;
+	int rc = sqlite3_open(path, &h);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(h, sql, NULL, NULL, NULL);
+	sqlite3_close(h);
+	return rc;
+}
+
+static long long raw_count(const char *path, const char *sql)
+{
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+	long long n = -1;
+
+	if (sqlite3_open(path, &h) == SQLITE_OK &&
+	    sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return n;
+}
+
+static void write_file(const char *path, const char *content)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f != NULL) {
+		fputs(content, f);
+		fclose(f);
+	}
+}
+
+static void test_init_and_refusals(void)
+{
+	char err[512];
+	struct rdb *db = NULL;
+	int before = -1, after = -1;
+	long long text_size;
+	const char *p;
+
+	p = path_in("users.db");
+	is_int(rdb_init_versions(p, &before, &after, err, sizeof err), RDB_OK, "init creates: %s", err);
+	is_int(before, 0, "new file had no schema");
+	is_int(after, RDB_SCHEMA_VERSION, "now at the current schema");
+	is_int(rdb_init_versions(p, &before, &after, err, sizeof err), RDB_OK, "init again is fine");
+	is_int(before, RDB_SCHEMA_VERSION, "second init found the current schema");
+	is_int(raw_count(p, "PRAGMA application_id"), 1919706212, "application_id set");
+
+	is_int(rdb_open(p, RDB_READONLY, &db, err, sizeof err), RDB_OK, "open read-only: %s", err);
+	rdb_close(db);
+	db = NULL;
+	is_int(rdb_open(p, RDB_READWRITE, &db, err, sizeof err), RDB_OK, "open read-write");
+	ok(rdb_handle(db) != NULL, "rdb_handle gives the connection");
+	rdb_close(db);
+	rdb_close(NULL);
+	is_str(rdb_errmsg(NULL), "no database handle", "rdb_errmsg(NULL)");
+
+	db = (struct rdb *)1;
+	is_int(rdb_open(path_in("missing.db"), RDB_READONLY, &db, err, sizeof err), RDB_ERROR,
+	       "missing file refused");
+	ok(db == NULL, "no handle for a missing file");
+	ok(strstr(err, "no such file") != NULL, "message says so: %s", err);
+	ok(access(path_in("missing.db"), F_OK) != 0, "opening did not create it");
+
+	p = path_in("text.db");
+	write_file(p, "this is not a database, it is a text file of some length.....\n");
+	{
+		struct stat st0;
+		text_size = stat(p, &st0) == 0 ? (long long)st0.st_size : -1;
+	}
+	is_int(rdb_open(p, RDB_READWRITE, &db, err, sizeof err), RDB_ERROR, "text file refused");
+	ok(strstr(err, "not an SQLite database") != NULL, "message: %s", err);
+	is_int(rdb_init(p, err, sizeof err), RDB_ERROR, "init refuses a text file");
+	{
+		struct stat st;
+		ok(stat(p, &st) == 0 && st.st_size == text_size && text_size > 0, "text file untouched");
+	}
+
+	p = path_in("foreign.db");
+	raw_exec(p, "CREATE TABLE t (x); INSERT INTO t VALUES (1);");
+	is_int(rdb_open(p, RDB_READONLY, &db, err, sizeof err), RDB_ERROR, "foreign SQLite refused");
+	ok(strstr(err, "not an smtp-relay users database") != NULL, "message: %s", err);
+	is_int(rdb_init(p, err, sizeof err), RDB_ERROR, "init refuses a foreign SQLite file");
+	is_int(raw_count(p, "SELECT count(*) FROM sqlite_schema"), 1, "foreign file untouched");
+
+	p = path_in("newer.db");
+	is_int(rdb_init(p, err, sizeof err), RDB_OK, "init newer.db");
+	raw_exec(p, "PRAGMA user_version = 99");
+	is_int(rdb_open(p, RDB_READONLY, &db, err, sizeof err), RDB_ERROR, "newer schema refused");
+	ok(strstr(err, "newer") != NULL, "message: %s", err);
+	is_int(rdb_init(p, err, sizeof err), RDB_ERROR, "init refuses a newer schema");
+	is_int(raw_count(p, "PRAGMA user_version"), 99, "newer file untouched");
+
+	p = path_in("older.db");
+	raw_exec(p, "PRAGMA application_id = 1919706212; CREATE TABLE x (y);");
+	is_int(rdb_open(p, RDB_READWRITE, &db, err, sizeof err), RDB_ERROR, "older schema refused by open");
+	ok(strstr(err, "relay-admin init") != NULL, "message says to migrate: %s", err);
+
+	p = path_in("empty.db");
+	write_file(p, "");
+	is_int(rdb_init(p, err, sizeof err), RDB_OK, "init fills an empty file: %s", err);
+
+	is_int(rdb_init(dir, err, sizeof err), RDB_ERROR, "init refuses a folder");
+	is_int(rdb_init(path_in("nodir/users.db"), err, sizeof err), RDB_ERROR,
+	       "init in a missing folder fails");
+	is_int(rdb_init("", err, sizeof err), RDB_INVALID, "empty path");
+}
+
+static enum rdb_result add(struct rdb *db, const char *name, const char *pw, int64_t now)
+{
+	unsigned char plain[RDB_PLAIN_SECRET_LEN];
+	char scram[RDB_SCRAM_MAX];
+	struct rdb_login_new n = { 0 };
+
+	if (rdb_secret_plain(pw, strlen(pw), NULL, plain) != RDB_OK ||
+	    rdb_secret_scram_sha256(pw, strlen(pw), RDB_SCRAM_ITERATIONS, NULL, 0, scram) != RDB_OK)
+		return RDB_ERROR;
+	n.name = name;
+	n.plain = plain;
+	n.scram = scram;
+	n.now = now;
+	return rdb_login_add(db, &n);
+}
+
+static int count_cb(const struct rdb_login *l, void *arg)
+{
+	(void)l;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int collect_cb(const char *pattern, void *arg)
+{
+	char *buf = arg;
+
+	strcat(buf, pattern);
+	strcat(buf, " ");
+	return 0;
+}
+
+static void test_logins(void)
+{
+	const char *p = path_in("users.db");
+	struct rdb *rw = NULL, *ro = NULL;
+	struct rdb_secrets s;
+	struct rdb_login l;
+	unsigned char again[RDB_PLAIN_SECRET_LEN];
+	char err[512], list[1024];
+	int n = 0;
+	long long changes;
+
+	is_int(rdb_open(p, RDB_READWRITE, &rw, err, sizeof err), RDB_OK, "open rw");
+	is_int(rdb_open(p, RDB_READONLY, &ro, err, sizeof err), RDB_OK, "open ro");
+	if (rw == NULL || ro == NULL)
+		return;
+
+	is_int(add(rw, "alice@example.com", "correct horse battery staple", 1000), RDB_OK, "add alice");
+	is_int(add(rw, "ALICE@example.com", "x", 1000), RDB_EXISTS, "names are case-insensitive");
+	ok(strstr(rdb_errmsg(rw), "already exists") != NULL, "exists message: %s", rdb_errmsg(rw));
+	is_int(add(rw, "bob", "hunter2hunter2hunter2", 1000), RDB_OK, "add bob");
+
+	is_int(rdb_lookup_secrets(ro, "Alice@Example.COM", 2000, &s), RDB_OK, "lookup any case");
+	is_buf(s.name, "alice@example.com", "stored spelling returned");
+	is_int(s.state, RDB_LOGIN_ACTIVE, "active");
+	ok(s.has_scram && strncmp(s.scram, "SCRAM-SHA-256$4096:", 19) == 0, "scram returned");
+	is_int(rdb_secret_plain("correct horse battery staple", 28, s.plain, again), RDB_OK, "recompute");
+	ok(memcmp(again, s.plain, sizeof again) == 0, "stored PLAIN secret verifies the password");
+	explicit_bzero(&s, sizeof s);
+
+	is_int(rdb_lookup_secrets(ro, "carol", 2000, &s), RDB_NOTFOUND, "unknown login");
+	is_int(rdb_lookup_secrets(ro, "' UNION SELECT 123 --", 2000, &s), RDB_NOTFOUND,
+	       "injection attempt is just not found");
+	is_int(rdb_lookup_secrets(ro, "", 2000, &s), RDB_NOTFOUND, "empty name not found");
+	is_int(rdb_lookup_secrets(ro, NULL, 2000, &s), RDB_NOTFOUND, "NULL name not found");
+
+	is_int(rdb_login_set_enabled(rw, "bob", false, 1100), RDB_OK, "disable bob");
+	is_int(rdb_lookup_secrets(ro, "bob", 2000, &s), RDB_OK, "disabled bob found");
+	is_int(s.state, RDB_LOGIN_DISABLED, "state disabled");
+	is_int(rdb_login_set_enabled(rw, "bob", true, 1100), RDB_OK, "enable bob");
+	is_int(rdb_login_set_expiry(rw, "bob", true, 1500, 1100), RDB_OK, "expire bob at 1500");
+	is_int(rdb_lookup_secrets(ro, "bob", 1499, &s), RDB_OK, "bob before expiry");
+	is_int(s.state, RDB_LOGIN_ACTIVE, "active before");
+	is_int(rdb_lookup_secrets(ro, "bob", 1500, &s), RDB_OK, "bob at expiry");
+	is_int(s.state, RDB_LOGIN_EXPIRED, "expired at the instant");
+	is_int(rdb_login_set_expiry(rw, "bob", false, 0, 1100), RDB_OK, "clear expiry");
+	is_int(rdb_lookup_secrets(ro, "bob", 99999, &s), RDB_OK, "bob later");
+	is_int(s.state, RDB_LOGIN_ACTIVE, "active without expiry");
+
+	is_int(rdb_login_set_note(rw, "bob", "printer \xe2\x82\xac", 1200), RDB_OK, "set note");
+	is_int(rdb_login_get(rw, "BOB", &l), RDB_OK, "get bob");
+	is_buf(l.note, "printer \xe2\x82\xac", "note stored");
+	is_buf(l.source, "admin", "source admin");
+	ok(l.enabled && !l.has_expiry && l.has_scram, "flags");
+	is_int(l.created_at, 1000, "created_at");
+	is_int(l.updated_at, 1200, "updated_at");
+	is_int(l.password_changed_at, 1000, "password_changed_at");
+
+	/* password change */
+	{
+		unsigned char plain[RDB_PLAIN_SECRET_LEN];
+		rdb_secret_plain("new password for bob", 20, NULL, plain);
+		is_int(rdb_login_set_secrets(rw, "bob", plain, NULL, 1300), RDB_OK, "set secrets");
+		is_int(rdb_lookup_secrets(ro, "bob", 2000, &s), RDB_OK, "lookup after change");
+		ok(!s.has_scram, "scram cleared when not given");
+		ok(memcmp(s.plain, plain, sizeof plain) == 0, "new PLAIN secret stored");
+		is_int(rdb_login_get(rw, "bob", &l), RDB_OK, "get");
+		is_int(l.password_changed_at, 1300, "password_changed_at moved");
+		is_int(rdb_login_set_secrets(rw, "nobody", plain, NULL, 1300), RDB_NOTFOUND,
+		       "set secrets of a missing login");
+		is_str(rdb_errmsg(rw), "no such login: nobody", "message names the login");
+	}
+
+	/* senders */
+	is_int(rdb_sender_add(rw, "bob", "Bob@Example.COM", 1400), RDB_OK, "add sender");
+	is_int(rdb_sender_add(rw, "bob", "bob@example.com", 1400), RDB_EXISTS, "duplicate sender (any case)");
+	is_int(rdb_sender_add(rw, "bob", "@example.org", 1400), RDB_OK, "add domain pattern");
+	is_int(rdb_sender_add(rw, "bob", "<>", 1400), RDB_OK, "add null sender");
+	is_int(rdb_sender_add(rw, "bob", "bad pattern", 1400), RDB_INVALID, "bad pattern");
+	is_int(rdb_sender_add(rw, "nobody", "@example.org", 1400), RDB_NOTFOUND, "sender for missing login");
+	list[0] = '\0';
+	is_int(rdb_sender_foreach(rw, "bob", collect_cb, list, NULL), RDB_OK, "list senders");
+	is_buf(list, "<> @example.org bob@example.com ", "senders sorted, lowercase");
+	is_int(rdb_sender_del(rw, "bob", "<>", 1450), RDB_OK, "delete sender");
+	is_int(rdb_sender_del(rw, "bob", "<>", 1450), RDB_NOTFOUND, "delete it again");
+	ok(strstr(rdb_errmsg(rw), "has no sender") != NULL, "message: %s", rdb_errmsg(rw));
+	is_int(rdb_login_get(rw, "bob", &l), RDB_OK, "get");
+	is_int(l.nsenders, 2, "two senders left");
+	is_int(l.updated_at, 1450, "sender change touched updated_at");
+
+	/* limits rows go with the login (trigger), senders by cascade */
+	raw_exec(p, "INSERT INTO limits SELECT id, 'messages', 3600, 10 FROM logins WHERE name = 'bob'");
+	is_int(raw_count(p, "SELECT count(*) FROM limits"), 1, "limit row present");
+
+	/* bad input writes nothing */
+	changes = sqlite3_total_changes(rdb_handle(rw));
+	is_int(add(rw, "bad name", "pw", 1), RDB_INVALID, "bad name refused");
+	ok(strstr(rdb_errmsg(rw), "space") != NULL, "message: %s", rdb_errmsg(rw));
+	is_int(add(rw, "a\"b", "pw", 1), RDB_INVALID, "quote refused");
+	{
+		struct rdb_login_new bad = { .name = "carol", .plain = again, .note = "x\ny", .now = 1 };
+		is_int(rdb_login_add(rw, &bad), RDB_INVALID, "bad note refused");
+		bad.note = NULL;
+		bad.source = "ldap";
+		is_int(rdb_login_add(rw, &bad), RDB_INVALID, "bad source refused");
+		bad.source = NULL;
+		bad.scram = "plaintext";
+		is_int(rdb_login_add(rw, &bad), RDB_INVALID, "bad scram refused");
+	}
+	is_int(rdb_login_set_note(rw, "bob", "\x1b[2J", 1), RDB_INVALID, "control bytes in note refused");
+	is_int(rdb_login_delete(rw, "b'ob"), RDB_INVALID, "delete with a bad name");
+	is_int(sqlite3_total_changes(rdb_handle(rw)), changes, "nothing was written");
+
+	/* transactions: a rolled back add leaves nothing */
+	is_int(rdb_begin(rw), RDB_OK, "begin");
+	is_int(add(rw, "tx@example.com", "pw", 1), RDB_OK, "add in transaction");
+	is_int(rdb_sender_add(rw, "tx@example.com", "@example.com", 1), RDB_OK, "sender in transaction");
+	rdb_rollback(rw);
+	is_int(rdb_login_get(rw, "tx@example.com", &l), RDB_NOTFOUND, "rolled back");
+	rdb_rollback(rw); /* harmless without a transaction */
+	is_int(rdb_begin(rw), RDB_OK, "begin");
+	is_int(add(rw, "tx@example.com", "pw", 1), RDB_OK, "add in transaction");
+	is_int(rdb_commit(rw), RDB_OK, "commit");
+	is_int(rdb_login_get(rw, "tx@example.com", &l), RDB_OK, "committed");
+
+	n = 0;
+	is_int(rdb_login_foreach(rw, count_cb, &n, NULL), RDB_OK, "list logins");
+	is_int(n, 3, "three logins");
+
+	is_int(rdb_login_delete(rw, "bob"), RDB_OK, "delete bob");
+	is_int(rdb_login_delete(rw, "bob"), RDB_NOTFOUND, "delete bob again");
+	is_str(rdb_errmsg(rw), "no such login: bob", "message");
+	is_int(raw_count(p, "SELECT count(*) FROM senders"), 0, "senders cascaded");
+	is_int(raw_count(p, "SELECT count(*) FROM limits"), 0, "limits removed by trigger");
+	is_int(rdb_lookup_secrets(ro, "bob", 2000, &s), RDB_NOTFOUND, "reader sees the delete");
+
+	/* A malformed row is an error, never "not found" (checks bypassed on purpose). */
+	raw_exec(p, "PRAGMA ignore_check_constraints = 1;"
+	            "INSERT INTO logins (name, plain_secret, created_at, updated_at, password_changed_at)"
+	            " VALUES ('mallory', 'short text', 0, 0, 0)");
+	is_int(rdb_lookup_secrets(ro, "mallory", 2000, &s), RDB_ERROR, "malformed row is an error");
+	ok(strstr(rdb_errmsg(ro), "malformed") != NULL, "message: %s", rdb_errmsg(ro));
+	is_int(rdb_lookup_secrets(ro, "alice@example.com", 2000, &s), RDB_OK, "next lookup fine");
+	explicit_bzero(&s, sizeof s);
+
+	/* the read-only handle cannot write */
+	ok(sqlite3_exec(rdb_handle(ro), "DELETE FROM logins", NULL, NULL, NULL) != SQLITE_OK,
+	   "read-only handle refuses writes");
+	rdb_close(ro);
+	rdb_close(rw);
+}
+
+static void cleanup(void)
+{
+	static const char *files[] = { "users.db", "text.db", "foreign.db", "newer.db", "older.db",
+	                               "empty.db", "users.db-journal" };
+
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+		unlink(path_in(files[i]));
+	rmdir(dir);
+}
+
+int main(void)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(dir, sizeof dir, "%s/test-rdb.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (mkdtemp(dir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	test_init_and_refusals();
+	test_logins();
+	cleanup();
+	return tap_done();
+}
