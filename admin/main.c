@@ -37,6 +37,8 @@ static const struct adm_cmd commands[] = {
 	  "allow a sender (local@domain, @domain or <>)" },
 	{ "sender", "del", adm_cmd_sender_del, "NAME PATTERN", "remove an allowed sender" },
 	{ "sender", "list", adm_cmd_sender_list, "NAME", "list a login's allowed senders" },
+	{ "import-sasldb", NULL, adm_cmd_import_sasldb, "PATH",
+	  "import the logins of a sasldb2 file (Cyrus saslpasswd2), keeping their passwords" },
 };
 
 static const size_t ncommands = sizeof commands / sizeof commands[0];
