@@ -152,6 +152,8 @@ int adm_cmd_import_sasldb(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_sender_add(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_sender_del(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_sender_list(struct adm_ctx *ctx, int argc, char **argv);
+/* cmd_setup.c */
+int adm_cmd_setup(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_user.c */
 int adm_cmd_user_add(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_user_passwd(struct adm_ctx *ctx, int argc, char **argv);

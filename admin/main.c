@@ -39,6 +39,8 @@ static const struct adm_cmd commands[] = {
 	{ "sender", "list", adm_cmd_sender_list, "NAME", "list a login's allowed senders" },
 	{ "import-sasldb", NULL, adm_cmd_import_sasldb, "PATH",
 	  "import the logins of a sasldb2 file (Cyrus saslpasswd2), keeping their passwords" },
+	{ "setup", NULL, adm_cmd_setup, "[--postfix-config DIR] [--port P] [--upstream HOST:PORT] ... (see relay-admin-setup(8))",
+	  "configure Postfix as the authenticated relay (idempotent; --dry-run)" },
 };
 
 static const size_t ncommands = sizeof commands / sizeof commands[0];

@@ -179,7 +179,7 @@ class CA:
         self.cert = os.path.join(folder, 'ca.pem')
         _run(['openssl', 'req', '-x509', '-new', '-nodes', '-newkey', 'ec',
               '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-keyout', self.key,
-              '-out', self.cert, '-days', '3', '-subj', '/CN=' + name,
+              '-out', self.cert, '-days', '90', '-subj', '/CN=' + name,
               '-addext', 'basicConstraints=critical,CA:TRUE',
               '-addext', 'keyUsage=critical,keyCertSign,cRLSign'])
         os.chmod(self.cert, 0o644)
@@ -199,7 +199,7 @@ class CA:
               '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-keyout', key, '-out', csr,
               '-subj', '/CN=' + hosts[0]])
         _run(['openssl', 'x509', '-req', '-in', csr, '-CA', self.cert, '-CAkey', self.key,
-              '-set_serial', str(self._serial + int(time.time())), '-days', '2',
+              '-set_serial', str(self._serial + int(time.time())), '-days', '60',
               '-out', crt, '-extfile', ext])
         _chown_postfix(key, 0o640)
         os.chmod(crt, 0o644)
@@ -533,10 +533,25 @@ class Relay(Instance):
         self.admin('init')
         if os.path.exists(self.db):
             _chown_postfix(self.db, 0o640)
+        self.sasl_dir = os.path.join(self.config_dir, 'sasl')
+        argv = [lab.relay_admin, '--db', self.db, 'setup', '--postfix-config', self.config_dir,
+                '--port', '%s:%d' % (HOST, self.port),
+                '--cert', self.cert, '--key', self.key,
+                '--sasl-plugin-dir', lab.plugin_dir,
+                '--upstream', '[%s]:%d' % (upstream.hostname, upstream.port),
+                '--upstream-tls', 'starttls',
+                '--upstream-user', upstream.user]
+        if upstream_insecure:
+            argv.append('--upstream-insecure')
+        else:
+            argv += ['--upstream-ca', upstream_ca or lab.ca.cert]
+        if self.tls_port:
+            argv += ['--tls-port', '%s:%d' % (HOST, self.tls_port)]
+        argv += ['--milter', milter] if milter else ['--no-milter']
+        argv += list(setup_args)
         pw = upstream.password if upstream_password is None else upstream_password
-        self.setup_output = _configure_relay(self, lab, upstream, pw, milter,
-                                             upstream_ca or lab.ca.cert,
-                                             upstream_insecure, list(setup_args))
+        p = _run(argv, input=(pw + '\n').encode())
+        self.setup_output = p.stdout.decode(errors='replace') + p.stderr.decode(errors='replace')
         self.set_main_dict(main_overrides or {})
         for svc in filter(None, (self.service_name, self.tls_service_name)):
             for k, v in (service_overrides or {}).items():
@@ -586,58 +601,6 @@ class Relay(Instance):
             s.close()
             raise
         return s
-
-
-def _configure_relay(relay, lab, upstream, password, milter, upstream_ca, insecure,
-                     extra):
-    """Configures the relay instance the way `relay-admin setup` will (interim, by hand)."""
-    sasl_dir = os.path.join(relay.config_dir, 'sasl')
-    relay.sasl_dir = sasl_dir
-    os.makedirs(sasl_dir, exist_ok=True)
-    with open(os.path.join(sasl_dir, 'smtpd.conf'), 'w') as f:
-        f.write('pwcheck_method: auxprop\nauxprop_plugin: relaydb\nrelaydb_path: %s\n'
-                'mech_list: plain login scram-sha-256\n' % relay.db)
-    env = relay.postconf('-h', 'import_environment').split()
-    env = [e for e in env if not e.startswith('SASL_PATH=')]
-    env.append('SASL_PATH=%s:%s' % (lab.plugin_dir, SYSTEM_SASL_PLUGINS))
-    nexthop = '[%s]:%d' % (upstream.hostname, upstream.port)
-    smtp_pw = os.path.join(relay.config_dir, 'relay_upstream')
-    fd = os.open(smtp_pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, 'w') as f:
-        f.write('%s %s:%s\n' % (nexthop, upstream.user, password))
-    _run(['postmap', '-c', relay.config_dir, 'hash:' + smtp_pw])
-    os.chmod(smtp_pw + '.db', 0o600)
-    relay.set_main_dict({
-        'import_environment': ' '.join(env),
-        'cyrus_sasl_config_path': sasl_dir,
-        'smtpd_sasl_type': 'cyrus', 'smtpd_sasl_path': 'smtpd',
-        'smtpd_sasl_security_options': 'noanonymous', 'smtpd_sasl_local_domain': '',
-        'smtpd_tls_cert_file': relay.cert, 'smtpd_tls_key_file': relay.key,
-        'smtpd_tls_protocols': '>=TLSv1.2', 'smtpd_tls_mandatory_protocols': '>=TLSv1.2',
-        'smtpd_client_auth_rate_limit': '30',
-        'relayhost': nexthop,
-        'smtp_sasl_auth_enable': 'yes',
-        'smtp_sasl_password_maps': 'hash:' + smtp_pw,
-        'smtp_sasl_security_options': 'noanonymous',
-        'smtp_sasl_tls_security_options': 'noanonymous',
-        'smtp_tls_security_level': 'may' if insecure else 'secure',
-        'smtp_tls_CAfile': upstream_ca,
-        'smtp_tls_mandatory_protocols': '>=TLSv1.2',
-    })
-    opts = ['syslog_name=postfix/relay', 'smtpd_sasl_auth_enable=yes',
-            'smtpd_tls_security_level=encrypt', 'smtpd_tls_auth_only=yes',
-            'smtpd_client_restrictions=permit_sasl_authenticated,reject',
-            'smtpd_relay_restrictions=permit_sasl_authenticated,reject',
-            'smtpd_recipient_restrictions=permit_sasl_authenticated,reject']
-    if milter:
-        opts.append('smtpd_milters=' + milter)
-    for svc, wrap in ((relay.service_name, False), (relay.tls_service_name, True)):
-        if not svc:
-            continue
-        o = opts + (['smtpd_tls_wrappermode=yes'] if wrap else [])
-        relay.postconf('-M', '%s=%s inet n - n - - smtpd %s' % (
-            svc, svc[:-len('/inet')], ' '.join('-o ' + x for x in o)))
-    return ''
 
 
 class Lab:

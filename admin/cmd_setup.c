@@ -1,0 +1,1002 @@
+/*
+ * cmd_setup.c — `relay-admin setup`: configures a Postfix instance as the authenticated
+ * relay (the how-to's port-443 service, done safely), idempotently, through postconf.
+ *
+ * What it does, in order: validates every option (contradictory or insecure input is
+ * refused before anything is touched); reads the instance's current settings; checks the
+ * certificate (or plans a self-signed one), the relaydb plugin and the users database;
+ * computes the wanted state — main.cf parameters, the master.cf submission service(s),
+ * smtpd.conf, the upstream password map — and compares it with what is there. With
+ * --dry-run it prints the differences and stops. Otherwise it backs up the files it is
+ * about to change into <config>/relay-admin-backup/<UTC time>/, applies the changes
+ * (`postconf -e`, `postconf -M`, files written beside their target and renamed), runs
+ * `postfix check` and reloads a running instance. A second run changes nothing.
+ *
+ * Scope on the instance: main.cf gets only what every part of Postfix should share (the
+ * SASL config path and plugin path, and the outbound smtp_* settings towards the upstream);
+ * everything about the submission service — TLS mandatory, AUTH, restrictions, the
+ * certificate, the AUTH rate limit, the milter — goes on the service with -o, so the
+ * machine's own mail on localhost:25 keeps working as it did.
+ *
+ * Secrets: the upstream password comes from RELAY_UPSTREAM_PASSWORD or stdin, never argv;
+ * it lives in one buffer that is wiped, and in the 0600 map file postmap reads.
+ *
+ * Errors: exit status 0 done (or nothing to do); 2 (ADM_EXIT_USAGE) for refused input
+ * (contradictory, insecure, malformed); 1 (ADM_EXIT_FAIL) when the machine is not ready
+ * (plugin missing, bad certificate) or applying failed — always with the reason on stderr,
+ * and "nothing was changed" whenever that is true.
+ */
+#include "adm.h"
+#include "cert.h"
+#include "postconf.h"
+
+#include "relay-config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef RELAY_SASL_PLUGINDIR
+#define RELAY_SASL_PLUGINDIR "/usr/lib/x86_64-linux-gnu/sasl2"
+#endif
+#define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+#define DEFAULT_MILTER "unix:/run/relay-milter/milter.sock"
+#define MILTER_MACROS "i {auth_type} {auth_authen} {auth_author} {mail_addr} {mail_host} " \
+	"{mail_mailer} {tls_version} {cipher} {cipher_bits} {client_addr} {client_name} " \
+	"{daemon_name}"
+#define DEFAULT_RATE_LIMIT 20   /* AUTH commands per client IP per minute */
+#define PASSWORD_MAX 1024
+#define MAX_MAIN 40
+#define MAX_WORDS 64
+
+struct setup_opts {
+	const char *config_dir;
+	const char *port;
+	const char *tls_port;
+	const char *cert, *key, *hostname;
+	const char *db;
+	const char *plugin_dir;
+	const char *upstream, *upstream_tls, *upstream_user, *upstream_ca;
+	bool upstream_insecure;
+	const char *milter;
+	bool no_milter;
+	bool dry_run, no_reload;
+	long rate_limit;
+};
+
+/* Everything computed before touching anything. Strings are owned (malloc'd). */
+struct plan {
+	char *main_kv[MAX_MAIN];       /* "name=value" to set */
+	char *main_old[MAX_MAIN];      /* the value before, for the report */
+	size_t nmain;
+	struct {
+		char name[300];            /* "443/inet" */
+		char *words[MAX_WORDS];
+		size_t nwords;
+		bool change;
+		bool exists;
+	} svc[2];
+	size_t nsvc;
+	char sasl_dir[PATH_MAX], sasl_conf[PATH_MAX + 16];
+	char *sasl_conf_text;
+	bool sasl_change;
+	char map[PATH_MAX];
+	char *map_text;                 /* holds the password: wiped on free */
+	bool map_change;
+	char cert[PATH_MAX], key[PATH_MAX];
+	bool gen_cert;
+	char nexthop[300];
+	gid_t postfix_gid;
+};
+
+static void plan_free(struct plan *p)
+{
+	for (size_t i = 0; i < p->nmain; i++) {
+		free(p->main_kv[i]);
+		free(p->main_old[i]);
+	}
+	for (size_t s = 0; s < p->nsvc; s++)
+		for (size_t i = 0; i < p->svc[s].nwords; i++)
+			free(p->svc[s].words[i]);
+	free(p->sasl_conf_text);
+	if (p->map_text) {
+		explicit_bzero(p->map_text, strlen(p->map_text));
+		free(p->map_text);
+	}
+}
+
+static void usage(FILE *f)
+{
+	fputs(
+"usage: relay-admin setup [options]\n"
+"  --postfix-config DIR    Postfix instance to configure (default /etc/postfix)\n"
+"  --port [ADDR:]PORT      submission service with mandatory STARTTLS (default 443)\n"
+"  --tls-port [ADDR:]PORT  also an implicit-TLS service on this port\n"
+"  --cert FILE --key FILE  server certificate (PEM, chain allowed) and its key;\n"
+"                          without them a self-signed certificate is generated\n"
+"  --hostname NAME         name for a generated certificate (default: $myhostname)\n"
+"  --db FILE               users database for relaydb (default " RELAY_DEFAULT_DB ")\n"
+"  --sasl-plugin-dir DIR   load librelaydb.so from DIR (sets SASL_PATH for Postfix)\n"
+"  --rate-limit N          AUTH commands per client IP and minute (default 20, 0 = off)\n"
+"  --upstream HOST[:PORT]  smarthost to relay to (port 587 if omitted)\n"
+"  --upstream-tls starttls|implicit  (default: implicit on 465, else starttls)\n"
+"  --upstream-user NAME    upstream login; password from RELAY_UPSTREAM_PASSWORD or stdin\n"
+"  --upstream-ca FILE      CA file to verify the upstream with (default: system CAs)\n"
+"  --upstream-insecure     do not verify the upstream certificate (warns)\n"
+"  --milter SOCKET         register relay-milter on the service (default " DEFAULT_MILTER "\n"
+"                          when relay-milter is installed)\n"
+"  --no-milter             do not register a milter\n"
+"  --no-reload             do not reload a running Postfix\n"
+"  --dry-run               print the changes; change nothing\n", f);
+}
+
+/* ---- validation (pure) ---------------------------------------------------------------- */
+
+/* Characters that can go into a master.cf -o value or a main.cf value unchanged: no
+ * whitespace, no commas or '$' (Postfix would split or expand them), no braces or '='. */
+static bool plain_value(const char *s)
+{
+	if (s == NULL || *s == '\0')
+		return false;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p <= 0x20 || *p >= 0x7f || strchr(",${}=\"'\\#", *p))
+			return false;
+	return true;
+}
+
+static bool parse_port(const char *s, long *port)
+{
+	char *end;
+	long v;
+
+	if (*s == '\0' || strspn(s, "0123456789") != strlen(s))
+		return false;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || v < 1 || v > 65535)
+		return false;
+	*port = v;
+	return true;
+}
+
+/* "[ADDR:]PORT" for a listening service. */
+static bool valid_listen(const char *spec, long *port, char *why, size_t whylen)
+{
+	const char *colon = strrchr(spec, ':');
+	const char *p = colon ? colon + 1 : spec;
+
+	if (!plain_value(spec) || !parse_port(p, port)) {
+		snprintf(why, whylen, "'%s' is not [ADDRESS:]PORT", spec);
+		return false;
+	}
+	if (*port == 25) {
+		snprintf(why, whylen, "port 25 is the machine's own mail service, which setup "
+		         "leaves as it is; choose another port (443, 465, 587 ...)");
+		return false;
+	}
+	return true;
+}
+
+/* "HOST", "HOST:PORT", "[HOST]:PORT" -> nexthop "[HOST]:PORT" (brackets: no MX lookup). */
+static bool parse_upstream(const char *s, char *nexthop, size_t len, long *port,
+                           char *why, size_t whylen)
+{
+	char host[256];
+	const char *p;
+	size_t hl;
+
+	*port = 587;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (close == NULL)
+			goto bad;
+		hl = (size_t)(close - s - 1);
+		if (hl == 0 || hl >= sizeof host)
+			goto bad;
+		memcpy(host, s + 1, hl);
+		host[hl] = '\0';
+		p = close + 1;
+		if (*p == ':') {
+			if (!parse_port(p + 1, port))
+				goto bad;
+		} else if (*p != '\0') {
+			goto bad;
+		}
+	} else {
+		const char *colon = strchr(s, ':');
+
+		hl = colon ? (size_t)(colon - s) : strlen(s);
+		if (hl == 0 || hl >= sizeof host)
+			goto bad;
+		memcpy(host, s, hl);
+		host[hl] = '\0';
+		if (colon && !parse_port(colon + 1, port))
+			goto bad;
+	}
+	for (const char *c = host; *c; c++)
+		if (!(*c == '.' || *c == '-' || (*c >= '0' && *c <= '9') ||
+		      (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')))
+			goto bad;
+	snprintf(nexthop, len, "[%s]:%ld", host, *port);
+	return true;
+bad:
+	snprintf(why, whylen, "--upstream '%s' is not HOST[:PORT] (a host name or IPv4 address)",
+	         s);
+	return false;
+}
+
+__attribute__((format(printf, 1, 2)))
+static int refuse(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "relay-admin setup: refused: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nnothing was changed\n", stderr);
+	return 1;
+}
+
+static int validate(const struct setup_opts *o, struct plan *pl)
+{
+	char why[300];
+	long port = 0, tport = 0, uport = 0;
+
+	if (!plain_value(o->config_dir) || o->config_dir[0] != '/' ||
+	    strlen(o->config_dir) > PATH_MAX / 2)
+		return refuse("--postfix-config must be an absolute path without spaces, commas "
+		              "or '$': %s", o->config_dir);
+	if (!valid_listen(o->port, &port, why, sizeof why))
+		return refuse("--port: %s", why);
+	if (o->tls_port) {
+		if (!valid_listen(o->tls_port, &tport, why, sizeof why))
+			return refuse("--tls-port: %s", why);
+		if (strcmp(o->tls_port, o->port) == 0 || tport == port)
+			return refuse("--port and --tls-port are both %ld: one port cannot speak "
+			              "STARTTLS and implicit TLS", port);
+	}
+	if ((o->cert == NULL) != (o->key == NULL))
+		return refuse("--cert and --key go together");
+	if (o->cert && (!plain_value(o->cert) || !plain_value(o->key) || o->cert[0] != '/' ||
+	                o->key[0] != '/'))
+		return refuse("--cert/--key must be absolute paths without spaces, commas or "
+		              "'$': %s %s", o->cert, o->key);
+	if (o->hostname && !plain_value(o->hostname))
+		return refuse("--hostname '%s' is not a host name", o->hostname);
+	if (!plain_value(o->db) || o->db[0] != '/')
+		return refuse("--db must be an absolute path without spaces: %s", o->db);
+	if (o->plugin_dir && (!plain_value(o->plugin_dir) || o->plugin_dir[0] != '/' ||
+	                      strchr(o->plugin_dir, ':')))
+		return refuse("--sasl-plugin-dir must be an absolute path without spaces or "
+		              "colons: %s", o->plugin_dir);
+	if (o->rate_limit < 0)
+		return refuse("--rate-limit must be 0 or more");
+	if (o->milter && o->no_milter)
+		return refuse("--milter and --no-milter contradict each other");
+	if (o->milter && (!plain_value(o->milter) ||
+	                  (strncmp(o->milter, "unix:", 5) != 0 &&
+	                   strncmp(o->milter, "inet:", 5) != 0)))
+		return refuse("--milter '%s' is not unix:/path or inet:HOST:PORT", o->milter);
+	if (o->upstream == NULL) {
+		if (o->upstream_user || o->upstream_ca || o->upstream_tls || o->upstream_insecure)
+			return refuse("--upstream-* options need --upstream HOST[:PORT]");
+		return 0;
+	}
+	if (!parse_upstream(o->upstream, pl->nexthop, sizeof pl->nexthop, &uport, why,
+	                    sizeof why))
+		return refuse("%s", why);
+	if (o->upstream_tls && strcmp(o->upstream_tls, "starttls") != 0 &&
+	    strcmp(o->upstream_tls, "implicit") != 0)
+		return refuse("--upstream-tls must be starttls or implicit, not '%s'",
+		              o->upstream_tls);
+	if (o->upstream_tls && uport == 465 && strcmp(o->upstream_tls, "starttls") == 0)
+		return refuse("port 465 speaks implicit TLS; --upstream-tls starttls contradicts it");
+	if (o->upstream_tls && uport == 587 && strcmp(o->upstream_tls, "implicit") == 0)
+		return refuse("port 587 speaks STARTTLS; --upstream-tls implicit contradicts it");
+	if (o->upstream_insecure && o->upstream_ca)
+		return refuse("--upstream-ca and --upstream-insecure contradict each other: either "
+		              "verify against a CA or do not verify");
+	if (o->upstream_ca && (!plain_value(o->upstream_ca) || o->upstream_ca[0] != '/'))
+		return refuse("--upstream-ca must be an absolute path without spaces: %s",
+		              o->upstream_ca);
+	if (o->upstream_user && (o->upstream_user[0] == '\0' ||
+	                         strpbrk(o->upstream_user, " \t\r\n:") != NULL))
+		return refuse("--upstream-user '%s' may not be empty or contain spaces or ':'",
+		              o->upstream_user);
+	return 0;
+}
+
+/* ---- reading what is there ------------------------------------------------------------ */
+
+static char *read_file(const char *path, size_t max)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	size_t n;
+
+	if (f == NULL)
+		return NULL;
+	buf = malloc(max + 1);
+	if (buf == NULL) {
+		fclose(f);
+		return NULL;
+	}
+	n = fread(buf, 1, max, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* The upstream password: RELAY_UPSTREAM_PASSWORD, else stdin (one line from a pipe; a
+ * prompt with echo off on a terminal). Never argv. */
+static int read_password(struct adm_ctx *ctx, char *out, size_t len)
+{
+	const char *env = getenv("RELAY_UPSTREAM_PASSWORD");
+	size_t n;
+	int rc;
+
+	if (env && env[0]) {
+		if (strlen(env) >= len) {
+			adm_err(ctx, "refused: RELAY_UPSTREAM_PASSWORD is too long");
+			return ADM_EXIT_USAGE;
+		}
+		strcpy(out, env);
+	} else {
+		rc = adm_read_secret(ctx, "upstream password: ", false, out, len);
+		if (rc != ADM_EXIT_OK) {
+			fputs("(--upstream-user needs the password on stdin or in "
+			      "RELAY_UPSTREAM_PASSWORD)\nnothing was changed\n", stderr);
+			return rc;
+		}
+	}
+	n = strlen(out);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f) {
+			explicit_bzero(out, len);
+			adm_err(ctx, "refused: the upstream password contains control characters\n"
+			        "nothing was changed");
+			return ADM_EXIT_USAGE;
+		}
+	return ADM_EXIT_OK;
+}
+
+/* ---- the plan ------------------------------------------------------------------------- */
+
+static int want_main(struct plan *p, const char *dir, const char *name, const char *value)
+{
+	char err[700];
+	char *cur = NULL;
+	size_t len;
+
+	if (p->nmain >= MAX_MAIN)
+		return -1;
+	if (adm_pf_get(dir, name, &cur, err, sizeof err) < 0) {
+		fprintf(stderr, "relay-admin setup: %s\n", err);
+		return -1;
+	}
+	if (strcmp(cur, value) == 0) {
+		free(cur);
+		return 0;
+	}
+	len = strlen(name) + strlen(value) + 2;
+	p->main_kv[p->nmain] = malloc(len);
+	if (p->main_kv[p->nmain] == NULL) {
+		free(cur);
+		return -1;
+	}
+	snprintf(p->main_kv[p->nmain], len, "%s=%s", name, value);
+	p->main_old[p->nmain++] = cur;
+	return 0;
+}
+
+static int add_word(struct plan *p, size_t s, const char *word)
+{
+	if (p->svc[s].nwords >= MAX_WORDS)
+		return -1;
+	p->svc[s].words[p->svc[s].nwords] = strdup(word);
+	return p->svc[s].words[p->svc[s].nwords++] ? 0 : -1;
+}
+
+/* "-o" "name=value": one master.cf override, two words as `postconf -M` prints them. */
+static int opt_word(struct plan *p, size_t s, const char *name, const char *value)
+{
+	char buf[PATH_MAX + 200];
+
+	snprintf(buf, sizeof buf, "%s=%s", name, value);
+	return add_word(p, s, "-o") < 0 ? -1 : add_word(p, s, buf);
+}
+
+static int plan_service(struct plan *p, const struct setup_opts *o, size_t s,
+                        const char *listen, bool wrapper)
+{
+	char rate[32], err[700];
+	char *cur = NULL;
+	int rc = 0;
+
+	snprintf(p->svc[s].name, sizeof p->svc[s].name, "%s/inet", listen);
+	snprintf(rate, sizeof rate, "%ld", o->rate_limit);
+	rc |= add_word(p, s, listen);
+	/* type private unpriv chroot wakeup maxproc: chroot off, so smtpd reads the users
+	 * database at its real path (the plugin opens it lazily, after the chroot). */
+	const char *cols[] = { "inet", "n", "-", "n", "-", "-", "smtpd" };
+	for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
+		rc |= add_word(p, s, cols[i]);
+	rc |= opt_word(p, s, "syslog_name", wrapper ? "postfix/relay-tls" : "postfix/relay");
+	if (wrapper)
+		rc |= opt_word(p, s, "smtpd_tls_wrappermode", "yes");
+	rc |= opt_word(p, s, "smtpd_tls_security_level", "encrypt");
+	rc |= opt_word(p, s, "smtpd_tls_auth_only", "yes");
+	rc |= opt_word(p, s, "smtpd_tls_cert_file", p->cert);
+	rc |= opt_word(p, s, "smtpd_tls_key_file", p->key);
+	rc |= opt_word(p, s, "smtpd_tls_protocols", ">=TLSv1.2");
+	rc |= opt_word(p, s, "smtpd_tls_mandatory_protocols", ">=TLSv1.2");
+	rc |= opt_word(p, s, "smtpd_sasl_auth_enable", "yes");
+	rc |= opt_word(p, s, "smtpd_sasl_security_options", "noanonymous");
+	rc |= opt_word(p, s, "smtpd_client_auth_rate_limit", rate);
+	rc |= opt_word(p, s, "smtpd_client_restrictions", "permit_sasl_authenticated,reject");
+	rc |= opt_word(p, s, "smtpd_relay_restrictions", "permit_sasl_authenticated,reject");
+	rc |= opt_word(p, s, "smtpd_recipient_restrictions", "permit_sasl_authenticated,reject");
+	rc |= opt_word(p, s, "milter_macro_daemon_name", "ORIGINATING");
+	if (o->milter) {
+		rc |= opt_word(p, s, "smtpd_milters", o->milter);
+		rc |= opt_word(p, s, "milter_default_action", "tempfail");
+		rc |= opt_word(p, s, "milter_protocol", "6");
+	}
+	if (rc)
+		return -1;
+	if (adm_pf_service_get(o->config_dir, p->svc[s].name, &cur, err, sizeof err) < 0) {
+		fprintf(stderr, "relay-admin setup: %s\n", err);
+		return -1;
+	}
+	p->svc[s].exists = cur[0] != '\0';
+	p->svc[s].change = !adm_pf_entry_equal(cur, (const char *const *)p->svc[s].words,
+	                                       p->svc[s].nwords);
+	free(cur);
+	p->nsvc = s + 1;
+	return 0;
+}
+
+static bool relay_milter_installed(void)
+{
+	static const char *const paths[] = { "/usr/local/sbin/relay-milter",
+	                                     "/usr/sbin/relay-milter",
+	                                     "/usr/local/bin/relay-milter" };
+
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+		if (access(paths[i], X_OK) == 0)
+			return true;
+	return false;
+}
+
+/* Warnings about the users database that do not stop setup (it may be created later). */
+static void check_db(const char *db, gid_t postfix_gid)
+{
+	struct stat st;
+
+	if (stat(db, &st) < 0) {
+		fprintf(stderr, "warning: users database %s does not exist yet: create it with "
+		        "`relay-admin --db %s init`; until then AUTH answers 454\n", db, db);
+		return;
+	}
+	if (!(st.st_mode & S_IROTH) && !((st.st_mode & S_IRGRP) && st.st_gid == postfix_gid))
+		fprintf(stderr, "warning: users database %s is not readable by group postfix; "
+		        "fix: chown root:postfix %s && chmod 0640 %s\n", db, db, db);
+}
+
+static int build_plan(const struct setup_opts *o, struct plan *p, const char *password)
+{
+	char err[700], warn[400], plugin[PATH_MAX + 20];
+	char *hostname = NULL, *env = NULL, *owner = NULL;
+	struct passwd *pw;
+	int rc = -1;
+
+	if (adm_pf_get(o->config_dir, "mail_owner", &owner, err, sizeof err) < 0) {
+		fprintf(stderr, "relay-admin setup: cannot read the Postfix configuration in %s: "
+		        "%s\nnothing was changed\n", o->config_dir, err);
+		return -1;
+	}
+	pw = getpwnam(owner);
+	if (pw == NULL) {
+		fprintf(stderr, "relay-admin setup: refused: Postfix's mail_owner '%s' is not a "
+		        "user here\nnothing was changed\n", owner);
+		goto out;
+	}
+	p->postfix_gid = pw->pw_gid;
+
+	/* the plugin must be where smtpd will look for it */
+	snprintf(plugin, sizeof plugin, "%s/librelaydb.so",
+	         o->plugin_dir ? o->plugin_dir : RELAY_SASL_PLUGINDIR);
+	if (access(plugin, R_OK) != 0) {
+		fprintf(stderr, "relay-admin setup: refused: the relaydb SASL plugin is not "
+		        "installed: %s is missing (run `meson install`, or pass --sasl-plugin-dir "
+		        "DIR)\nnothing was changed\n", plugin);
+		goto out;
+	}
+	check_db(o->db, p->postfix_gid);
+
+	/* certificate */
+	if (o->cert) {
+		if (snprintf(p->cert, sizeof p->cert, "%s", o->cert) >= (int)sizeof p->cert ||
+		    snprintf(p->key, sizeof p->key, "%s", o->key) >= (int)sizeof p->key)
+			goto out;
+		if (adm_pf_get(o->config_dir, "myhostname", &hostname, err, sizeof err) < 0)
+			goto out;
+		if (adm_cert_check(p->cert, p->key, o->hostname ? o->hostname : hostname,
+		                   p->postfix_gid, warn, sizeof warn, err, sizeof err) < 0) {
+			fprintf(stderr, "relay-admin setup: refused: %s\nnothing was changed\n", err);
+			goto out;
+		}
+		if (warn[0])
+			fprintf(stderr, "warning: %s\n", warn);
+	} else {
+		snprintf(p->cert, sizeof p->cert, "%s/relay-cert.pem", o->config_dir);
+		snprintf(p->key, sizeof p->key, "%s/relay-key.pem", o->config_dir);
+		p->gen_cert = access(p->cert, F_OK) != 0 ||
+		              adm_cert_check(p->cert, p->key, NULL, p->postfix_gid, NULL, 0,
+		                             err, sizeof err) < 0;
+		fprintf(stderr, "warning: no --cert/--key given: the relay uses a self-signed "
+		        "certificate (%s); clients must be told to trust it or not to verify. "
+		        "Use a real certificate (e.g. from Let's Encrypt) with --cert/--key.\n",
+		        p->cert);
+	}
+
+	/* SASL: smtpd.conf in <config>/sasl — where Debian's smtpd looks — and
+	 * cyrus_sasl_config_path pointing there for builds without Debian's patch. */
+	snprintf(p->sasl_dir, sizeof p->sasl_dir, "%s/sasl", o->config_dir);
+	snprintf(p->sasl_conf, sizeof p->sasl_conf, "%s/smtpd.conf", p->sasl_dir);
+	{
+		size_t len = strlen(o->db) + 400;
+		char *cur = read_file(p->sasl_conf, 65536);
+
+		p->sasl_conf_text = malloc(len);
+		if (p->sasl_conf_text == NULL) {
+			free(cur);
+			goto out;
+		}
+		snprintf(p->sasl_conf_text, len,
+		         "# Written by relay-admin setup: Postfix's smtpd authenticates logins\n"
+		         "# against the relaydb users database (manage them with relay-admin user).\n"
+		         "pwcheck_method: auxprop\n"
+		         "auxprop_plugin: relaydb\n"
+		         "relaydb_path: %s\n"
+		         "mech_list: plain login scram-sha-256\n", o->db);
+		p->sasl_change = cur == NULL || strcmp(cur, p->sasl_conf_text) != 0;
+		free(cur);
+	}
+	if (want_main(p, o->config_dir, "cyrus_sasl_config_path", p->sasl_dir) < 0 ||
+	    want_main(p, o->config_dir, "smtpd_sasl_type", "cyrus") < 0 ||
+	    want_main(p, o->config_dir, "smtpd_sasl_path", "smtpd") < 0)
+		goto out;
+	if (o->plugin_dir) {
+		/* SASL_PATH replaces libsasl2's folder: keep the system one after ours, so the
+		 * PLAIN/LOGIN/SCRAM mechanisms still load. */
+		char *buf, *save = NULL;
+		size_t len;
+
+		if (adm_pf_get(o->config_dir, "import_environment", &env, err, sizeof err) < 0)
+			goto out;
+		len = strlen(env) + strlen(o->plugin_dir) + sizeof RELAY_SASL_PLUGINDIR + 32;
+		buf = calloc(1, len);
+		if (buf == NULL)
+			goto out;
+		for (char *w = strtok_r(env, " \t,", &save); w; w = strtok_r(NULL, " \t,", &save)) {
+			if (strncmp(w, "SASL_PATH=", 10) == 0)
+				continue;
+			strcat(buf, w);
+			strcat(buf, " ");
+		}
+		strcat(buf, "SASL_PATH=");
+		strcat(buf, o->plugin_dir);
+		strcat(buf, ":" RELAY_SASL_PLUGINDIR);
+		rc = want_main(p, o->config_dir, "import_environment", buf);
+		free(buf);
+		if (rc < 0)
+			goto out;
+		rc = -1;
+	}
+	if (o->milter && want_main(p, o->config_dir, "milter_mail_macros", MILTER_MACROS) < 0)
+		goto out;
+
+	/* upstream */
+	if (o->upstream) {
+		bool implicit = o->upstream_tls ? strcmp(o->upstream_tls, "implicit") == 0 :
+		                strstr(p->nexthop, "]:465") != NULL;
+		char mapref[PATH_MAX + 8];
+
+		if (want_main(p, o->config_dir, "relayhost", p->nexthop) < 0 ||
+		    want_main(p, o->config_dir, "smtp_tls_wrappermode", implicit ? "yes" : "no") < 0 ||
+		    want_main(p, o->config_dir, "smtp_tls_security_level",
+		              o->upstream_insecure ? "encrypt" : "secure") < 0 ||
+		    want_main(p, o->config_dir, "smtp_tls_CAfile",
+		              o->upstream_ca ? o->upstream_ca : SYSTEM_CA_FILE) < 0 ||
+		    want_main(p, o->config_dir, "smtp_tls_protocols", ">=TLSv1.2") < 0 ||
+		    want_main(p, o->config_dir, "smtp_tls_mandatory_protocols", ">=TLSv1.2") < 0)
+			goto out;
+		if (o->upstream_insecure)
+			fprintf(stderr, "warning: --upstream-insecure: the upstream's certificate is "
+			        "NOT verified; anyone on the path can pose as %s and read the mail "
+			        "and the upstream password\n", p->nexthop);
+		if (o->upstream_ca && access(o->upstream_ca, R_OK) != 0) {
+			fprintf(stderr, "relay-admin setup: refused: --upstream-ca %s: %s\nnothing "
+			        "was changed\n", o->upstream_ca, strerror(errno));
+			goto out;
+		}
+		if (o->upstream_user) {
+			size_t len = strlen(p->nexthop) + strlen(o->upstream_user) +
+			             strlen(password) + 200;
+			char *cur;
+
+			snprintf(p->map, sizeof p->map, "%s/relay_upstream_passwd", o->config_dir);
+			snprintf(mapref, sizeof mapref, "hash:%s", p->map);
+			p->map_text = malloc(len);
+			if (p->map_text == NULL)
+				goto out;
+			snprintf(p->map_text, len, "# Written by relay-admin setup; root only (0600).\n"
+			         "%s %s:%s\n", p->nexthop, o->upstream_user, password);
+			cur = read_file(p->map, 65536);
+			{
+				char dbfile[PATH_MAX + 4];
+
+				snprintf(dbfile, sizeof dbfile, "%s.db", p->map);
+				p->map_change = cur == NULL || strcmp(cur, p->map_text) != 0 ||
+				                access(dbfile, F_OK) != 0;
+			}
+			if (cur) {
+				explicit_bzero(cur, strlen(cur));
+				free(cur);
+			}
+			if (want_main(p, o->config_dir, "smtp_sasl_auth_enable", "yes") < 0 ||
+			    want_main(p, o->config_dir, "smtp_sasl_password_maps", mapref) < 0 ||
+			    want_main(p, o->config_dir, "smtp_sasl_security_options", "noanonymous") < 0 ||
+			    want_main(p, o->config_dir, "smtp_sasl_tls_security_options",
+			              "noanonymous") < 0)
+				goto out;
+		} else {
+			fprintf(stderr, "note: no --upstream-user: the relay does not log in to %s\n",
+			        p->nexthop);
+		}
+	}
+
+	if (plan_service(p, o, 0, o->port, false) < 0)
+		goto out;
+	if (o->tls_port && plan_service(p, o, 1, o->tls_port, true) < 0)
+		goto out;
+	rc = 0;
+out:
+	free(owner);
+	free(hostname);
+	free(env);
+	return rc;
+}
+
+static bool plan_empty(const struct plan *p)
+{
+	bool svc = false;
+
+	for (size_t s = 0; s < p->nsvc; s++)
+		svc = svc || p->svc[s].change;
+	return p->nmain == 0 && !svc && !p->sasl_change && !p->map_change && !p->gen_cert;
+}
+
+static void print_plan(const struct plan *p, const char *dir, const char *verb)
+{
+	for (size_t i = 0; i < p->nmain; i++) {
+		const char *eq = strchr(p->main_kv[i], '=');
+
+		printf("%s main.cf: %.*s = %s   (was: %s)\n", verb, (int)(eq - p->main_kv[i]),
+		       p->main_kv[i], eq + 1, p->main_old[i][0] ? p->main_old[i] : "empty");
+	}
+	for (size_t s = 0; s < p->nsvc; s++) {
+		if (!p->svc[s].change)
+			continue;
+		printf("%s master.cf: %s service %s:\n   ", verb,
+		       p->svc[s].exists ? "replace" : "add", p->svc[s].name);
+		for (size_t i = 0; i < p->svc[s].nwords; i++)
+			printf(" %s", p->svc[s].words[i]);
+		putchar('\n');
+	}
+	if (p->sasl_change)
+		printf("%s %s (relaydb)\n", verb, p->sasl_conf);
+	if (p->map_change)
+		printf("%s %s (0600, upstream login; password not shown) and postmap it\n", verb,
+		       p->map);
+	if (p->gen_cert)
+		printf("%s self-signed certificate %s and key %s\n", verb, p->cert, p->key);
+	(void)dir;
+}
+
+/* ---- applying ------------------------------------------------------------------------- */
+
+static int copy_file(const char *from, const char *to, mode_t mode)
+{
+	char buf[8192];
+	int in = open(from, O_RDONLY | O_CLOEXEC), out;
+	ssize_t n;
+	int rc = 0;
+
+	if (in < 0)
+		return errno == ENOENT ? 0 : -1;
+	out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (out < 0) {
+		close(in);
+		return -1;
+	}
+	while ((n = read(in, buf, sizeof buf)) > 0)
+		if (write(out, buf, (size_t)n) != n) {
+			rc = -1;
+			break;
+		}
+	if (n < 0)
+		rc = -1;
+	explicit_bzero(buf, sizeof buf);
+	close(in);
+	if (close(out) < 0)
+		rc = -1;
+	return rc;
+}
+
+static int backup(const struct plan *p, const char *dir, char *where, size_t len)
+{
+	char base[PATH_MAX], from[2 * PATH_MAX], to[2 * PATH_MAX + 128];
+	time_t now = time(NULL);
+	struct tm tm;
+	const char *files[] = { "main.cf", "master.cf", "sasl/smtpd.conf",
+	                        "relay_upstream_passwd" };
+
+	gmtime_r(&now, &tm);
+	snprintf(base, sizeof base, "%s/relay-admin-backup", dir);
+	if (mkdir(base, 0700) < 0 && errno != EEXIST)
+		return -1;
+	snprintf(where, len, "%s/%04d%02d%02dT%02d%02d%02dZ", base, tm.tm_year + 1900,
+	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	if (mkdir(where, 0700) < 0 && errno != EEXIST)
+		return -1;
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		const char *name = strrchr(files[i], '/') ? strrchr(files[i], '/') + 1 : files[i];
+
+		snprintf(from, sizeof from, "%s/%s", dir, files[i]);
+		snprintf(to, sizeof to, "%s/%s", where, name);
+		unlink(to);
+		if (copy_file(from, to, 0600) < 0)
+			return -1;
+	}
+	(void)p;
+	return 0;
+}
+
+static int write_atomic(const char *path, const char *text, mode_t mode, char *err,
+                        size_t errlen)
+{
+	char tmp[PATH_MAX + 8];
+	size_t len = strlen(text);
+	int fd;
+
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (fd < 0 || fchmod(fd, mode) < 0 || fchown(fd, 0, 0) < 0 ||
+	    write(fd, text, len) != (ssize_t)len || fsync(fd) < 0) {
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	if (close(fd) < 0 || rename(tmp, path) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+static int apply(const struct setup_opts *o, struct plan *p)
+{
+	char err[2 * PATH_MAX + 256], where[PATH_MAX + 64];
+
+	if (backup(p, o->config_dir, where, sizeof where) < 0) {
+		fprintf(stderr, "relay-admin setup: cannot back up into %s: %s\nnothing was "
+		        "changed\n", o->config_dir, strerror(errno));
+		return 1;
+	}
+	printf("backup of the previous configuration: %s\n", where);
+	if (p->gen_cert) {
+		char *host = NULL;
+
+		if (o->hostname == NULL &&
+		    adm_pf_get(o->config_dir, "myhostname", &host, err, sizeof err) < 0)
+			goto fail;
+		if (adm_cert_generate(o->hostname ? o->hostname : host, p->cert, p->key,
+		                      p->postfix_gid, err, sizeof err) < 0) {
+			free(host);
+			goto fail;
+		}
+		free(host);
+	}
+	if (p->sasl_change) {
+		if ((mkdir(p->sasl_dir, 0755) < 0 && errno != EEXIST) || chmod(p->sasl_dir, 0755) < 0) {
+			snprintf(err, sizeof err, "%s: %s", p->sasl_dir, strerror(errno));
+			goto fail;
+		}
+		if (write_atomic(p->sasl_conf, p->sasl_conf_text, 0644, err, sizeof err) < 0)
+			goto fail;
+	}
+	if (p->map_change) {
+		char dbfile[PATH_MAX + 4];
+
+		if (write_atomic(p->map, p->map_text, 0600, err, sizeof err) < 0 ||
+		    adm_pf_postmap(o->config_dir, p->map, err, sizeof err) < 0)
+			goto fail;
+		snprintf(dbfile, sizeof dbfile, "%s.db", p->map);
+		if (chown(dbfile, 0, 0) < 0 || chmod(dbfile, 0600) < 0) {
+			snprintf(err, sizeof err, "%s: %s", dbfile, strerror(errno));
+			goto fail;
+		}
+	}
+	if (adm_pf_set(o->config_dir, (const char *const *)p->main_kv, p->nmain, err,
+	               sizeof err) < 0)
+		goto fail;
+	for (size_t s = 0; s < p->nsvc; s++) {
+		size_t len = 1;
+		char *entry;
+
+		if (!p->svc[s].change)
+			continue;
+		for (size_t i = 0; i < p->svc[s].nwords; i++)
+			len += strlen(p->svc[s].words[i]) + 1;
+		entry = calloc(1, len);
+		if (entry == NULL)
+			goto fail;
+		for (size_t i = 0; i < p->svc[s].nwords; i++) {
+			if (i)
+				strcat(entry, " ");
+			strcat(entry, p->svc[s].words[i]);
+		}
+		if (adm_pf_service_set(o->config_dir, p->svc[s].name, entry, err, sizeof err) < 0) {
+			free(entry);
+			goto fail;
+		}
+		free(entry);
+	}
+	print_plan(p, o->config_dir, "done:");
+	if (adm_pf_check(o->config_dir, err, sizeof err) < 0)
+		fprintf(stderr, "warning: postfix check complains: %s\n", err);
+	if (!o->no_reload && adm_pf_running(o->config_dir)) {
+		if (adm_pf_reload(o->config_dir, err, sizeof err) < 0)
+			goto fail;
+		printf("reloaded the running Postfix\n");
+	} else if (!o->no_reload) {
+		printf("Postfix (%s) is not running: start it with `postfix -c %s start`\n",
+		       o->config_dir, o->config_dir);
+	}
+	return 0;
+fail:
+	fprintf(stderr, "relay-admin setup: failed: %s\nthe previous files are in %s\n", err,
+	        where);
+	return 1;
+}
+
+/* ---- entry ---------------------------------------------------------------------------- */
+
+enum {
+	OPT_CONFIG = 256, OPT_PORT, OPT_TLS_PORT, OPT_CERT, OPT_KEY, OPT_HOSTNAME, OPT_DB,
+	OPT_PLUGIN, OPT_RATE, OPT_UP, OPT_UP_TLS, OPT_UP_USER, OPT_UP_CA, OPT_UP_INSECURE,
+	OPT_MILTER, OPT_NO_MILTER, OPT_NO_RELOAD, OPT_DRY_RUN, OPT_HELP,
+};
+
+int adm_cmd_setup(struct adm_ctx *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "postfix-config", required_argument, NULL, OPT_CONFIG },
+		{ "port", required_argument, NULL, OPT_PORT },
+		{ "tls-port", required_argument, NULL, OPT_TLS_PORT },
+		{ "cert", required_argument, NULL, OPT_CERT },
+		{ "key", required_argument, NULL, OPT_KEY },
+		{ "hostname", required_argument, NULL, OPT_HOSTNAME },
+		{ "db", required_argument, NULL, OPT_DB },
+		{ "sasl-plugin-dir", required_argument, NULL, OPT_PLUGIN },
+		{ "rate-limit", required_argument, NULL, OPT_RATE },
+		{ "upstream", required_argument, NULL, OPT_UP },
+		{ "upstream-tls", required_argument, NULL, OPT_UP_TLS },
+		{ "upstream-user", required_argument, NULL, OPT_UP_USER },
+		{ "upstream-ca", required_argument, NULL, OPT_UP_CA },
+		{ "upstream-insecure", no_argument, NULL, OPT_UP_INSECURE },
+		{ "milter", required_argument, NULL, OPT_MILTER },
+		{ "no-milter", no_argument, NULL, OPT_NO_MILTER },
+		{ "no-reload", no_argument, NULL, OPT_NO_RELOAD },
+		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "help", no_argument, NULL, OPT_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct setup_opts o = {
+		.config_dir = "/etc/postfix",
+		.port = "443",
+		.db = ctx->db_path,
+		.rate_limit = DEFAULT_RATE_LIMIT,
+	};
+	struct plan p = { 0 };
+	char password[PASSWORD_MAX];
+	int c, rc;
+
+	password[0] = '\0';
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_CONFIG: o.config_dir = optarg; break;
+		case OPT_PORT: o.port = optarg; break;
+		case OPT_TLS_PORT: o.tls_port = optarg; break;
+		case OPT_CERT: o.cert = optarg; break;
+		case OPT_KEY: o.key = optarg; break;
+		case OPT_HOSTNAME: o.hostname = optarg; break;
+		case OPT_DB: o.db = optarg; break;
+		case OPT_PLUGIN: o.plugin_dir = optarg; break;
+		case OPT_RATE: {
+			char *end;
+
+			o.rate_limit = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || o.rate_limit > 100000) {
+				fprintf(stderr, "relay-admin setup: --rate-limit '%s' is not a "
+				        "number of AUTH commands per minute\n", optarg);
+				return 2;
+			}
+			break;
+		}
+		case OPT_UP: o.upstream = optarg; break;
+		case OPT_UP_TLS: o.upstream_tls = optarg; break;
+		case OPT_UP_USER: o.upstream_user = optarg; break;
+		case OPT_UP_CA: o.upstream_ca = optarg; break;
+		case OPT_UP_INSECURE: o.upstream_insecure = true; break;
+		case OPT_MILTER: o.milter = optarg; break;
+		case OPT_NO_MILTER: o.no_milter = true; break;
+		case OPT_NO_RELOAD: o.no_reload = true; break;
+		case OPT_DRY_RUN: o.dry_run = true; break;
+		case OPT_HELP: usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "relay-admin setup: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (geteuid() != 0 && !o.dry_run) {
+		fputs("relay-admin setup: must run as root (it writes Postfix's configuration)\n",
+		      stderr);
+		return 1;
+	}
+	if (validate(&o, &p) != 0)
+		return ADM_EXIT_USAGE;
+	if (!o.milter && !o.no_milter && relay_milter_installed()) {
+		o.milter = DEFAULT_MILTER;
+		printf("relay-milter is installed: registering it (%s); --no-milter to skip\n",
+		       o.milter);
+	}
+	if (o.upstream_user && (rc = read_password(ctx, password, sizeof password)) != 0)
+		return rc;
+	rc = build_plan(&o, &p, password) < 0 ? 1 : 0;
+	explicit_bzero(password, sizeof password);
+	if (rc == 0) {
+		if (plan_empty(&p)) {
+			printf("nothing to change: %s is already set up\n", o.config_dir);
+		} else if (o.dry_run) {
+			print_plan(&p, o.config_dir, "would");
+			printf("dry run: nothing was changed\n");
+		} else {
+			rc = apply(&o, &p);
+		}
+	}
+	plan_free(&p);
+	return rc;
+}
