@@ -146,6 +146,8 @@ void adm_format_time(int64_t t, char out[ADM_TIME_LEN]);
 
 /* cmd_init.c */
 int adm_cmd_init(struct adm_ctx *ctx, int argc, char **argv);
+/* cmd_check.c */
+int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_import.c */
 int adm_cmd_import_sasldb(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_sender.c */
@@ -154,6 +156,8 @@ int adm_cmd_sender_del(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_sender_list(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_setup.c */
 int adm_cmd_setup(struct adm_ctx *ctx, int argc, char **argv);
+/* cmd_selftest.c */
+int adm_cmd_selftest(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_user.c */
 int adm_cmd_user_add(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_user_passwd(struct adm_ctx *ctx, int argc, char **argv);

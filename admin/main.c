@@ -39,6 +39,10 @@ static const struct adm_cmd commands[] = {
 	{ "sender", "list", adm_cmd_sender_list, "NAME", "list a login's allowed senders" },
 	{ "import-sasldb", NULL, adm_cmd_import_sasldb, "PATH",
 	  "import the logins of a sasldb2 file (Cyrus saslpasswd2), keeping their passwords" },
+	{ "selftest", NULL, adm_cmd_selftest, "--host H --port P --user NAME [--tls starttls|implicit] [--ca FILE] [--send TO] [--upstream HOST:PORT] ... (see relay-admin-selftest(8))",
+	  "test a running relay live, as the how-to does by hand (password on stdin)" },
+	{ "check", NULL, adm_cmd_check, "[--postfix-config DIR] (see relay-admin-check(8))",
+	  "static health: databases, plugin, smtpd.conf, Postfix settings, milter, certificates" },
 	{ "setup", NULL, adm_cmd_setup, "[--postfix-config DIR] [--port P] [--upstream HOST:PORT] ... (see relay-admin-setup(8))",
 	  "configure Postfix as the authenticated relay (idempotent; --dry-run)" },
 };
