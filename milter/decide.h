@@ -1,0 +1,105 @@
+/*
+ * decide.h — relay-milter's decisions as plain functions over plain structs: TLS and AUTH
+ * at MAIL, the login's state, allowed envelope and header senders, and the wording of
+ * every reply. No libmilter, no database, no clock: callers pass what they know, so the
+ * whole table of decisions is unit tested (tests/milter/test-mlt-policy.c).
+ *
+ * Ownership: struct mlt_login is built by store.c from the users database and is
+ * immutable once published; the functions here only read it. Verdicts are plain values.
+ * Thread safety: pure functions, safe from any thread.
+ */
+#ifndef RELAY_MLT_DECIDE_H
+#define RELAY_MLT_DECIDE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "config.h"
+#include "window.h"
+
+#define MLT_LOGIN_MAX 255
+#define MLT_LIMITS_MAX 32
+
+enum mlt_login_state { MLT_LOGIN_ACTIVE, MLT_LOGIN_DISABLED, MLT_LOGIN_EXPIRED };
+
+struct mlt_login {
+	char name[MLT_LOGIN_MAX + 1];   /* canonical spelling from the database, lowercased */
+	enum mlt_login_state state;
+	bool rate_exempt;
+	bool hold_over_limit;
+	size_t nsenders;
+	const char **senders;           /* lowercase patterns: a@b, @domain, <> */
+	size_t nlimits;
+	struct mlt_limit limits[MLT_LIMITS_MAX];
+};
+
+enum mlt_action {
+	MLT_CONTINUE,   /* nothing to object to (at EOM: accept) */
+	MLT_REJECT,     /* 5xx */
+	MLT_TEMPFAIL,   /* 4xx */
+	MLT_HOLD,       /* accept into Postfix's hold queue */
+};
+
+struct mlt_verdict {
+	enum mlt_action action;
+	char rcode[4];       /* "550" */
+	char xcode[8];       /* "5.7.1" */
+	char text[240];      /* client-visible; printable ASCII, no '%' */
+	char reason[64];     /* short tag for the audit log: "sender-not-allowed", … */
+};
+
+/* What the MTA told us at MAIL. Strings may be NULL (macro absent). */
+struct mlt_mail_facts {
+	const char *auth_authen;
+	const char *tls_version;
+	const char *daemon_name;
+	const char *envelope;      /* xxfi_envfrom argv[0] */
+};
+
+/* Outcome of looking the login up (store.c maps enum rdb_result onto this). */
+enum mlt_lookup { MLT_LOOKUP_FOUND, MLT_LOOKUP_NOTFOUND, MLT_LOOKUP_ERROR };
+
+/* Is `addr` (canonical, "" for the null sender) allowed for `l`? Exact pattern, `@domain`
+ * on the address's domain, the login name itself when it is an address, and `<>` for the
+ * null sender. */
+bool mlt_sender_allowed(const struct mlt_login *l, const char *addr);
+
+/* Checks without a login (daemon name, TLS, AUTH): MLT_CONTINUE if the login lookup may
+ * proceed. */
+void mlt_decide_session(const struct mlt_config *cfg, const struct mlt_mail_facts *f,
+                        struct mlt_verdict *v);
+
+/* The rest of MAIL: the lookup outcome, the login state and the envelope sender. On
+ * MLT_CONTINUE `sender` (MLT_ADDR_MAX + 1) holds the canonical envelope sender ("" = <>);
+ * on refusal it holds what could be parsed (for the audit log). */
+void mlt_decide_mail(const struct mlt_mail_facts *f, enum mlt_lookup lookup,
+                     const struct mlt_login *l, char sender[MLT_ADDR_MAX + 1],
+                     struct mlt_verdict *v);
+
+/* The header From: values of one message (nfrom may be 0: no From: header). `first`
+ * (MLT_ADDR_MAX + 1, may be NULL) receives the first address for the audit log. */
+void mlt_decide_from(const struct mlt_config *cfg, const struct mlt_login *l,
+                     const char *const *values, const size_t *lens, size_t nfrom,
+                     char *first, struct mlt_verdict *v);
+
+/* A rate limit was hit: `wait` seconds (MLT_WAIT_NEVER = can never fit) on `lim`.
+ * Temporary 450 4.7.1 with the wait, 552 5.3.4 for a message that alone exceeds a byte
+ * limit, 550 5.7.1 for a message that alone exceeds a count, or MLT_HOLD when the login
+ * holds instead of refusing (never for MLT_WAIT_NEVER). */
+void mlt_verdict_rate(const struct mlt_login *l, const struct mlt_limit *lim, int64_t wait,
+                      struct mlt_verdict *v);
+
+/* Internal trouble: 451 4.3.0 with `what` (client-safe) — fail closed. */
+void mlt_verdict_tempfail(struct mlt_verdict *v, const char *reason, const char *what);
+
+/* Sets any verdict; the text is sanitized (printable ASCII, '%' → '?', clamped). */
+__attribute__((format(printf, 5, 6)))
+void mlt_verdict_set(struct mlt_verdict *v, enum mlt_action a, const char *xcode,
+                     const char *reason, const char *fmt, ...);
+
+/* Copies client-supplied text for logs and replies: printable ASCII only, clamped. */
+void mlt_sanitize(char *out, size_t outlen, const char *in);
+
+#endif

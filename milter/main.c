@@ -1,0 +1,288 @@
+/*
+ * main.c — relay-milter: command line, start-up order, signals, shutdown.
+ *
+ * Start-up order (why): parse and validate the configuration; fork (before any thread
+ * exists); block the signals in every future thread; write the PID file while still root;
+ * drop privileges; open the databases (a SQLite connection must not cross fork()); create
+ * the socket as the milter's user; start the SIGUSR1 reload thread; run smfi_main().
+ * libmilter's own signal thread turns SIGHUP, SIGTERM and SIGINT into a stop; afterwards
+ * the state writer flushes so that counters survive the restart.
+ *
+ * Exit codes: 0 stopped cleanly or -n found the configuration valid; 1 runtime failure;
+ * 2 usage or configuration error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libmilter/mfapi.h>
+
+#include "callbacks.h"
+#include "log.h"
+#include "relay-config.h"
+
+struct reload_ctx {
+	const char *path;
+	struct mlt_config current;
+	struct mlt_daemon *d;
+	atomic_bool stop;
+};
+
+static void usage(FILE *to)
+{
+	fprintf(to,
+	        "usage: relay-milter [-c FILE] [-f] [-n] [-h] [-V]\n"
+	        "  -c FILE  configuration file (default %s)\n"
+	        "  -f       stay in the foreground (for systemd)\n"
+	        "  -n       check the configuration and exit\n"
+	        "  -V       print the version\n", RELAY_DEFAULT_MILTER_CONF);
+}
+
+static bool restart_needed(const struct mlt_config *a, const struct mlt_config *b)
+{
+	return strcmp(a->socket, b->socket) != 0 || a->socket_mode != b->socket_mode ||
+	       strcmp(a->user, b->user) != 0 || strcmp(a->pid_file, b->pid_file) != 0 ||
+	       strcmp(a->users_db, b->users_db) != 0 || strcmp(a->state_db, b->state_db) != 0 ||
+	       a->log != b->log || a->log_facility != b->log_facility || a->timeout != b->timeout;
+}
+
+/* SIGUSR1: build a new configuration and swap it in; sessions keep the one they began with. */
+static void *reload_thread(void *arg)
+{
+	struct reload_ctx *r = arg;
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	for (;;) {
+		struct mlt_config next;
+		char err[512];
+
+		if (sigwait(&set, &sig) != 0 || atomic_load(&r->stop))
+			break;
+		if (!mlt_config_load(r->path, &next, err, sizeof err)) {
+			mlt_log(LOG_ERR, "reload refused, keeping the running configuration: %s", err);
+			continue;
+		}
+		if (restart_needed(&r->current, &next))
+			mlt_log(LOG_WARNING, "reload: socket, user, pid_file, databases, log sink and"
+			        " timeout changes take effect only after a restart");
+		if (mlt_config_publish(&next) != 0) {
+			mlt_log(LOG_ERR, "reload failed: out of memory");
+			continue;
+		}
+		mlt_log_level(next.log_level);
+		mlt_store_set_refresh(r->d->store, next.policy_refresh_ms);
+		mlt_writer_set(r->d->writer, next.state_flush_ms, next.audit_retention,
+		               mlt_store_horizon(r->d->store));
+		r->current = next;
+		mlt_log(LOG_NOTICE, "configuration reloaded from %s", r->path);
+	}
+	return NULL;
+}
+
+static int load_row(const char *login, int64_t ts, const uint64_t v[3], void *arg)
+{
+	return mlt_rate_load(arg, login, ts, v) ? 0 : 1;
+}
+
+static int write_pid(const char *path)
+{
+	char buf[32];
+	int fd, n;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		close(fd);
+		return -1;
+	}
+	return close(fd);
+}
+
+static int drop_privileges(const char *user, char *err, size_t errlen)
+{
+	struct passwd *pw;
+
+	if (user[0] == '\0')
+		return 0;
+	pw = getpwnam(user);
+	if (pw == NULL) {
+		snprintf(err, errlen, "user \"%s\" does not exist", user);
+		return -1;
+	}
+	if (getuid() != 0 && geteuid() != 0) {
+		if (getuid() == pw->pw_uid)
+			return 0;
+		snprintf(err, errlen, "must start as root to become \"%s\"", user);
+		return -1;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+	    setuid(pw->pw_uid) != 0) {
+		snprintf(err, errlen, "dropping privileges to %s: %s", user, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		snprintf(err, errlen, "privileges could be regained after dropping them");
+		return -1;
+	}
+	return 0;
+}
+
+static int daemonize(bool keep_stderr)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	if (setsid() < 0 || chdir("/") != 0)
+		return -1;
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	dup2(fd, STDIN_FILENO);
+	dup2(fd, STDOUT_FILENO);
+	if (!keep_stderr)
+		dup2(fd, STDERR_FILENO);
+	if (fd > STDERR_FILENO)
+		close(fd);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = RELAY_DEFAULT_MILTER_CONF;
+	bool foreground = false, check_only = false;
+	struct mlt_config cfg;
+	struct mlt_daemon d = { 0 };
+	struct reload_ctx rc = { 0 };
+	pthread_t reloader;
+	bool reloader_started = false;
+	sigset_t set;
+	char err[512];
+	int opt, status = 1;
+
+	while ((opt = getopt(argc, argv, "c:fnhV")) != -1) {
+		switch (opt) {
+		case 'c': path = optarg; break;
+		case 'f': foreground = true; break;
+		case 'n': check_only = true; break;
+		case 'V': printf("relay-milter %s\n", RELAY_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (!mlt_config_load(path, &cfg, err, sizeof err)) {
+		fprintf(stderr, "relay-milter: %s\n", err);
+		return 2;
+	}
+	if (cfg.user[0] != '\0' && getpwnam(cfg.user) == NULL) {
+		fprintf(stderr, "relay-milter: %s: user \"%s\" does not exist\n", path, cfg.user);
+		return 2;
+	}
+	if (check_only) {
+		printf("relay-milter: %s: configuration OK\n", path);
+		return 0;
+	}
+	mlt_log_open(cfg.log, cfg.log_facility, cfg.log_level);
+	if (!foreground && daemonize(cfg.log == MLT_LOG_STDERR) != 0) {
+		fprintf(stderr, "relay-milter: cannot become a daemon: %s\n", strerror(errno));
+		return 1;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (cfg.pid_file[0] != '\0' && write_pid(cfg.pid_file) != 0) {
+		mlt_log(LOG_ERR, "%s: %s", cfg.pid_file, strerror(errno));
+		return 1;
+	}
+	if (drop_privileges(cfg.user, err, sizeof err) != 0) {
+		mlt_log(LOG_ERR, "%s", err);
+		goto out;
+	}
+	umask(077);
+	if (mlt_store_open(cfg.users_db, cfg.policy_refresh_ms, &d.store, err, sizeof err) != 0) {
+		mlt_log(LOG_ERR, "users database: %s", err);
+		goto out;
+	}
+	d.rate = mlt_rate_new();
+	if (d.rate == NULL ||
+	    mlt_writer_start(cfg.state_db, cfg.state_flush_ms, cfg.audit_retention, &d.writer, err,
+	                     sizeof err) != 0) {
+		mlt_log(LOG_ERR, "state database: %s", d.rate ? err : "out of memory");
+		goto out;
+	}
+	{
+		int64_t keep = mlt_store_horizon(d.store);
+
+		if (mlt_writer_load_usage(cfg.state_db, (int64_t)time(NULL), keep, load_row, d.rate,
+		                          err, sizeof err) != 0) {
+			mlt_log(LOG_ERR, "loading rate counters: %s", err);
+			goto out;
+		}
+		mlt_writer_set(d.writer, cfg.state_flush_ms, cfg.audit_retention, keep);
+	}
+	if (mlt_config_publish(&cfg) != 0) {
+		mlt_log(LOG_ERR, "out of memory");
+		goto out;
+	}
+	mlt_callbacks_init(&d);
+	if (smfi_setconn(cfg.socket) != MI_SUCCESS || smfi_settimeout((int)cfg.timeout) != MI_SUCCESS ||
+	    smfi_register(mlt_filter) != MI_SUCCESS) {
+		mlt_log(LOG_ERR, "libmilter refused the socket %s or the filter", cfg.socket);
+		goto out;
+	}
+	umask(~cfg.socket_mode & 0777);
+	if (smfi_opensocket(true) != MI_SUCCESS) {
+		mlt_log(LOG_ERR, "cannot listen on %s (does its folder exist and belong to us?)",
+		        cfg.socket);
+		goto out;
+	}
+	umask(077);
+	rc.path = path;
+	rc.current = cfg;
+	rc.d = &d;
+	if (pthread_create(&reloader, NULL, reload_thread, &rc) == 0)
+		reloader_started = true;
+	else
+		mlt_log(LOG_WARNING, "no reload thread: SIGUSR1 will be ignored");
+	mlt_log(LOG_NOTICE, "relay-milter %s listening on %s", RELAY_VERSION, cfg.socket);
+	status = smfi_main() == MI_SUCCESS ? 0 : 1;
+	mlt_log(LOG_NOTICE, "stopping");
+out:
+	if (reloader_started) {
+		atomic_store(&rc.stop, true);
+		pthread_kill(reloader, SIGUSR1);
+		pthread_join(reloader, NULL);
+	}
+	mlt_writer_stop(d.writer);
+	mlt_store_close(d.store);
+	mlt_rate_free(d.rate);
+	mlt_config_unpublish();
+	if (cfg.pid_file[0] != '\0')
+		unlink(cfg.pid_file);
+	return status;
+}

@@ -1,0 +1,216 @@
+/*
+ * rate.c — the shared per-login limiter (see rate.h). A chained hash table of logins, one
+ * mutex for all of it: each operation is a few additions, far shorter than the milter
+ * round trip it sits in, so one lock does not limit throughput on two cores.
+ */
+#include "rate.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUCKETS 1024
+
+struct login_state {
+	char *name;
+	struct mlt_usage *log;
+	uint64_t reserved[MLT_METRICS];
+	struct login_state *next;
+};
+
+struct mlt_rate {
+	pthread_mutex_t mu;
+	struct login_state *bucket[BUCKETS];
+};
+
+static unsigned hash(const char *s)
+{
+	unsigned h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h % BUCKETS;
+}
+
+struct mlt_rate *mlt_rate_new(void)
+{
+	struct mlt_rate *r = calloc(1, sizeof *r);
+
+	if (r != NULL)
+		pthread_mutex_init(&r->mu, NULL);
+	return r;
+}
+
+static void state_free(struct login_state *s)
+{
+	mlt_usage_free(s->log);
+	free(s->name);
+	free(s);
+}
+
+void mlt_rate_free(struct mlt_rate *r)
+{
+	if (r == NULL)
+		return;
+	for (size_t b = 0; b < BUCKETS; b++) {
+		struct login_state *s = r->bucket[b];
+
+		while (s != NULL) {
+			struct login_state *next = s->next;
+
+			state_free(s);
+			s = next;
+		}
+	}
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+/* Finds or (create = true) creates the login's state. Lock held. */
+static struct login_state *find(struct mlt_rate *r, const char *login, bool create)
+{
+	unsigned b = hash(login);
+	struct login_state *s;
+
+	for (s = r->bucket[b]; s != NULL; s = s->next)
+		if (strcmp(s->name, login) == 0)
+			return s;
+	if (!create)
+		return NULL;
+	s = calloc(1, sizeof *s);
+	if (s == NULL)
+		return NULL;
+	s->name = strdup(login);
+	s->log = mlt_usage_new();
+	if (s->name == NULL || s->log == NULL) {
+		state_free(s);
+		return NULL;
+	}
+	s->next = r->bucket[b];
+	r->bucket[b] = s;
+	return s;
+}
+
+/* Drops a login with nothing in its log and nothing reserved. Lock held. */
+static void maybe_drop(struct mlt_rate *r, struct login_state *s)
+{
+	struct login_state **pp;
+
+	if (mlt_usage_len(s->log) > 0)
+		return;
+	for (int m = 0; m < MLT_METRICS; m++)
+		if (s->reserved[m] != 0)
+			return;
+	for (pp = &r->bucket[hash(s->name)]; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			state_free(s);
+			return;
+		}
+	}
+}
+
+bool mlt_rate_load(struct mlt_rate *r, const char *login, int64_t ts,
+                   const uint64_t v[MLT_METRICS])
+{
+	struct login_state *s;
+	bool okay;
+
+	pthread_mutex_lock(&r->mu);
+	s = find(r, login, true);
+	okay = s != NULL && mlt_usage_add(s->log, ts, v);
+	pthread_mutex_unlock(&r->mu);
+	return okay;
+}
+
+int64_t mlt_rate_reserve(struct mlt_rate *r, const char *login, const struct mlt_limit *lims,
+                         size_t n, const uint64_t need[MLT_METRICS], int64_t now,
+                         struct mlt_resv *resv, size_t *which)
+{
+	struct login_state *s;
+	int64_t wait;
+
+	pthread_mutex_lock(&r->mu);
+	s = find(r, login, true);
+	if (s == NULL) {
+		pthread_mutex_unlock(&r->mu);
+		return MLT_RATE_ERROR;
+	}
+	wait = mlt_limits_wait(s->log, lims, n, s->reserved, need, now, which);
+	if (wait == 0) {
+		for (int m = 0; m < MLT_METRICS; m++) {
+			s->reserved[m] += need[m];
+			resv->v[m] += need[m];
+		}
+	} else {
+		maybe_drop(r, s);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return wait;
+}
+
+static void give_back(struct login_state *s, struct mlt_resv *resv)
+{
+	for (int m = 0; m < MLT_METRICS; m++) {
+		s->reserved[m] -= resv->v[m] <= s->reserved[m] ? resv->v[m] : s->reserved[m];
+		resv->v[m] = 0;
+	}
+}
+
+int64_t mlt_rate_commit(struct mlt_rate *r, const char *login, const struct mlt_limit *lims,
+                        size_t n, struct mlt_resv *resv, const uint64_t actual[MLT_METRICS],
+                        int64_t now, int64_t keep, size_t *which)
+{
+	struct login_state *s;
+	uint64_t others[MLT_METRICS];
+	const uint64_t need[MLT_METRICS] = { 0, 0, actual[MLT_BYTES] };
+	int64_t wait;
+
+	pthread_mutex_lock(&r->mu);
+	s = find(r, login, true);
+	if (s == NULL) {
+		pthread_mutex_unlock(&r->mu);
+		return MLT_RATE_ERROR;
+	}
+	for (int m = 0; m < MLT_METRICS; m++)
+		others[m] = s->reserved[m] - (resv->v[m] <= s->reserved[m] ? resv->v[m] : s->reserved[m]);
+	wait = mlt_limits_wait(s->log, lims, n, others, need, now, which);
+	if (wait == 0) {
+		give_back(s, resv);
+		if (!mlt_usage_add(s->log, now, actual))
+			wait = MLT_RATE_ERROR;
+		mlt_usage_prune(s->log, now, keep);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return wait;
+}
+
+void mlt_rate_release(struct mlt_rate *r, const char *login, struct mlt_resv *resv)
+{
+	struct login_state *s;
+
+	if (resv->v[0] == 0 && resv->v[1] == 0 && resv->v[2] == 0)
+		return;
+	pthread_mutex_lock(&r->mu);
+	s = find(r, login, false);
+	if (s != NULL) {
+		give_back(s, resv);
+		maybe_drop(r, s);
+	}
+	memset(resv, 0, sizeof *resv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+uint64_t mlt_rate_sum(struct mlt_rate *r, const char *login, enum mlt_metric m,
+                      int64_t window, int64_t now)
+{
+	struct login_state *s;
+	uint64_t sum = 0;
+
+	pthread_mutex_lock(&r->mu);
+	s = find(r, login, false);
+	if (s != NULL)
+		sum = mlt_usage_sum(s->log, m, window, now);
+	pthread_mutex_unlock(&r->mu);
+	return sum;
+}

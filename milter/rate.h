@@ -1,0 +1,61 @@
+/*
+ * rate.h — per-login rate state shared by every session: the usage log of each login
+ * (window.h) plus what messages in flight have reserved, under one mutex, so that
+ * concurrent sessions of one login cannot slip past a limit together.
+ *
+ * Protocol per message: mlt_rate_reserve() at MAIL (1 message, SIZE= bytes) and at each
+ * RCPT (1 recipient) — it admits and reserves atomically, or reports the wait; then either
+ * mlt_rate_commit() at end of message (checks the real byte count, turns the reservation
+ * into usage) or mlt_rate_release() at abort/close/refusal.
+ *
+ * Ownership: struct mlt_rate from mlt_rate_new(), freed by mlt_rate_free() (NULL-safe);
+ * struct mlt_resv is a plain value owned by the message context.
+ * Thread safety: every function may be called from any thread.
+ * Errors: MLT_RATE_ERROR (out of memory) — the caller tempfails.
+ */
+#ifndef RELAY_MLT_RATE_H
+#define RELAY_MLT_RATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "window.h"
+
+#define MLT_RATE_ERROR INT64_MIN
+
+struct mlt_resv {
+	uint64_t v[MLT_METRICS];
+};
+
+struct mlt_rate;
+
+struct mlt_rate *mlt_rate_new(void);
+void mlt_rate_free(struct mlt_rate *r);
+
+/* Adds persisted usage at start-up. false on out of memory. */
+bool mlt_rate_load(struct mlt_rate *r, const char *login, int64_t ts,
+                   const uint64_t v[MLT_METRICS]);
+
+/* Admits `need` under every limit counting all reservations; on success adds it to *resv
+ * and the login's reservations and returns 0; else returns the wait (or MLT_WAIT_NEVER)
+ * and sets *which to the deciding limit's index, changing nothing. */
+int64_t mlt_rate_reserve(struct mlt_rate *r, const char *login, const struct mlt_limit *lims,
+                         size_t n, const uint64_t need[MLT_METRICS], int64_t now,
+                         struct mlt_resv *resv, size_t *which);
+
+/* At end of message: checks `actual` bytes against the byte limits with the other
+ * messages' reservations; on success turns *resv into usage {1, recipients, bytes} at
+ * `now`, prunes entries older than `keep` seconds, zeroes *resv and returns 0. On a wait
+ * nothing changes (the caller releases). */
+int64_t mlt_rate_commit(struct mlt_rate *r, const char *login, const struct mlt_limit *lims,
+                        size_t n, struct mlt_resv *resv, const uint64_t actual[MLT_METRICS],
+                        int64_t now, int64_t keep, size_t *which);
+
+/* Gives back a reservation (idempotent: zeroes *resv). */
+void mlt_rate_release(struct mlt_rate *r, const char *login, struct mlt_resv *resv);
+
+/* For tests and `usage`: current sum of a metric over a window. */
+uint64_t mlt_rate_sum(struct mlt_rate *r, const char *login, enum mlt_metric m,
+                      int64_t window, int64_t now);
+
+#endif

@@ -1,0 +1,335 @@
+/*
+ * store.c — cached users-database lookups for the milter (see store.h).
+ *
+ * The cache is a chained hash table keyed by the lowercased login name. "Not found" is
+ * cached too (a login that does not exist costs one query per refresh period, not one per
+ * MAIL). A database error is never cached. A change of PRAGMA data_version drops the whole
+ * table: relay-admin writes are rare, lookups are many.
+ */
+#include "store.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "decide.h"
+#include "rdb.h"
+#include "policy.h"
+
+#define BUCKETS 1024
+#define ENTRIES_MAX 20000
+
+struct entry {
+	struct mlt_login login;        /* first: mlt_store_put() casts back */
+	atomic_int refs;
+	bool found;
+	bool has_expiry;
+	int64_t expires_at;
+	char *pool;                    /* sender strings */
+	struct entry *next;
+};
+
+struct mlt_store {
+	pthread_mutex_t mu;
+	struct rdb *db;
+	struct rdb_policy *pol;
+	int64_t version;
+	int64_t last_check_ms;
+	int64_t refresh_ms;
+	int64_t horizon;
+	size_t n;
+	struct entry *bucket[BUCKETS];
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void lower(char *out, size_t outlen, const char *in)
+{
+	size_t o = 0;
+
+	for (; *in && o + 1 < outlen; in++)
+		out[o++] = (*in >= 'A' && *in <= 'Z') ? (char)(*in - 'A' + 'a') : *in;
+	out[o] = '\0';
+}
+
+static unsigned hash(const char *s)
+{
+	unsigned h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h % BUCKETS;
+}
+
+static void entry_unref(struct entry *e)
+{
+	if (e != NULL && atomic_fetch_sub(&e->refs, 1) == 1) {
+		free(e->pool);
+		free((void *)e->login.senders);
+		free(e);
+	}
+}
+
+void mlt_store_put(const struct mlt_login *l)
+{
+	entry_unref((struct entry *)(void *)(uintptr_t)l);
+}
+
+static void flush(struct mlt_store *s)
+{
+	for (size_t b = 0; b < BUCKETS; b++) {
+		struct entry *e = s->bucket[b];
+
+		while (e != NULL) {
+			struct entry *next = e->next;
+
+			entry_unref(e);
+			e = next;
+		}
+		s->bucket[b] = NULL;
+	}
+	s->n = 0;
+}
+
+/* Asks whether the database changed; drops the cache if so. Called with the lock held. */
+static int refresh(struct mlt_store *s)
+{
+	int64_t v, w;
+
+	if (rdb_policy_data_version(s->pol, &v) != RDB_OK)
+		return -1;
+	if (v != s->version) {
+		if (rdb_policy_max_window(s->pol, &w) != RDB_OK)
+			return -1;
+		flush(s);
+		s->version = v;
+		s->horizon = w > 0 ? w : 1;
+	}
+	return 0;
+}
+
+int mlt_store_open(const char *users_db, int64_t refresh_ms, struct mlt_store **out,
+                   char *err, size_t errlen)
+{
+	struct mlt_store *s = calloc(1, sizeof *s);
+
+	*out = NULL;
+	if (s == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&s->mu, NULL);
+	s->refresh_ms = refresh_ms;
+	s->version = -1;
+	if (rdb_open(users_db, RDB_READONLY, &s->db, err, errlen) != RDB_OK) {
+		mlt_store_close(s);
+		return -1;
+	}
+	if (rdb_policy_new(s->db, &s->pol) != RDB_OK) {
+		snprintf(err, errlen, "%s: preparing policy queries: %s", users_db, rdb_errmsg(s->db));
+		mlt_store_close(s);
+		return -1;
+	}
+	if (refresh(s) != 0) {
+		snprintf(err, errlen, "%s: %s", users_db, rdb_policy_errmsg(s->pol));
+		mlt_store_close(s);
+		return -1;
+	}
+	s->last_check_ms = mono_ms();
+	*out = s;
+	return 0;
+}
+
+void mlt_store_close(struct mlt_store *s)
+{
+	if (s == NULL)
+		return;
+	flush(s);
+	rdb_policy_free(s->pol);
+	rdb_close(s->db);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+void mlt_store_set_refresh(struct mlt_store *s, int64_t refresh_ms)
+{
+	pthread_mutex_lock(&s->mu);
+	s->refresh_ms = refresh_ms;
+	pthread_mutex_unlock(&s->mu);
+}
+
+int64_t mlt_store_horizon(struct mlt_store *s)
+{
+	int64_t h;
+
+	pthread_mutex_lock(&s->mu);
+	h = s->horizon;
+	pthread_mutex_unlock(&s->mu);
+	return h;
+}
+
+struct senders_acc {
+	size_t n, cap, bytes;
+	char **list;
+};
+
+static int add_sender(const char *pattern, void *arg)
+{
+	struct senders_acc *a = arg;
+
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 8;
+		char **l = realloc(a->list, cap * sizeof *l);
+
+		if (l == NULL)
+			return -1;
+		a->list = l;
+		a->cap = cap;
+	}
+	a->list[a->n] = strdup(pattern);
+	if (a->list[a->n] == NULL)
+		return -1;
+	a->bytes += strlen(pattern) + 1;
+	a->n++;
+	return 0;
+}
+
+static void acc_free(struct senders_acc *a)
+{
+	for (size_t k = 0; k < a->n; k++)
+		free(a->list[k]);
+	free(a->list);
+}
+
+/* Builds an entry from the database; NULL with *r set on error. Lock held. */
+static struct entry *load(struct mlt_store *s, const char *key, int64_t now, enum mlt_lookup *r)
+{
+	struct rdb_login_policy lp;
+	struct senders_acc acc = { 0 };
+	struct entry *e = calloc(1, sizeof *e);
+	enum rdb_result rr;
+
+	*r = MLT_LOOKUP_ERROR;
+	if (e == NULL)
+		return NULL;
+	atomic_init(&e->refs, 1);
+	rr = rdb_policy_login(s->pol, key, &lp);
+	if (rr == RDB_NOTFOUND) {
+		snprintf(e->login.name, sizeof e->login.name, "%s", key);
+		*r = MLT_LOOKUP_NOTFOUND;
+		return e;
+	}
+	if (rr != RDB_OK || rdb_policy_senders(s->pol, lp.name, add_sender, &acc) != RDB_OK) {
+		mlt_log(LOG_ERR, "users database: %s", rdb_policy_errmsg(s->pol));
+		acc_free(&acc);
+		free(e);
+		return NULL;
+	}
+	e->found = true;
+	lower(e->login.name, sizeof e->login.name, lp.name);
+	e->has_expiry = lp.has_expiry;
+	e->expires_at = lp.expires_at;
+	e->login.state = !lp.enabled ? MLT_LOGIN_DISABLED
+	               : (lp.has_expiry && now >= lp.expires_at) ? MLT_LOGIN_EXPIRED
+	               : MLT_LOGIN_ACTIVE;
+	e->login.rate_exempt = lp.rate_exempt;
+	e->login.hold_over_limit = lp.hold_over_limit;
+	for (size_t k = 0; k < lp.nlimits && k < MLT_LIMITS_MAX; k++) {
+		e->login.limits[k].metric = (enum mlt_metric)lp.limits[k].metric;
+		e->login.limits[k].window = lp.limits[k].window_seconds;
+		e->login.limits[k].max = lp.limits[k].max_count;
+		e->login.nlimits++;
+	}
+	e->pool = malloc(acc.bytes + 1);
+	e->login.senders = calloc(acc.n + 1, sizeof *e->login.senders);
+	if (e->pool == NULL || e->login.senders == NULL) {
+		acc_free(&acc);
+		free(e->pool);
+		free((void *)e->login.senders);
+		free(e);
+		return NULL;
+	}
+	size_t off = 0;
+
+	for (size_t k = 0; k < acc.n; k++) {
+		size_t len = strlen(acc.list[k]) + 1;
+
+		memcpy(e->pool + off, acc.list[k], len);
+		e->login.senders[k] = e->pool + off;
+		off += len;
+	}
+	e->login.nsenders = acc.n;
+	acc_free(&acc);
+	*r = MLT_LOOKUP_FOUND;
+	return e;
+}
+
+enum mlt_lookup mlt_store_get(struct mlt_store *s, const char *name, int64_t now,
+                              const struct mlt_login **out)
+{
+	char key[MLT_LOGIN_MAX + 1];
+	struct entry *e, **pp;
+	enum mlt_lookup r;
+	int64_t ms = mono_ms();
+	unsigned b;
+
+	*out = NULL;
+	if (strlen(name) > MLT_LOGIN_MAX)
+		return MLT_LOOKUP_NOTFOUND;
+	lower(key, sizeof key, name);
+	b = hash(key);
+	pthread_mutex_lock(&s->mu);
+	if (ms - s->last_check_ms >= s->refresh_ms) {
+		if (refresh(s) != 0) {
+			mlt_log(LOG_ERR, "users database: %s", rdb_policy_errmsg(s->pol));
+			pthread_mutex_unlock(&s->mu);
+			return MLT_LOOKUP_ERROR;
+		}
+		s->last_check_ms = ms;
+	}
+	for (pp = &s->bucket[b]; (e = *pp) != NULL; pp = &e->next) {
+		if (strcmp(e->login.name, key) != 0)
+			continue;
+		/* an expiry that passed since the entry was built: rebuild it */
+		if (e->found && e->login.state == MLT_LOGIN_ACTIVE && e->has_expiry &&
+		    now >= e->expires_at) {
+			*pp = e->next;
+			entry_unref(e);
+			s->n--;
+			break;
+		}
+		goto hit;
+	}
+	e = load(s, key, now, &r);
+	if (e == NULL) {
+		pthread_mutex_unlock(&s->mu);
+		return MLT_LOOKUP_ERROR;
+	}
+	if (s->n >= ENTRIES_MAX)
+		flush(s);
+	/* cache under the key we were asked for (the stored name may differ only in case) */
+	if (strcmp(e->login.name, key) != 0)
+		snprintf(e->login.name, sizeof e->login.name, "%s", key);
+	e->next = s->bucket[b];
+	s->bucket[b] = e;
+	s->n++;
+hit:
+	if (!e->found) {
+		pthread_mutex_unlock(&s->mu);
+		return MLT_LOOKUP_NOTFOUND;
+	}
+	atomic_fetch_add(&e->refs, 1);
+	pthread_mutex_unlock(&s->mu);
+	*out = &e->login;
+	return MLT_LOOKUP_FOUND;
+}

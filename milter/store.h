@@ -1,0 +1,37 @@
+/*
+ * store.h — relay-milter's view of the users database: a cache of struct mlt_login by
+ * login name, invalidated when the database changes (PRAGMA data_version, asked at most
+ * every policy_refresh_ms), so relay-admin changes apply without a restart and a MAIL
+ * normally costs no database access at all.
+ *
+ * Ownership: mlt_store_get() hands out a reference; drop it with mlt_store_put() (NULL
+ * safe). Entries are immutable; an invalidated entry lives until its last reference goes.
+ * Thread safety: every function may be called from any thread (one internal mutex guards
+ * the SQLite handle and the cache).
+ * Errors: MLT_LOOKUP_ERROR whenever the database cannot answer (never cached): the caller
+ * tempfails.
+ */
+#ifndef RELAY_MLT_STORE_H
+#define RELAY_MLT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "decide.h"
+
+struct mlt_store;
+
+int mlt_store_open(const char *users_db, int64_t refresh_ms, struct mlt_store **out,
+                   char *err, size_t errlen);
+void mlt_store_close(struct mlt_store *s);
+void mlt_store_set_refresh(struct mlt_store *s, int64_t refresh_ms);
+
+/* Looks `name` up as of `now` (unix seconds). On MLT_LOOKUP_FOUND *out holds a reference. */
+enum mlt_lookup mlt_store_get(struct mlt_store *s, const char *name, int64_t now,
+                              const struct mlt_login **out);
+void mlt_store_put(const struct mlt_login *l);
+
+/* The longest limit window in the database (seconds, >= 1), as of the last refresh. */
+int64_t mlt_store_horizon(struct mlt_store *s);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * policy.h — users-database queries for the milter's policy and relay-admin's `limit`
+ * command: a login's state and knobs, its allowed senders, its effective rate limits
+ * (own rows per metric, else the defaults of login_id 0), and writing limits.
+ *
+ * Ownership: struct rdb_policy holds statements prepared once on a struct rdb (borrowed:
+ * the rdb must outlive it); rdb_policy_free(NULL) is safe. Not thread safe: use one per
+ * rdb handle, under the same lock as the handle.
+ *
+ * Errors: RDB_NOTFOUND only for "no such login"; anything the database cannot answer is
+ * RDB_ERROR (rdb_errmsg(db) or the policy's own message says why) and callers fail closed.
+ * Columns are type-checked; a row of the wrong shape is RDB_ERROR, never a default.
+ */
+#ifndef RELAY_RDB_POLICY_H
+#define RELAY_RDB_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rdb.h"
+
+#define RDB_LIMITS_MAX 32          /* rows per login (all metrics together) */
+#define RDB_WINDOW_MAX 31622400    /* 366 days, as the schema's CHECK */
+
+enum rdb_metric { RDB_METRIC_MESSAGES, RDB_METRIC_RECIPIENTS, RDB_METRIC_BYTES, RDB_METRICS };
+
+struct rdb_limit {
+	enum rdb_metric metric;
+	int64_t window_seconds;
+	uint64_t max_count;
+};
+
+struct rdb_login_policy {
+	char name[RDB_NAME_MAX + 1];   /* as stored */
+	bool enabled;
+	bool has_expiry;
+	int64_t expires_at;
+	bool rate_exempt;
+	bool hold_over_limit;
+	size_t nlimits;                /* effective limits: own rows per metric, else defaults */
+	struct rdb_limit limits[RDB_LIMITS_MAX];
+};
+
+struct rdb_policy;
+
+enum rdb_result rdb_policy_new(struct rdb *db, struct rdb_policy **out);
+void rdb_policy_free(struct rdb_policy *p);
+const char *rdb_policy_errmsg(const struct rdb_policy *p);
+
+const char *rdb_metric_name(enum rdb_metric m);
+bool rdb_metric_parse(const char *s, enum rdb_metric *out);
+
+/* The login (case-insensitive) with its effective limits. */
+enum rdb_result rdb_policy_login(struct rdb_policy *p, const char *name,
+                                 struct rdb_login_policy *out);
+
+/* Calls fn for each allowed sender pattern of the login (none: no calls). A non-zero
+ * return from fn stops the walk and makes the call RDB_ERROR (e.g. out of memory). */
+enum rdb_result rdb_policy_senders(struct rdb_policy *p, const char *name,
+                                   int (*fn)(const char *pattern, void *arg), void *arg);
+
+/* PRAGMA data_version: changes whenever another connection commits. Cheap. */
+enum rdb_result rdb_policy_data_version(struct rdb_policy *p, int64_t *out);
+
+/* The longest window of any limit in the database (0 if none). */
+enum rdb_result rdb_policy_max_window(struct rdb_policy *p, int64_t *out);
+
+/* ---- relay-admin: limits as stored (name NULL = the defaults) ----------------------- */
+
+/* The login's own rows (or the defaults), ordered by metric and window. */
+enum rdb_result rdb_limits_get(struct rdb_policy *p, const char *name, struct rdb_limit *out,
+                               size_t max, size_t *n);
+
+/* Replaces the rows of every metric that appears in `lims` (other metrics untouched).
+ * Validates windows (1..RDB_WINDOW_MAX) and duplicates (RDB_INVALID). Runs in the caller's
+ * transaction if one is open (rdb_begin), else in its own. */
+enum rdb_result rdb_limits_set(struct rdb_policy *p, const char *name,
+                               const struct rdb_limit *lims, size_t n);
+
+/* Removes all of the login's own rows (or all defaults). */
+enum rdb_result rdb_limits_clear(struct rdb_policy *p, const char *name);
+
+/* Sets the per-login knobs; a negative value leaves that knob unchanged. */
+enum rdb_result rdb_policy_set_flags(struct rdb_policy *p, const char *name, int rate_exempt,
+                                     int hold_over_limit, int64_t now);
+
+#endif

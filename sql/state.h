@@ -1,0 +1,95 @@
+/*
+ * state.h — the state database (default RELAY_DEFAULT_STATE_DB): rate-limit usage per
+ * login and second, the last use of each login, and the audit log.
+ *
+ * Written only by relay-milter (one writer thread, batched transactions); read by
+ * relay-admin (`usage`, `log`, `user list`). WAL journal, so readers never block the
+ * writer; the folder must belong to the milter's user because WAL creates files beside
+ * the database. Schema versioned with PRAGMA user_version, marked with its own
+ * application_id so neither database can be mistaken for the other.
+ *
+ * Ownership: struct rdb_state is opaque, from rdb_state_open(), freed by rdb_state_close()
+ * (NULL-safe). Strings passed in are borrowed; strings handed to callbacks live until the
+ * callback returns. Not thread safe: one handle per thread, or a lock.
+ *
+ * Errors: enum rdb_result as in rdb.h; RDB_ERROR means "the database could not answer"
+ * (callers fail closed), with the reason from rdb_state_errmsg().
+ */
+#ifndef RELAY_RDB_STATE_H
+#define RELAY_RDB_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rdb.h"
+
+#define RDB_STATE_SCHEMA_VERSION 1
+#define RDB_STATE_APPLICATION_ID 1919706227 /* 0x726C7973, "rlys" */
+#define RDB_AUDIT_FIELD_MAX 255             /* bytes kept of any audit text field */
+
+struct rdb_state;
+
+/* Creates the database (WAL) or checks/migrates an existing one. Refuses a foreign file or
+ * a newer schema. The folder must exist; file modes follow the caller's umask. */
+enum rdb_result rdb_state_init(const char *path, char *err, size_t errlen);
+
+/* Opens an existing state database; RDB_READONLY for readers, RDB_READWRITE for the milter. */
+enum rdb_result rdb_state_open(const char *path, enum rdb_mode mode, struct rdb_state **out,
+                               char *err, size_t errlen);
+void rdb_state_close(struct rdb_state *st);
+const char *rdb_state_errmsg(const struct rdb_state *st);
+
+enum rdb_result rdb_state_begin(struct rdb_state *st);
+enum rdb_result rdb_state_commit(struct rdb_state *st);
+void rdb_state_rollback(struct rdb_state *st);
+
+/* One audit record. Text fields may be NULL (stored as ""); they are clamped to
+ * RDB_AUDIT_FIELD_MAX bytes and control characters are replaced by '?'. */
+struct rdb_audit {
+	int64_t id;                /* filled in by readers */
+	int64_t ts;
+	const char *login;
+	const char *client_addr;
+	const char *tls_version;
+	const char *cipher;
+	const char *env_from;
+	const char *header_from;
+	uint64_t rcpt_count;
+	uint64_t size;
+	const char *queue_id;
+	const char *verdict;       /* accepted, held, rejected, tempfailed */
+	const char *reason;
+};
+
+enum rdb_result rdb_state_audit_add(struct rdb_state *st, const struct rdb_audit *a);
+
+/* Adds to the usage row of (login, ts), creating it. */
+enum rdb_result rdb_state_usage_add(struct rdb_state *st, const char *login, int64_t ts,
+                                    uint64_t messages, uint64_t recipients, uint64_t bytes);
+
+/* Records that `login` sent at `ts` from `client_addr`. */
+enum rdb_result rdb_state_touch(struct rdb_state *st, const char *login, int64_t ts,
+                                const char *client_addr);
+
+/* Deletes usage rows with ts <= usage_before and audit rows with ts <= audit_before. */
+enum rdb_result rdb_state_prune(struct rdb_state *st, int64_t usage_before, int64_t audit_before);
+
+/* Usage rows with ts > since, ordered by login then ts; login NULL = every login. A
+ * non-zero return from fn stops the walk (RDB_OK). */
+enum rdb_result rdb_state_usage_foreach(struct rdb_state *st, const char *login, int64_t since,
+                                        int (*fn)(const char *login, int64_t ts,
+                                                  const uint64_t v[3], void *arg),
+                                        void *arg);
+
+/* The newest `limit` audit records with ts >= since (login NULL = all), oldest first. */
+enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login, int64_t since,
+                                        int64_t limit,
+                                        int (*fn)(const struct rdb_audit *a, void *arg),
+                                        void *arg);
+
+/* When the login last sent (RDB_NOTFOUND: never); client may be NULL, else 64 bytes. */
+enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int64_t *ts,
+                                   char *client, size_t clientlen);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * test-mlt-config.c — milter.conf parsing (milter/config.c): defaults, every key type,
+ * bounds, and the errors: unknown key, duplicate key, bad values, malformed lines.
+ */
+#include <string.h>
+#include <syslog.h>
+
+#include "config.h"
+#include "tap.h"
+
+static const struct {
+	const char *text;
+	const char *err; /* substring of the error, NULL = must parse */
+} cases[] = {
+	{ "", NULL },
+	{ "# only a comment\n\n   \n", NULL },
+	{ "socket = unix:/run/x.sock\nsocket_mode = 0600\n", NULL },
+	{ "socket = inet:8891@127.0.0.1\n", NULL },
+	{ "socket = inet6:8891@::1\n", NULL },
+	{ "socket = inet:8891@0.0.0.0\n", "loopback" },
+	{ "socket = inet:99999@127.0.0.1\n", "PORT" },
+	{ "socket = tcp:x\n", "expected unix" },
+	{ "socket_mode = 0999\n", "octal" },
+	{ "socket_mode = 01777\n", "octal" },
+	{ "user = relay-milter\npid_file = /run/relay-milter/pid\n", NULL },
+	{ "pid_file = relative/path\n", "absolute" },
+	{ "users_db = \n", "must not be empty" },
+	{ "log = stderr\nlog_facility = local3\nlog_level = debug\n", NULL },
+	{ "log = journald\n", "unknown value" },
+	{ "require_tls = no\ntls_min_version = TLSv1.3\ncheck_header_from = false\n", NULL },
+	{ "require_tls = maybe\n", "yes or no" },
+	{ "tls_min_version = TLSv1.4\n", "unknown value" },
+	{ "audit_retention = 30d\n", NULL },
+	{ "audit_retention = 1h\n", "duration" },
+	{ "audit_retention = 100y\n", "duration" },
+	{ "policy_refresh_ms = 0\nstate_flush_ms = 50\ntimeout = 1h\n", NULL },
+	{ "state_flush_ms = 5\n", "integer in 10..10000" },
+	{ "policy_refresh_ms = ten\n", "integer" },
+	{ "bogus = 1\n", "unknown key \"bogus\"" },
+	{ "user = a\nuser = b\n", "duplicate key \"user\"" },
+	{ "just some words\n", "expected key = value" },
+	{ "daemon_name = ORIGINATING\n", NULL },
+	{ "daemon_name = bad\x01\n", "non-printable" },
+};
+
+int main(void)
+{
+	struct mlt_config cfg;
+	char err[256];
+
+	mlt_config_defaults(&cfg);
+	is_int(cfg.socket_mode, 0660, "default socket mode");
+	ok(strcmp(cfg.socket, "unix:/run/relay-milter/milter.sock") == 0, "default socket");
+	is_int(cfg.tls_min_version, 12, "default TLS minimum 1.2");
+	ok(cfg.require_tls && cfg.check_header_from, "TLS and From: checks on by default");
+	is_int(cfg.log, MLT_LOG_SYSLOG, "syslog by default");
+
+	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		bool r;
+
+		err[0] = '\0';
+		r = mlt_config_parse(cases[k].text, "t.conf", &cfg, err, sizeof err);
+		if (cases[k].err == NULL)
+			ok(r, "case %zu parses (%s)", k, err);
+		else
+			ok(!r && strstr(err, cases[k].err) != NULL && strncmp(err, "t.conf:", 7) == 0,
+			   "case %zu fails with \"%s\": got \"%s\"", k, cases[k].err, err);
+	}
+	ok(mlt_config_parse("log = stderr\nlog_facility = local3\nlog_level = debug\n"
+	                    "tls_min_version = TLSv1.3\nsocket_mode = 0600\naudit_retention = 2d\n",
+	                    "t", &cfg, err, sizeof err), "full parse");
+	is_int(cfg.log, MLT_LOG_STDERR, "log = stderr");
+	is_int(cfg.log_facility, LOG_LOCAL3, "facility local3");
+	is_int(cfg.log_level, LOG_DEBUG, "level debug");
+	is_int(cfg.tls_min_version, 13, "TLSv1.3");
+	is_int(cfg.socket_mode, 0600, "mode 0600");
+	is_int(cfg.audit_retention, 172800, "2d");
+	ok(!mlt_config_parse("a = b\n", "t", &cfg, err, sizeof err) && strstr(err, "t:1:") != NULL,
+	   "error names the line: %s", err);
+	ok(!mlt_config_parse("\n\nuser = x\nuser = y\n", "t", &cfg, err, sizeof err) &&
+	   strstr(err, "t:4:") != NULL, "duplicate reported at its line: %s", err);
+	ok(!mlt_config_load("/nonexistent/milter.conf", &cfg, err, sizeof err), "missing file fails");
+	is_int(mlt_tls_rank("TLSv1.3"), 13, "rank 1.3");
+	is_int(mlt_tls_rank("TLSv1"), 10, "rank 1.0");
+	is_int(mlt_tls_rank(NULL), 0, "rank none");
+	return tap_done();
+}

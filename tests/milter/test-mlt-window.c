@@ -1,0 +1,116 @@
+/*
+ * test-mlt-window.c — sliding-window arithmetic (milter/window.c): sums, several windows
+ * per metric, reservations, the time until room frees, bounded memory, unit parsing.
+ */
+#include <stdint.h>
+
+#include "tap.h"
+
+/* Hides an array's address from -Waddress inside is_str(). */
+static const char *S(const char *s)
+{
+	return s;
+}
+#include "window.h"
+
+static void add(struct mlt_usage *u, int64_t t, uint64_t m, uint64_t r, uint64_t b)
+{
+	const uint64_t v[MLT_METRICS] = { m, r, b };
+
+	ok(mlt_usage_add(u, t, v), "add at %lld", (long long)t);
+}
+
+int main(void)
+{
+	struct mlt_usage *u = mlt_usage_new();
+	const struct mlt_limit five10 = { MLT_MESSAGES, 10, 5 };
+	const struct mlt_limit rc = { MLT_RECIPIENTS, 60, 10 };
+	const uint64_t none[MLT_METRICS] = { 0, 0, 0 };
+
+	/* 5 messages at t = 100..104 */
+	for (int i = 0; i < 5; i++)
+		add(u, 100 + i, 1, 3, 1000);
+	is_int(mlt_usage_sum(u, MLT_MESSAGES, 10, 104), 5, "5 messages in 10s");
+	is_int(mlt_usage_sum(u, MLT_RECIPIENTS, 10, 104), 15, "15 recipients");
+	is_int(mlt_usage_sum(u, MLT_MESSAGES, 3, 104), 3, "window of 3s sees 102..104");
+	is_int(mlt_usage_sum(u, MLT_MESSAGES, 10, 110), 4, "at 110 the entry at 100 has left");
+	is_int(mlt_window_wait(u, &five10, 0, 1, 104), 6, "6th message waits until 110");
+	is_int(mlt_window_wait(u, &five10, 0, 1, 110), 0, "fits at 110");
+	is_int(mlt_window_wait(u, &five10, 0, 2, 110), 1, "two more fit at 111");
+	is_int(mlt_window_wait(u, &five10, 0, 6, 104), MLT_WAIT_NEVER, "6 at once never fit");
+	is_int(mlt_window_wait(NULL, &five10, 0, 1, 104), 0, "empty log: fits");
+	/* reservations of messages in flight */
+	is_int(mlt_window_wait(u, &five10, 1, 1, 110), 1, "a reservation pushes the wait");
+	is_int(mlt_window_wait(NULL, &five10, 5, 1, 104), 10, "only reservations: wait a window");
+	/* same second merges */
+	add(u, 104, 1, 0, 0);
+	is_int(mlt_usage_len(u), 5, "same second merged");
+	is_int(mlt_usage_sum(u, MLT_MESSAGES, 1, 104), 2, "merged entry counts both");
+	add(u, 50, 1, 0, 0); /* clock stepped back: merged into newest */
+	is_int(mlt_usage_len(u), 5, "older time merged into newest");
+	/* several limits: largest wait wins, NEVER dominates */
+	{
+		const struct mlt_limit lims[] = { five10, { MLT_MESSAGES, 100, 6 }, rc };
+		const uint64_t need1[MLT_METRICS] = { 1, 0, 0 };
+		const uint64_t needr[MLT_METRICS] = { 0, 20, 0 };
+		size_t which = 99;
+
+		is_int(mlt_limits_wait(u, lims, 3, none, need1, 104, &which), 97,
+		       "100s window decides: 8 > 6 until 101 leaves at 201");
+		is_int(which, 1, "the 100s limit is named");
+		is_int(mlt_limits_wait(u, lims, 3, none, needr, 104, &which), MLT_WAIT_NEVER,
+		       "20 recipients never fit under 10");
+		is_int(which, 2, "the recipient limit is named");
+		is_int(mlt_limits_wait(u, lims, 3, none, none, 104, &which), 0, "nothing needed: fits");
+	}
+	mlt_usage_prune(u, 200, 10);
+	is_int(mlt_usage_len(u), 0, "prune drops everything older than 10s");
+	mlt_usage_free(u);
+	mlt_usage_free(NULL);
+
+	/* bounded memory: squeezing merges forward and never under-counts */
+	u = mlt_usage_new();
+	for (int64_t t = 1; t <= MLT_USAGE_MAX + 100; t++)
+		if (!mlt_usage_add(u, t, (const uint64_t[]){ 1, 1, 1 }))
+			break;
+	is_int(mlt_usage_len(u), MLT_USAGE_MAX, "log bounded at MLT_USAGE_MAX");
+	is_int(mlt_usage_sum(u, MLT_MESSAGES, 1000000, MLT_USAGE_MAX + 100), MLT_USAGE_MAX + 100,
+	       "nothing lost in a covering window");
+	ok(mlt_usage_sum(u, MLT_MESSAGES, 50, MLT_USAGE_MAX + 100) >= 50,
+	   "short window never under-counts");
+	mlt_usage_free(u);
+
+	/* units */
+	{
+		static const struct { const char *s; int64_t v; } d[] = {
+			{ "10s", 10 }, { "1m", 60 }, { "1h", 3600 }, { "1d", 86400 }, { "2w", 1209600 },
+			{ "90", 90 }, { "0s", -1 }, { "1y", -1 }, { "", -1 }, { "-1m", -1 }, { "1h ", -1 },
+			{ "99999999999999999999d", -1 }, { "367d", -1 },
+		};
+		static const struct { const char *s; int64_t v; } sz[] = {
+			{ "1000", 1000 }, { "50K", 51200 }, { "50M", 52428800 }, { "2G", 2147483648 },
+			{ "10MB", 10485760 }, { "1X", -1 }, { "M", -1 }, { "99999999999G", -1 },
+		};
+		char buf[32];
+
+		for (size_t k = 0; k < sizeof d / sizeof d[0]; k++) {
+			int64_t v = -1;
+			bool r = mlt_parse_duration(d[k].s, 31622400, &v);
+
+			is_int(r ? v : -1, d[k].v, "duration \"%s\"", d[k].s);
+		}
+		for (size_t k = 0; k < sizeof sz / sizeof sz[0]; k++) {
+			uint64_t v = 0;
+			bool r = mlt_parse_size(sz[k].s, &v);
+
+			is_int(r ? (int64_t)v : -1, sz[k].v, "size \"%s\"", sz[k].s);
+		}
+		mlt_format_duration(3600, buf, sizeof buf);
+		is_str(S(buf), "1h", "format 3600");
+		mlt_format_duration(90, buf, sizeof buf);
+		is_str(S(buf), "90s", "format 90");
+		mlt_format_duration(86400 * 7, buf, sizeof buf);
+		is_str(S(buf), "1w", "format a week");
+	}
+	return tap_done();
+}
