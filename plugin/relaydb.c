@@ -20,7 +20,9 @@
  * opened read-only on the first lookup that needs it — i.e. inside the chroot, as user
  * postfix — and kept for the life of the process, with its statements prepared once by
  * the rdb layer. Each such lookup stat()s the path first: a removed file turns into
- * SASL_UNAVAIL at once and a replaced file (new inode) is reopened.
+ * SASL_UNAVAIL at once and a replaced file (new inode) is reopened. The last few answers
+ * are reused while SQLite's file change counter says nothing was committed (see
+ * "answers"), so relay-admin's changes count from the next attempt on.
  *
  * Thread safety: smtpd is single-threaded, but other hosts of libsasl2 are not; the one
  * cached connection is guarded by a mutex.
@@ -29,14 +31,17 @@
  * <sasl/md5.h>, whose MD5_CTX clashes with OpenSSL's.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sasl/sasl.h>
 #include <sasl/saslplug.h>
@@ -57,18 +62,37 @@
 /* How much of a client-supplied string goes into a log line. */
 #define LOGNAME_MAX 64
 
+/* Recent answers kept per process (see "answers" below), and for how long at most: the
+ * login state depends on the clock (expiry), so an answer is re-asked after this long even
+ * if the file did not change. */
+#define ANSWER_SLOTS 4
+#define ANSWER_TTL_MS 1000
+
+struct answer {
+	bool used;
+	uint32_t counter;            /* the file change counter it was read under */
+	int64_t at_ms;               /* CLOCK_MONOTONIC_COARSE when it was read */
+	enum rdb_result r;           /* RDB_OK or RDB_NOTFOUND */
+	char name[RDB_NAME_MAX + 1]; /* as asked (matching is ASCII case-insensitive) */
+	struct rdb_secrets sec;
+};
+
 /* The plugin's global context: one per sasl_server_init. */
 struct relaydb {
 	sasl_auxprop_plug_t plug;   /* handed to libsasl2; glob_context points back here */
 	const sasl_utils_t *utils;  /* the global utils from init: logging when no sparams */
 	char *path;                 /* relaydb_path; NULL if unusable (see config_error) */
 	const char *config_error;   /* why the configuration is unusable, or NULL */
+	bool active;                /* this host selected or configured relaydb */
 	int busy_ms;
 
 	pthread_mutex_t lock;       /* guards everything below */
 	struct rdb *db;             /* opened lazily; NULL until then or after an error */
+	int fd;                     /* our own read-only fd on the same file, for the header */
 	dev_t dev;                  /* identity of the file db was opened from */
 	ino_t ino;
+	struct answer answers[ANSWER_SLOTS];
+	unsigned next_slot;
 };
 
 int sasl_auxprop_plug_init(const sasl_utils_t *utils, int max_version, int *out_version,
@@ -123,13 +147,37 @@ static const char *getopt_str(const sasl_utils_t *utils, const char *key)
 	return value;
 }
 
+/* Whether the whitespace-separated auxprop_plugin list names us (libsasl2 compares the
+ * names case-insensitively). */
+static bool names_us(const char *list)
+{
+	const size_t len = sizeof PLUGIN_NAME - 1;
+
+	while (list != NULL && *list != '\0') {
+		size_t n;
+
+		list += strspn(list, " \t");
+		n = strcspn(list, " \t");
+		if (n == len && strncasecmp(list, PLUGIN_NAME, len) == 0)
+			return true;
+		list += n;
+	}
+	return false;
+}
+
 /* Reads the options once, at init. Problems are remembered, not logged here: every auxprop
  * plugin in libsasl2's folder is initialised in every SASL server on the machine, selected
- * or not, and only the hosts that actually ask relaydb should hear about its config. */
+ * or not, and only the hosts that actually ask relaydb should hear about its config.
+ *
+ * A host that neither names relaydb in auxprop_plugin nor sets relaydb_path (say, an IMAP
+ * server using sasldb with auxprop_plugin unset, so libsasl2 calls every plugin) has not
+ * asked for us: there we stay out of the way instead of failing its logins. */
 static void read_options(struct relaydb *rp, const sasl_utils_t *utils)
 {
 	const char *path = getopt_str(utils, OPT_PATH);
 	const char *busy = getopt_str(utils, OPT_BUSY);
+
+	rp->active = path != NULL || names_us(getopt_str(utils, "auxprop_plugin"));
 
 	rp->busy_ms = BUSY_DEFAULT_MS;
 	if (busy != NULL) {
@@ -164,8 +212,16 @@ static void read_options(struct relaydb *rp, const sasl_utils_t *utils)
 
 static void db_drop(struct relaydb *rp)
 {
+	/* SQLite first: closing our fd drops every POSIX lock this process holds on the file,
+	 * so it must never happen while SQLite might hold one. Between lookups it holds none
+	 * (every statement is reset), and we are under rp->lock. */
 	rdb_close(rp->db);
 	rp->db = NULL;
+	if (rp->fd >= 0)
+		close(rp->fd);
+	rp->fd = -1;
+	explicit_bzero(rp->answers, sizeof rp->answers);
+	rp->next_slot = 0;
 }
 
 /* Why a stat()/open failed, with the hint an admin needs inside smtpd. */
@@ -206,9 +262,21 @@ static int db_get(struct relaydb *rp, const sasl_utils_t *utils, struct rdb **ou
 	}
 	if (rp->db == NULL) {
 		struct rdb *db = NULL;
+		int fd = open(rp->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 
+		if (fd < 0 || fstat(fd, &st) != 0) {
+			int e = errno;
+
+			if (fd >= 0)
+				close(fd);
+			utils->log(utils->conn, SASL_LOG_ERR,
+			           PLUGIN_NAME ": users database %s unavailable: %s%s",
+			           rp->path, strerror(e), stat_hint(e));
+			return SASL_UNAVAIL;
+		}
 		err[0] = '\0';
 		if (rdb_open(rp->path, RDB_READONLY, &db, err, sizeof err) != RDB_OK) {
+			close(fd);
 			rdb_close(db);
 			utils->log(utils->conn, SASL_LOG_ERR,
 			           PLUGIN_NAME ": users database %s unavailable: %s",
@@ -219,11 +287,83 @@ static int db_get(struct relaydb *rp, const sasl_utils_t *utils, struct rdb **ou
 		 * temporary failure. */
 		sqlite3_busy_timeout(rdb_handle(db), rp->busy_ms);
 		rp->db = db;
+		rp->fd = fd;
 		rp->dev = st.st_dev;
 		rp->ino = st.st_ino;
 	}
 	*out = rp->db;
 	return SASL_OK;
+}
+
+/* ---- answers -----------------------------------------------------------------------
+ *
+ * A PLAIN attempt costs libsasl2 about 2.5 us; one SQLite read transaction on a
+ * rollback-journal file costs more (shared lock and unlock with fcntl, a stat of the
+ * journal, a header read, the query). smtpd processes see the same few logins again and
+ * again, so the last answers are kept, keyed by name and by the file change counter that
+ * SQLite increments in the header (offset 24) on every commit. Reading it is one pread on
+ * our own fd, without a lock: a commit in progress either shows the new counter (we then
+ * ask SQLite, which waits for the commit) or the old one (we answer with the last
+ * committed state, which is what a reader inside a transaction would see too). WAL files
+ * do not update the counter on commit, so the header's format bytes must say "rollback
+ * journal" (1, 1) or nothing is kept. Entries also expire after ANSWER_TTL_MS, as the
+ * disabled/expired state depends on the clock. Secrets kept here are wiped on eviction
+ * and when the database is dropped.
+ */
+
+static bool change_counter(const struct relaydb *rp, uint32_t *out)
+{
+	unsigned char h[10]; /* header bytes 18..27 */
+
+	if (rp->fd < 0 || pread(rp->fd, h, sizeof h, 18) != (ssize_t)sizeof h)
+		return false;
+	if (h[0] != 1 || h[1] != 1) /* file format write/read version: 1 = rollback journal */
+		return false;
+	*out = (uint32_t)h[6] << 24 | (uint32_t)h[7] << 16 | (uint32_t)h[8] << 8 | h[9];
+	return true;
+}
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The login's secrets, from a fresh enough answer or from the database. Called with
+ * rp->lock held and the database open. */
+static enum rdb_result find_secrets(struct relaydb *rp, struct rdb *db, const char *name,
+                                    struct rdb_secrets *sec)
+{
+	uint32_t counter = 0;
+	bool cacheable = change_counter(rp, &counter);
+	int64_t now_ms = monotonic_ms();
+	struct answer *a;
+	enum rdb_result r;
+
+	for (size_t i = 0; cacheable && i < ANSWER_SLOTS; i++) {
+		a = &rp->answers[i];
+		if (a->used && a->counter == counter && now_ms - a->at_ms < ANSWER_TTL_MS &&
+		    strcasecmp(a->name, name) == 0) {
+			*sec = a->sec;
+			return a->r;
+		}
+	}
+	r = rdb_lookup_secrets(db, name, (int64_t)time(NULL), sec);
+	if (cacheable && (r == RDB_OK || r == RDB_NOTFOUND)) {
+		/* Read under the counter seen before the query: if a commit slipped in
+		 * between, the next call sees a newer counter and asks again. */
+		a = &rp->answers[rp->next_slot++ % ANSWER_SLOTS];
+		explicit_bzero(a, sizeof *a);
+		a->used = true;
+		a->counter = counter;
+		a->at_ms = now_ms;
+		a->r = r;
+		memcpy(a->name, name, strnlen(name, RDB_NAME_MAX)); /* NUL from the bzero */
+		a->sec = *sec;
+	}
+	return r;
 }
 
 /* ---- lookup ------------------------------------------------------------------------- */
@@ -323,6 +463,10 @@ static int relaydb_lookup(void *glob, sasl_server_params_t *sparams, unsigned fl
 	if (!wanted_props(utils->prop_get(sparams->propctx), flags, &w))
 		return SASL_OK;
 
+	/* Not ours to answer: NOMECH is the one result libsasl2 ignores when merging. */
+	if (!rp->active)
+		return SASL_NOMECH;
+
 	if (rp->config_error != NULL) {
 		utils->log(utils->conn, SASL_LOG_ERR, PLUGIN_NAME ": not usable: %s",
 		           rp->config_error);
@@ -347,7 +491,7 @@ static int relaydb_lookup(void *glob, sasl_server_params_t *sparams, unsigned fl
 		pthread_mutex_unlock(&rp->lock);
 		return ret;
 	}
-	r = rdb_lookup_secrets(db, name, (int64_t)time(NULL), &sec);
+	r = find_secrets(rp, db, name, &sec);
 	if (r == RDB_ERROR) {
 		utils->log(utils->conn, SASL_LOG_ERR,
 		           PLUGIN_NAME ": users database %s unavailable: %s",
@@ -384,20 +528,24 @@ static int relaydb_lookup(void *glob, sasl_server_params_t *sparams, unsigned fl
 
 /* ---- store: refused ----------------------------------------------------------------- */
 
-/* saslpasswd2 would write a cleartext userPassword; logins are relay-admin's job. The
- * capability probe (ctx == NULL) is refused as well, so SCRAM's setpass and auto_transition
- * never try. */
+/* saslpasswd2 would write a cleartext userPassword; logins are relay-admin's job. Both the
+ * capability probe (ctx == NULL) and real stores are refused with SASL_CONSTRAINT_VIOLAT:
+ * libsasl2 treats that as "this plugin cannot store it" and fails the store only when every
+ * plugin says so. With auxprop_plugin: relaydb that is always (sasl_setpass then reports
+ * "no writable auxprop plugin" and nothing is written); a host that merely has relaydb
+ * installed beside sasldb keeps its saslpasswd2 working. The probe has no connection, so
+ * its line goes to syslog (auth facility). */
 static int relaydb_store(void *glob, sasl_server_params_t *sparams, struct propctx *ctx,
                          const char *user, unsigned ulen)
 {
 	const struct relaydb *rp = glob;
 	const sasl_utils_t *utils = sparams != NULL ? sparams->utils : rp != NULL ? rp->utils : NULL;
 
-	if (utils != NULL)
+	if (utils != NULL && rp != NULL && rp->active)
 		utils->log(utils->conn, SASL_LOG_WARN,
 		           PLUGIN_NAME ": refusing to store SASL properties: logins are managed "
 		           "with relay-admin (relay-admin user add/passwd), not saslpasswd2");
-	return ctx == NULL ? SASL_NOMECH : SASL_FAIL;
+	return SASL_CONSTRAINT_VIOLAT;
 }
 
 static void relaydb_free(void *glob, const sasl_utils_t *utils)
@@ -442,6 +590,7 @@ int sasl_auxprop_plug_init(const sasl_utils_t *utils, int max_version, int *out_
 		return SASL_NOMEM;
 	}
 	rp->utils = utils;
+	rp->fd = -1;
 	read_options(rp, utils);
 	rp->plug = proto;
 	rp->plug.glob_context = rp;

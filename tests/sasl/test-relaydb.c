@@ -27,6 +27,7 @@
 #include <sqlite3.h>
 
 #include "fixture.h"
+#include "rdb.h"
 #include "rig.h"
 #include "tap.h"
 
@@ -39,6 +40,7 @@
 
 static char tmp[4096];
 static char plugindir[4200];
+static char shareddir[4200];
 static char confdir[4200];
 static char dbpath[4200];
 static char *plugin_so;
@@ -49,7 +51,7 @@ static int plain(const char *realm, const char *user, const char *pass)
 	return rig_plain(realm, user, strlen(user), pass, strlen(pass));
 }
 
-static bool write_conf(const char *dir, const char *extra)
+static bool write_conf(const char *dir, const char *extra, bool select)
 {
 	char path[4300], text[8192];
 
@@ -60,8 +62,9 @@ static bool write_conf(const char *dir, const char *extra)
 	snprintf(text, sizeof text,
 	         "%s"
 	         "pwcheck_method: auxprop\n"
-	         "auxprop_plugin: relaydb\n"
-	         "mech_list: plain login scram-sha-256\n", extra);
+	         "%s"
+	         "mech_list: plain login scram-sha-256\n", extra,
+	         select ? "auxprop_plugin: relaydb\n" : "");
 	return rig_write_file(path, text, strlen(text));
 }
 
@@ -90,25 +93,40 @@ static bool make_fixture(void)
 /* Runs one PLAIN attempt for alice (or a sasl_setpass) in a child with its own smtpd.conf,
  * checking that the log has log_needle (unless NULL); returns what it got, or -1000 - the
  * init result if init failed, -2000 on a crash, -4000 if the log line was missing. */
-static int child_run(const char *name, const char *extra, bool setpass, const char *log_needle)
+enum child_action {
+	ACT_PLAIN,          /* alice with her password */
+	ACT_SETPASS,        /* sasl_setpass mallory */
+	ACT_SHARED,         /* sasl_setpass mallory, then PLAIN as mallory (sasldb beside us) */
+};
+
+static int child_run(const char *name, const char *extra, const char *plugins,
+                     enum child_action act, const char *log_needle)
 {
 	char dir[4300];
 	pid_t pid;
 	int status;
 
 	snprintf(dir, sizeof dir, "%s/conf-%s", tmp, name);
-	if (!write_conf(dir, extra))
+	if (!write_conf(dir, extra, act != ACT_SHARED))
 		return -3000;
 	fflush(stdout);
 	pid = fork();
 	if (pid < 0)
 		return -3000;
 	if (pid == 0) {
-		int r = rig_init(dir, plugindir);
+		int r = rig_init(dir, plugins);
 
 		if (r != SASL_OK)
 			_exit(100 + (-r & 0x3f));
-		r = setpass ? rig_setpass("mallory", "cleartext-pw") : plain(NULL, "alice", PW_ALICE);
+		if (act == ACT_PLAIN) {
+			r = plain(NULL, "alice", PW_ALICE);
+		} else {
+			r = rig_setpass("mallory", "cleartext-pw");
+			if (act == ACT_SHARED && r == SASL_OK)
+				r = plain(NULL, "mallory", "cleartext-pw");
+			if (act == ACT_SHARED && r == SASL_OK && rig_log_has("relaydb"))
+				r = SASL_FAIL; /* an unselected relaydb must stay silent */
+		}
 		if (log_needle != NULL && !rig_log_has(log_needle)) {
 			rig_log_dump();
 			_exit(99);
@@ -130,30 +148,38 @@ static void test_configs(void)
 	char extra[4400];
 	int r;
 
-	r = child_run("nopath", "", false, "relaydb_path is not set");
+	r = child_run("nopath", "", plugindir, ACT_PLAIN, "relaydb_path is not set");
 	is_int(r, SASL_UNAVAIL, "no relaydb_path: lookups are SASL_UNAVAIL, logged clearly");
 
-	r = child_run("relative", "relaydb_path: users.db\n", false, "must be an absolute path");
+	r = child_run("relative", "relaydb_path: users.db\n", plugindir, ACT_PLAIN, "must be an absolute path");
 	is_int(r, SASL_UNAVAIL, "relative relaydb_path: SASL_UNAVAIL, logged");
 
 	snprintf(extra, sizeof extra, "relaydb_path: %s\nrelaydb_busy_timeout_ms: soon\n", dbpath);
-	r = child_run("badbusy", extra, false, "relaydb_busy_timeout_ms must be");
+	r = child_run("badbusy", extra, plugindir, ACT_PLAIN, "relaydb_busy_timeout_ms must be");
 	is_int(r, SASL_UNAVAIL, "bad relaydb_busy_timeout_ms: SASL_UNAVAIL, logged");
 
-	r = child_run("empty", "relaydb_path:\n", false, NULL);
+	r = child_run("empty", "relaydb_path:\n", plugindir, ACT_PLAIN, NULL);
 	is_int(r, -1000 - (-SASL_CONFIGERR & 0x3f),
 	       "empty relaydb_path: libsasl2 itself refuses the config (documented)");
 
 	snprintf(extra, sizeof extra, "relaydb_path: %s\nrelaydb_busy_timeout_ms: 250\n", dbpath);
-	r = child_run("good", extra, false, NULL);
+	r = child_run("good", extra, plugindir, ACT_PLAIN, NULL);
 	is_int(r, SASL_OK, "a fresh process with a good config authenticates");
 
 	/* saslpasswd2's path without SCRAM in mech_list: relaydb refuses the capability
 	 * probe, so libsasl2 never hands it the cleartext (and says so; the plugin's own
 	 * line has no connection at that point and goes to syslog). */
 	snprintf(extra, sizeof extra, "relaydb_path: %s\nmech_list: plain\n", dbpath);
-	r = child_run("setpass", extra, true, "no writable auxprop plugin");
+	r = child_run("setpass", extra, plugindir, ACT_SETPASS, "no writable auxprop plugin");
 	ok(r > -1000, "sasl_setpass: libsasl2 finds no writable auxprop plugin (sasl %d)", r);
+
+	/* Installed in the system folder, relaydb is loaded by every SASL server on the host.
+	 * One that uses sasldb and leaves auxprop_plugin unset (libsasl2 then asks every
+	 * plugin) must keep working: its saslpasswd2 stores, its logins authenticate, and
+	 * relaydb says nothing. */
+	snprintf(extra, sizeof extra, "sasldb_path: %s/sasldb2\nmech_list: plain\n", tmp);
+	r = child_run("shared", extra, shareddir, ACT_SHARED, NULL);
+	is_int(r, SASL_OK, "beside sasldb in a host that does not select relaydb: sasldb works");
 }
 
 /* ---- the main configuration --------------------------------------------------------- */
@@ -315,6 +341,55 @@ static void test_store_refused(void)
 	ok(rig_log_lacks_bytes("cleartext-pw", 12), "the refused password is not logged");
 }
 
+/* ---- relay-admin's changes count from the next attempt on ---------------------------- */
+
+static bool admin_sql(const char *sql, const char *name, const char *password)
+{
+	unsigned char secret[RDB_PLAIN_SECRET_LEN];
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+	bool ok = false;
+
+	if (password != NULL &&
+	    rdb_secret_plain(password, strlen(password), NULL, secret) != RDB_OK)
+		return false;
+	if (sqlite3_open_v2(dbpath, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK &&
+	    (password == NULL ||
+	     sqlite3_bind_blob(st, 2, secret, sizeof secret, SQLITE_STATIC) == SQLITE_OK))
+		ok = sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(h) == 1;
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return ok;
+}
+
+static void test_changes_apply_at_once(void)
+{
+	is_int(plain(NULL, "alice", PW_ALICE), SASL_OK, "alice logs in (her answer is now kept)");
+	ok(admin_sql("UPDATE logins SET enabled = 0 WHERE name = ?1", "alice", NULL), "disable alice");
+	check_like_wrong("alice right after being disabled", plain(NULL, "alice", PW_ALICE),
+	                 "login 'alice' is disabled");
+	ok(admin_sql("UPDATE logins SET enabled = 1 WHERE name = ?1", "alice", NULL), "enable alice");
+	is_int(plain(NULL, "alice", PW_ALICE), SASL_OK, "alice right after being enabled again");
+	ok(admin_sql("UPDATE logins SET plain_secret = ?2 WHERE name = ?1", "alice", "new-pw-5521"),
+	   "change alice's password");
+	is_int(plain(NULL, "alice", PW_ALICE), SASL_BADAUTH, "the old password fails at once");
+	is_int(plain(NULL, "alice", "new-pw-5521"), SASL_OK, "the new password works at once");
+	ok(admin_sql("UPDATE logins SET plain_secret = ?2 WHERE name = ?1", "alice", PW_ALICE),
+	   "change it back");
+	is_int(plain(NULL, "nosuch2", "x"), SASL_NOUSER, "an unknown login (answer kept)");
+	{
+		const struct fx_login add = { "nosuch2", "added-pw-1", true, 0, false };
+
+		ok(fx_add(dbpath, &add), "add it");
+	}
+	is_int(plain(NULL, "nosuch2", "added-pw-1"), SASL_OK, "the added login works at once");
+	ok(admin_sql("DELETE FROM logins WHERE name = ?1", "nosuch2", NULL), "delete it");
+	ok(plain(NULL, "nosuch2", "added-pw-1") != SASL_OK, "the deleted login fails at once");
+	is_int(plain(NULL, "alice", PW_ALICE), SASL_OK, "alice is back");
+}
+
 /* ---- the database going away, breaking, locking -------------------------------------- */
 
 static void test_db_failures(void)
@@ -343,7 +418,6 @@ static void test_db_failures(void)
 	r = plain(NULL, "alice", PW_ALICE);
 	is_int(r, SASL_UNAVAIL, "corrupt database: SASL_UNAVAIL");
 	ok(r != SASL_NOUSER && r != SASL_BADAUTH, "corrupt database: never NOUSER/BADAUTH");
-	rig_log_dump();
 
 	/* A real SQLite file that is not ours. */
 	unlink(dbpath);
@@ -375,6 +449,7 @@ static void test_db_failures(void)
 		return;
 	}
 	is_int(plain(NULL, "alice", PW_ALICE), SASL_OK, "database restored: OK again");
+	is_int(plain(NULL, "alice", PW_ALICE), SASL_OK, "database restored: OK again");
 
 	/* A writer holding the database past the busy timeout (250 ms here). */
 	if (sqlite3_open(dbpath, &h) != SQLITE_OK) {
@@ -393,8 +468,13 @@ static void test_db_failures(void)
 		if (wal) {
 			ok(1, "# SKIP the users database is in WAL mode: writers never block readers");
 		} else if (sqlite3_exec(h, "BEGIN EXCLUSIVE", NULL, NULL, NULL) == SQLITE_OK) {
+			/* alice's answer was just read under the same change counter: nothing has
+			 * been committed since, so it is still the last committed state */
+			is_int(plain(NULL, "alice", PW_ALICE), SASL_OK,
+			       "locked, no commit since alice's last answer: still OK");
 			rig_log_clear();
-			r = plain(NULL, "alice", PW_ALICE);
+			/* bob was not asked since the file was reopened: SQLite must answer */
+			r = plain(NULL, "bob@example.org", PW_BOB);
 			is_int(r, SASL_UNAVAIL, "database locked past the busy timeout: SASL_UNAVAIL");
 			ok(rig_log_has("unavailable"), "locked: the reason is logged");
 			sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
@@ -426,8 +506,8 @@ int main(int argc, char **argv)
 {
 	const char *base = getenv("TMPDIR");
 	char extra[4400];
-	char lib[3][4300];
-	const char *links[5];
+	char lib[4][4300];
+	const char *links[5], *shared_links[4];
 	int r;
 
 	if (argc != 3) {
@@ -446,6 +526,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	snprintf(plugindir, sizeof plugindir, "%s/plugins", tmp);
+	snprintf(shareddir, sizeof shareddir, "%s/plugins-shared", tmp);
 	snprintf(confdir, sizeof confdir, "%s/conf", tmp);
 	snprintf(dbpath, sizeof dbpath, "%s/users.db", tmp);
 	snprintf(lib[0], sizeof lib[0], "%s/libplain.so", sysdir);
@@ -456,7 +537,14 @@ int main(int argc, char **argv)
 	links[2] = lib[1];
 	links[3] = lib[2];
 	links[4] = NULL;
-	if (mkdir(plugindir, 0700) != 0 || !rig_link_plugins(plugindir, links) || !make_fixture()) {
+	snprintf(lib[3], sizeof lib[3], "%s/libsasldb.so", sysdir);
+	shared_links[0] = plugin_so;
+	shared_links[1] = lib[0];
+	shared_links[2] = lib[3];
+	shared_links[3] = NULL;
+	if (mkdir(plugindir, 0700) != 0 || !rig_link_plugins(plugindir, links) ||
+	    mkdir(shareddir, 0700) != 0 || !rig_link_plugins(shareddir, shared_links) ||
+	    !make_fixture()) {
 		fprintf(stderr, "setup failed in %s\n", tmp);
 		return 2;
 	}
@@ -464,7 +552,7 @@ int main(int argc, char **argv)
 	test_configs();
 
 	snprintf(extra, sizeof extra, "relaydb_path: %s\nrelaydb_busy_timeout_ms: 250\n", dbpath);
-	if (!write_conf(confdir, extra)) {
+	if (!write_conf(confdir, extra, true)) {
 		fprintf(stderr, "cannot write %s\n", confdir);
 		return 2;
 	}
@@ -479,6 +567,7 @@ int main(int argc, char **argv)
 	test_hostile();
 	test_no_secrets_logged();
 	test_store_refused();
+	test_changes_apply_at_once();
 	test_db_failures();
 	sasl_done();
 	free(plugin_so);
