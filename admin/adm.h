@@ -152,6 +152,12 @@ int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_import_sasldb(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_sender.c */
 int adm_cmd_sender_add(struct adm_ctx *ctx, int argc, char **argv);
+/* cmd_limit.c, cmd_usage.c, cmd_log.c (milter) */
+int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_limit_show(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_usage(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_log(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_sender_del(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_sender_list(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_setup.c */

@@ -262,6 +262,8 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 
 	if (c == NULL) /* negotiate did not run or failed: refuse rather than pass */
 		return internal(ctx, NULL, "no-context", "milter session state missing");
+	if (argv == NULL || argv[0] == NULL)
+		return internal(ctx, NULL, "no-sender", "MAIL without an address");
 	msg_free(c->msg);
 	c->msg = m = calloc(1, sizeof *m);
 	if (m == NULL)
@@ -274,7 +276,9 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 	copy_macro(ctx, "{cipher}", m->cipher, sizeof m->cipher);
 	copy_macro(ctx, "{client_addr}", m->client, sizeof m->client);
 	copy_macro(ctx, "{daemon_name}", daemon_name, sizeof daemon_name);
-	mlt_sanitize(m->sender, sizeof m->sender, argv[0]);
+	/* the audit log shows the canonical sender when it parses, else the raw text */
+	if (mlt_envaddr_parse(argv[0], m->sender, NULL, 0) == MLT_ADDR_INVALID)
+		mlt_sanitize(m->sender, sizeof m->sender, argv[0]);
 	f = (struct mlt_mail_facts){
 		.auth_authen = m->auth[0] ? m->auth : NULL,
 		.tls_version = m->tls[0] ? m->tls : NULL,

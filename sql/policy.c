@@ -35,11 +35,13 @@ static const char *const sql[P_COUNT_] = {
 	[P_LOGIN] = "SELECT id, name, enabled, expires_at, rate_exempt, hold_over_limit"
 	            " FROM logins WHERE name = ?1",
 	[P_LIMITS_EFFECTIVE] =
+		"SELECT metric, window_seconds, max_count FROM ("
 		"SELECT metric, window_seconds, max_count FROM limits WHERE login_id = ?1"
 		" UNION ALL"
 		" SELECT metric, window_seconds, max_count FROM limits d WHERE d.login_id = 0"
-		" AND NOT EXISTS (SELECT 1 FROM limits o WHERE o.login_id = ?1 AND o.metric = d.metric)"
-		" LIMIT 33",
+		" AND NOT EXISTS (SELECT 1 FROM limits o WHERE o.login_id = ?1 AND o.metric = d.metric))"
+		" ORDER BY CASE metric WHEN 'messages' THEN 0 WHEN 'recipients' THEN 1 ELSE 2 END,"
+		" window_seconds LIMIT 33",
 	[P_SENDERS] = "SELECT s.pattern FROM senders s JOIN logins l ON l.id = s.login_id"
 	              " WHERE l.name = ?1 ORDER BY s.pattern",
 	[P_DATA_VERSION] = "PRAGMA data_version",

@@ -1,0 +1,448 @@
+/*
+ * cmd_limit.c — `relay-admin limit set|show|clear`: per-login rate limits and their
+ * defaults, plus the per-login knobs rate_exempt and hold_over_limit.
+ *
+ *   limit set (NAME|--default) [--messages N/PERIOD]... [--recipients N/PERIOD]...
+ *             [--bytes SIZE/PERIOD]... [--exempt|--no-exempt] [--hold|--no-hold]
+ *   limit show [NAME]
+ *   limit clear (NAME|--default)
+ *
+ * `set` replaces the rows of each metric it names (other metrics keep theirs), all in one
+ * transaction; everything is validated before the database is opened. relay-milter sees
+ * the change within its policy_refresh_ms, without a restart.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adm.h"
+#include "limits_fmt.h"
+#include "policy.h"
+#include "window.h"
+
+bool adm_limit_parse(const char *spec, enum rdb_metric m, struct rdb_limit *out, char *why,
+                     size_t whylen)
+{
+	char buf[64];
+	char *slash;
+	int64_t window;
+	uint64_t max;
+
+	if (strlen(spec) >= sizeof buf) {
+		snprintf(why, whylen, "too long");
+		return false;
+	}
+	memcpy(buf, spec, strlen(spec) + 1);
+	slash = strchr(buf, '/');
+	if (slash == NULL) {
+		snprintf(why, whylen, "expected %s/PERIOD, e.g. %s", m == RDB_METRIC_BYTES ? "SIZE" : "N",
+		         m == RDB_METRIC_BYTES ? "50M/1d" : "100/1h");
+		return false;
+	}
+	*slash = '\0';
+	if (m == RDB_METRIC_BYTES ? !mlt_parse_size(buf, &max)
+	                          : !(buf[0] >= '0' && buf[0] <= '9' && mlt_parse_size(buf, &max) &&
+	                              strspn(buf, "0123456789") == strlen(buf))) {
+		snprintf(why, whylen, m == RDB_METRIC_BYTES ? "bad size \"%s\" (e.g. 50M, 1G, 1000)"
+		                                            : "bad count \"%s\"", buf);
+		return false;
+	}
+	if (max > (uint64_t)INT64_MAX) {
+		snprintf(why, whylen, "limit too large");
+		return false;
+	}
+	if (!mlt_parse_duration(slash + 1, RDB_WINDOW_MAX, &window)) {
+		snprintf(why, whylen, "bad period \"%s\" (e.g. 30s, 10m, 1h, 1d, 1w; at most 366d)",
+		         slash + 1);
+		return false;
+	}
+	*out = (struct rdb_limit){ m, window, max };
+	return true;
+}
+
+void adm_limit_format(const struct rdb_limit *l, char *out, size_t outlen)
+{
+	char period[24];
+
+	mlt_format_duration(l->window_seconds, period, sizeof period);
+	if (l->metric == RDB_METRIC_BYTES) {
+		static const char units[] = "KMGT";
+		uint64_t v = l->max_count;
+		int u = -1;
+
+		while (v >= 1024 && v % 1024 == 0 && u < 3) {
+			v /= 1024;
+			u++;
+		}
+		if (u >= 0)
+			snprintf(out, outlen, "%" PRIu64 "%c/%s", v, units[u], period);
+		else
+			snprintf(out, outlen, "%" PRIu64 "/%s", v, period);
+	} else {
+		snprintf(out, outlen, "%" PRIu64 "/%s", l->max_count, period);
+	}
+}
+
+static int open_policy(struct adm_ctx *ctx, enum rdb_mode mode, struct rdb **db,
+                       struct rdb_policy **pol)
+{
+	int rc = adm_db_open(ctx, mode, db);
+
+	if (rc != ADM_EXIT_OK)
+		return rc;
+	if (rdb_policy_new(*db, pol) != RDB_OK) {
+		adm_err(ctx, "preparing limit queries: %s", rdb_errmsg(*db));
+		rdb_close(*db);
+		*db = NULL;
+		return ADM_EXIT_DB;
+	}
+	return ADM_EXIT_OK;
+}
+
+static int policy_fail(struct adm_ctx *ctx, struct rdb_policy *p, enum rdb_result r)
+{
+	adm_err(ctx, "%s", rdb_policy_errmsg(p));
+	return adm_exit_for(r);
+}
+
+static void print_limits(struct adm_ctx *ctx, struct adm_json *j, const char *key,
+                         const struct rdb_limit *l, size_t n)
+{
+	char buf[64];
+
+	if (ctx->json) {
+		adm_json_key(j, key);
+		adm_json_arr(j);
+		for (size_t k = 0; k < n; k++) {
+			adm_json_obj(j);
+			adm_json_key(j, "metric");
+			adm_json_str(j, rdb_metric_name(l[k].metric));
+			adm_json_key(j, "max");
+			adm_json_int(j, (int64_t)l[k].max_count);
+			adm_json_key(j, "window_seconds");
+			adm_json_int(j, l[k].window_seconds);
+			adm_limit_format(&l[k], buf, sizeof buf);
+			adm_json_key(j, "spec");
+			adm_json_str(j, buf);
+			adm_json_end(j);
+		}
+		adm_json_end(j);
+		return;
+	}
+	if (n == 0) {
+		fprintf(ctx->out, "  %-10s (none)\n", key);
+		return;
+	}
+	for (int m = 0; m < RDB_METRICS; m++) {
+		bool any = false;
+
+		for (size_t k = 0; k < n; k++) {
+			if (l[k].metric != (enum rdb_metric)m)
+				continue;
+			adm_limit_format(&l[k], buf, sizeof buf);
+			if (!any)
+				fprintf(ctx->out, "  %-10s %-11s %s", key, rdb_metric_name(l[k].metric), buf);
+			else
+				fprintf(ctx->out, ", %s", buf);
+			any = true;
+		}
+		if (any)
+			fprintf(ctx->out, "\n");
+	}
+}
+
+int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "default", no_argument, NULL, 'D' },
+		{ "messages", required_argument, NULL, 'm' },
+		{ "recipients", required_argument, NULL, 'r' },
+		{ "bytes", required_argument, NULL, 'b' },
+		{ "exempt", no_argument, NULL, 'e' },
+		{ "no-exempt", no_argument, NULL, 'E' },
+		{ "hold", no_argument, NULL, 'o' },
+		{ "no-hold", no_argument, NULL, 'O' },
+		{ "json", no_argument, NULL, 'J' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct rdb_limit lims[RDB_LIMITS_MAX];
+	size_t n = 0;
+	bool defaults = false;
+	int exempt = -1, hold = -1, opt, rc;
+	const char *name = NULL;
+	char why[128];
+	struct rdb *db = NULL;
+	struct rdb_policy *pol = NULL;
+	enum rdb_result r;
+
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		enum rdb_metric m;
+
+		switch (opt) {
+		case 'D': defaults = true; continue;
+		case 'J': ctx->json = true; continue;
+		case 'e': exempt = 1; continue;
+		case 'E': exempt = 0; continue;
+		case 'o': hold = 1; continue;
+		case 'O': hold = 0; continue;
+		case 'm': m = RDB_METRIC_MESSAGES; break;
+		case 'r': m = RDB_METRIC_RECIPIENTS; break;
+		case 'b': m = RDB_METRIC_BYTES; break;
+		default: return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
+		}
+		if (n == RDB_LIMITS_MAX)
+			return adm_usage(ctx, "at most %d limits", RDB_LIMITS_MAX);
+		if (!adm_limit_parse(optarg, m, &lims[n], why, sizeof why))
+			return adm_usage(ctx, "--%s %s: %s", rdb_metric_name(m), optarg, why);
+		for (size_t k = 0; k < n; k++)
+			if (lims[k].metric == m && lims[k].window_seconds == lims[n].window_seconds)
+				return adm_usage(ctx, "two --%s limits over the same period", rdb_metric_name(m));
+		n++;
+	}
+	if (defaults ? argc - optind != 0 : argc - optind != 1)
+		return adm_usage(ctx, "expected a login name or --default");
+	if (!defaults) {
+		name = argv[optind];
+		if (!rdb_name_valid(name, why, sizeof why))
+			return adm_usage(ctx, "invalid login name: %s", why);
+	}
+	if (defaults && (exempt >= 0 || hold >= 0))
+		return adm_usage(ctx, "--exempt and --hold apply to a login, not to --default");
+	if (n == 0 && exempt < 0 && hold < 0)
+		return adm_usage(ctx, "nothing to set: give --messages, --recipients, --bytes, --exempt or --hold");
+	if ((rc = open_policy(ctx, RDB_READWRITE, &db, &pol)) != ADM_EXIT_OK)
+		return rc;
+	r = rdb_begin(db);
+	if (r != RDB_OK) {
+		rc = adm_rdb_fail(ctx, db, r);
+		goto out;
+	}
+	if (n > 0 && (r = rdb_limits_set(pol, name, lims, n)) != RDB_OK) {
+		rc = policy_fail(ctx, pol, r);
+		goto rollback;
+	}
+	if ((exempt >= 0 || hold >= 0) &&
+	    (r = rdb_policy_set_flags(pol, name, exempt, hold, ctx->now)) != RDB_OK) {
+		rc = policy_fail(ctx, pol, r);
+		goto rollback;
+	}
+	if ((r = rdb_commit(db)) != RDB_OK) {
+		rc = adm_rdb_fail(ctx, db, r);
+		goto rollback;
+	}
+	if (ctx->json) {
+		struct adm_json j;
+
+		adm_json_init(&j, ctx->out);
+		adm_json_obj(&j);
+		adm_json_key(&j, "login");
+		if (name)
+			adm_json_str(&j, name);
+		else
+			adm_json_null(&j);
+		print_limits(ctx, &j, "set", lims, n);
+		adm_json_end(&j);
+		adm_json_finish(&j);
+	} else {
+		fprintf(ctx->out, "limits of %s updated\n", name ? name : "the defaults");
+	}
+	rc = ADM_EXIT_OK;
+	goto out;
+rollback:
+	rdb_rollback(db);
+out:
+	rdb_policy_free(pol);
+	rdb_close(db);
+	return rc;
+}
+
+struct show_ctx {
+	struct adm_ctx *ctx;
+	struct rdb_policy *pol;
+	struct adm_json *j;
+	enum rdb_result r;
+	char names[64][RDB_NAME_MAX + 1];
+	size_t nnames;
+	bool more;
+};
+
+static int collect(const struct rdb_login *l, void *arg)
+{
+	struct show_ctx *s = arg;
+
+	if (s->nnames == sizeof s->names / sizeof s->names[0]) {
+		s->more = true;
+		return 0;
+	}
+	snprintf(s->names[s->nnames++], RDB_NAME_MAX + 1, "%s", l->name);
+	return 0;
+}
+
+/* One login: own rows, effective limits, flags. Returns an exit code. */
+static int show_login(struct show_ctx *s, const char *name, bool only_if_special)
+{
+	struct rdb_limit own[RDB_LIMITS_MAX];
+	struct rdb_login_policy lp;
+	size_t nown = 0;
+	enum rdb_result r;
+
+	if ((r = rdb_policy_login(s->pol, name, &lp)) != RDB_OK ||
+	    (r = rdb_limits_get(s->pol, name, own, RDB_LIMITS_MAX, &nown)) != RDB_OK)
+		return policy_fail(s->ctx, s->pol, r);
+	if (only_if_special && nown == 0 && !lp.rate_exempt && !lp.hold_over_limit)
+		return ADM_EXIT_OK;
+	if (s->ctx->json) {
+		adm_json_obj(s->j);
+		adm_json_key(s->j, "login");
+		adm_json_str(s->j, lp.name);
+		adm_json_key(s->j, "rate_exempt");
+		adm_json_bool(s->j, lp.rate_exempt);
+		adm_json_key(s->j, "hold_over_limit");
+		adm_json_bool(s->j, lp.hold_over_limit);
+		print_limits(s->ctx, s->j, "own", own, nown);
+		print_limits(s->ctx, s->j, "effective", lp.limits, lp.nlimits);
+		adm_json_end(s->j);
+	} else {
+		fprintf(s->ctx->out, "%s%s%s\n", lp.name, lp.rate_exempt ? " (exempt)" : "",
+		        lp.hold_over_limit ? " (holds over limit)" : "");
+		print_limits(s->ctx, NULL, "own", own, nown);
+		print_limits(s->ctx, NULL, "effective", lp.limits, lp.nlimits);
+	}
+	return ADM_EXIT_OK;
+}
+
+int adm_cmd_limit_show(struct adm_ctx *ctx, int argc, char **argv)
+{
+	static const struct option none[] = {
+		{ "json", no_argument, NULL, 'J' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct rdb_limit defs[RDB_LIMITS_MAX];
+	struct show_ctx *s;
+	struct adm_json j;
+	struct rdb *db = NULL;
+	struct rdb_policy *pol = NULL;
+	size_t ndefs = 0;
+	enum rdb_result r;
+	int rc;
+
+	for (int opt; (opt = getopt_long(argc, argv, "", none, NULL)) != -1;) {
+		if (opt != 'J')
+			return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
+		ctx->json = true;
+	}
+	if (argc - optind > 1)
+		return adm_usage(ctx, "expected at most one login name");
+	if ((rc = open_policy(ctx, RDB_READONLY, &db, &pol)) != ADM_EXIT_OK)
+		return rc;
+	s = calloc(1, sizeof *s);
+	if (s == NULL) {
+		adm_err(ctx, "out of memory");
+		rc = ADM_EXIT_FAIL;
+		goto out;
+	}
+	s->ctx = ctx;
+	s->pol = pol;
+	s->j = &j;
+	if ((r = rdb_limits_get(pol, NULL, defs, RDB_LIMITS_MAX, &ndefs)) != RDB_OK) {
+		rc = policy_fail(ctx, pol, r);
+		goto out;
+	}
+	if (argc - optind == 0 && (r = rdb_login_foreach(db, collect, s, NULL)) != RDB_OK) {
+		rc = adm_rdb_fail(ctx, db, r);
+		goto out;
+	}
+	if (ctx->json) {
+		adm_json_init(&j, ctx->out);
+		adm_json_obj(&j);
+		print_limits(ctx, &j, "defaults", defs, ndefs);
+		adm_json_key(&j, "logins");
+		adm_json_arr(&j);
+	} else {
+		fprintf(ctx->out, "defaults\n");
+		print_limits(ctx, NULL, "limits", defs, ndefs);
+	}
+	if (argc - optind == 1) {
+		rc = show_login(s, argv[optind], false);
+	} else {
+		rc = ADM_EXIT_OK;
+		for (size_t k = 0; k < s->nnames && rc == ADM_EXIT_OK; k++)
+			rc = show_login(s, s->names[k], true);
+	}
+	if (ctx->json) {
+		adm_json_end(&j);
+		adm_json_end(&j);
+		adm_json_finish(&j);
+	} else if (s->more) {
+		fprintf(ctx->out, "(only the first %zu logins were examined; name one to see it)\n",
+		        s->nnames);
+	}
+out:
+	free(s);
+	rdb_policy_free(pol);
+	rdb_close(db);
+	return rc;
+}
+
+int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "default", no_argument, NULL, 'D' },
+		{ "json", no_argument, NULL, 'J' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct rdb *db = NULL;
+	struct rdb_policy *pol = NULL;
+	const char *name = NULL;
+	bool defaults = false;
+	char why[128];
+	enum rdb_result r;
+	int opt, rc;
+
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (opt == 'J')
+			ctx->json = true;
+		else if (opt == 'D')
+			defaults = true;
+		else
+			return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
+	}
+	if (defaults ? argc - optind != 0 : argc - optind != 1)
+		return adm_usage(ctx, "expected a login name or --default");
+	if (!defaults) {
+		name = argv[optind];
+		if (!rdb_name_valid(name, why, sizeof why))
+			return adm_usage(ctx, "invalid login name: %s", why);
+	}
+	if ((rc = open_policy(ctx, RDB_READWRITE, &db, &pol)) != ADM_EXIT_OK)
+		return rc;
+	if ((r = rdb_begin(db)) != RDB_OK) {
+		rc = adm_rdb_fail(ctx, db, r);
+	} else if ((r = rdb_limits_clear(pol, name)) != RDB_OK) {
+		rc = policy_fail(ctx, pol, r);
+		rdb_rollback(db);
+	} else if ((r = rdb_commit(db)) != RDB_OK) {
+		rc = adm_rdb_fail(ctx, db, r);
+		rdb_rollback(db);
+	} else if (ctx->json) {
+		struct adm_json j;
+
+		adm_json_init(&j, ctx->out);
+		adm_json_obj(&j);
+		adm_json_key(&j, "cleared");
+		if (name)
+			adm_json_str(&j, name);
+		else
+			adm_json_null(&j);
+		adm_json_end(&j);
+		adm_json_finish(&j);
+	} else {
+		fprintf(ctx->out, "limits of %s cleared%s\n", name ? name : "the defaults",
+		        name ? " (the defaults apply)" : "");
+	}
+	rdb_policy_free(pol);
+	rdb_close(db);
+	return rc;
+}

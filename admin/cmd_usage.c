@@ -1,0 +1,222 @@
+/*
+ * cmd_usage.c — `relay-admin usage [NAME] [--json]`: for each login, the current count
+ * against each of its effective limits and when room frees up, from the state database
+ * (what relay-milter has committed; it writes every state_flush_ms) and the limits in the
+ * users database.
+ *
+ * The arithmetic is relay-milter's own (milter/window.c), over the same per-second rows the
+ * milter reloads after a restart, so both agree. Messages still in flight are not visible
+ * here: they are counted when accepted.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "adm.h"
+#include "limits_fmt.h"
+#include "policy.h"
+#include "state.h"
+#include "window.h"
+
+struct names {
+	char (*v)[RDB_NAME_MAX + 1];
+	size_t n, cap;
+	bool oom;
+};
+
+static int collect(const struct rdb_login *l, void *arg)
+{
+	struct names *nm = arg;
+
+	if (nm->n == nm->cap) {
+		size_t cap = nm->cap ? nm->cap * 2 : 64;
+		void *v = realloc(nm->v, cap * sizeof *nm->v);
+
+		if (v == NULL) {
+			nm->oom = true;
+			return 1;
+		}
+		nm->v = v;
+		nm->cap = cap;
+	}
+	snprintf(nm->v[nm->n++], RDB_NAME_MAX + 1, "%s", l->name);
+	return 0;
+}
+
+static int add_row(const char *login, int64_t ts, const uint64_t v[3], void *arg)
+{
+	return mlt_usage_add(arg, ts, v) ? 0 : 1;
+}
+
+static void lower(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+}
+
+static int one(struct adm_ctx *ctx, struct adm_json *j, struct rdb_policy *pol,
+               struct rdb_state *st, const char *name)
+{
+	struct rdb_login_policy lp;
+	struct mlt_usage *u;
+	int64_t since = ctx->now - RDB_WINDOW_MAX, last = 0;
+	char key[RDB_NAME_MAX + 1], client[64] = "", when[ADM_TIME_LEN];
+	enum rdb_result r;
+	bool have_last;
+
+	if ((r = rdb_policy_login(pol, name, &lp)) != RDB_OK) {
+		adm_err(ctx, "%s", rdb_policy_errmsg(pol));
+		return adm_exit_for(r);
+	}
+	snprintf(key, sizeof key, "%s", lp.name);
+	lower(key);
+	u = mlt_usage_new();
+	if (u == NULL) {
+		adm_err(ctx, "out of memory");
+		return ADM_EXIT_FAIL;
+	}
+	if ((r = rdb_state_usage_foreach(st, key, since, add_row, u)) != RDB_OK ||
+	    ((r = rdb_state_last_use(st, key, &last, client, sizeof client)) != RDB_OK &&
+	     r != RDB_NOTFOUND)) {
+		adm_err(ctx, "state database: %s", rdb_state_errmsg(st));
+		mlt_usage_free(u);
+		return ADM_EXIT_DB;
+	}
+	have_last = r == RDB_OK;
+	if (ctx->json) {
+		adm_json_obj(j);
+		adm_json_key(j, "login");
+		adm_json_str(j, lp.name);
+		adm_json_key(j, "rate_exempt");
+		adm_json_bool(j, lp.rate_exempt);
+		adm_json_key(j, "hold_over_limit");
+		adm_json_bool(j, lp.hold_over_limit);
+		adm_json_key(j, "last_use");
+		if (have_last)
+			adm_json_time(j, last);
+		else
+			adm_json_null(j);
+		adm_json_key(j, "limits");
+		adm_json_arr(j);
+	} else {
+		if (have_last)
+			adm_format_time(last, when);
+		fprintf(ctx->out, "%s%s  last use: %s%s%s%s\n", lp.name, lp.rate_exempt ? " (exempt)" : "",
+		        have_last ? when : "never", have_last && client[0] ? " from " : "",
+		        have_last ? client : "", "");
+		if (lp.nlimits == 0)
+			fprintf(ctx->out, "  no limits\n");
+	}
+	for (size_t k = 0; k < lp.nlimits; k++) {
+		struct mlt_limit l = { (enum mlt_metric)lp.limits[k].metric,
+		                       lp.limits[k].window_seconds, lp.limits[k].max_count };
+		uint64_t used = mlt_usage_sum(u, l.metric, l.window, ctx->now);
+		int64_t wait = mlt_window_wait(u, &l, 0, 1, ctx->now);
+		char spec[64];
+
+		adm_limit_format(&lp.limits[k], spec, sizeof spec);
+		if (ctx->json) {
+			adm_json_obj(j);
+			adm_json_key(j, "metric");
+			adm_json_str(j, rdb_metric_name(lp.limits[k].metric));
+			adm_json_key(j, "spec");
+			adm_json_str(j, spec);
+			adm_json_key(j, "max");
+			adm_json_int(j, (int64_t)l.max);
+			adm_json_key(j, "window_seconds");
+			adm_json_int(j, l.window);
+			adm_json_key(j, "used");
+			adm_json_int(j, used > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)used);
+			adm_json_key(j, "room_in_seconds");
+			if (wait == MLT_WAIT_NEVER)
+				adm_json_null(j);
+			else
+				adm_json_int(j, wait);
+			adm_json_end(j);
+		} else {
+			char room[48];
+
+			if (wait == 0)
+				snprintf(room, sizeof room, "room now");
+			else if (wait == MLT_WAIT_NEVER)
+				snprintf(room, sizeof room, "limit is 0");
+			else
+				snprintf(room, sizeof room, "room in %" PRId64 "s", wait);
+			fprintf(ctx->out, "  %-10s %12" PRIu64 " of %-14s %s\n",
+			        rdb_metric_name(lp.limits[k].metric), used, spec, room);
+		}
+	}
+	if (ctx->json) {
+		adm_json_end(j);
+		adm_json_end(j);
+	}
+	mlt_usage_free(u);
+	return ADM_EXIT_OK;
+}
+
+int adm_cmd_usage(struct adm_ctx *ctx, int argc, char **argv)
+{
+	static const struct option none[] = {
+		{ "json", no_argument, NULL, 'J' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct names nm = { 0 };
+	struct rdb *db = NULL;
+	struct rdb_policy *pol = NULL;
+	struct rdb_state *st = NULL;
+	struct adm_json j;
+	char err[512], why[128];
+	enum rdb_result r;
+	int rc;
+
+	for (int opt; (opt = getopt_long(argc, argv, "", none, NULL)) != -1;) {
+		if (opt != 'J')
+			return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
+		ctx->json = true;
+	}
+	if (argc - optind > 1)
+		return adm_usage(ctx, "expected at most one login name");
+	if (argc - optind == 1 && !rdb_name_valid(argv[optind], why, sizeof why))
+		return adm_usage(ctx, "invalid login name: %s", why);
+	if ((rc = adm_db_open(ctx, RDB_READONLY, &db)) != ADM_EXIT_OK)
+		return rc;
+	if (rdb_policy_new(db, &pol) != RDB_OK) {
+		adm_err(ctx, "preparing limit queries: %s", rdb_errmsg(db));
+		rc = ADM_EXIT_DB;
+		goto out;
+	}
+	if (rdb_state_open(ctx->state_db_path, RDB_READONLY, &st, err, sizeof err) != RDB_OK) {
+		adm_err(ctx, "%s", err);
+		rc = ADM_EXIT_DB;
+		goto out;
+	}
+	if (argc - optind == 0) {
+		if ((r = rdb_login_foreach(db, collect, &nm, NULL)) != RDB_OK || nm.oom) {
+			rc = nm.oom ? ADM_EXIT_FAIL : adm_rdb_fail(ctx, db, r);
+			goto out;
+		}
+	} else if (collect(&(struct rdb_login){ 0 }, &nm) == 0) {
+		snprintf(nm.v[0], RDB_NAME_MAX + 1, "%s", argv[optind]);
+	}
+	if (ctx->json) {
+		adm_json_init(&j, ctx->out);
+		adm_json_arr(&j);
+	}
+	rc = ADM_EXIT_OK;
+	for (size_t k = 0; k < nm.n && rc == ADM_EXIT_OK; k++)
+		rc = one(ctx, &j, pol, st, nm.v[k]);
+	if (ctx->json) {
+		adm_json_end(&j);
+		adm_json_finish(&j);
+	}
+out:
+	free(nm.v);
+	rdb_state_close(st);
+	rdb_policy_free(pol);
+	rdb_close(db);
+	return rc;
+}
