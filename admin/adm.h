@@ -59,6 +59,8 @@ struct adm_ctx {
 	const char *prog;          /* "relay-admin", for messages */
 	const char *db_path;       /* --db, else $RELAY_DB, else RELAY_DEFAULT_DB */
 	const char *state_db_path; /* --state-db, else $RELAY_STATE_DB, else RELAY_DEFAULT_STATE_DB */
+	bool db_explicit;          /* --db or $RELAY_DB was given */
+	bool state_db_explicit;    /* --state-db or $RELAY_STATE_DB was given */
 	bool json;                 /* --json */
 	FILE *out;                 /* stdout */
 	int64_t now;               /* time(NULL) at start: one clock for the whole run */
@@ -150,14 +152,14 @@ int adm_cmd_init(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_import.c */
 int adm_cmd_import_sasldb(struct adm_ctx *ctx, int argc, char **argv);
-/* cmd_sender.c */
-int adm_cmd_sender_add(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_limit.c, cmd_usage.c, cmd_log.c (milter) */
 int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_limit_show(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_usage(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_log(struct adm_ctx *ctx, int argc, char **argv);
+/* cmd_sender.c */
+int adm_cmd_sender_add(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_sender_del(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_sender_list(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_setup.c */

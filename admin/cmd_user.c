@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "adm.h"
+#include "state.h"
 
 #define PASSWORD_MAX 1024   /* bytes of a password read from stdin */
 #define WEAK_BELOW 16       /* characters: shorter chosen passwords need --allow-weak */
@@ -505,9 +507,36 @@ int adm_cmd_user_set(struct adm_ctx *ctx, int argc, char **argv)
 struct list_ctx {
 	struct adm_ctx *ctx;
 	struct rdb *db;
+	struct rdb_state *st;   /* NULL: no state database to ask about last use */
 	struct adm_json j;
 	enum rdb_result r;      /* a failure inside a callback */
 };
+
+/* The state database, when the admin's options point at one (the same rule as init: an
+ * explicit --state-db, or the installed layout) and it exists. A state database that exists
+ * but cannot be read is reported, and the listing goes on without it. */
+static struct rdb_state *open_state(const struct adm_ctx *ctx)
+{
+	struct rdb_state *st = NULL;
+	char err[512];
+
+	if (!ctx->state_db_explicit && ctx->db_explicit)
+		return NULL;
+	if (access(ctx->state_db_path, F_OK) != 0)
+		return NULL;
+	if (rdb_state_open(ctx->state_db_path, RDB_READONLY, &st, err, sizeof err) != RDB_OK) {
+		adm_err(ctx, "warning: last use unknown: %s", err);
+		return NULL;
+	}
+	return st;
+}
+
+/* Last use of a login: false if never, unknown, or no state database. */
+static bool last_use(const struct list_ctx *lc, const char *name, int64_t *ts, char client[64])
+{
+	client[0] = '\0';
+	return lc->st != NULL && rdb_state_last_use(lc->st, name, ts, client, 64) == RDB_OK;
+}
 
 static int sender_json(const char *pattern, void *arg)
 {
@@ -518,6 +547,8 @@ static int sender_json(const char *pattern, void *arg)
 static enum rdb_result login_json(struct list_ctx *lc, const struct rdb_login *l)
 {
 	struct adm_json *j = &lc->j;
+	char client[64];
+	int64_t used = 0;
 	enum rdb_result r;
 
 	adm_json_obj(j);
@@ -548,6 +579,14 @@ static enum rdb_result login_json(struct list_ctx *lc, const struct rdb_login *l
 	adm_json_time(j, l->updated_at);
 	adm_json_key(j, "password_changed_at");
 	adm_json_time(j, l->password_changed_at);
+	adm_json_key(j, "last_used");
+	if (last_use(lc, l->name, &used, client)) {
+		adm_json_time(j, used);
+		adm_json_key(j, "last_client");
+		adm_json_str(j, client);
+	} else {
+		adm_json_null(j);
+	}
 	adm_json_key(j, "senders");
 	adm_json_arr(j);
 	r = rdb_sender_foreach(lc->db, l->name, sender_json, j, NULL);
@@ -560,7 +599,8 @@ static int list_row(const struct rdb_login *l, void *arg)
 {
 	struct list_ctx *lc = arg;
 	FILE *out = lc->ctx->out;
-	char when[ADM_TIME_LEN];
+	char when[ADM_TIME_LEN], used[ADM_TIME_LEN], client[64];
+	int64_t ts = 0;
 
 	if (lc->ctx->json) {
 		lc->r = login_json(lc, l);
@@ -570,8 +610,12 @@ static int list_row(const struct rdb_login *l, void *arg)
 		adm_format_time(l->expires_at, when);
 	else
 		strcpy(when, "-");
-	fprintf(out, "%-32s %-8s %-20s %7u  %-6s ", l->name, state_of(l, lc->ctx->now), when,
-	        l->nsenders, l->source);
+	if (last_use(lc, l->name, &ts, client))
+		adm_format_time(ts, used);
+	else
+		strcpy(used, "-");
+	fprintf(out, "%-32s %-8s %-20s %-20s %7u  %-6s ", l->name, state_of(l, lc->ctx->now),
+	        when, used, l->nsenders, l->source);
 	adm_print_safe(out, l->note);
 	fputc('\n', out);
 	return 0;
@@ -591,14 +635,15 @@ int adm_cmd_user_list(struct adm_ctx *ctx, int argc, char **argv)
 	rc = adm_db_open(ctx, RDB_READONLY, &lc.db);
 	if (rc != ADM_EXIT_OK)
 		return rc;
+	lc.st = open_state(ctx);
 	if (ctx->json) {
 		adm_json_init(&lc.j, ctx->out);
 		adm_json_obj(&lc.j);
 		adm_json_key(&lc.j, "logins");
 		adm_json_arr(&lc.j);
 	} else {
-		fprintf(ctx->out, "%-32s %-8s %-20s %7s  %-6s %s\n", "NAME", "STATE", "EXPIRES",
-		        "SENDERS", "SOURCE", "NOTE");
+		fprintf(ctx->out, "%-32s %-8s %-20s %-20s %7s  %-6s %s\n", "NAME", "STATE",
+		        "EXPIRES", "LAST USED", "SENDERS", "SOURCE", "NOTE");
 	}
 	/* Read everything in one snapshot, not a row at a time between writers. */
 	r = rdb_begin_read(lc.db);
@@ -613,6 +658,7 @@ int adm_cmd_user_list(struct adm_ctx *ctx, int argc, char **argv)
 	} else if (ctx->json) {
 		adm_json_finish(&lc.j);
 	}
+	rdb_state_close(lc.st);
 	rdb_close(lc.db);
 	return rc;
 }
@@ -645,6 +691,7 @@ int adm_cmd_user_show(struct adm_ctx *ctx, int argc, char **argv)
 		rdb_close(lc.db);
 		return rc;
 	}
+	lc.st = open_state(ctx);
 	if (ctx->json) {
 		adm_json_init(&lc.j, ctx->out);
 		r = login_json(&lc, &l);
@@ -672,11 +719,25 @@ int adm_cmd_user_show(struct adm_ctx *ctx, int argc, char **argv)
 		fprintf(out, "updated:          %s\n", t);
 		adm_format_time(l.password_changed_at, t);
 		fprintf(out, "password changed: %s\n", t);
+		{
+			char client[64];
+			int64_t ts = 0;
+
+			if (last_use(&lc, l.name, &ts, client)) {
+				adm_format_time(ts, t);
+				fprintf(out, "last used:        %s from ", t);
+				adm_print_safe(out, client);
+				fputc('\n', out);
+			} else {
+				fprintf(out, "last used:        %s\n", lc.st ? "never" : "unknown");
+			}
+		}
 		fprintf(out, "senders:%s\n", l.nsenders ? "" : " none");
 		r = rdb_sender_foreach(lc.db, l.name, sender_line, out, NULL);
 		if (r != RDB_OK)
 			rc = adm_rdb_fail(ctx, lc.db, r);
 	}
+	rdb_state_close(lc.st);
 	rdb_close(lc.db);
 	return rc;
 }

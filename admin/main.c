@@ -19,7 +19,7 @@
 #include "relay-config.h"
 
 static const struct adm_cmd commands[] = {
-	{ "init", NULL, adm_cmd_init, "",
+	{ "init", NULL, adm_cmd_init, "[--milter-user USER]",
 	  "create the databases, or migrate them to the current schema" },
 	{ "user", "add", adm_cmd_user_add,
 	  "NAME [--password-stdin] [--allow-weak] [--expires DATE] [--note TEXT] [--sender PATTERN]...",
@@ -136,6 +136,8 @@ int main(int argc, char **argv)
 
 	ctx.db_path = env_or("RELAY_DB", RELAY_DEFAULT_DB);
 	ctx.state_db_path = env_or("RELAY_STATE_DB", RELAY_DEFAULT_STATE_DB);
+	ctx.db_explicit = env_or("RELAY_DB", NULL) != NULL;
+	ctx.state_db_explicit = env_or("RELAY_STATE_DB", NULL) != NULL;
 	/* Files we create (databases, journals) are never world-readable. */
 	umask(027);
 
@@ -143,8 +145,8 @@ int main(int argc, char **argv)
 	/* '+': stop at the first non-option, the command; its own options are its own. */
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'd': ctx.db_path = optarg; break;
-		case 's': ctx.state_db_path = optarg; break;
+		case 'd': ctx.db_path = optarg; ctx.db_explicit = true; break;
+		case 's': ctx.state_db_path = optarg; ctx.state_db_explicit = true; break;
 		case 'j': ctx.json = true; break;
 		case 'h': help(stdout, ctx.prog); return ADM_EXIT_OK;
 		case 'V': printf("relay-admin %s\n", RELAY_VERSION); return ADM_EXIT_OK;

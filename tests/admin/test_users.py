@@ -8,6 +8,7 @@ independently (hashlib) from the stored salt.
 import base64
 import grp
 import os
+import pwd
 import sqlite3
 import stat
 import subprocess
@@ -105,6 +106,56 @@ class Init(AdminTest):
 
     def test_init_takes_no_arguments(self):
         self.assertEqual(self.admin("init", "extra").rc, USAGE)
+        self.assertEqual(self.admin("init", "--bogus").rc, USAGE)
+        self.assertEqual(self.admin("init", "--milter-user", "nobody").rc, USAGE)
+
+    def test_state_database(self):
+        # --db alone: the machine's default state path is not touched
+        r = self.admin("init")
+        self.assertEqual(r.rc, OK, r)
+        self.assertIn("state database not touched", r.out.decode())
+        state = os.path.join(self.dir, "state", "state.db")
+        r = self.admin("--state-db", state, "init", json_out=True)
+        self.assertEqual(r.rc, OK, r)
+        self.assertEqual((r.json()["state_db"], r.json()["state_action"]), (state, "created"))
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(state)).st_mode), 0o750)
+        con = sqlite3.connect(state)
+        self.assertEqual(con.execute("PRAGMA journal_mode").fetchone(), ("wal",))
+        # what relay-milter records when a login sends
+        con.execute("INSERT INTO last_use (login, ts, client_addr) VALUES ('bob', 1800000000, '192.0.2.7')")
+        con.commit()
+        con.close()
+        r = self.admin("user", "add", "bob")
+        self.assertEqual(r.rc, OK, r)
+        r = self.admin("--state-db", state, "user", "list", json_out=True)
+        login = r.json()["logins"][0]
+        self.assertEqual((login["last_used"], login["last_client"]),
+                         ("2027-01-15T08:00:00Z", "192.0.2.7"))
+        r = self.admin("--state-db", state, "user", "show", "bob")
+        self.assertIn("last used:        2027-01-15T08:00:00Z from 192.0.2.7", r.out.decode())
+        # without --state-db (and with --db) the state is not consulted
+        r = self.admin("user", "list", json_out=True)
+        self.assertIsNone(r.json()["logins"][0]["last_used"])
+        r = self.admin("--state-db", state, "init")
+        self.assertIn("state database checked", r.out.decode())
+        # a foreign file where the state database should be is refused
+        bad = os.path.join(self.dir, "bad-state.db")
+        with open(bad, "w") as f:
+            f.write("text " * 100)
+        self.assertEqual(self.admin("--state-db", bad, "init").rc, DBERR)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root")
+    def test_state_owner(self):
+        state = os.path.join(self.dir, "st", "state.db")
+        r = self.admin("--state-db", state, "init", "--milter-user", "nobody")
+        self.assertEqual(r.rc, OK, r)
+        nobody = pwd.getpwnam("nobody")
+        for p, mode in ((state, 0o640), (os.path.dirname(state), 0o750)):
+            st = os.stat(p)
+            self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)),
+                             (nobody.pw_uid, nobody.pw_gid, mode), p)
+        r = self.admin("--state-db", state, "init", "--milter-user", "no-such-user-x")
+        self.assertEqual(r.rc, USAGE, r)
 
 
 class Acceptance(AdminTest):
