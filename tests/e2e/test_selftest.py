@@ -1,0 +1,285 @@
+#!/usr/bin/python3
+"""End-to-end tests of `relay-admin selftest` and `relay-admin check` (issue 4).
+
+Each case builds a private relay with `relay-admin setup --postfix-config` (relaylab.py) in
+front of a private upstream that requires TLS and AUTH, then runs selftest and check
+against it. A good relay passes every check (exit 0); the deliberately broken variants —
+no TLS required, an open relay, a wrong upstream password, an unverifiable upstream
+certificate — make selftest name the specific failing check and exit non-zero, and check
+names the broken setting. Needs root; exits 77 (meson's "skipped") with the reason
+otherwise.
+
+Run: RELAY_BUILD_ROOT=<build dir> /usr/bin/python3 tests/e2e/test_selftest.py [-v]
+"""
+
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import relaylab  # noqa: E402
+
+SKIP = 77
+USER = 'alice'
+
+# The classic open relay: the service trusts mynetworks (127.0.0.0/8 in the lab) ahead of
+# AUTH. (A bare `permit` everywhere is no test: smtpd refuses to start with a relay
+# restriction list that cannot reject, so nothing would answer at all.)
+OPEN_RELAY = {
+    'smtpd_client_restrictions': 'permit_mynetworks,permit_sasl_authenticated,reject',
+    'smtpd_relay_restrictions': 'permit_mynetworks,permit_sasl_authenticated,reject',
+    'smtpd_recipient_restrictions': 'permit_mynetworks,permit_sasl_authenticated,reject',
+}
+
+
+def _require_build():
+    root = os.path.abspath(os.environ.get('RELAY_BUILD_ROOT')
+                           or os.path.join(relaylab._repo_root(), 'build'))
+    need = [os.path.join(root, 'admin', 'relay-admin'),
+            os.path.join(root, 'plugin', 'librelaydb.so')]
+    missing = [p for p in need if not os.path.exists(p)]
+    if not missing:
+        return
+    why = 'not built: ' + ', '.join(missing)
+    if os.environ.get('RELAY_BUILD_ROOT'):
+        raise AssertionError(why)
+    raise unittest.SkipTest(why)
+
+
+def selftest(lab, relay, password, *extra, implicit=False, upstream=None,
+             upstream_password=None, upstream_ca=None):
+    """Runs selftest --json against `relay` -> (exit status, report dict, stdout)."""
+    argv = [lab.relay_admin, '--json', 'selftest', '--host', relay.host,
+            '--port', str(relay.tls_port if implicit else relay.port),
+            '--tls', 'implicit' if implicit else 'starttls',
+            '--user', USER, '--ca', lab.ca.cert, '--timeout', '20'] + list(extra)
+    env = dict(os.environ)
+    env.pop('RELAY_PASSWORD', None)
+    env.pop('RELAY_UPSTREAM_PASSWORD', None)
+    stdin = password + '\n'
+    if upstream is not None:
+        argv += ['--upstream', '[%s]:%d' % (upstream.hostname, upstream.port),
+                 '--upstream-user', upstream.user,
+                 '--upstream-ca', upstream_ca or lab.ca.cert]
+        env['RELAY_UPSTREAM_PASSWORD'] = (upstream.password if upstream_password is None
+                                          else upstream_password)
+    p = subprocess.run(argv, input=stdin.encode(), capture_output=True, env=env, timeout=300)
+    out = p.stdout.decode(errors='replace')
+    try:
+        report = json.loads(out)
+    except ValueError:
+        raise AssertionError('selftest printed no JSON (exit %d):\n%s\n%s' % (
+            p.returncode, out, p.stderr.decode(errors='replace')))
+    return p.returncode, report, out
+
+
+def check(lab, relay, *extra):
+    """Runs check --json against the relay's Postfix instance -> (exit status, report)."""
+    state_db = os.path.join(relay.dir, 'state', 'state.db')   # absent: no milter here
+    p = relay.admin('--state-db', state_db, '--json', 'check', '--postfix-config',
+                    relay.config_dir, *extra, check=False)
+    out = p.stdout.decode(errors='replace')
+    try:
+        return p.returncode, json.loads(out)
+    except ValueError:
+        raise AssertionError('check printed no JSON (exit %d):\n%s\n%s' % (
+            p.returncode, out, p.stderr.decode(errors='replace')))
+
+
+def by_status(report, status):
+    return {c['id']: c for c in report['checks'] if c['status'] == status}
+
+
+def explain(report):
+    return '\n'.join('%s %s: %s' % (c['status'], c['id'], c['detail'])
+                     for c in report['checks'])
+
+
+class GoodRelay(unittest.TestCase):
+    """A relay exactly as setup leaves it: every check passes."""
+
+    @classmethod
+    def setUpClass(cls):
+        _require_build()
+        cls.lab = relaylab.Lab()
+        try:
+            cls.up = cls.lab.upstream()
+            cls.relay = cls.lab.relay(cls.up)
+            cls.password = cls.relay.add_user(USER)
+        except BaseException:
+            cls.lab.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lab.stop()
+
+    def test_selftest_starttls_all_pass(self):
+        rc, rep, _ = selftest(self.lab, self.relay, self.password, upstream=self.up)
+        self.assertEqual(rc, 0, explain(rep))
+        self.assertEqual(by_status(rep, 'fail'), {}, explain(rep))
+        self.assertEqual(rep['failures'], 0)
+        ids = {c['id']: c['status'] for c in rep['checks']}
+        for must in ('connect', 'starttls-offered', 'no-auth-before-tls',
+                     'plaintext-mail-refused', 'tls', 'certificate', 'auth-offered',
+                     'unauthenticated-rcpt-refused', 'wrong-password-refused', 'auth',
+                     'authenticated-relay', 'upstream-tls', 'upstream-certificate',
+                     'upstream-auth'):
+            self.assertIn(ids.get(must), ('ok', 'warn'), '%s\n%s' % (must, explain(rep)))
+        # The only warnings allowed: the lab's two-day certificates expire soon.
+        for cid, c in by_status(rep, 'warn').items():
+            self.assertIn('expires in', c['detail'], cid)
+        # The server's own replies are in the report.
+        mail = [c for c in rep['checks'] if c['id'] == 'plaintext-mail-refused'][0]
+        self.assertTrue(mail['detail'].startswith('refused: 530'), mail)
+        self.assertIn('S: 530 5.7.0 Must issue a STARTTLS command first', mail['transcript'])
+        cert = [c for c in rep['checks'] if c['id'] == 'certificate'][0]
+        self.assertTrue(any(l.startswith('issuer:') and 'relaylab test CA' in l
+                            for l in cert['lines']), cert)
+
+    def test_selftest_never_shows_the_password(self):
+        rc, rep, out = selftest(self.lab, self.relay, self.password, '--verbose',
+                                upstream=self.up)
+        self.assertEqual(rc, 0, explain(rep))
+        self.assertNotIn(self.password, out)
+        self.assertNotIn(self.up.password, out)
+        self.assertIn('AUTH PLAIN <redacted>', out)
+
+    def test_selftest_implicit_tls(self):
+        rc, rep, _ = selftest(self.lab, self.relay, self.password, implicit=True)
+        self.assertEqual(rc, 0, explain(rep))
+        ids = {c['id']: c['status'] for c in rep['checks']}
+        self.assertEqual(ids['plaintext-mail-refused'], 'skip')
+        self.assertEqual(ids['auth'], 'ok')
+
+    def test_selftest_wrong_password_names_auth(self):
+        rc, rep, _ = selftest(self.lab, self.relay, 'not-' + self.password)
+        self.assertEqual(set(by_status(rep, 'fail')), {'auth'}, explain(rep))
+        self.assertEqual(rc, 1)
+
+    def test_selftest_send_delivers(self):
+        before = len(self.up.messages())
+        rc, rep, _ = selftest(self.lab, self.relay, self.password,
+                              '--send', 'rcpt@example.net', '--from', 'alice@example.org')
+        self.assertEqual(rc, 0, explain(rep))
+        self.assertEqual(by_status(rep, 'ok').get('send', {}).get('status'), 'ok',
+                         explain(rep))
+        msgs = self.up.wait_messages(before + 1)
+        self.assertTrue(any(b'Subject: relay-admin selftest' in m for m in msgs))
+
+    def test_selftest_usage_errors(self):
+        p = subprocess.run([self.lab.relay_admin, 'selftest', '--host', '127.0.0.1'],
+                           capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        p = subprocess.run([self.lab.relay_admin, 'selftest', '--host', '127.0.0.1',
+                            '--port', str(self.relay.port), '--user', USER],
+                           input=b'', capture_output=True, timeout=60,
+                           env={k: v for k, v in os.environ.items() if k != 'RELAY_PASSWORD'})
+        self.assertEqual(p.returncode, 2, p.stderr)   # no password anywhere
+
+    def test_check_passes(self):
+        rc, rep = check(self.lab, self.relay)
+        self.assertEqual(rc, 0, explain(rep))
+        self.assertEqual(by_status(rep, 'fail'), {}, explain(rep))
+        ids = {c['id']: c['status'] for c in rep['checks']}
+        for must in ('users-db', 'users-db-permissions', 'sasl-plugin', 'smtpd-conf',
+                     'upstream-tls', 'upstream-password-map', 'postfix-check',
+                     'postfix-running'):
+            self.assertEqual(ids.get(must), 'ok', '%s\n%s' % (must, explain(rep)))
+        svc = self.relay.service_name
+        for must in ('tls-required', 'auth-only-after-tls', 'client-restrictions',
+                     'relay-restrictions', 'sasl-enabled'):
+            self.assertEqual(ids.get('%s@%s' % (must, svc)), 'ok', explain(rep))
+
+    def test_check_wrong_database_named(self):
+        other = os.path.join(self.relay.dir, 'db', 'other.db')
+        p = subprocess.run([self.lab.relay_admin, '--db', other, '--json', 'check',
+                            '--postfix-config', self.relay.config_dir],
+                           capture_output=True, timeout=120)
+        rep = json.loads(p.stdout)
+        fails = by_status(rep, 'fail')
+        self.assertIn('users-db', fails, explain(rep))
+        self.assertIn('smtpd-conf', fails, explain(rep))   # relaydb_path points elsewhere
+        self.assertEqual(p.returncode, len(fails))
+
+
+class BrokenRelay(unittest.TestCase):
+    """Deliberately broken variants: the failure is named and the exit status non-zero."""
+
+    def setUp(self):
+        _require_build()
+        self.lab = relaylab.Lab()
+
+    def tearDown(self):
+        self.lab.stop()
+
+    def test_no_tls_required(self):
+        up = self.lab.upstream()
+        relay = self.lab.relay(up, tls_port=False,
+                               service_overrides=relaylab.BROKEN['no_tls'])
+        pw = relay.add_user(USER)
+        rc, rep, _ = selftest(self.lab, relay, pw)
+        fails = by_status(rep, 'fail')
+        self.assertIn('plaintext-mail-refused', fails, explain(rep))
+        self.assertIn('no-auth-before-tls', fails, explain(rep))
+        self.assertIn('MAIL accepted without TLS', fails['plaintext-mail-refused']['detail'])
+        self.assertEqual(rc, len(fails))
+        rc, rep = check(self.lab, relay)
+        fails = by_status(rep, 'fail')
+        self.assertIn('tls-required@' + relay.service_name, fails, explain(rep))
+        self.assertIn('auth-only-after-tls@' + relay.service_name, fails, explain(rep))
+        self.assertEqual(rc, len(fails))
+
+    def test_open_relay(self):
+        up = self.lab.upstream()
+        relay = self.lab.relay(up, tls_port=False,
+                               service_overrides=OPEN_RELAY)
+        pw = relay.add_user(USER)
+        rc, rep, _ = selftest(self.lab, relay, pw)
+        fails = by_status(rep, 'fail')
+        self.assertIn('unauthenticated-rcpt-refused', fails, explain(rep))
+        self.assertIn('OPEN RELAY', fails['unauthenticated-rcpt-refused']['detail'])
+        self.assertNotEqual(rc, 0)
+        rc, rep = check(self.lab, relay)
+        fails = by_status(rep, 'fail')
+        self.assertIn('client-restrictions@' + relay.service_name, fails, explain(rep))
+        self.assertIn('relay-restrictions@' + relay.service_name, fails, explain(rep))
+        self.assertEqual(rc, len(fails))
+
+    def test_wrong_upstream_password(self):
+        up = self.lab.upstream()
+        relay = self.lab.relay(up, tls_port=False, upstream_password='wrong-password')
+        pw = relay.add_user(USER)
+        # the admin checks the upstream credentials the relay was given
+        rc, rep, _ = selftest(self.lab, relay, pw, upstream=up,
+                              upstream_password='wrong-password')
+        fails = by_status(rep, 'fail')
+        self.assertEqual(set(fails), {'upstream-auth'}, explain(rep))
+        self.assertIn('535', fails['upstream-auth']['detail'])
+        self.assertEqual(rc, 1)
+
+    def test_unverifiable_upstream_certificate(self):
+        other = relaylab.make_ca(os.path.join(self.lab.dir, 'other-ca'))
+        up = self.lab.upstream(cert=other.issue('upstream'))
+        relay = self.lab.relay(up, tls_port=False)
+        pw = relay.add_user(USER)
+        rc, rep, _ = selftest(self.lab, relay, pw, upstream=up)
+        fails = by_status(rep, 'fail')
+        self.assertEqual(set(fails), {'upstream-certificate'}, explain(rep))
+        self.assertIn('not verified', fails['upstream-certificate']['detail'])
+        self.assertEqual(rc, 1)
+
+
+def main():
+    why = relaylab.need_root()
+    if why:
+        print('SKIP: %s' % why)
+        return SKIP
+    prog = unittest.main(exit=False, verbosity=2)
+    return 0 if prog.result.wasSuccessful() else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
