@@ -105,7 +105,8 @@ void adm_print_safe(FILE *f, const char *s);
  *     struct adm_json j; adm_json_init(&j, ctx->out);
  *     adm_json_obj(&j); adm_json_key(&j, "name"); adm_json_str(&j, "alice");
  *     adm_json_end(&j); adm_json_finish(&j);       (finish adds the final newline)
- * Strings are escaped per RFC 8259; invalid UTF-8 bytes become U+FFFD. */
+ * Strings are escaped per RFC 8259; invalid UTF-8 bytes become U+FFFD. At most
+ * ADM_JSON_DEPTH levels of nesting. */
 #define ADM_JSON_DEPTH 16
 struct adm_json {
 	FILE *f;

@@ -1,8 +1,8 @@
 /*
  * json.c — the small streaming JSON writer of adm.h (RFC 8259 output, compact).
  *
- * Nesting and commas are tracked in struct adm_json; deeper than ADM_JSON_DEPTH is a
- * programming error and is clamped (the output stays well-formed up to that depth).
+ * Nesting and commas are tracked in struct adm_json; nesting deeper than ADM_JSON_DEPTH
+ * is a programming error (no command comes close) and its output is not valid JSON.
  * Strings are escaped; bytes that are not valid UTF-8 are replaced with U+FFFD so the
  * output is always valid JSON, whatever a database or log held.
  */
