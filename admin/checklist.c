@@ -51,6 +51,7 @@ static void copy_clean(char *dst, size_t dstlen, const char *src)
 	dst[i] = '\0';
 }
 
+__attribute__((format(printf, 3, 0)))
 static void vformat(char *dst, size_t dstlen, const char *fmt, va_list ap)
 {
 	char tmp[LINE_MAX_ * 2];
@@ -140,6 +141,7 @@ void adm_check_fix(struct adm_check *ck, const char *fmt, ...)
 	va_end(ap);
 }
 
+__attribute__((format(printf, 3, 0)))
 static void add_line(struct adm_check *ck, bool trace, const char *fmt, va_list ap)
 {
 	char buf[LINE_MAX_];

@@ -844,8 +844,12 @@ static enum adm_smtp_status tls_setup(struct adm_smtp *c, const struct adm_smtp_
 			ok = X509_VERIFY_PARAM_set1_ip_asc(vp, o->name);
 		} else {
 			X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-			ok = X509_VERIFY_PARAM_set1_host(vp, o->name, 0) &&
-			     SSL_set_tlsext_host_name(c->ssl, o->name);
+			char sni[256];   /* the SNI macro casts away const: hand it our own copy */
+
+			snprintf(sni, sizeof(sni), "%s", o->name);
+			ok = strlen(o->name) < sizeof(sni) &&
+			     X509_VERIFY_PARAM_set1_host(vp, o->name, 0) &&
+			     SSL_set_tlsext_host_name(c->ssl, sni);
 		}
 		if (!ok) {
 			tls_err(c, "bad TLS name");
