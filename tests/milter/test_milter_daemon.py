@@ -1,0 +1,334 @@
+#!/usr/bin/python3
+"""test_milter_daemon.py — relay-milter driven over the milter protocol (suite 'milter').
+
+Starts the real daemon on a private socket with private databases made by relay-admin,
+and plays the MTA with milterproto.py: negotiation, TLS/AUTH/login checks, envelope and
+header senders, rate limits (messages, recipients, concurrent sessions, hold), relay-admin
+changes without restart, counters across a restart, SIGUSR1 reload, and failing closed on
+a broken database. Hermetic: temp dir, no fixed paths, no timing asserts.
+
+usage: test_milter_daemon.py RELAY_MILTER RELAY_ADMIN
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from milterproto import (MilterClient, SMFIP_NOCONNECT, SMFIP_NOHELO, SMFIP_NODATA,  # noqa: E402
+                         SMFIP_NOEOH, SMFIP_NR_HDR, SMFIP_NR_BODY, SMFIP_NOUNKNOWN)
+
+MILTER = ADMIN = None
+TLS = {"{tls_version}": "TLSv1.3", "{cipher}": "TLS_AES_256_GCM_SHA384",
+       "{client_addr}": "192.0.2.10"}
+
+
+def macros(login, **extra):
+    m = dict(TLS)
+    if login is not None:
+        m["{auth_authen}"] = login
+    m.update(extra)
+    return m
+
+
+class Daemon:
+    def __init__(self, tmp, extra=""):
+        self.tmp = tmp
+        self.sock = os.path.join(tmp, "milter.sock")
+        self.conf = os.path.join(tmp, "milter.conf")
+        self.log = os.path.join(tmp, "milter.log")
+        self.write_conf(extra)
+        self.proc = None
+
+    def write_conf(self, extra=""):
+        with open(self.conf, "w") as f:
+            f.write("socket = unix:%s\nusers_db = %s/users.db\nstate_db = %s/state.db\n"
+                    "log = stderr\nlog_level = debug\npolicy_refresh_ms = 0\n"
+                    "state_flush_ms = 20\n%s" % (self.sock, self.tmp, self.tmp, extra))
+
+    def start(self):
+        logf = open(self.log, "a")
+        self.proc = subprocess.Popen([MILTER, "-f", "-c", self.conf], stderr=logf)
+        logf.close()
+        for _ in range(200):
+            if os.path.exists(self.sock):
+                try:
+                    MilterClient(self.sock).close()
+                    return
+                except OSError:
+                    pass
+            if self.proc.poll() is not None:
+                raise RuntimeError("relay-milter exited: " + open(self.log).read())
+            time.sleep(0.05)
+        raise RuntimeError("relay-milter did not start")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def admin(tmp, *args, stdin=None, check=True):
+    env = dict(os.environ, RELAY_DB=tmp + "/users.db", RELAY_STATE_DB=tmp + "/state.db")
+    r = subprocess.run([ADMIN] + list(args), input=stdin, env=env, capture_output=True,
+                       text=True)
+    if check and r.returncode != 0:
+        raise AssertionError("relay-admin %s: %s" % (" ".join(args), r.stderr))
+    return r
+
+
+def send(sock, login, sender, rcpts=("<to@dest.example>",), header_from=None, args=(),
+         body=b"Hello.\r\n", mac=None):
+    """One message; returns (stage, reply) of the first refusal or ('eom', reply)."""
+    with MilterClient(sock) as m:
+        m.negotiate()
+        r = m.mail(sender, args, macros=mac if mac is not None else macros(login))
+        if r.code != "c":
+            return "mail", r
+        accepted = 0
+        last = None
+        for rc in rcpts:
+            last = m.rcpt(rc)
+            if last.code == "c":
+                accepted += 1
+        if accepted == 0:
+            m.abort()
+            return "rcpt", last
+        hf = header_from if header_from is not None else sender.strip("<>")
+        r = m.message([("From", hf), ("Subject", "test")], body, eom_macros={"i": "QTEST"})
+        return "eom", r
+
+
+class MilterDaemonTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmpdir = tempfile.TemporaryDirectory(prefix="mlt-daemon-")
+        t = cls.tmp = cls.tmpdir.name
+        admin(t, "init")
+        pw = "A-long-enough-test-password-1234\n"
+        for name, senders in [("alice", ["alice@example.com", "@corp.example"]),
+                              ("carol", ["carol@example.com"]), ("dave", ["dave@example.com"]),
+                              ("erin", ["erin@example.com"]), ("frank", ["frank@example.com"]),
+                              ("app@shop.example", []), ("off", ["off@example.com"]),
+                              ("gina", ["gina@example.com"]), ("hal", ["hal@example.com", "<>"]),
+                              ("ivy", ["ivy@example.com", "@corp.example"])]:
+            admin(t, "user", "add", name, "--password-stdin",
+                  *sum((["--sender", s] for s in senders), []), stdin=pw)
+        admin(t, "user", "disable", "off")
+        admin(t, "limit", "set", "--default", "--messages", "1000/1h")
+        admin(t, "limit", "set", "alice", "--messages", "5/1h")
+        admin(t, "limit", "set", "carol", "--recipients", "4/1h")
+        admin(t, "limit", "set", "dave", "--messages", "3/1h")
+        admin(t, "limit", "set", "erin", "--messages", "1/1h")
+        admin(t, "limit", "set", "frank", "--messages", "2/1h")
+        admin(t, "limit", "set", "app@shop.example", "--messages", "1/1h", "--hold")
+        admin(t, "limit", "set", "gina", "--messages", "2/2s")
+        cls.d = Daemon(t)
+        cls.d.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+        if os.environ.get("MLT_KEEP"):
+            print(open(cls.d.log).read(), file=sys.stderr)
+        cls.tmpdir.cleanup()
+
+    def usage(self, login):
+        time.sleep(0.2)  # the writer commits every state_flush_ms (20 ms here)
+        r = admin(self.tmp, "--json", "usage", login)
+        return {(x["metric"], x["window_seconds"]): x for x in json.loads(r.stdout)[0]["limits"]}
+
+    # ---- negotiation -----------------------------------------------------------------
+    def test_negotiation_skips_stages(self):
+        with MilterClient(self.d.sock) as m:
+            actions, steps = m.negotiate()
+            for bit in (SMFIP_NOCONNECT, SMFIP_NOHELO, SMFIP_NODATA, SMFIP_NOEOH, SMFIP_NR_HDR,
+                        SMFIP_NR_BODY, SMFIP_NOUNKNOWN):
+                self.assertTrue(steps & bit, hex(bit))
+            self.assertTrue(actions & 0x20, "quarantine requested")
+            self.assertIn("{auth_authen}", m.macro_lists.get(2, ""))
+            self.assertIn("{tls_version}", m.macro_lists.get(2, ""))
+
+    # ---- session, login and sender checks ----------------------------------------------
+    def test_accepts_own_address(self):
+        stage, r = send(self.d.sock, "hal", "<hal@example.com>", header_from="Hal <hal@example.com>")
+        self.assertEqual((stage, r.code), ("eom", "c"), r)
+
+    def test_domain_pattern_and_case(self):
+        stage, r = send(self.d.sock, "IVY", "<Boss@CORP.example>",
+                        header_from='"Boss" <boss@corp.example>')
+        self.assertEqual((stage, r.code), ("eom", "c"), r)
+
+    def test_spoofed_envelope_sender(self):
+        stage, r = send(self.d.sock, "hal", "<ceo@bank.example>")
+        self.assertEqual(stage, "mail")
+        self.assertTrue(r.smtp.startswith("553 5.7.1 "), r.smtp)
+        self.assertIn("not allowed for login hal", r.smtp)
+
+    def test_spoofed_header_from(self):
+        stage, r = send(self.d.sock, "hal", "<hal@example.com>",
+                        header_from='"hal@example.com" <ceo@bank.example>')
+        self.assertEqual(stage, "eom")
+        self.assertTrue(r.smtp.startswith("550 5.7.1 "), r.smtp)
+        self.assertIn("From:", r.smtp)
+
+    def test_null_sender(self):
+        stage, r = send(self.d.sock, "hal", "<>", header_from="hal@example.com")
+        self.assertEqual((stage, r.code), ("eom", "c"), r)
+        stage, r = send(self.d.sock, "alice", "<>", header_from="alice@example.com")
+        self.assertTrue(r.smtp.startswith("553 5.7.1"), r.smtp)
+
+    def test_tls_and_auth_required(self):
+        for mac, want in [(macros("hal", **{"{tls_version}": "TLSv1.1"}), "550 5.7.1"),
+                          ({"{auth_authen}": "hal"}, "550 5.7.1"),
+                          (macros(None), "550 5.7.1")]:
+            stage, r = send(self.d.sock, "hal", "<hal@example.com>", mac=mac)
+            self.assertEqual(stage, "mail")
+            self.assertTrue(r.smtp.startswith(want), r.smtp)
+
+    def test_unknown_and_disabled_logins(self):
+        for login in ("nobody", "off"):
+            stage, r = send(self.d.sock, login, "<%s@example.com>" % login)
+            self.assertTrue(r.smtp.startswith("550 5.7.1"), (login, r.smtp))
+
+    # ---- rate limits -------------------------------------------------------------------
+    def test_message_limit_and_refused_not_counted(self):
+        for i in range(5):
+            stage, r = send(self.d.sock, "alice", "<alice@example.com>")
+            self.assertEqual((stage, r.code), ("eom", "c"), (i, r))
+        stage, r = send(self.d.sock, "alice", "<alice@example.com>")
+        self.assertEqual(stage, "mail")
+        self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
+        self.assertRegex(r.smtp, r"retry in \d+ seconds")
+        # a message refused for its From: is not counted either
+        u = self.usage("alice")
+        self.assertEqual(u[("messages", 3600)]["used"], 5)
+
+    def test_window_frees(self):
+        for _ in range(2):
+            self.assertEqual(send(self.d.sock, "gina", "<gina@example.com>")[1].code, "c")
+        stage, r = send(self.d.sock, "gina", "<gina@example.com>")
+        self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
+        time.sleep(3)  # the 2 s window has room again
+        stage, r = send(self.d.sock, "gina", "<gina@example.com>")
+        self.assertEqual((stage, r.code), ("eom", "c"), r)
+
+    def test_recipient_limit_counts_recipients(self):
+        stage, r = send(self.d.sock, "carol", "<carol@example.com>",
+                        rcpts=["<a@x.example>", "<b@x.example>", "<c@x.example>"])
+        self.assertEqual((stage, r.code), ("eom", "c"), r)
+        with MilterClient(self.d.sock) as m:
+            m.negotiate()
+            self.assertEqual(m.mail("<carol@example.com>", macros=macros("carol")).code, "c")
+            self.assertEqual(m.rcpt("<d@x.example>").code, "c")
+            r = m.rcpt("<e@x.example>")
+            self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
+            r = m.message([("From", "carol@example.com")])
+            self.assertEqual(r.code, "c")
+        self.assertEqual(self.usage("carol")[("recipients", 3600)]["used"], 4)
+
+    def test_concurrent_sessions_cannot_slip_past(self):
+        sessions = [MilterClient(self.d.sock) for _ in range(8)]
+        try:
+            results = []
+            for m in sessions:
+                m.negotiate()
+                results.append(m.mail("<dave@example.com>", macros=macros("dave")).code)
+            self.assertEqual(results.count("c"), 3, results)
+            for m, code in zip(sessions, results):
+                if code == "c":
+                    self.assertEqual(m.rcpt("<x@y.example>").code, "c")
+                    self.assertEqual(m.message([("From", "dave@example.com")]).code, "c")
+        finally:
+            for m in sessions:
+                m.close()
+        self.assertEqual(self.usage("dave")[("messages", 3600)]["used"], 3)
+
+    def test_aborted_message_gives_back_its_reservation(self):
+        with MilterClient(self.d.sock) as m:
+            m.negotiate()
+            self.assertEqual(m.mail("<erin@example.com>", macros=macros("erin")).code, "c")
+            m.abort()
+            # abort has no reply: a refused MAIL on the same session proves it was handled
+            self.assertTrue(m.mail("<ceo@bank.example>", macros=macros("erin")).smtp.startswith("553"))
+        stage, r = send(self.d.sock, "erin", "<erin@example.com>")
+        self.assertEqual((stage, r.code), ("eom", "c"), r)
+        stage, r = send(self.d.sock, "erin", "<erin@example.com>")
+        self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
+        # relay-admin raises the limit: applies without a restart
+        admin(self.tmp, "limit", "set", "erin", "--messages", "2/1h")
+        stage, r = send(self.d.sock, "erin", "<erin@example.com>")
+        self.assertEqual((stage, r.code), ("eom", "c"), r)
+
+    def test_hold_over_limit(self):
+        stage, r = send(self.d.sock, "app@shop.example", "<app@shop.example>")
+        self.assertEqual((stage, r.code, r.actions), ("eom", "c", []), r)
+        stage, r = send(self.d.sock, "app@shop.example", "<app@shop.example>")
+        self.assertEqual((stage, r.code), ("eom", "c"), r)
+        self.assertEqual([a[0] for a in r.actions], ["q"], r)
+        time.sleep(0.2)
+        log = json.loads(admin(self.tmp, "--json", "log", "--user", "app@shop.example").stdout)
+        self.assertEqual([x["verdict"] for x in log], ["accepted", "held"])
+
+    def test_audit_record_fields(self):
+        send(self.d.sock, "hal", "<hal@example.com>", header_from="Hal <hal@example.com>",
+             rcpts=["<a@x.example>", "<b@x.example>"])
+        time.sleep(0.2)
+        rec = json.loads(admin(self.tmp, "--json", "log", "--user", "hal", "--limit", "1").stdout)[0]
+        self.assertEqual(rec["verdict"], "accepted")
+        self.assertEqual(rec["envelope_from"], "hal@example.com")
+        self.assertEqual(rec["header_from"], "hal@example.com")
+        self.assertEqual(rec["recipients"], 2)
+        self.assertEqual(rec["tls_version"], "TLSv1.3")
+        self.assertEqual(rec["client_addr"], "192.0.2.10")
+        self.assertEqual(rec["queue_id"], "QTEST")
+        self.assertGreater(rec["size"], 10)
+
+    # ---- ordered scenarios that restart or reconfigure the daemon ----------------------
+    def test_z1_counters_survive_restart(self):
+        for _ in range(2):
+            self.assertEqual(send(self.d.sock, "frank", "<frank@example.com>")[1].code, "c")
+        self.d.stop()
+        self.d.start()
+        stage, r = send(self.d.sock, "frank", "<frank@example.com>")
+        self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
+
+    def test_z2_sigusr1_reload_keeps_sessions(self):
+        with MilterClient(self.d.sock) as open_session:
+            open_session.negotiate()
+            self.d.write_conf("check_header_from = no\n")
+            self.d.proc.send_signal(signal.SIGUSR1)
+            time.sleep(0.5)
+            stage, r = send(self.d.sock, "hal", "<hal@example.com>", header_from="ceo@bank.example")
+            self.assertEqual((stage, r.code), ("eom", "c"), r)
+            self.assertEqual(open_session.mail("<hal@example.com>", macros=macros("hal")).code, "c")
+        self.d.write_conf("bogus_key = 1\n")
+        self.d.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        self.assertIsNone(self.d.proc.poll(), "a bad reload must not stop the daemon")
+        self.d.write_conf()
+        self.d.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+
+    def test_z3_broken_users_db_fails_closed(self):
+        with open(self.tmp + "/users.db", "r+b") as f:
+            f.write(b"\0" * 100)
+        stage, r = send(self.d.sock, "hal", "<hal@example.com>")
+        self.assertEqual(stage, "mail")
+        self.assertTrue(r.smtp.startswith("451 4.3.0") or r.code == "t", r.smtp)
+
+
+if __name__ == "__main__":
+    MILTER, ADMIN = sys.argv[1], sys.argv[2]
+    del sys.argv[1:3]
+    unittest.main(verbosity=2)
