@@ -6,6 +6,7 @@
  * and restores the terminal's echo flag.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,26 +115,52 @@ static ssize_t read_line(char *buf, size_t buflen)
 	return bad ? -2 : (ssize_t)n;
 }
 
+/* A signal while echo is off must not leave the terminal silent: restore it, then die of
+ * the signal as if we had no handler (tcsetattr and raise are async-signal-safe). */
+static struct termios saved_tty;
+static const int tty_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP };
+
+static void restore_tty(int sig)
+{
+	tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 static int prompt_read(const struct adm_ctx *ctx, const char *prompt, char *buf, size_t buflen)
 {
-	struct termios old, quiet;
-	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+	struct sigaction sa, prev[sizeof tty_signals / sizeof tty_signals[0]];
+	struct termios quiet;
+	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_tty) == 0;
 	ssize_t n;
 
 	if (tty) {
-		quiet = old;
+		quiet = saved_tty;
 		quiet.c_lflag &= ~(tcflag_t)ECHO;
 		quiet.c_lflag |= ECHONL;
-		fprintf(stderr, "%s", prompt);
-		fflush(stderr);
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = restore_tty;
+		sigemptyset(&sa.sa_mask);
+		for (size_t i = 0; i < sizeof tty_signals / sizeof tty_signals[0]; i++)
+			sigaction(tty_signals[i], &sa, &prev[i]);
+		/* Echo off first, prompt second: whatever is typed after the prompt is kept. */
 		if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) != 0) {
 			adm_err(ctx, "cannot turn off echo: %s", strerror(errno));
-			return ADM_EXIT_IO;
+			n = -3;
+			goto restore;
 		}
+		fprintf(stderr, "%s", prompt);
+		fflush(stderr);
 	}
 	n = read_line(buf, buflen);
-	if (tty)
-		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+restore:
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+		for (size_t i = 0; i < sizeof tty_signals / sizeof tty_signals[0]; i++)
+			sigaction(tty_signals[i], &prev[i], NULL);
+	}
+	if (n == -3)
+		return ADM_EXIT_IO;
 	if (n == -1) {
 		adm_err(ctx, "cannot read the password from stdin: %s", strerror(errno));
 		return ADM_EXIT_IO;

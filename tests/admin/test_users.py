@@ -9,6 +9,8 @@ import base64
 import grp
 import os
 import pwd
+import pty
+import select
 import sqlite3
 import stat
 import subprocess
@@ -345,6 +347,59 @@ class Users(AdminTest):
         self.assertEqual([l["name"] for l in doc["logins"]], ["Alice", "zed"])
         self.assertEqual(doc["logins"][0]["senders"], ["@example.org", "alice@example.com"])
         self.assertEqual(self.admin("user", "list", "extra").rc, USAGE)
+
+
+class Terminal(AdminTest):
+    """--password-stdin from a terminal: prompts on stderr, no echo, asked twice."""
+
+    def read(self, fd, pid):
+        if not select.select([fd], [], [], 30)[0]:
+            os.kill(pid, 9)
+            self.fail("relay-admin stopped answering on the terminal")
+        return os.read(fd, 1024)
+
+    def converse(self, name, answers):
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv(RELAY_ADMIN, [RELAY_ADMIN, "--db", self.db, "user", "add", name,
+                                   "--password-stdin"])
+        seen = b""
+        try:
+            for answer in answers:
+                while not seen.rstrip().endswith(b":"):
+                    chunk = self.read(fd, pid)
+                    if not chunk:
+                        break
+                    seen += chunk
+                os.write(fd, answer + b"\n")
+                seen += b"|"
+            while True:
+                try:
+                    chunk = self.read(fd, pid)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+        finally:
+            _, status = os.waitpid(pid, 0)
+            os.close(fd)
+        return os.waitstatus_to_exitcode(status), seen
+
+    def test_prompt_twice_without_echo(self):
+        rc, seen = self.converse("tty1", [PASSWORD.encode(), PASSWORD.encode()])
+        self.assertEqual(rc, OK, seen)
+        self.assertIn(b"Password:", seen)
+        self.assertIn(b"Again:", seen)
+        self.assertNotIn(PASSWORD.encode(), seen)
+        check_secrets(self, self.rows("SELECT plain_secret, scram_sha256 FROM logins"),
+                      PASSWORD.encode())
+
+    def test_mismatch(self):
+        rc, seen = self.converse("tty2", [PASSWORD.encode(), b"something else entirely"])
+        self.assertEqual(rc, USAGE, seen)
+        self.assertIn(b"do not match", seen)
+        self.assertEqual(self.rows("SELECT count(*) FROM logins"), [(0,)])
 
 
 class Senders(AdminTest):
