@@ -77,9 +77,7 @@ API
     ``main_overrides`` — dict applied with ``postconf -e`` after setup (main.cf).
     ``service_overrides`` — dict applied with ``postconf -P`` to the submission service(s)
         after setup, e.g. ``{'smtpd_tls_security_level': 'may', 'smtpd_tls_auth_only':
-        'no'}`` (*no TLS required*) or ``{'smtpd_client_restrictions': 'permit',
-        'smtpd_recipient_restrictions': 'permit', 'smtpd_relay_restrictions': 'permit'}``
-        (*open relay*). See ``BROKEN`` for ready-made sets.
+        'no'}`` (*no TLS required*). See ``BROKEN`` for ready-made sets.
     ``start`` — False to only configure (call ``relay.start()`` yourself).
     Attributes: ``port`` (STARTTLS service), ``tls_port`` (implicit TLS, or None), ``db``
     (users database), ``cert``/``key`` (its server certificate), ``sasl_dir`` (smtpd.conf),
@@ -89,15 +87,22 @@ API
     ``smtp(starttls=True)`` / ``smtps()`` -> connected ``smtplib`` clients (EHLO done, CA
     verified); ``service_name``/``tls_service_name`` (master.cf names).
 
-``BROKEN``: dict of named override sets for deliberately broken relays:
-    ``'no_tls'`` (service_overrides), ``'open_relay'`` (service_overrides); the other two
-    broken variants are keyword options: ``upstream_password='wrong'`` and
-    ``upstream_ca=make_ca(...).cert``.
+``BROKEN``: dict of named ``service_overrides`` sets for deliberately broken relays:
+    ``'no_tls'`` (STARTTLS optional, AUTH offered in plaintext) and ``'open_relay'`` (RCPT
+    accepted without AUTH from loopback clients, i.e. from the tests). The other two broken
+    variants are keyword options: ``upstream_password='wrong'`` (the upstream answers 535
+    to the relay; mail stays queued) and ``upstream_ca=make_ca(dir).cert`` (the relay does
+    not trust the upstream's certificate: "certificate verification failed", mail stays
+    queued). Example::
+
+        relay = lab.relay(up, service_overrides=relaylab.BROKEN['open_relay'])
+        relay = lab.relay(up, upstream_ca=relaylab.make_ca(lab.dir + '/other').cert)
 
 Helpers: ``free_port()``, ``need_root()`` (returns a reason string or None),
 ``postfix_available()``.
 """
 
+import atexit
 import os
 import re
 import secrets
@@ -115,9 +120,11 @@ SYSTEM_SASL_PLUGINS = '/usr/lib/x86_64-linux-gnu/sasl2'
 
 BROKEN = {
     'no_tls': {'smtpd_tls_security_level': 'may', 'smtpd_tls_auth_only': 'no'},
+    # Postfix refuses restriction lists without any reject; permit_mynetworks opens the
+    # relay to the loopback clients of the tests (mynetworks = 127.0.0.0/8).
     'open_relay': {'smtpd_client_restrictions': 'permit',
-                   'smtpd_recipient_restrictions': 'permit',
-                   'smtpd_relay_restrictions': 'permit'},
+                   'smtpd_recipient_restrictions': 'permit_mynetworks,reject',
+                   'smtpd_relay_restrictions': 'permit_mynetworks,reject'},
 }
 
 
@@ -262,6 +269,7 @@ class Instance:
         self.data_dir = os.path.join(self.dir, 'data')
         self.maillog = os.path.join(self.dir, 'maillog')
         self._started = False
+        self._pid = None
         for d in (self.dir, self.config_dir, self.queue_dir):
             os.makedirs(d, exist_ok=True)
             os.chmod(d, 0o755)
@@ -322,9 +330,16 @@ class Instance:
     # -- life cycle
     def start(self):
         _run(['postfix', '-c', self.config_dir, 'check'])
-        _run(['postfix', '-c', self.config_dir, 'start'])
         self._started = True
         self.lab._track(self)
+        _run(['postfix', '-c', self.config_dir, 'start'])
+        # remember the master's pid now: stop() must be able to kill it even if the
+        # folder (and its pid file) is gone by then
+        deadline = time.monotonic() + 10
+        while self._pid is None and time.monotonic() < deadline:
+            self._pid = self._master_pid()
+            if self._pid is None:
+                time.sleep(0.05)
         self._wait_listening()
 
     def _ports(self):
@@ -362,8 +377,9 @@ class Instance:
         if not self._started:
             return
         self._started = False
-        pid = self._master_pid()
-        _run(['postfix', '-c', self.config_dir, 'stop'], check=False)
+        pid = self._master_pid() or self._pid
+        if os.path.isdir(self.config_dir):
+            _run(['postfix', '-c', self.config_dir, 'stop'], check=False)
         if pid is None:
             return
         deadline = time.monotonic() + 10
@@ -616,6 +632,8 @@ class Lab:
         # smtpd runs as `postfix` and must reach the files below (sasldb, users.db, certs)
         os.chmod(self.dir, 0o755)
         self._instances = []
+        # stop what we started even if the caller forgets (or an exception skips) stop()
+        atexit.register(self.stop)
         self.ca = CA(os.path.join(self.dir, 'ca'))
 
     def __enter__(self):
@@ -646,5 +664,5 @@ class Lab:
             except Exception:  # keep stopping the others
                 pass
         self._instances = []
-        if not self.keep:
+        if not self.keep and os.path.isdir(self.dir):
             shutil.rmtree(self.dir, ignore_errors=True)

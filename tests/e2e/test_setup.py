@@ -1,0 +1,188 @@
+#!/usr/bin/python3
+"""`relay-admin setup` against a private Postfix instance (issue 4): idempotent, --dry-run
+touches nothing, bad input is refused with nothing changed, secrets stay off argv and out
+of world-readable files, and the self-signed fallback works end to end.
+
+Needs root; exits 77 (meson's "skipped") otherwise. The relay instance comes from
+relaylab (configured by setup itself); these tests re-run setup on it.
+"""
+
+import hashlib
+import os
+import stat
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import relaylab  # noqa: E402
+from test_plugin import SKIP, _auth, _require_build  # noqa: E402
+
+
+def _snapshot(folder):
+    """{relative path: sha256} of every file under folder (backups excluded)."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != 'relay-admin-backup']
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, 'rb') as f:
+                out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+class Setup(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        _require_build(cls)
+        cls.lab = relaylab.Lab()
+        try:
+            cls.up = cls.lab.upstream()
+            cls.relay = cls.lab.relay(cls.up, start=False)
+        except BaseException:
+            cls.lab.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lab.stop()
+
+    def setup_cmd(self, *args, password=None, env=None):
+        r = self.relay
+        argv = [self.lab.relay_admin, '--db', r.db, 'setup', '--postfix-config',
+                r.config_dir] + list(args)
+        p = subprocess.run(argv, input=(password + '\n').encode() if password else b'',
+                           capture_output=True, env=env, timeout=120)
+        return p.returncode, p.stdout.decode() + p.stderr.decode()
+
+    def same_args(self):
+        r, up = self.relay, self.up
+        return ['--port', '%s:%d' % (r.host, r.port), '--tls-port', '%s:%d' % (r.host, r.tls_port),
+                '--cert', r.cert, '--key', r.key, '--sasl-plugin-dir', self.lab.plugin_dir,
+                '--upstream', '[%s]:%d' % (up.hostname, up.port), '--upstream-tls', 'starttls',
+                '--upstream-user', up.user, '--upstream-ca', self.lab.ca.cert, '--no-milter']
+
+    def test_second_run_changes_nothing(self):
+        before = _snapshot(self.relay.config_dir)
+        rc, out = self.setup_cmd(*self.same_args(), password=self.up.password)
+        self.assertEqual(rc, 0, out)
+        self.assertIn('nothing to change', out)
+        self.assertEqual(before, _snapshot(self.relay.config_dir))
+
+    def test_password_from_environment(self):
+        env = dict(os.environ, RELAY_UPSTREAM_PASSWORD=self.up.password)
+        rc, out = self.setup_cmd(*self.same_args(), env=env)
+        self.assertEqual(rc, 0, out)
+        self.assertIn('nothing to change', out)
+
+    def test_dry_run_touches_nothing(self):
+        before = _snapshot(self.relay.config_dir)
+        rc, out = self.setup_cmd('--dry-run', '--port', '%s:%d' % (self.relay.host,
+                                 relaylab.free_port()), '--no-milter', '--sasl-plugin-dir',
+                                 self.lab.plugin_dir, '--rate-limit', '5')
+        self.assertEqual(rc, 0, out)
+        self.assertIn('would master.cf: add service', out)
+        self.assertIn('dry run: nothing was changed', out)
+        self.assertEqual(before, _snapshot(self.relay.config_dir))
+
+    def test_refusals_change_nothing(self):
+        r = self.relay
+        cases = [
+            (['--port', '25'], "port 25"),
+            (['--cert', r.cert], '--cert and --key go together'),
+            (['--port', '2600', '--tls-port', '2600'], 'cannot speak'),
+            (['--upstream', 'smtp.example.com:465', '--upstream-tls', 'starttls'], '465'),
+            (['--upstream', 'smtp.example.com:587', '--upstream-tls', 'implicit'], '587'),
+            (['--upstream', 'smtp.example.com', '--upstream-ca', self.lab.ca.cert,
+              '--upstream-insecure'], 'contradict'),
+            (['--milter', 'unix:/x.sock', '--no-milter'], 'contradict'),
+            (['--upstream-user', 'x'], 'need --upstream'),
+            (['--upstream', 'smtp.example.com;rm -rf /'], 'not HOST'),
+            (['--sasl-plugin-dir', '/nonexistent'], 'not installed'),
+            (['--upstream', 'smtp.example.com', '--upstream-user', 'u',
+              '--sasl-plugin-dir', self.lab.plugin_dir], 'password'),
+        ]
+        before = _snapshot(r.config_dir)
+        for args, why in cases:
+            with self.subTest(args=args):
+                rc, out = self.setup_cmd(*args)
+                self.assertNotEqual(rc, 0, out)
+                self.assertIn(why, out)
+                self.assertIn('nothing was changed', out)
+        self.assertEqual(before, _snapshot(r.config_dir))
+
+    def test_bad_certificates_refused(self):
+        r = self.relay
+        other_crt, other_key = self.lab.ca.issue('other')
+        before = _snapshot(r.config_dir)
+        common = ['--no-milter', '--sasl-plugin-dir', self.lab.plugin_dir]
+        # a key that belongs to another certificate
+        rc, out = self.setup_cmd('--cert', r.cert, '--key', other_key, *common)
+        self.assertEqual(rc, 1, out)
+        self.assertIn('does not belong', out)
+        # a key every user can read
+        os.chmod(other_key, 0o644)
+        rc, out = self.setup_cmd('--cert', other_crt, '--key', other_key, *common)
+        self.assertEqual(rc, 1, out)
+        self.assertIn('every user', out)
+        self.assertEqual(before, _snapshot(r.config_dir))
+
+    def test_secrets_not_world_readable(self):
+        for name in ('relay_upstream_passwd', 'relay_upstream_passwd.db'):
+            st = os.stat(os.path.join(self.relay.config_dir, name))
+            self.assertEqual(stat.S_IMODE(st.st_mode), 0o600, name)
+            self.assertEqual(st.st_uid, 0)
+        with open(os.path.join(self.relay.config_dir, 'sasl', 'smtpd.conf')) as f:
+            conf = f.read()
+        self.assertIn('auxprop_plugin: relaydb', conf)
+        self.assertIn('relaydb_path: %s' % self.relay.db, conf)
+
+
+class SelfSigned(unittest.TestCase):
+    """Without --cert/--key: a generated certificate, a warning, and a working relay."""
+
+    def test_generated_certificate_serves_tls(self):
+        _require_build(self)
+        import smtplib
+        import ssl
+        with relaylab.Lab() as lab:
+            up = lab.upstream()
+            relay = lab.relay(up, start=False, tls_port=False)
+            rc_port = relaylab.free_port()
+            argv = [lab.relay_admin, '--db', relay.db, 'setup', '--postfix-config',
+                    relay.config_dir, '--port', '%s:%d' % (relay.host, rc_port),
+                    '--hostname', 'relay.example.test', '--no-milter',
+                    '--sasl-plugin-dir', lab.plugin_dir]
+            p = subprocess.run(argv, capture_output=True, timeout=120)
+            out = p.stdout.decode() + p.stderr.decode()
+            self.assertEqual(p.returncode, 0, out)
+            self.assertIn('self-signed', out)
+            key = os.path.join(relay.config_dir, 'relay-key.pem')
+            self.assertEqual(stat.S_IMODE(os.stat(key).st_mode), 0o640)
+            relay.port = rc_port
+            relay.start()
+            password = relay.add_user('carol')
+            ctx = ssl.create_default_context(
+                cafile=os.path.join(relay.config_dir, 'relay-cert.pem'))
+            ctx.check_hostname = False   # connecting to 127.0.0.1, cert names the host
+            with smtplib.SMTP(relay.host, rc_port, timeout=30) as s:
+                s.starttls(context=ctx)
+                s.ehlo()
+                cert = s.sock.getpeercert()
+                self.assertIn(('DNS', 'relay.example.test'), cert['subjectAltName'])
+                code, text = _auth(s, 'PLAIN', 'carol', password)
+                self.assertEqual(code, 235, text)
+
+
+def main():
+    why = relaylab.need_root()
+    if why:
+        print('SKIP: %s' % why)
+        return SKIP
+    prog = unittest.main(exit=False, verbosity=2)
+    return 0 if prog.result.wasSuccessful() else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
