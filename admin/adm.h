@@ -95,6 +95,14 @@ int adm_rdb_fail(const struct adm_ctx *ctx, const struct rdb *db, enum rdb_resul
  * success, *db set). */
 int adm_db_open(const struct adm_ctx *ctx, enum rdb_mode mode, struct rdb **db);
 
+/* Validates a login name; on failure prints why (with the synopsis) and returns
+ * ADM_EXIT_USAGE. */
+int adm_check_name(const struct adm_ctx *ctx, const char *name);
+
+/* For commands that take exactly one NAME and no options: parses argv (getopt_long),
+ * validates the name and sets *name; returns ADM_EXIT_OK or the usage error. */
+int adm_name_arg(const struct adm_ctx *ctx, int argc, char **argv, const char **name);
+
 /* Writes s to f with every byte outside printable ASCII (and backslash) as \xNN, so a
  * hostile string from a database or log can never drive the terminal. */
 void adm_print_safe(FILE *f, const char *s);
@@ -167,7 +175,7 @@ int adm_cmd_sender_list(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_setup(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_selftest.c */
 int adm_cmd_selftest(struct adm_ctx *ctx, int argc, char **argv);
-/* cmd_user.c */
+/* cmd_user.c, cmd_user_list.c */
 int adm_cmd_user_add(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_user_passwd(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_user_del(struct adm_ctx *ctx, int argc, char **argv);

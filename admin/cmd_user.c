@@ -1,5 +1,6 @@
 /*
- * cmd_user.c — `relay-admin user add|passwd|del|enable|disable|set|list|show`.
+ * cmd_user.c — `relay-admin user add|passwd|del|enable|disable|set` (list and show are in
+ * cmd_user_list.c).
  *
  * Every argument is validated before the database is touched; writes run in one
  * BEGIN IMMEDIATE transaction, so a login and its senders appear together or not at all
@@ -11,10 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "adm.h"
-#include "state.h"
 
 #define PASSWORD_MAX 1024   /* bytes of a password read from stdin */
 #define WEAK_BELOW 16       /* characters: shorter chosen passwords need --allow-weak */
@@ -109,37 +108,6 @@ static int check_note(const struct adm_ctx *ctx, const char *note)
 	return ADM_EXIT_OK;
 }
 
-static int check_name(const struct adm_ctx *ctx, const char *name)
-{
-	char why[128];
-
-	if (!rdb_name_valid(name, why, sizeof why))
-		return adm_usage(ctx, "invalid login name: %s", why);
-	return ADM_EXIT_OK;
-}
-
-/* For commands taking exactly one NAME and no options. */
-static int one_name(const struct adm_ctx *ctx, int argc, char **argv, const char **name)
-{
-	static const struct option none[] = { { NULL, 0, NULL, 0 } };
-
-	if (getopt_long(argc, argv, "", none, NULL) != -1)
-		return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
-	if (argc - optind != 1)
-		return adm_usage(ctx, "expected one login name");
-	*name = argv[optind];
-	return check_name(ctx, *name);
-}
-
-static const char *state_of(const struct rdb_login *l, int64_t now)
-{
-	if (!l->enabled)
-		return "disabled";
-	if (l->has_expiry && now >= l->expires_at)
-		return "expired";
-	return "active";
-}
-
 /* Runs write(db, arg) inside BEGIN IMMEDIATE ... COMMIT; any failure rolls back. */
 static int in_transaction(const struct adm_ctx *ctx, struct rdb *db,
                           enum rdb_result (*write)(struct rdb *db, const void *arg),
@@ -228,7 +196,7 @@ int adm_cmd_user_add(struct adm_ctx *ctx, int argc, char **argv)
 	a.login.name = argv[optind];
 	a.login.source = "admin";
 	a.login.now = ctx->now;
-	if ((rc = check_name(ctx, a.login.name)) != ADM_EXIT_OK ||
+	if ((rc = adm_check_name(ctx, a.login.name)) != ADM_EXIT_OK ||
 	    (rc = check_note(ctx, a.login.note)) != ADM_EXIT_OK)
 		return rc;
 
@@ -323,7 +291,7 @@ int adm_cmd_user_passwd(struct adm_ctx *ctx, int argc, char **argv)
 	if (argc - optind != 1)
 		return adm_usage(ctx, "expected one login name");
 	a.name = argv[optind];
-	if ((rc = check_name(ctx, a.name)) != ADM_EXIT_OK)
+	if ((rc = adm_check_name(ctx, a.name)) != ADM_EXIT_OK)
 		return rc;
 	rc = adm_db_open(ctx, RDB_READWRITE, &db);
 	if (rc != ADM_EXIT_OK)
@@ -408,7 +376,7 @@ static int simple_change(struct adm_ctx *ctx, int argc, char **argv,
 {
 	struct simple_args a = { .flag = flag, .now = ctx->now };
 	struct rdb *db = NULL;
-	int rc = one_name(ctx, argc, argv, &a.name);
+	int rc = adm_name_arg(ctx, argc, argv, &a.name);
 
 	if (rc != ADM_EXIT_OK)
 		return rc;
@@ -489,7 +457,7 @@ int adm_cmd_user_set(struct adm_ctx *ctx, int argc, char **argv)
 	a.name = argv[optind];
 	if (!a.set_expiry && a.note == NULL)
 		return adm_usage(ctx, "nothing to change: give --expires and/or --note");
-	if ((rc = check_name(ctx, a.name)) != ADM_EXIT_OK ||
+	if ((rc = adm_check_name(ctx, a.name)) != ADM_EXIT_OK ||
 	    (rc = check_note(ctx, a.note)) != ADM_EXIT_OK)
 		return rc;
 	rc = adm_db_open(ctx, RDB_READWRITE, &db);
@@ -499,245 +467,5 @@ int adm_cmd_user_set(struct adm_ctx *ctx, int argc, char **argv)
 	rdb_close(db);
 	if (rc == ADM_EXIT_OK)
 		report_done(ctx, a.name, "updated");
-	return rc;
-}
-
-/* ---- user list / show ------------------------------------------------------------------ */
-
-struct list_ctx {
-	struct adm_ctx *ctx;
-	struct rdb *db;
-	struct rdb_state *st;   /* NULL: no state database to ask about last use */
-	struct adm_json j;
-	enum rdb_result r;      /* a failure inside a callback */
-};
-
-/* The state database, when the admin's options point at one (the same rule as init: an
- * explicit --state-db, or the installed layout) and it exists. A state database that exists
- * but cannot be read is reported, and the listing goes on without it. */
-static struct rdb_state *open_state(const struct adm_ctx *ctx)
-{
-	struct rdb_state *st = NULL;
-	char err[512];
-
-	if (!ctx->state_db_explicit && ctx->db_explicit)
-		return NULL;
-	if (access(ctx->state_db_path, F_OK) != 0)
-		return NULL;
-	if (rdb_state_open(ctx->state_db_path, RDB_READONLY, &st, err, sizeof err) != RDB_OK) {
-		adm_err(ctx, "warning: last use unknown: %s", err);
-		return NULL;
-	}
-	return st;
-}
-
-/* Last use of a login: false if never, unknown, or no state database. */
-static bool last_use(const struct list_ctx *lc, const char *name, int64_t *ts, char client[64])
-{
-	client[0] = '\0';
-	return lc->st != NULL && rdb_state_last_use(lc->st, name, ts, client, 64) == RDB_OK;
-}
-
-static int sender_json(const char *pattern, void *arg)
-{
-	adm_json_str(arg, pattern);
-	return 0;
-}
-
-static enum rdb_result login_json(struct list_ctx *lc, const struct rdb_login *l)
-{
-	struct adm_json *j = &lc->j;
-	char client[64];
-	int64_t used = 0;
-	enum rdb_result r;
-
-	adm_json_obj(j);
-	adm_json_key(j, "name");
-	adm_json_str(j, l->name);
-	adm_json_key(j, "state");
-	adm_json_str(j, state_of(l, lc->ctx->now));
-	adm_json_key(j, "enabled");
-	adm_json_bool(j, l->enabled);
-	adm_json_key(j, "expires_at");
-	if (l->has_expiry)
-		adm_json_time(j, l->expires_at);
-	else
-		adm_json_null(j);
-	adm_json_key(j, "note");
-	adm_json_str(j, l->note);
-	adm_json_key(j, "source");
-	adm_json_str(j, l->source);
-	adm_json_key(j, "scram");
-	adm_json_bool(j, l->has_scram);
-	adm_json_key(j, "rate_exempt");
-	adm_json_bool(j, l->rate_exempt);
-	adm_json_key(j, "hold_over_limit");
-	adm_json_bool(j, l->hold_over_limit);
-	adm_json_key(j, "created_at");
-	adm_json_time(j, l->created_at);
-	adm_json_key(j, "updated_at");
-	adm_json_time(j, l->updated_at);
-	adm_json_key(j, "password_changed_at");
-	adm_json_time(j, l->password_changed_at);
-	adm_json_key(j, "last_used");
-	if (last_use(lc, l->name, &used, client)) {
-		adm_json_time(j, used);
-		adm_json_key(j, "last_client");
-		adm_json_str(j, client);
-	} else {
-		adm_json_null(j);
-	}
-	adm_json_key(j, "senders");
-	adm_json_arr(j);
-	r = rdb_sender_foreach(lc->db, l->name, sender_json, j, NULL);
-	adm_json_end(j);
-	adm_json_end(j);
-	return r;
-}
-
-static int list_row(const struct rdb_login *l, void *arg)
-{
-	struct list_ctx *lc = arg;
-	FILE *out = lc->ctx->out;
-	char when[ADM_TIME_LEN], used[ADM_TIME_LEN], client[64];
-	int64_t ts = 0;
-
-	if (lc->ctx->json) {
-		lc->r = login_json(lc, l);
-		return lc->r != RDB_OK;
-	}
-	if (l->has_expiry)
-		adm_format_time(l->expires_at, when);
-	else
-		strcpy(when, "-");
-	if (last_use(lc, l->name, &ts, client))
-		adm_format_time(ts, used);
-	else
-		strcpy(used, "-");
-	fprintf(out, "%-32s %-8s %-20s %-20s %7u  %-6s ", l->name, state_of(l, lc->ctx->now),
-	        when, used, l->nsenders, l->source);
-	adm_print_safe(out, l->note);
-	fputc('\n', out);
-	return 0;
-}
-
-int adm_cmd_user_list(struct adm_ctx *ctx, int argc, char **argv)
-{
-	static const struct option none[] = { { NULL, 0, NULL, 0 } };
-	struct list_ctx lc = { .ctx = ctx };
-	enum rdb_result r;
-	int rc;
-
-	if (getopt_long(argc, argv, "", none, NULL) != -1)
-		return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
-	if (argc - optind != 0)
-		return adm_usage(ctx, "user list takes no arguments");
-	rc = adm_db_open(ctx, RDB_READONLY, &lc.db);
-	if (rc != ADM_EXIT_OK)
-		return rc;
-	lc.st = open_state(ctx);
-	if (ctx->json) {
-		adm_json_init(&lc.j, ctx->out);
-		adm_json_obj(&lc.j);
-		adm_json_key(&lc.j, "logins");
-		adm_json_arr(&lc.j);
-	} else {
-		fprintf(ctx->out, "%-32s %-8s %-20s %-20s %7s  %-6s %s\n", "NAME", "STATE",
-		        "EXPIRES", "LAST USED", "SENDERS", "SOURCE", "NOTE");
-	}
-	/* Read everything in one snapshot, not a row at a time between writers. */
-	r = rdb_begin_read(lc.db);
-	if (r == RDB_OK)
-		r = rdb_login_foreach(lc.db, list_row, &lc, NULL);
-	if (r == RDB_OK)
-		r = lc.r;
-	rdb_rollback(lc.db);
-	if (r != RDB_OK) {
-		/* The JSON on stdout is incomplete; the exit code and stderr say so. */
-		rc = adm_rdb_fail(ctx, lc.db, r);
-	} else if (ctx->json) {
-		adm_json_finish(&lc.j);
-	}
-	rdb_state_close(lc.st);
-	rdb_close(lc.db);
-	return rc;
-}
-
-static int sender_line(const char *pattern, void *arg)
-{
-	FILE *out = arg;
-
-	fprintf(out, "  %s\n", pattern);
-	return 0;
-}
-
-int adm_cmd_user_show(struct adm_ctx *ctx, int argc, char **argv)
-{
-	struct list_ctx lc = { .ctx = ctx };
-	struct rdb_login l;
-	const char *name;
-	char t[ADM_TIME_LEN];
-	enum rdb_result r;
-	int rc = one_name(ctx, argc, argv, &name);
-
-	if (rc != ADM_EXIT_OK)
-		return rc;
-	rc = adm_db_open(ctx, RDB_READONLY, &lc.db);
-	if (rc != ADM_EXIT_OK)
-		return rc;
-	r = rdb_login_get(lc.db, name, &l);
-	if (r != RDB_OK) {
-		rc = adm_rdb_fail(ctx, lc.db, r);
-		rdb_close(lc.db);
-		return rc;
-	}
-	lc.st = open_state(ctx);
-	if (ctx->json) {
-		adm_json_init(&lc.j, ctx->out);
-		r = login_json(&lc, &l);
-		if (r != RDB_OK)
-			rc = adm_rdb_fail(ctx, lc.db, r);
-		else
-			adm_json_finish(&lc.j);
-	} else {
-		FILE *out = ctx->out;
-
-		fprintf(out, "name:             %s\n", l.name);
-		fprintf(out, "state:            %s\n", state_of(&l, ctx->now));
-		if (l.has_expiry)
-			adm_format_time(l.expires_at, t);
-		fprintf(out, "expires:          %s\n", l.has_expiry ? t : "never");
-		fprintf(out, "note:             ");
-		adm_print_safe(out, l.note);
-		fprintf(out, "\nsource:           %s\n", l.source);
-		fprintf(out, "secrets:          PLAIN%s\n", l.has_scram ? ", SCRAM-SHA-256" : "");
-		fprintf(out, "rate limits:      %s%s\n", l.rate_exempt ? "exempt" : "enforced",
-		        l.hold_over_limit ? ", hold over limit" : "");
-		adm_format_time(l.created_at, t);
-		fprintf(out, "created:          %s\n", t);
-		adm_format_time(l.updated_at, t);
-		fprintf(out, "updated:          %s\n", t);
-		adm_format_time(l.password_changed_at, t);
-		fprintf(out, "password changed: %s\n", t);
-		{
-			char client[64];
-			int64_t ts = 0;
-
-			if (last_use(&lc, l.name, &ts, client)) {
-				adm_format_time(ts, t);
-				fprintf(out, "last used:        %s from ", t);
-				adm_print_safe(out, client);
-				fputc('\n', out);
-			} else {
-				fprintf(out, "last used:        %s\n", lc.st ? "never" : "unknown");
-			}
-		}
-		fprintf(out, "senders:%s\n", l.nsenders ? "" : " none");
-		r = rdb_sender_foreach(lc.db, l.name, sender_line, out, NULL);
-		if (r != RDB_OK)
-			rc = adm_rdb_fail(ctx, lc.db, r);
-	}
-	rdb_state_close(lc.st);
-	rdb_close(lc.db);
 	return rc;
 }

@@ -6,6 +6,7 @@
  * and restores the terminal's echo flag.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -73,6 +74,27 @@ int adm_db_open(const struct adm_ctx *ctx, enum rdb_mode mode, struct rdb **db)
 		return ADM_EXIT_DB;
 	}
 	return ADM_EXIT_OK;
+}
+
+int adm_check_name(const struct adm_ctx *ctx, const char *name)
+{
+	char why[128];
+
+	if (!rdb_name_valid(name, why, sizeof why))
+		return adm_usage(ctx, "invalid login name: %s", why);
+	return ADM_EXIT_OK;
+}
+
+int adm_name_arg(const struct adm_ctx *ctx, int argc, char **argv, const char **name)
+{
+	static const struct option none[] = { { NULL, 0, NULL, 0 } };
+
+	if (getopt_long(argc, argv, "", none, NULL) != -1)
+		return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
+	if (argc - optind != 1)
+		return adm_usage(ctx, "expected one login name");
+	*name = argv[optind];
+	return adm_check_name(ctx, *name);
 }
 
 void adm_print_safe(FILE *f, const char *s)
