@@ -124,7 +124,8 @@ struct rdb_secrets {
 enum rdb_result rdb_lookup_secrets(struct rdb *db, const char *name, int64_t now,
                                    struct rdb_secrets *out);
 
-/* ---- administration (relay-admin; users.c; RDB_READWRITE handles) ------------------- */
+/* ---- administration (relay-admin; users.c) ------------------------------------------ */
+/* Writes need an RDB_READWRITE handle; _get, _foreach and rdb_begin_read work on either. */
 
 /* Write transactions. BEGIN IMMEDIATE takes the write lock up front (waiting up to the
  * busy timeout), so two relay-admin processes serialise instead of failing half-way. The
