@@ -163,6 +163,7 @@ enum rdb_result rdb_generate_password(char *out, size_t outlen)
 {
 	/* 5 groups of 6 symbols: 30 * log2(31) = 148.6 bits; dashes help reading it aloud. */
 	enum { GROUPS = 5, PER_GROUP = 6, LEN = GROUPS * PER_GROUP + GROUPS - 1 };
+	_Static_assert(LEN == RDB_PASSWORD_GEN_LEN, "rdb.h promises this length");
 	const unsigned nsym = sizeof alphabet - 1;
 	/* Rejection sampling keeps every symbol equally likely: accept bytes below the
 	 * largest multiple of nsym that fits in a byte. */
