@@ -33,14 +33,17 @@ Quick use
 
 API
 ---
-``Lab(build_root=None, keep=False, prefix='relaylab-')``
+``Lab(build_root=None, keep=False, prefix='relaylab-', dir=None)``
     Context manager. ``build_root`` is the meson build folder holding ``admin/relay-admin``
     and ``plugin/librelaydb.so`` (default: env ``RELAY_BUILD_ROOT``, else ``<repo>/build``).
     ``keep=True`` (or env ``RELAYLAB_KEEP=1``) leaves the folder for inspection after stop.
     Attributes: ``dir``, ``build_root``, ``relay_admin`` (path of the binary),
     ``plugin_dir`` (folder with librelaydb.so), ``ca`` (a ``CA``).
+    ``dir`` — use this (new or empty) folder instead of a temporary one (the demo does).
     ``lab.upstream(**kw)`` -> started ``Upstream``; ``lab.relay(upstream, **kw)`` -> started
-    ``Relay``; ``lab.stop()`` stops every instance (also called on ``__exit__``).
+    ``Relay``; ``lab.stop()`` stops every instance (also called on ``__exit__`` and, as a
+    safety net, at interpreter exit); ``lab.detach()`` leaves them running and returns
+    ``[(config_dir, master_pid), ...]`` for a later stop (scripts/demo).
 
 ``CA``: ``ca.cert`` (PEM path), ``ca.issue(name, hosts=('localhost', '127.0.0.1'))`` ->
     ``(cert_path, key_path)`` for a server certificate signed by this CA;
@@ -48,7 +51,8 @@ API
     ``make_ca(dir, name)`` makes another, independent CA (e.g. one the relay does not trust).
 
 ``Instance`` (both roles):
-    ``dir`` (its folder), ``config_dir`` (main.cf, master.cf), ``queue_dir``, ``data_dir``,
+    ``name`` ('upstream', 'relay'; '-2', '-3' ... appended when a lab holds several of a
+    role), ``dir`` (its folder), ``config_dir`` (main.cf, master.cf), ``queue_dir``, ``data_dir``,
     ``maillog`` (path of the log file), ``host`` ('127.0.0.1'),
     ``postconf(*args)`` -> stdout of ``postconf -c config_dir *args``,
     ``set_main(**params)`` / ``set_main_dict(d)`` (``postconf -e``), ``start()``, ``stop()``,
@@ -78,6 +82,8 @@ API
     ``service_overrides`` — dict applied with ``postconf -P`` to the submission service(s)
         after setup, e.g. ``{'smtpd_tls_security_level': 'may', 'smtpd_tls_auth_only':
         'no'}`` (*no TLS required*). See ``BROKEN`` for ready-made sets.
+    ``cert`` — ``'lab'`` (default: a certificate from the lab CA) or ``'generate'`` (no
+        --cert/--key: relay-admin setup makes a self-signed one for 'localhost').
     ``start`` — False to only configure (call ``relay.start()`` yourself).
     Attributes: ``port`` (STARTTLS service), ``tls_port`` (implicit TLS, or None), ``db``
     (users database), ``cert``/``key`` (its server certificate), ``sasl_dir`` (smtpd.conf),
@@ -85,7 +91,10 @@ API
     ``admin(*args, input=None, check=True)`` runs relay-admin with ``--db`` set ->
     ``CompletedProcess``; ``add_user(name, password=None)`` -> password (generated if None);
     ``smtp(starttls=True)`` / ``smtps()`` -> connected ``smtplib`` clients (EHLO done, CA
-    verified); ``service_name``/``tls_service_name`` (master.cf names).
+    verified); ``client_context()`` -> SSLContext trusting the relay's certificate;
+    ``service_name``/``tls_service_name`` (master.cf names).
+    ``upstream`` may also be an ``ExternalUpstream(host, port, user, password, tls=None)``:
+    a real smarthost, verified against the system CAs.
 
 ``BROKEN``: dict of named ``service_overrides`` sets for deliberately broken relays:
     ``'no_tls'`` (STARTTLS optional, AUTH offered in plaintext) and ``'open_relay'`` (RCPT
@@ -261,9 +270,9 @@ class Instance:
 
     def __init__(self, lab, name, hostname):
         self.lab = lab
-        self.name = name
+        self.name = lab._unique_name(name)   # upstream, upstream-2, ... in one lab
         self.hostname = hostname
-        self.dir = os.path.join(lab.dir, name)
+        self.dir = os.path.join(lab.dir, self.name)
         self.config_dir = os.path.join(self.dir, 'etc')
         self.queue_dir = os.path.join(self.dir, 'queue')
         self.data_dir = os.path.join(self.dir, 'data')
@@ -450,6 +459,8 @@ def _children(pid):
 class Upstream(Instance):
     """The smarthost: STARTTLS + AUTH (sasldb) required, everything into <dir>/Maildir/."""
 
+    tls = 'starttls'   # how the relay talks to it (relay-admin setup --upstream-tls)
+
     def __init__(self, lab, user='upstream-user', password=None, cert=None, start=True):
         super().__init__(lab, 'upstream', 'localhost')
         self.user = user
@@ -526,12 +537,22 @@ class Upstream(Instance):
             time.sleep(0.2)
 
 
+class ExternalUpstream:
+    """A real smarthost for Relay(upstream=...): verified against the system CAs."""
+
+    external = True
+
+    def __init__(self, host, port, user, password, tls=None):
+        self.hostname, self.port, self.user, self.password = host, int(port), user, password
+        self.tls = tls   # None: relay-admin decides (465 implicit, else STARTTLS)
+
+
 class Relay(Instance):
     """The relay under test (see the module docstring for the options)."""
 
     def __init__(self, lab, upstream, milter=None, tls_port=True, upstream_password=None,
                  upstream_ca=None, upstream_insecure=False, setup_args=(),
-                 main_overrides=None, service_overrides=None, start=True):
+                 main_overrides=None, service_overrides=None, cert='lab', start=True):
         super().__init__(lab, 'relay', 'localhost')
         self.upstream = upstream
         self.port = free_port()
@@ -540,7 +561,13 @@ class Relay(Instance):
             self.tls_port = free_port()
         self.service_name = '%s:%d/inet' % (HOST, self.port)
         self.tls_service_name = ('%s:%d/inet' % (HOST, self.tls_port)) if self.tls_port else None
-        self.cert, self.key = lab.ca.issue('relay')
+        if cert == 'lab':
+            self.cert, self.key = lab.ca.issue('relay')
+            self.cafile = lab.ca.cert
+        else:   # 'generate': relay-admin setup makes a self-signed certificate
+            self.cert = os.path.join(self.config_dir, 'relay-cert.pem')
+            self.key = os.path.join(self.config_dir, 'relay-key.pem')
+            self.cafile = self.cert
         self.sasl_dir = os.path.join(self.dir, 'sasl')
         dbdir = os.path.join(self.dir, 'db')
         os.makedirs(dbdir, exist_ok=True)
@@ -552,15 +579,17 @@ class Relay(Instance):
         self.sasl_dir = os.path.join(self.config_dir, 'sasl')
         argv = [lab.relay_admin, '--db', self.db, 'setup', '--postfix-config', self.config_dir,
                 '--port', '%s:%d' % (HOST, self.port),
-                '--cert', self.cert, '--key', self.key,
                 '--sasl-plugin-dir', lab.plugin_dir,
                 '--upstream', '[%s]:%d' % (upstream.hostname, upstream.port),
-                '--upstream-tls', 'starttls',
                 '--upstream-user', upstream.user]
+        argv += (['--cert', self.cert, '--key', self.key] if cert == 'lab'
+                 else ['--hostname', self.hostname])
         if upstream_insecure:
             argv.append('--upstream-insecure')
-        else:
+        elif upstream_ca or not getattr(upstream, 'external', False):
             argv += ['--upstream-ca', upstream_ca or lab.ca.cert]
+        if getattr(upstream, 'tls', None):
+            argv += ['--upstream-tls', upstream.tls]
         if self.tls_port:
             argv += ['--tls-port', '%s:%d' % (HOST, self.tls_port)]
         argv += ['--milter', milter] if milter else ['--no-milter']
@@ -595,13 +624,17 @@ class Relay(Instance):
         self.admin('user', 'add', name, '--password-stdin', input=password + '\n')
         return password
 
+    def client_context(self):
+        """An SSLContext that trusts this relay's certificate (lab CA or self-signed)."""
+        return ssl.create_default_context(cafile=self.cafile)
+
     def smtp(self, starttls=True, timeout=30):
         s = smtplib.SMTP(HOST, self.port, local_hostname='client.relaylab.test',
                          timeout=timeout)
         try:
             s.ehlo()
             if starttls:
-                s.starttls(context=self.lab.ca.context())
+                s.starttls(context=self.client_context())
                 s.ehlo()
         except BaseException:
             s.close()
@@ -610,7 +643,7 @@ class Relay(Instance):
 
     def smtps(self, timeout=30):
         s = smtplib.SMTP_SSL(HOST, self.tls_port, local_hostname='client.relaylab.test',
-                             timeout=timeout, context=self.lab.ca.context())
+                             timeout=timeout, context=self.client_context())
         try:
             s.ehlo()
         except BaseException:
@@ -622,13 +655,19 @@ class Relay(Instance):
 class Lab:
     """A temporary folder with a CA and the instances started in it (see module docstring)."""
 
-    def __init__(self, build_root=None, keep=None, prefix='relaylab-'):
+    def __init__(self, build_root=None, keep=None, prefix='relaylab-', dir=None):
         self.build_root = os.path.abspath(build_root or os.environ.get('RELAY_BUILD_ROOT')
                                           or os.path.join(_repo_root(), 'build'))
         self.relay_admin = os.path.join(self.build_root, 'admin', 'relay-admin')
         self.plugin_dir = os.path.join(self.build_root, 'plugin')
         self.keep = keep if keep is not None else os.environ.get('RELAYLAB_KEEP') == '1'
-        self.dir = tempfile.mkdtemp(prefix=prefix)
+        if dir is None:
+            self.dir = tempfile.mkdtemp(prefix=prefix)
+        else:
+            self.dir = os.path.abspath(dir)
+            os.makedirs(self.dir, exist_ok=True)
+            if os.listdir(self.dir):
+                raise RuntimeError('%s is not empty' % self.dir)
         # smtpd runs as `postfix` and must reach the files below (sasldb, users.db, certs)
         os.chmod(self.dir, 0o755)
         self._instances = []
@@ -643,6 +682,13 @@ class Lab:
         self.stop()
         return False
 
+    def _unique_name(self, name):
+        n, candidate = 1, name
+        while os.path.exists(os.path.join(self.dir, candidate)):
+            n += 1
+            candidate = '%s-%d' % (name, n)
+        return candidate
+
     def _track(self, inst):
         if inst not in self._instances:
             self._instances.append(inst)
@@ -652,6 +698,15 @@ class Lab:
 
     def relay(self, upstream, **kw):
         return Relay(self, upstream, **kw)
+
+    def detach(self):
+        """Leaves the instances running after this process exits (no atexit stop, no
+        folder removal) -> list of (config_dir, master pid) to stop them later."""
+        atexit.unregister(self.stop)
+        out = [(i.config_dir, i._pid) for i in self._instances]
+        self._instances = []
+        self.keep = True
+        return out
 
     def logs_tail(self, n=4000):
         return '\n'.join('--- %s maillog ---\n%s' % (i.name, i.log()[-n:])
