@@ -112,8 +112,15 @@ static enum mlt_addr_result tokenize(const char *s, size_t len, struct tok **out
 					free(t);
 					return fail(why, whylen, "control character in quoted string");
 				}
-				if (s[i] == '\\')
+				if (s[i] == '\\') {
+					/* quoted-pair: the escaped byte must be printable too */
 					i++;
+					if (i < len && (s[i] == '\0' || is_ctl((unsigned char)s[i]) ||
+					                s[i] == '\r' || s[i] == '\n')) {
+						free(t);
+						return fail(why, whylen, "control character in quoted string");
+					}
+				}
 				i++;
 			}
 			if (i >= len) {
@@ -194,6 +201,10 @@ static bool put_qstr(char *out, size_t *o, const struct tok *t)
 
 		if (c == '\\' && k + 1 < t->len)
 			c = t->s[++k];
+		if (c == '\r' || c == '\n') /* folding inside the quotes: unfold */
+			continue;
+		if (c == '\t')
+			c = ' ';
 		if (b >= MLT_ADDR_MAX)
 			return false;
 		buf[b++] = c;
@@ -244,8 +255,10 @@ static enum mlt_addr_result addr_spec(struct parser *p, char out[MLT_ADDR_MAX + 
 	if (p->i < p->n && p->t[p->i].type == T_DLIT) {
 		const struct tok *d = &p->t[p->i++];
 
-		if (!put(out, &o, d->s, d->len))
-			return fail(p->why, p->whylen, "address too long");
+		/* [ dtext with folding whitespace ]: the whitespace carries no meaning */
+		for (size_t k = 0; k < d->len; k++)
+			if (!is_ws((unsigned char)d->s[k]) && !put(out, &o, &d->s[k], 1))
+				return fail(p->why, p->whylen, "address too long");
 		return MLT_ADDR_OK;
 	}
 	for (;;) {

@@ -85,6 +85,10 @@ static const struct {
 	{ "\"quoted\"@x.com", MLT_ADDR_OK, "quoted@x.com" },
 	{ "Alice <ALICE@EXAMPLE.COM>", MLT_ADDR_OK, "alice@example.com" },
 	{ "", MLT_ADDR_OK, "" },
+	/* found by the fuzzer: folding inside a domain literal or quoted string */
+	{ "\"a\\\"b\"@[192.0.2.\n\n1]", MLT_ADDR_OK, "\"a\\\"b\"@[192.0.2.1]" },
+	{ "\"a\tb\r\n c\"@x.example", MLT_ADDR_OK, "\"a b c\"@x.example" },
+	{ "\"A\\\bb\"@x.example", MLT_ADDR_INVALID, NULL }, /* fuzzer: escaped control byte */
 	{ "Alice", MLT_ADDR_INVALID, NULL },
 	{ "Alice Smith alice@example.com", MLT_ADDR_INVALID, NULL },
 	{ "Alice <alice@example.com", MLT_ADDR_INVALID, NULL },
