@@ -28,9 +28,12 @@ class Import(AdminTest):
 
     def test_acceptance_bob(self):
         saslpasswd2(self.sasldb, "realm.test", "bob", "bobs secret password")
+        source = self.snapshot()["sasldb2"]
         r = self.admin("import-sasldb", self.sasldb)
         self.assertEqual(r.rc, OK, r)
         self.assertIn("imported bob@realm.test", r.out.decode())
+        self.assertEqual(self.snapshot()["sasldb2"], source, "the sasldb file is only read")
+        self.assertEqual(sorted(os.listdir(self.dir)), ["sasldb2", "users.db"])
         self.assertNotIn(b"bobs secret password", r.out + r.err)
         self.assertEqual(self.rows("SELECT name, source FROM logins"), [("bob@realm.test", "sasldb")])
         check_secrets(self, self.rows("SELECT plain_secret, scram_sha256 FROM logins"),
