@@ -96,6 +96,10 @@ static int parse_expiry(const struct adm_ctx *ctx, const char *arg, bool allow_n
 		return adm_usage(ctx, "bad date for --expires: use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)%s",
 		                 allow_never ? ", or never" : "");
 	*has = true;
+	/* Allowed (it is how to retire a login on purpose), but rarely meant. */
+	if (*at <= ctx->now)
+		adm_err(ctx, "warning: --expires %s is not in the future: the login cannot authenticate",
+		        arg);
 	return ADM_EXIT_OK;
 }
 

@@ -304,6 +304,7 @@ class Users(AdminTest):
         self.assertEqual(self.rows("SELECT enabled FROM logins"), [(1,)])
         r = self.admin("user", "set", "bob", "--expires", "2001-01-01")
         self.assertEqual(r.rc, OK, r)
+        self.assertIn("not in the future", r.err.decode())
         self.assertEqual(self.admin("user", "show", "bob", json_out=True).json()["state"], "expired")
         self.assertEqual(self.admin("user", "set", "bob", "--expires", "never").rc, OK)
         self.assertEqual(self.rows("SELECT expires_at FROM logins"), [(None,)])
