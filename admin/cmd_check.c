@@ -4,7 +4,8 @@
  * number of failures (capped at 100).
  *
  * What it looks at, and what it expects — exactly what `relay-admin setup` leaves (read
- * with `postconf -c DIR -h` / `postconf -M`, never by parsing main.cf ourselves):
+ * with `postconf -c DIR -x` / `postconf -M -x`, values expanded as Postfix uses them,
+ * never by parsing main.cf ourselves):
  *   users database   opens read-only with the current schema; root:postfix 0640, folder 0750
  *   state database   a SQLite file the milter owns, in a folder of the same owner (WAL)
  *   SASL plugin      librelaydb.so in SASL_PATH (import_environment) or libsasl2's folder,
@@ -74,19 +75,57 @@ struct check {
 	struct service svc[MAX_SERVICES];
 	size_t nsvc;
 	char certs[MAX_SERVICES][PATH_MAX];   /* certificate files already judged */
+	char *main_cf;                        /* `postconf -x` output: every parameter */
 	size_t ncerts;
 };
 
 /* ---- reading Postfix ------------------------------------------------------------------ */
 
-/* main.cf's effective value (default included); NULL with *err set on failure. */
+/* Loads every main.cf parameter once (`postconf -c DIR -x`: defaults included, $names and
+ * compatibility-level expressions expanded as Postfix uses them): one program run instead
+ * of one per parameter. */
+static bool load_main(struct check *c, char *err, size_t errlen)
+{
+	const char *argv[] = { "postconf", "-c", c->dir, "-x", NULL };
+	int status = 0;
+
+	if (adm_run(argv, NULL, &c->main_cf, &status, err, errlen) < 0)
+		return false;
+	if (status != 0) {
+		snprintf(err, errlen, "postconf -c %s -x exited with %d", c->dir, status);
+		free(c->main_cf);
+		c->main_cf = NULL;
+		return false;
+	}
+	return true;
+}
+
+/* main.cf's effective value; NULL with *err set when main.cf could not be read or the
+ * parameter is unknown. Caller frees. */
 static char *pf_main(const struct check *c, const char *name, char *err, size_t errlen)
 {
-	char *v = NULL;
+	size_t nl = strlen(name);
 
-	if (adm_pf_get(c->dir, name, &v, err, errlen) < 0)
+	if (!c->main_cf) {
+		snprintf(err, errlen, "the Postfix configuration could not be read");
 		return NULL;
-	return v;
+	}
+	for (const char *l = c->main_cf; *l;) {
+		const char *end = strchr(l, '\n');
+		size_t len = end ? (size_t)(end - l) : strlen(l);
+
+		/* "name = value", or "name =" for an empty value */
+		if (len >= nl + 2 && strncmp(l, name, nl) == 0 && l[nl] == ' ' && l[nl + 1] == '=') {
+			const char *v = l + nl + 2;
+
+			if (*v == ' ')
+				v++;
+			return strndup(v, len - (size_t)(v - l));
+		}
+		l = end ? end + 1 : l + len;
+	}
+	snprintf(err, errlen, "no parameter %s", name);
+	return NULL;
 }
 
 /* A service's effective value: its -o override, else main.cf's. Caller frees. */
@@ -204,7 +243,7 @@ static void consider_service(struct check *c, char *line)
 
 static bool load_services(struct check *c, char *err, size_t errlen)
 {
-	const char *argv[] = { "postconf", "-c", c->dir, "-M", NULL };
+	const char *argv[] = { "postconf", "-c", c->dir, "-M", "-x", NULL };
 	char *out = NULL, *save = NULL;
 	int status = 0;
 
@@ -895,7 +934,8 @@ int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv)
 	adm_checklist_info(c.cl, "users db", ctx->db_path);
 	adm_checklist_info(c.cl, "state db", ctx->state_db_path);
 
-	char *owner = pf_main(&c, "mail_owner", err, sizeof(err));
+	char *owner = load_main(&c, err, sizeof(err)) ? pf_main(&c, "mail_owner", err, sizeof(err))
+	                                              : NULL;
 	struct passwd *pw = owner ? getpwnam(owner) : NULL;
 
 	if (pw) {
@@ -940,5 +980,6 @@ int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv)
 	adm_checklist_free(c.cl);
 	for (size_t i = 0; i < c.nsvc; i++)
 		service_free(&c.svc[i]);
+	free(c.main_cf);
 	return failed > 100 ? 100 : (int)failed;
 }

@@ -1,0 +1,202 @@
+#!/usr/bin/python3
+"""`relay-admin check` against hand-made Postfix configuration folders (suite 'admin').
+
+No Postfix instance runs: check only reads the configuration through `postconf -c DIR`, so
+a temporary folder with a main.cf and a master.cf is enough to exercise how it reads
+services (`-o { name = value, with spaces }`, `$name` expansion, compatibility-level
+defaults), smtpd.conf, the milter and upstream settings and certificates, and how it names
+each problem. Everything lives in a temporary folder; queue and data folders point there.
+
+Run: RELAY_BUILD_ROOT=<build dir> /usr/bin/python3 tests/selftest/test_check.py [-v]
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import unittest
+
+SKIP = 77
+BUILD = os.path.abspath(os.environ.get('RELAY_BUILD_ROOT') or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), '..', '..', 'build'))
+RELAY_ADMIN = os.path.join(BUILD, 'admin', 'relay-admin')
+
+SERVICE = ('127.0.0.1:2525 inet n - n - - smtpd\n'
+           '  -o syslog_name=postfix/relay\n'
+           '  -o smtpd_tls_security_level=encrypt\n'
+           '  -o smtpd_tls_auth_only=yes\n'
+           '  -o smtpd_tls_cert_file=$relay_cert\n'
+           '  -o smtpd_tls_key_file=$relay_key\n'
+           '  -o smtpd_tls_mandatory_protocols=>=TLSv1.2\n'
+           '  -o smtpd_sasl_auth_enable=yes\n'
+           '  -o smtpd_client_auth_rate_limit=20\n'
+           '  -o { smtpd_client_restrictions = permit_sasl_authenticated, reject }\n'
+           '  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n'
+           '  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject\n')
+
+
+class Check(unittest.TestCase):
+
+    def setUp(self):
+        if not os.path.exists(RELAY_ADMIN):
+            self.fail('not built: ' + RELAY_ADMIN)
+        self.dir = tempfile.mkdtemp(prefix='test-check-')
+        self.etc = os.path.join(self.dir, 'etc')
+        os.makedirs(os.path.join(self.etc, 'sasl'))
+        os.makedirs(os.path.join(self.dir, 'queue'))   # else `postfix` fails (and sleeps 1 s)
+        self.db = os.path.join(self.dir, 'users.db')
+        p = subprocess.run([RELAY_ADMIN, '--db', self.db, 'init'], capture_output=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.cert, self.key = self.make_cert(days=400)
+        self.main = {
+            'compatibility_level': '3.6',
+            'queue_directory': os.path.join(self.dir, 'queue'),
+            'data_directory': os.path.join(self.dir, 'data'),
+            'relay_cert': self.cert,
+            'relay_key': self.key,
+            'cyrus_sasl_config_path': os.path.join(self.etc, 'sasl'),
+            'relayhost': '[smtp.example.net]:587',
+            'smtp_tls_security_level': 'secure',
+        }
+        self.service = SERVICE
+        self.smtpd_conf = ('pwcheck_method: auxprop\nauxprop_plugin: relaydb\n'
+                           'relaydb_path: %s\nmech_list: plain login\n' % self.db)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def make_cert(self, days):
+        cert = os.path.join(self.dir, 'cert-%d.pem' % days)
+        key = os.path.join(self.dir, 'key-%d.pem' % days)
+        subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                        'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
+                        '-days', str(days), '-subj', '/CN=relay.test'],
+                       check=True, capture_output=True)
+        os.chmod(key, 0o600)
+        return cert, key
+
+    def run_check(self):
+        with open(os.path.join(self.etc, 'main.cf'), 'w') as f:
+            f.writelines('%s = %s\n' % kv for kv in self.main.items())
+        with open(os.path.join(self.etc, 'master.cf'), 'w') as f:
+            f.write('smtp inet n - y - - smtpd\n' + self.service)
+        with open(os.path.join(self.etc, 'sasl', 'smtpd.conf'), 'w') as f:
+            f.write(self.smtpd_conf)
+        p = subprocess.run([RELAY_ADMIN, '--db', self.db, '--state-db',
+                            os.path.join(self.dir, 'state.db'), '--json', 'check',
+                            '--postfix-config', self.etc], capture_output=True, timeout=120)
+        rep = json.loads(p.stdout)
+        self.assertEqual(p.returncode, min(rep['failures'], 100))
+        return {c['id']: c for c in rep['checks']}
+
+    def status(self, checks, cid):
+        return checks[cid]['status'] if cid in checks else None
+
+    def explain(self, checks):
+        return '\n'.join('%s %s: %s' % (c['status'], i, c['detail']) for i, c in checks.items())
+
+    svc = '@127.0.0.1:2525/inet'
+
+    def test_good_service_parsed(self):
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'postfix-config'), 'ok', self.explain(c))
+        for cid in ('tls-required', 'auth-only-after-tls', 'sasl-enabled',
+                    'client-restrictions', 'relay-restrictions', 'recipient-restrictions',
+                    'tls-protocols', 'auth-rate-limit'):
+            self.assertEqual(self.status(c, cid + self.svc), 'ok', self.explain(c))
+        self.assertEqual(self.status(c, 'users-db'), 'ok', self.explain(c))
+        self.assertEqual(self.status(c, 'smtpd-conf'), 'ok', self.explain(c))
+        self.assertEqual(self.status(c, 'upstream-tls'), 'ok', self.explain(c))
+        # $relay_cert was expanded: the certificate was found and judged
+        self.assertEqual(self.status(c, 'certificate:' + self.cert), 'ok', self.explain(c))
+        self.assertEqual(self.status(c, 'milter' + self.svc), 'skip')
+        self.assertNotIn('smtp@', ''.join(c))   # the plain port-25 service is not ours
+
+    def test_insecure_service_named(self):
+        self.service = (SERVICE.replace('security_level=encrypt', 'security_level=may')
+                        .replace('-o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n',
+                                 ''))
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'tls-required' + self.svc), 'fail', self.explain(c))
+        # without an override the compatibility-level default applies, expanded
+        relay = c['relay-restrictions' + self.svc]
+        self.assertEqual(relay['status'], 'fail', self.explain(c))
+        self.assertIn('permit_mynetworks', relay['detail'])
+        self.assertNotIn('$', relay['detail'])
+        self.assertIn('postconf -c', relay['fix'])
+
+    def test_smtpd_conf_problems(self):
+        self.smtpd_conf = self.smtpd_conf.replace(self.db, '/elsewhere/users.db')
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'smtpd-conf'), 'fail')
+        self.assertIn('/elsewhere/users.db', c['smtpd-conf']['detail'])
+        self.smtpd_conf = 'pwcheck_method: auxprop\nauxprop_plugin: relaydb\nrelaydb_path:\n'
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'smtpd-conf'), 'fail')
+        self.assertIn('empty value', c['smtpd-conf']['detail'])
+
+    def test_milter(self):
+        sock = os.path.join(self.dir, 'milter.sock')
+        self.service = SERVICE + ('  -o smtpd_milters=unix:%s\n'
+                                  '  -o milter_default_action=tempfail\n' % sock)
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'milter' + self.svc), 'fail')
+        self.assertIn('not reachable', c['milter' + self.svc]['detail'])
+        self.assertEqual(self.status(c, 'state-db'), 'warn')   # milter registered, no db
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.bind(sock)
+            s.listen(1)
+            c = self.run_check()
+            self.assertEqual(self.status(c, 'milter' + self.svc), 'ok', self.explain(c))
+        self.service = self.service.replace('action=tempfail', 'action=accept')
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'milter' + self.svc), 'fail')
+        self.assertIn('pass unchecked', c['milter' + self.svc]['detail'])
+
+    def test_upstream_levels(self):
+        self.main['smtp_tls_security_level'] = 'may'
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'upstream-tls'), 'fail')
+        self.main['smtp_tls_security_level'] = 'encrypt'
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'upstream-tls'), 'warn')
+        self.main['smtp_tls_CAfile'] = os.path.join(self.dir, 'missing-ca.pem')
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'upstream-ca'), 'fail')
+        del self.main['relayhost']
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'upstream-tls'), 'skip')
+
+    def test_certificate_expiring_soon(self):
+        self.main['relay_cert'], self.main['relay_key'] = self.make_cert(days=10)
+        c = self.run_check()
+        cert = c['certificate:' + self.main['relay_cert']]
+        self.assertEqual(cert['status'], 'warn', self.explain(c))
+        self.assertIn('expires in', cert['detail'])
+
+    def test_no_service(self):
+        self.service = ''
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'postfix-config'), 'fail')
+        self.assertIn('relay-admin setup', c['postfix-config']['fix'])
+
+    def test_missing_database(self):
+        os.unlink(self.db)
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'users-db'), 'fail')
+        self.assertIn('init', c['users-db']['fix'])
+
+
+def main():
+    if shutil.which('postconf') is None:
+        print('SKIP: postconf not installed (apt-get install postfix)')
+        return SKIP
+    prog = unittest.main(exit=False, verbosity=2)
+    return 0 if prog.result.wasSuccessful() else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
