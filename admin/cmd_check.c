@@ -14,10 +14,12 @@
  *                    auxprop + relaydb, relaydb_path = --db, no empty values, PLAIN/LOGIN
  *   each relay service (master.cf inet smtpd with syslog_name postfix/relay*, or SASL on):
  *                    smtpd_tls_security_level=encrypt, smtpd_tls_auth_only=yes,
- *                    smtpd_sasl_auth_enable=yes, client/relay/recipient restrictions
+ *                    smtpd_sasl_auth_enable=yes, smtpd_sasl_security_options=noanonymous,
+ *                    client/relay/recipient restrictions
  *                    permit_sasl_authenticated,reject, TLS >= 1.2, an AUTH rate limit,
  *                    certificate readable and not expired (warn < 30 days)
- *   milter           if registered: milter_default_action=tempfail, socket reachable
+ *   milter           if registered: milter_default_action=tempfail, milter_mail_macros with
+ *                    {auth_authen} and {tls_version}, socket reachable
  *   upstream         if relayhost is set: smtp_tls_security_level=secure, CA file readable,
  *                    password map 0600 root
  *   Postfix          `postfix check` clean; instance running
@@ -715,6 +717,26 @@ static bool milter_reachable(const char *spec, char *why, size_t whylen)
 	return ok;
 }
 
+/* The macros relay-milter needs at MAIL (DESIGN: TLS and AUTH are re-checked there). */
+static bool macros_ok(const struct check *c, char *missing, size_t len)
+{
+	static const char *const need[] = { "{auth_authen}", "{tls_version}" };
+	char err[256];
+	char *m = pf_main(c, "milter_mail_macros", err, sizeof(err));
+	bool ok = true;
+
+	missing[0] = '\0';
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+		if (!m || !strstr(m, need[i])) {
+			size_t o = strlen(missing);
+
+			snprintf(missing + o, len - o, "%s%s", o ? " " : "", need[i]);
+			ok = false;
+		}
+	free(m);
+	return ok;
+}
+
 static bool check_milter(struct check *c, const struct service *s)
 {
 	char cid[320], ctitle[400], why[512];
@@ -746,6 +768,10 @@ static bool check_milter(struct check *c, const struct service *s)
 		              "not wait for it");
 		adm_check_fix(ck, "postconf -c %s -P '%s/milter_default_action=tempfail'", c->dir,
 		              s->name);
+	} else if (!macros_ok(c, why, sizeof(why))) {
+		adm_check_set(ck, ADM_CHECK_FAIL, "milter_mail_macros lacks %s: relay-milter cannot "
+		              "see the login or the TLS version at MAIL and refuses the mail", why);
+		adm_check_fix(ck, "rerun relay-admin setup --milter ... (it sets milter_mail_macros)");
 	} else if (!milter_reachable(first, why, sizeof(why))) {
 		adm_check_set(ck, ADM_CHECK_FAIL, "milter socket not reachable: %s (mail is "
 		              "tempfailed until it is)", why);
@@ -768,6 +794,8 @@ static void check_service(struct check *c, const struct service *s, bool *milter
 	             "yes", false, true, "AUTH is offered before TLS");
 	expect_param(c, s, "sasl-enabled", "SASL enabled", "smtpd_sasl_auth_enable", "yes", false,
 	             true, "nobody can log in");
+	expect_param(c, s, "sasl-noanonymous", "no anonymous AUTH", "smtpd_sasl_security_options",
+	             "noanonymous", true, true, "an anonymous login would count as authenticated");
 	expect_param(c, s, "client-restrictions", "only logins may send",
 	             "smtpd_client_restrictions", RESTRICTIONS_WANT, true, true,
 	             "clients that did not log in may be able to relay");

@@ -103,7 +103,7 @@ class Check(unittest.TestCase):
     def test_good_service_parsed(self):
         c = self.run_check()
         self.assertEqual(self.status(c, 'postfix-config'), 'ok', self.explain(c))
-        for cid in ('tls-required', 'auth-only-after-tls', 'sasl-enabled',
+        for cid in ('tls-required', 'auth-only-after-tls', 'sasl-enabled', 'sasl-noanonymous',
                     'client-restrictions', 'relay-restrictions', 'recipient-restrictions',
                     'tls-protocols', 'auth-rate-limit'):
             self.assertEqual(self.status(c, cid + self.svc), 'ok', self.explain(c))
@@ -142,6 +142,10 @@ class Check(unittest.TestCase):
         sock = os.path.join(self.dir, 'milter.sock')
         self.service = SERVICE + ('  -o smtpd_milters=unix:%s\n'
                                   '  -o milter_default_action=tempfail\n' % sock)
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'milter' + self.svc), 'fail')
+        self.assertIn('{tls_version}', c['milter' + self.svc]['detail'])  # not a default
+        self.main['milter_mail_macros'] = 'i {auth_type} {auth_authen} {tls_version}'
         c = self.run_check()
         self.assertEqual(self.status(c, 'milter' + self.svc), 'fail')
         self.assertIn('not reachable', c['milter' + self.svc]['detail'])
