@@ -59,45 +59,6 @@ def _postfix_traversable(path):
                           capture_output=True).returncode == 0
 
 
-def _start_milter(build, lab_dir, relay):
-    """Starts relay-milter (if built) for the relay; -> (socket spec, pid) or (None, None)."""
-    binary = os.path.join(build, 'milter', 'relay-milter')
-    if not os.access(binary, os.X_OK):
-        return None, None
-    mdir = os.path.join(lab_dir, 'milter')
-    os.makedirs(mdir, exist_ok=True)
-    uid, gid = relaylab._postfix_ids()
-    os.chown(mdir, uid, gid)
-    os.chmod(mdir, 0o750)
-    state_db = os.path.join(lab_dir, 'state', 'state.db')
-    relay.admin('--state-db', state_db, 'init', '--milter-user', 'postfix')
-    sock = os.path.join(mdir, 'milter.sock')
-    conf = os.path.join(lab_dir, 'milter.conf')
-    with open(conf, 'w') as f:
-        f.write('socket = unix:%s\nuser = postfix\nusers_db = %s\nstate_db = %s\n'
-                'log = stderr\n' % (sock, relay.db, state_db))
-    check = subprocess.run([binary, '-n', '-c', conf], capture_output=True)
-    if check.returncode != 0:
-        print('note: relay-milter is built but refuses the demo configuration, running '
-              'without it:\n  %s' % (check.stderr.decode(errors='replace').strip()))
-        return None, None
-    log = open(os.path.join(mdir, 'milter.log'), 'ab')
-    proc = subprocess.Popen([binary, '-f', '-c', conf], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    log.close()
-    deadline = time.monotonic() + 15
-    while not os.path.exists(sock):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            with open(os.path.join(mdir, 'milter.log'), errors='replace') as f:
-                tail = f.read()[-1500:]
-            if proc.poll() is None:
-                proc.kill()
-            print('note: relay-milter did not start, running without it:\n' + tail)
-            return None, None
-        time.sleep(0.05)
-    return 'unix:' + sock, proc.pid
-
-
 def start(args):
     demo = os.path.abspath(args.dir)
     st = _load(demo)
@@ -117,7 +78,6 @@ def start(args):
         lab_dir = real
     external = os.environ.get('UPSTREAM')
     lab = relaylab.Lab(build_root=os.path.abspath(args.build), dir=lab_dir, keep=True)
-    milter_pid = None
     try:
         if external:
             host, _, port = external.rpartition(':')
@@ -132,22 +92,14 @@ def start(args):
             up = relaylab.ExternalUpstream(host.strip('[]'), int(port), lines[0], lines[1])
         else:
             up = lab.upstream()
-        relay = lab.relay(up, cert='generate', start=False)
+        use_milter = os.access(os.path.join(lab.build_root, 'milter', 'relay-milter'),
+                               os.X_OK)
+        relay = lab.relay(up, cert='generate', milter=use_milter, start=False)
         password = secrets.token_urlsafe(24)            # 192 bits
         relay.add_user('demo', password)
-        milter, milter_pid = _start_milter(os.path.abspath(args.build), lab_dir, relay)
-        if milter:
+        if use_milter:
+            # relay-milter lets a login send only as its allowed senders
             relay.admin('sender', 'add', 'demo', '@demo.example')
-            p = subprocess.run([lab.relay_admin, '--db', relay.db, 'setup',
-                                '--postfix-config', relay.config_dir,
-                                '--port', '%s:%d' % (relay.host, relay.port),
-                                '--tls-port', '%s:%d' % (relay.host, relay.tls_port),
-                                '--hostname', relay.hostname, '--milter', milter,
-                                '--sasl-plugin-dir', lab.plugin_dir, '--no-reload'],
-                               capture_output=True)
-            if p.returncode != 0:
-                raise RuntimeError('relay-admin setup --milter failed:\n' +
-                                   p.stderr.decode(errors='replace'))
         relay.start()
         pwfile = os.path.join(demo, 'demo-password')
         fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -155,18 +107,16 @@ def start(args):
             f.write(password + '\n')
         state = {
             'instances': lab.detach(),
-            'milter_pid': milter_pid,
             'relay_port': relay.port, 'relay_tls_port': relay.tls_port,
             'cert': relay.cert, 'password_file': pwfile, 'login': 'demo',
             'maildir': None if external else up.maildir,
             'upstream': external or '[localhost]:%d' % up.port,
             'relay_log': relay.maillog,
             'upstream_log': None if external else up.maillog,
-            'milter': milter,
+            'milter': relay.milter.sock if relay.milter else None,
+            'milter_log': relay.milter.logfile if relay.milter else None,
         }
     except BaseException:
-        if milter_pid and _alive(milter_pid):
-            os.kill(milter_pid, signal.SIGTERM)
         lab.stop()
         raise
     with open(_state_path(demo), 'w') as f:
@@ -213,8 +163,8 @@ def _print_summary(demo, st):
         print('  ls %s/new/' % st['maildir'])
     else:
         print('It goes to %s for %s; see the relay log.' % (st['upstream'], RCPT))
-    print('Logs: %s%s' % (st['relay_log'],
-                          (' and ' + st['upstream_log']) if st['upstream_log'] else ''))
+    print('Logs: %s' % ', '.join(x for x in (st['relay_log'], st['upstream_log'],
+                                             st['milter_log']) if x))
     print('With swaks (the password visible in ps): swaks --server localhost:%d --tls '
           '--auth-user demo --auth-password "$(cat %s)" --from %s --to %s' % (
               st['relay_port'], st['password_file'], SENDER, RCPT))
@@ -222,9 +172,13 @@ def _print_summary(demo, st):
 
 
 def _teardown(demo, quiet=False):
-    st = _load(demo) or {'instances': [], 'milter_pid': None}
-    for config_dir, pid in st['instances']:
-        if os.path.isdir(config_dir):
+    st = _load(demo) or {'instances': []}
+    # Postfix instances first (they talk to the milter), then relay-milter (config_dir None)
+    for config_dir, pid in sorted(st['instances'], key=lambda x: x[0] is None):
+        if config_dir is None:
+            if _alive(pid):
+                os.kill(pid, signal.SIGTERM)
+        elif os.path.isdir(config_dir):
             subprocess.run(['postfix', '-c', config_dir, 'stop'], capture_output=True)
         deadline = time.monotonic() + 10
         while _alive(pid) and time.monotonic() < deadline:
@@ -235,14 +189,6 @@ def _teardown(demo, quiet=False):
                     os.kill(child, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-    mpid = st.get('milter_pid')
-    if mpid and _alive(mpid):
-        os.kill(mpid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _alive(mpid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(mpid):
-            os.kill(mpid, signal.SIGKILL)
     lab = os.path.join(demo, 'lab')
     if os.path.islink(lab):
         shutil.rmtree(os.path.realpath(lab), ignore_errors=True)
@@ -266,12 +212,9 @@ def status(args):
     if not st:
         print('the demo is not running')
         return 3
-    up = [(c, _alive(pid)) for c, pid in st['instances']]
-    for config_dir, alive in up:
-        print('%-60s %s' % (config_dir, 'running' if alive else 'STOPPED'))
-    if st.get('milter_pid'):
-        print('%-60s %s' % ('relay-milter', 'running' if _alive(st['milter_pid'])
-                            else 'STOPPED'))
+    up = [(c or 'relay-milter', _alive(pid)) for c, pid in st['instances']]
+    for what, alive in up:
+        print('%-60s %s' % (what, 'running' if alive else 'STOPPED'))
     if not all(a for _, a in up):
         return 1
     _print_summary(demo, st)

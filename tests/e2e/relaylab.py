@@ -69,8 +69,9 @@ API
     another CA (an *unverifiable* upstream).
 
 ``Relay(lab, upstream, ...)`` keyword options (all optional):
-    ``milter`` — a milter socket spec (``unix:/path`` or ``inet:127.0.0.1:PORT``) passed to
-        ``relay-admin setup --milter``; default: ``--no-milter``.
+    ``milter`` — ``True``: start the built relay-milter for this relay (``relay.milter``)
+        and register it with ``relay-admin setup --milter``; or a socket spec
+        (``unix:/path``, ``inet:127.0.0.1:PORT``) of a milter you run; default: ``--no-milter``.
     ``tls_port`` — True (default) to add an implicit-TLS service on a second free port.
     ``upstream_password`` — what the relay uses to log in upstream (default: the right one;
         give a wrong one for a *wrong upstream password* variant).
@@ -106,6 +107,12 @@ API
 
         relay = lab.relay(up, service_overrides=relaylab.BROKEN['open_relay'])
         relay = lab.relay(up, upstream_ca=relaylab.make_ca(lab.dir + '/other').cert)
+
+``Milter`` (made by ``Relay(milter=True)``, reachable as ``relay.milter``): relay-milter
+    from the build, run as user postfix with the relay's users database and its own state
+    database (``state_db``, made by ``relay-admin --state-db ... init --milter-user
+    postfix``); ``sock`` ('unix:/...'), ``log()``, ``start()``, ``stop()``. Extra
+    relay-milter.conf lines: ``Relay(milter=True, milter_conf='policy_refresh_ms = 0\n')``.
 
 Helpers: ``free_port()``, ``need_root()`` (returns a reason string or None),
 ``postfix_available()``.
@@ -552,7 +559,8 @@ class Relay(Instance):
 
     def __init__(self, lab, upstream, milter=None, tls_port=True, upstream_password=None,
                  upstream_ca=None, upstream_insecure=False, setup_args=(),
-                 main_overrides=None, service_overrides=None, cert='lab', start=True):
+                 main_overrides=None, service_overrides=None, cert='lab', milter_conf='',
+                 start=True):
         super().__init__(lab, 'relay', 'localhost')
         self.upstream = upstream
         self.port = free_port()
@@ -577,6 +585,10 @@ class Relay(Instance):
         if os.path.exists(self.db):
             _chown_postfix(self.db, 0o640)
         self.sasl_dir = os.path.join(self.config_dir, 'sasl')
+        self.milter = None
+        if milter is True:
+            self.milter = Milter(lab, self, milter_conf)
+            milter = self.milter.sock
         argv = [lab.relay_admin, '--db', self.db, 'setup', '--postfix-config', self.config_dir,
                 '--port', '%s:%d' % (HOST, self.port),
                 '--sasl-plugin-dir', lab.plugin_dir,
@@ -606,6 +618,11 @@ class Relay(Instance):
 
     def _ports(self):
         return [p for p in (self.port, self.tls_port) if p]
+
+    def start(self):
+        if self.milter is not None and self.milter.pid is None:
+            self.milter.start()
+        super().start()
 
     def admin(self, *args, input=None, check=True):
         argv = [self.lab.relay_admin, '--db', self.db] + list(args)
@@ -650,6 +667,82 @@ class Relay(Instance):
             s.close()
             raise
         return s
+
+
+class Milter:
+    """relay-milter from the build, for a relay of this lab (see the module docstring).
+
+    Runs in the foreground as a child of this process (its own session, so it outlives a
+    detached lab), as user postfix, on a unix socket in <lab>/milter/, with the relay's
+    users database and a state database made by ``relay-admin init``. ``sock`` is the
+    spec for ``Relay(milter=...)``; ``log()`` its stderr; ``stop()`` SIGTERM then SIGKILL.
+    """
+
+    def __init__(self, lab, relay, extra=''):
+        self.lab = lab
+        self.binary = os.path.join(lab.build_root, 'milter', 'relay-milter')
+        self.dir = os.path.join(lab.dir, lab._unique_name('milter'))
+        os.makedirs(self.dir)
+        uid, gid = _postfix_ids()
+        os.chown(self.dir, uid, gid)
+        os.chmod(self.dir, 0o750)
+        self.state_db = os.path.join(lab.dir, 'state-' + os.path.basename(self.dir), 'state.db')
+        relay.admin('--state-db', self.state_db, 'init', '--milter-user', POSTFIX_USER)
+        self.socket = os.path.join(self.dir, 'milter.sock')
+        self.sock = 'unix:' + self.socket
+        self.conf = os.path.join(self.dir, 'milter.conf')
+        self.logfile = os.path.join(self.dir, 'milter.log')
+        with open(self.conf, 'w') as f:
+            f.write('socket = %s\nuser = %s\nusers_db = %s\nstate_db = %s\nlog = stderr\n%s'
+                    % (self.sock, POSTFIX_USER, relay.db, self.state_db, extra))
+        self.proc = None
+        self.pid = None
+
+    def start(self, timeout=15):
+        with open(self.logfile, 'ab') as log:
+            self.proc = subprocess.Popen([self.binary, '-f', '-c', self.conf], stdout=log,
+                                         stderr=log, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        self.pid = self.proc.pid
+        self.lab._track(self)
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(self.socket):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError('relay-milter did not start:\n' + self.log()[-2000:])
+            time.sleep(0.05)
+        return self
+
+    def log(self):
+        try:
+            with open(self.logfile, errors='replace') as f:
+                return f.read()
+        except FileNotFoundError:
+            return ''
+
+    name = 'relay-milter'
+    config_dir = None
+
+    @property
+    def _pid(self):
+        return self.pid
+
+    def stop(self):
+        if self.pid is None or not _pid_alive(self.pid):
+            return
+        os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _pid_alive(self.pid) and time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if _pid_alive(self.pid) and (self.proc is None or self.proc.poll() is None):
+            os.kill(self.pid, signal.SIGKILL)
+        if self.proc is not None:
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
 
 
 class Lab:
@@ -699,6 +792,8 @@ class Lab:
     def relay(self, upstream, **kw):
         return Relay(self, upstream, **kw)
 
+
+
     def detach(self):
         """Leaves the instances running after this process exits (no atexit stop, no
         folder removal) -> list of (config_dir, master pid) to stop them later."""
@@ -709,7 +804,7 @@ class Lab:
         return out
 
     def logs_tail(self, n=4000):
-        return '\n'.join('--- %s maillog ---\n%s' % (i.name, i.log()[-n:])
+        return '\n'.join('--- %s log ---\n%s' % (i.name, i.log()[-n:])
                          for i in self._instances)
 
     def stop(self):

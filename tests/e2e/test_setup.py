@@ -175,6 +175,58 @@ class SelfSigned(unittest.TestCase):
                 self.assertEqual(code, 235, text)
 
 
+class SetupWithMilter(unittest.TestCase):
+    """setup --milter: relay-milter decides on the service; if it is down, mail waits."""
+
+    def test_milter_policy_and_tempfail_when_down(self):
+        _require_build(self)
+        import smtplib
+        import time
+        import uuid
+        with relaylab.Lab() as lab:
+            if not os.access(os.path.join(lab.build_root, 'milter', 'relay-milter'), os.X_OK):
+                self.skipTest('relay-milter is not built')
+            up = lab.upstream()
+            relay = lab.relay(up, milter=True, tls_port=False, start=False)
+            self.assertIn('smtpd_milters=' + relay.milter.sock,
+                          relay.postconf('-M', relay.service_name).replace('\n', ' '))
+            self.assertEqual(relay.postconf('-P', '%s/milter_default_action'
+                                            % relay.service_name).split('=')[-1].strip(),
+                             'tempfail')
+            password = relay.add_user('mia')
+            relay.admin('sender', 'add', 'mia', 'mia@example.org')
+            relay.start()
+            subject = 'milter-' + uuid.uuid4().hex
+            with relay.smtp() as s:
+                self.assertEqual(_auth(s, 'PLAIN', 'mia', password)[0], 235)
+                s.sendmail('mia@example.org', ['x@example.net'],
+                           ('From: mia@example.org\r\nSubject: %s\r\n\r\nhi\r\n'
+                            % subject).encode())
+            deadline = time.monotonic() + 60
+            while not any(subject.encode() in m for m in up.messages()):
+                self.assertLess(time.monotonic(), deadline, lab.logs_tail())
+                time.sleep(0.2)
+            with relay.smtp() as s:
+                self.assertEqual(_auth(s, 'PLAIN', 'mia', password)[0], 235)
+                code, text = s.mail('boss@example.org')
+                if code == 250:
+                    code, text = s.rcpt('x@example.net')
+                self.assertEqual(code // 100, 5, text)
+            # milter down: Postfix answers 4xx (tempfail) to the session's commands —
+            # from STARTTLS on — and the mail waits in the client's queue
+            relay.milter.stop()
+            try:
+                with relay.smtp() as s:
+                    code, text = _auth(s, 'PLAIN', 'mia', password)
+                    if code == 235:
+                        code, text = s.mail('mia@example.org')
+                    if code == 250:
+                        code, text = s.rcpt('x@example.net')
+            except smtplib.SMTPResponseException as e:
+                code, text = e.smtp_code, e.smtp_error
+            self.assertEqual(code // 100, 4, text)
+
+
 def main():
     why = relaylab.need_root()
     if why:
