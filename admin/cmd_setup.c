@@ -29,6 +29,7 @@
 #include "adm.h"
 #include "cert.h"
 #include "postconf.h"
+#include "setup_args.h"
 
 #include "relay-config.h"
 
@@ -141,101 +142,7 @@ static void usage(FILE *f)
 "  --dry-run               print the changes; change nothing\n", f);
 }
 
-/* ---- validation (pure) ---------------------------------------------------------------- */
-
-/* Characters that can go into a master.cf -o value or a main.cf value unchanged: no
- * whitespace, no commas or '$' (Postfix would split or expand them), no braces or '='. */
-static bool plain_value(const char *s)
-{
-	if (s == NULL || *s == '\0')
-		return false;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-		if (*p <= 0x20 || *p >= 0x7f || strchr(",${}=\"'\\#", *p))
-			return false;
-	return true;
-}
-
-static bool parse_port(const char *s, long *port)
-{
-	char *end;
-	long v;
-
-	if (*s == '\0' || strspn(s, "0123456789") != strlen(s))
-		return false;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || v < 1 || v > 65535)
-		return false;
-	*port = v;
-	return true;
-}
-
-/* "[ADDR:]PORT" for a listening service. */
-static bool valid_listen(const char *spec, long *port, char *why, size_t whylen)
-{
-	const char *colon = strrchr(spec, ':');
-	const char *p = colon ? colon + 1 : spec;
-
-	if (!plain_value(spec) || !parse_port(p, port)) {
-		snprintf(why, whylen, "'%s' is not [ADDRESS:]PORT", spec);
-		return false;
-	}
-	if (*port == 25) {
-		snprintf(why, whylen, "port 25 is the machine's own mail service, which setup "
-		         "leaves as it is; choose another port (443, 465, 587 ...)");
-		return false;
-	}
-	return true;
-}
-
-/* "HOST", "HOST:PORT", "[HOST]:PORT" -> nexthop "[HOST]:PORT" (brackets: no MX lookup). */
-static bool parse_upstream(const char *s, char *nexthop, size_t len, long *port,
-                           char *why, size_t whylen)
-{
-	char host[256];
-	const char *p;
-	size_t hl;
-
-	*port = 587;
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-
-		if (close == NULL)
-			goto bad;
-		hl = (size_t)(close - s - 1);
-		if (hl == 0 || hl >= sizeof host)
-			goto bad;
-		memcpy(host, s + 1, hl);
-		host[hl] = '\0';
-		p = close + 1;
-		if (*p == ':') {
-			if (!parse_port(p + 1, port))
-				goto bad;
-		} else if (*p != '\0') {
-			goto bad;
-		}
-	} else {
-		const char *colon = strchr(s, ':');
-
-		hl = colon ? (size_t)(colon - s) : strlen(s);
-		if (hl == 0 || hl >= sizeof host)
-			goto bad;
-		memcpy(host, s, hl);
-		host[hl] = '\0';
-		if (colon && !parse_port(colon + 1, port))
-			goto bad;
-	}
-	for (const char *c = host; *c; c++)
-		if (!(*c == '.' || *c == '-' || (*c >= '0' && *c <= '9') ||
-		      (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')))
-			goto bad;
-	snprintf(nexthop, len, "[%s]:%ld", host, *port);
-	return true;
-bad:
-	snprintf(why, whylen, "--upstream '%s' is not HOST[:PORT] (a host name or IPv4 address)",
-	         s);
-	return false;
-}
+/* ---- validation ---------------------------------------------------------------------- */
 
 __attribute__((format(printf, 1, 2)))
 static int refuse(const char *fmt, ...)
@@ -255,14 +162,14 @@ static int validate(const struct setup_opts *o, struct plan *pl)
 	char why[300];
 	long port = 0, tport = 0, uport = 0;
 
-	if (!plain_value(o->config_dir) || o->config_dir[0] != '/' ||
+	if (!adm_setup_plain_value(o->config_dir) || o->config_dir[0] != '/' ||
 	    strlen(o->config_dir) > PATH_MAX / 2)
 		return refuse("--postfix-config must be an absolute path without spaces, commas "
 		              "or '$': %s", o->config_dir);
-	if (!valid_listen(o->port, &port, why, sizeof why))
+	if (!adm_setup_listen(o->port, &port, why, sizeof why))
 		return refuse("--port: %s", why);
 	if (o->tls_port) {
-		if (!valid_listen(o->tls_port, &tport, why, sizeof why))
+		if (!adm_setup_listen(o->tls_port, &tport, why, sizeof why))
 			return refuse("--tls-port: %s", why);
 		if (strcmp(o->tls_port, o->port) == 0 || tport == port)
 			return refuse("--port and --tls-port are both %ld: one port cannot speak "
@@ -270,15 +177,15 @@ static int validate(const struct setup_opts *o, struct plan *pl)
 	}
 	if ((o->cert == NULL) != (o->key == NULL))
 		return refuse("--cert and --key go together");
-	if (o->cert && (!plain_value(o->cert) || !plain_value(o->key) || o->cert[0] != '/' ||
+	if (o->cert && (!adm_setup_plain_value(o->cert) || !adm_setup_plain_value(o->key) || o->cert[0] != '/' ||
 	                o->key[0] != '/'))
 		return refuse("--cert/--key must be absolute paths without spaces, commas or "
 		              "'$': %s %s", o->cert, o->key);
-	if (o->hostname && !plain_value(o->hostname))
+	if (o->hostname && !adm_setup_plain_value(o->hostname))
 		return refuse("--hostname '%s' is not a host name", o->hostname);
-	if (!plain_value(o->db) || o->db[0] != '/')
+	if (!adm_setup_plain_value(o->db) || o->db[0] != '/')
 		return refuse("--db must be an absolute path without spaces: %s", o->db);
-	if (o->plugin_dir && (!plain_value(o->plugin_dir) || o->plugin_dir[0] != '/' ||
+	if (o->plugin_dir && (!adm_setup_plain_value(o->plugin_dir) || o->plugin_dir[0] != '/' ||
 	                      strchr(o->plugin_dir, ':')))
 		return refuse("--sasl-plugin-dir must be an absolute path without spaces or "
 		              "colons: %s", o->plugin_dir);
@@ -286,7 +193,7 @@ static int validate(const struct setup_opts *o, struct plan *pl)
 		return refuse("--rate-limit must be 0 or more");
 	if (o->milter && o->no_milter)
 		return refuse("--milter and --no-milter contradict each other");
-	if (o->milter && (!plain_value(o->milter) ||
+	if (o->milter && (!adm_setup_plain_value(o->milter) ||
 	                  (strncmp(o->milter, "unix:", 5) != 0 &&
 	                   strncmp(o->milter, "inet:", 5) != 0)))
 		return refuse("--milter '%s' is not unix:/path or inet:HOST:PORT", o->milter);
@@ -295,7 +202,7 @@ static int validate(const struct setup_opts *o, struct plan *pl)
 			return refuse("--upstream-* options need --upstream HOST[:PORT]");
 		return 0;
 	}
-	if (!parse_upstream(o->upstream, pl->nexthop, sizeof pl->nexthop, &uport, why,
+	if (!adm_setup_upstream(o->upstream, pl->nexthop, sizeof pl->nexthop, &uport, why,
 	                    sizeof why))
 		return refuse("%s", why);
 	if (o->upstream_tls && strcmp(o->upstream_tls, "starttls") != 0 &&
@@ -309,7 +216,7 @@ static int validate(const struct setup_opts *o, struct plan *pl)
 	if (o->upstream_insecure && o->upstream_ca)
 		return refuse("--upstream-ca and --upstream-insecure contradict each other: either "
 		              "verify against a CA or do not verify");
-	if (o->upstream_ca && (!plain_value(o->upstream_ca) || o->upstream_ca[0] != '/'))
+	if (o->upstream_ca && (!adm_setup_plain_value(o->upstream_ca) || o->upstream_ca[0] != '/'))
 		return refuse("--upstream-ca must be an absolute path without spaces: %s",
 		              o->upstream_ca);
 	if (o->upstream_user && (o->upstream_user[0] == '\0' ||
@@ -504,8 +411,13 @@ static int build_plan(const struct setup_opts *o, struct plan *p, const char *pa
 	int rc = -1;
 
 	if (adm_pf_get(o->config_dir, "mail_owner", &owner, err, sizeof err) < 0) {
+		char maincf[PATH_MAX + 16];
+
+		snprintf(maincf, sizeof maincf, "%s/main.cf", o->config_dir);
 		fprintf(stderr, "relay-admin setup: cannot read the Postfix configuration in %s: "
-		        "%s\nnothing was changed\n", o->config_dir, err);
+		        "%s\n%snothing was changed\n", o->config_dir, err,
+		        access(maincf, F_OK) != 0 ? "(Postfix is not configured yet: give it its "
+		        "basics first, e.g. dpkg-reconfigure postfix)\n" : "");
 		return -1;
 	}
 	pw = getpwnam(owner);

@@ -1,0 +1,116 @@
+/*
+ * setup_args.c — pure option checks for `relay-admin setup`; see setup_args.h.
+ */
+#include "setup_args.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Characters that can go into a master.cf -o value or a main.cf value unchanged: no
+ * whitespace, no commas or '$' (Postfix would split or expand them), no braces or '='. */
+bool adm_setup_plain_value(const char *s)
+{
+	if (s == NULL || *s == '\0')
+		return false;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p <= 0x20 || *p >= 0x7f || strchr(",${}=\"'\\#", *p))
+			return false;
+	return true;
+}
+
+static bool parse_port(const char *s, long *port)
+{
+	char *end;
+	long v;
+
+	if (*s == '\0' || strspn(s, "0123456789") != strlen(s))
+		return false;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || v < 1 || v > 65535)
+		return false;
+	*port = v;
+	return true;
+}
+
+static bool host_char(char c)
+{
+	return c == '.' || c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	       (c >= 'A' && c <= 'Z');
+}
+
+/* "[ADDR:]PORT" for a listening service. */
+bool adm_setup_listen(const char *spec, long *port, char *why, size_t whylen)
+{
+	const char *colon = strrchr(spec, ':');
+	const char *p = colon ? colon + 1 : spec;
+	bool ok = adm_setup_plain_value(spec) && parse_port(p, port);
+
+	if (ok && colon) {
+		/* an address: a host name, IPv4, or a bracketed IPv6 literal */
+		ok = colon > spec;
+		for (const char *c = spec; ok && c < colon; c++)
+			ok = host_char(*c) || *c == ':' || *c == '[' || *c == ']';
+	}
+	if (!ok) {
+		snprintf(why, whylen, "'%s' is not [ADDRESS:]PORT", spec);
+		return false;
+	}
+	if (*port == 25) {
+		snprintf(why, whylen, "port 25 is the machine's own mail service, which setup "
+		         "leaves as it is; choose another port (443, 465, 587 ...)");
+		return false;
+	}
+	return true;
+}
+
+/* "HOST", "HOST:PORT", "[HOST]:PORT" -> nexthop "[HOST]:PORT" (brackets: no MX lookup). */
+bool adm_setup_upstream(const char *s, char *nexthop, size_t len, long *port,
+                           char *why, size_t whylen)
+{
+	char host[256];
+	const char *p;
+	size_t hl;
+
+	*port = 587;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (close == NULL)
+			goto bad;
+		hl = (size_t)(close - s - 1);
+		if (hl == 0 || hl >= sizeof host)
+			goto bad;
+		memcpy(host, s + 1, hl);
+		host[hl] = '\0';
+		p = close + 1;
+		if (*p == ':') {
+			if (!parse_port(p + 1, port))
+				goto bad;
+		} else if (*p != '\0') {
+			goto bad;
+		}
+	} else {
+		const char *colon = strchr(s, ':');
+
+		hl = colon ? (size_t)(colon - s) : strlen(s);
+		if (hl == 0 || hl >= sizeof host)
+			goto bad;
+		memcpy(host, s, hl);
+		host[hl] = '\0';
+		if (colon && !parse_port(colon + 1, port))
+			goto bad;
+	}
+	for (const char *c = host; *c; c++)
+		if (!host_char(*c))
+			goto bad;
+	snprintf(nexthop, len, "[%s]:%ld", host, *port);
+	return true;
+bad:
+	snprintf(why, whylen, "--upstream '%s' is not HOST[:PORT] (a host name or IPv4 address)",
+	         s);
+	return false;
+}
+
