@@ -128,6 +128,24 @@ class Setup(unittest.TestCase):
         self.assertIn('every user', out)
         self.assertEqual(before, _snapshot(r.config_dir))
 
+    def test_local_smtp_service_left_alone(self):
+        """The machine's own mail service (port 25 on a real server; here a stand-in on a
+        high port) and the global smtpd settings it uses are not touched by setup."""
+        r = self.relay
+        local = '%s:%d/inet' % (r.host, relaylab.free_port())
+        entry = '%s inet n - y - - smtpd' % local[:-len('/inet')]
+        r.postconf('-M', '%s=%s' % (local, entry))
+        before = r.postconf('-M', local)
+        rc, out = self.setup_cmd(*self.same_args(), password=self.up.password)
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(r.postconf('-M', local), before)
+        main_n = r.postconf('-n')
+        for name in ('smtpd_tls_security_level', 'smtpd_tls_auth_only', 'smtpd_sasl_auth_enable',
+                     'smtpd_client_restrictions', 'smtpd_recipient_restrictions',
+                     'smtpd_relay_restrictions', 'smtpd_milters', 'smtpd_tls_cert_file'):
+            self.assertNotIn('\n%s =' % name, '\n' + main_n, name + ' set globally')
+        r.postconf('-MX', local)
+
     def test_secrets_not_world_readable(self):
         for name in ('relay_upstream_passwd', 'relay_upstream_passwd.db'):
             st = os.stat(os.path.join(self.relay.config_dir, name))
