@@ -75,6 +75,20 @@ def selftest(lab, relay, password, *extra, implicit=False, upstream=None,
     return p.returncode, report, out
 
 
+def configured_upstream_login(relay):
+    """The (user, password) the relay itself uses upstream, read back through Postfix
+    (`postmap -q relayhost` on smtp_sasl_password_maps): selftest then proves exactly the
+    credentials Postfix will send."""
+    relayhost = relay.postconf('-h', 'relayhost').strip()
+    maps = relay.postconf('-h', 'smtp_sasl_password_maps').strip()
+    p = subprocess.run(['postmap', '-c', relay.config_dir, '-q', relayhost, maps],
+                       capture_output=True, timeout=60)
+    if p.returncode != 0:
+        raise AssertionError('no upstream login for %s in %s: %s' % (relayhost, maps, p.stderr))
+    user, _, password = p.stdout.decode().rstrip('\n').partition(':')
+    return user, password
+
+
 def check(lab, relay, *extra):
     """Runs check --json against the relay's Postfix instance -> (exit status, report)."""
     state_db = os.path.join(relay.dir, 'state', 'state.db')   # absent: no milter here
@@ -117,7 +131,10 @@ class GoodRelay(unittest.TestCase):
         cls.lab.stop()
 
     def test_selftest_starttls_all_pass(self):
-        rc, rep, _ = selftest(self.lab, self.relay, self.password, upstream=self.up)
+        user, upstream_password = configured_upstream_login(self.relay)
+        self.assertEqual(user, self.up.user)
+        rc, rep, _ = selftest(self.lab, self.relay, self.password, upstream=self.up,
+                              upstream_password=upstream_password)
         self.assertEqual(rc, 0, explain(rep))
         self.assertEqual(by_status(rep, 'fail'), {}, explain(rep))
         self.assertEqual(rep['failures'], 0)
@@ -252,9 +269,11 @@ class BrokenRelay(unittest.TestCase):
         up = self.lab.upstream()
         relay = self.lab.relay(up, tls_port=False, upstream_password='wrong-password')
         pw = relay.add_user(USER)
-        # the admin checks the upstream credentials the relay was given
+        # selftest gets the credentials the relay was configured with
+        user, upstream_password = configured_upstream_login(relay)
+        self.assertEqual(upstream_password, 'wrong-password')
         rc, rep, _ = selftest(self.lab, relay, pw, upstream=up,
-                              upstream_password='wrong-password')
+                              upstream_password=upstream_password)
         fails = by_status(rep, 'fail')
         self.assertEqual(set(fails), {'upstream-auth'}, explain(rep))
         self.assertIn('535', fails['upstream-auth']['detail'])
