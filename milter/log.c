@@ -11,6 +11,7 @@
 
 static atomic_int sink = MLT_LOG_STDERR;
 static atomic_int max_level = LOG_INFO;
+static atomic_bool startup;
 
 void mlt_log_open(int s, int facility, int level)
 {
@@ -18,6 +19,11 @@ void mlt_log_open(int s, int facility, int level)
 	atomic_store(&max_level, level);
 	if (s == MLT_LOG_SYSLOG)
 		openlog("relay-milter", LOG_PID | LOG_NDELAY, facility);
+}
+
+void mlt_log_startup(bool on)
+{
+	atomic_store(&startup, on);
 }
 
 void mlt_log_level(int level)
@@ -39,6 +45,6 @@ void mlt_log(int prio, const char *fmt, ...)
 	va_end(ap);
 	if (atomic_load(&sink) == MLT_LOG_SYSLOG)
 		syslog(prio, "%s", line);
-	else
+	if (atomic_load(&sink) != MLT_LOG_SYSLOG || (atomic_load(&startup) && prio <= LOG_WARNING))
 		fprintf(stderr, "relay-milter: %s: %s\n", names[prio & 7], line);
 }

@@ -8,10 +8,13 @@
 #ifndef RELAY_MLT_LOG_H
 #define RELAY_MLT_LOG_H
 
+#include <stdbool.h>
 #include <syslog.h>
 
 void mlt_log_open(int sink, int facility, int level);
 void mlt_log_level(int level);
+/* While on, syslog messages are also written to stderr (start-up errors stay visible). */
+void mlt_log_startup(bool on);
 
 __attribute__((format(printf, 2, 3)))
 void mlt_log(int prio, const char *fmt, ...);

@@ -142,27 +142,49 @@ static int drop_privileges(const char *user, char *err, size_t errlen)
 	return 0;
 }
 
-static int daemonize(bool keep_stderr)
+/* Forks into the background. The parent waits on a pipe until the child reports that it
+ * listens (exit 0) or dies trying (exit 1), so `relay-milter` started by hand or by an init
+ * script fails visibly; the child's start-up errors still reach stderr until then.
+ * Returns the write end of that pipe in the child. */
+static int daemonize(void)
 {
-	pid_t pid = fork();
-	int fd;
+	int fds[2];
+	pid_t pid;
+	char c;
 
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return -1;
+	pid = fork();
 	if (pid < 0)
 		return -1;
-	if (pid > 0)
-		_exit(0);
+	if (pid > 0) {
+		close(fds[1]);
+		_exit(read(fds[0], &c, 1) == 1 ? 0 : 1);
+	}
+	close(fds[0]);
 	if (setsid() < 0 || chdir("/") != 0)
 		return -1;
-	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	dup2(fd, STDIN_FILENO);
-	dup2(fd, STDOUT_FILENO);
-	if (!keep_stderr)
-		dup2(fd, STDERR_FILENO);
-	if (fd > STDERR_FILENO)
-		close(fd);
-	return 0;
+	return fds[1];
+}
+
+/* Start-up is over: detach stdio (stderr stays if it is the log sink). */
+static void detach_stdio(int ready_fd, bool keep_stderr)
+{
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		if (!keep_stderr)
+			dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	if (ready_fd >= 0) {
+		if (write(ready_fd, "R", 1) != 1)
+			mlt_log(LOG_WARNING, "could not tell the parent process that we are ready");
+		close(ready_fd);
+	}
 }
 
 int main(int argc, char **argv)
@@ -174,6 +196,7 @@ int main(int argc, char **argv)
 	struct reload_ctx rc = { 0 };
 	pthread_t reloader;
 	bool reloader_started = false;
+	int ready_fd = -1;
 	sigset_t set;
 	char err[512];
 	int opt, status = 1;
@@ -205,7 +228,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	mlt_log_open(cfg.log, cfg.log_facility, cfg.log_level);
-	if (!foreground && daemonize(cfg.log == MLT_LOG_STDERR) != 0) {
+	mlt_log_startup(true);
+	if (!foreground && (ready_fd = daemonize()) < 0) {
 		fprintf(stderr, "relay-milter: cannot become a daemon: %s\n", strerror(errno));
 		return 1;
 	}
@@ -270,6 +294,9 @@ int main(int argc, char **argv)
 	else
 		mlt_log(LOG_WARNING, "no reload thread: SIGUSR1 will be ignored");
 	mlt_log(LOG_NOTICE, "relay-milter %s listening on %s", RELAY_VERSION, cfg.socket);
+	mlt_log_startup(false);
+	if (!foreground)
+		detach_stdio(ready_fd, cfg.log == MLT_LOG_STDERR);
 	status = smfi_main() == MI_SUCCESS ? 0 : 1;
 	mlt_log(LOG_NOTICE, "stopping");
 out:
