@@ -187,6 +187,34 @@ class Check(unittest.TestCase):
         self.assertEqual(self.status(c, 'postfix-config'), 'fail')
         self.assertIn('relay-admin setup', c['postfix-config']['fix'])
 
+    @unittest.skipUnless(os.geteuid() == 0, 'needs root to chown to root:postfix')
+    def test_database_permissions(self):
+        import grp
+        gid = grp.getgrnam('postfix').gr_gid
+        folder = os.path.join(self.dir, 'db')
+        os.mkdir(folder)
+        os.chown(folder, 0, gid)
+        os.chmod(folder, 0o750)
+        db = os.path.join(folder, 'users.db')
+        os.rename(self.db, db)
+        self.db = db
+        self.smtpd_conf = self.smtpd_conf.replace(os.path.join(self.dir, 'users.db'), db)
+        os.chown(db, 0, gid)
+        os.chmod(db, 0o640)
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'users-db-permissions'), 'ok', self.explain(c))
+        os.chmod(db, 0o600)
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'users-db-permissions'), 'warn', self.explain(c))
+        self.assertIn('chmod 0640', c['users-db-permissions']['fix'])
+        os.chmod(db, 0o640)
+        os.chmod(folder, 0o755)
+        c = self.run_check()
+        perm = c['users-db-permissions']
+        self.assertEqual(perm['status'], 'fail', self.explain(c))
+        self.assertIn('others can get at it', perm['detail'])
+        self.assertIn('chmod 0750 ' + folder, perm['fix'])
+
     def test_missing_database(self):
         os.unlink(self.db)
         c = self.run_check()
