@@ -60,6 +60,8 @@
 #define PASSWORD_MAX 1024
 #define MAX_MAIN 40
 #define MAX_WORDS 64
+#define MAX_STALE 8
+#define SYSLOG_MARK "syslog_name=postfix/relay"   /* how setup's services are recognised */
 
 struct setup_opts {
 	const char *config_dir;
@@ -89,6 +91,8 @@ struct plan {
 		bool exists;
 	} svc[2];
 	size_t nsvc;
+	char *stale[MAX_STALE];         /* "name/inet" of an earlier setup's services to remove */
+	size_t nstale;
 	char sasl_dir[PATH_MAX], sasl_conf[PATH_MAX + 16];
 	char *sasl_conf_text;
 	bool sasl_change;
@@ -110,6 +114,8 @@ static void plan_free(struct plan *p)
 	for (size_t s = 0; s < p->nsvc; s++)
 		for (size_t i = 0; i < p->svc[s].nwords; i++)
 			free(p->svc[s].words[i]);
+	for (size_t i = 0; i < p->nstale; i++)
+		free(p->stale[i]);
 	free(p->sasl_conf_text);
 	if (p->map_text) {
 		explicit_bzero(p->map_text, strlen(p->map_text));
@@ -376,6 +382,48 @@ static int plan_service(struct plan *p, const struct setup_opts *o, size_t s,
 	return 0;
 }
 
+/* Services an earlier setup made (recognised by their syslog_name) on ports no longer
+ * wanted: a changed --port must not leave the old port open. */
+static int plan_stale(struct plan *p, const char *dir)
+{
+	char err[700];
+	char *all = NULL, *save = NULL;
+
+	if (adm_pf_services(dir, &all, err, sizeof err) < 0) {
+		fprintf(stderr, "relay-admin setup: %s\n", err);
+		return -1;
+	}
+	for (char *line = strtok_r(all, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char name[300], type[32], key[340];
+		bool wanted = false, ours = false;
+		const char *w = line;
+
+		if (sscanf(line, "%299s %31s", name, type) != 2 || strcmp(type, "inet") != 0)
+			continue;
+		while ((w = strstr(w, SYSLOG_MARK)) != NULL) {
+			const char *end = w + strlen(SYSLOG_MARK);
+
+			/* exactly postfix/relay or postfix/relay-tls, the names setup gives */
+			if (*end == '\0' || *end == ' ' || *end == '\t' || strncmp(end, "-tls", 4) == 0)
+				ours = true;
+			w = end;
+		}
+		snprintf(key, sizeof key, "%s/inet", name);
+		for (size_t s = 0; s < p->nsvc; s++)
+			wanted = wanted || strcmp(p->svc[s].name, key) == 0;
+		if (!ours || wanted || p->nstale >= MAX_STALE)
+			continue;
+		p->stale[p->nstale] = strdup(key);
+		if (p->stale[p->nstale] == NULL) {
+			free(all);
+			return -1;
+		}
+		p->nstale++;
+	}
+	free(all);
+	return 0;
+}
+
 static bool relay_milter_installed(void)
 {
 	static const char *const paths[] = { "/usr/local/sbin/relay-milter",
@@ -586,6 +634,8 @@ static int build_plan(const struct setup_opts *o, struct plan *p, const char *pa
 		goto out;
 	if (o->tls_port && plan_service(p, o, 1, o->tls_port, true) < 0)
 		goto out;
+	if (plan_stale(p, o->config_dir) < 0)
+		goto out;
 	rc = 0;
 out:
 	free(owner);
@@ -600,7 +650,8 @@ static bool plan_empty(const struct plan *p)
 
 	for (size_t s = 0; s < p->nsvc; s++)
 		svc = svc || p->svc[s].change;
-	return p->nmain == 0 && !svc && !p->sasl_change && !p->map_change && !p->gen_cert;
+	return p->nmain == 0 && !svc && p->nstale == 0 && !p->sasl_change && !p->map_change &&
+	       !p->gen_cert;
 }
 
 static void print_plan(const struct plan *p, const char *dir, const char *verb)
@@ -620,6 +671,9 @@ static void print_plan(const struct plan *p, const char *dir, const char *verb)
 			printf(" %s", p->svc[s].words[i]);
 		putchar('\n');
 	}
+	for (size_t i = 0; i < p->nstale; i++)
+		printf("%s master.cf: remove service %s (made by an earlier setup, port no longer "
+		       "wanted)\n", verb, p->stale[i]);
 	if (p->sasl_change)
 		printf("%s %s (relaydb)\n", verb, p->sasl_conf);
 	if (p->map_change)
@@ -783,6 +837,9 @@ static int apply(const struct setup_opts *o, struct plan *p)
 		}
 		free(entry);
 	}
+	for (size_t i = 0; i < p->nstale; i++)
+		if (adm_pf_service_delete(o->config_dir, p->stale[i], err, sizeof err) < 0)
+			goto fail;
 	print_plan(p, o->config_dir, "done:");
 	if (adm_pf_check(o->config_dir, err, sizeof err) < 0)
 		fprintf(stderr, "warning: postfix check complains: %s\n", err);

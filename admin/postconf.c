@@ -313,6 +313,21 @@ int adm_pf_service_set(const char *dir, const char *service_type, const char *en
 	return rc;
 }
 
+int adm_pf_services(const char *dir, char **all, char *err, size_t errlen)
+{
+	const char *argv[] = { "postconf", "-c", dir, "-M", NULL };
+
+	return run_ok(argv, all, err, errlen);
+}
+
+int adm_pf_service_delete(const char *dir, const char *service_type, char *err,
+                          size_t errlen)
+{
+	const char *argv[] = { "postconf", "-c", dir, "-MX", service_type, NULL };
+
+	return run_ok(argv, NULL, err, errlen);
+}
+
 int adm_pf_postmap(const char *dir, const char *file, char *err, size_t errlen)
 {
 	size_t len = strlen(file) + sizeof "hash:";

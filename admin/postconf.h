@@ -42,6 +42,13 @@ int adm_pf_service_get(const char *dir, const char *service_type, char **entry,
 int adm_pf_service_set(const char *dir, const char *service_type, const char *entry,
                        char *err, size_t errlen);
 
+/* `postconf -c dir -M`: every master.cf entry, one per line ("" if none). */
+int adm_pf_services(const char *dir, char **all, char *err, size_t errlen);
+
+/* `postconf -c dir -MX service/type`: removes one master.cf entry. */
+int adm_pf_service_delete(const char *dir, const char *service_type, char *err,
+                          size_t errlen);
+
 /* `postmap -c dir hash:file`. */
 int adm_pf_postmap(const char *dir, const char *file, char *err, size_t errlen);
 

@@ -146,6 +146,24 @@ class Setup(unittest.TestCase):
             self.assertNotIn('\n%s =' % name, '\n' + main_n, name + ' set globally')
         r.postconf('-MX', local)
 
+    def test_port_change_removes_old_service(self):
+        r = self.relay
+        args = self.same_args()
+        new_port = relaylab.free_port()
+        i = args.index('--port')
+        args[i + 1] = '%s:%d' % (r.host, new_port)
+        rc, out = self.setup_cmd(*args, password=self.up.password)
+        self.assertEqual(rc, 0, out)
+        self.assertIn('remove service %s' % r.service_name, out)
+        self.assertEqual(r.postconf('-M', r.service_name).strip(), '')
+        self.assertIn('smtpd_tls_security_level=encrypt',
+                      r.postconf('-M', '%s:%d/inet' % (r.host, new_port)))
+        # the implicit-TLS service, still wanted, stays
+        self.assertNotEqual(r.postconf('-M', r.tls_service_name).strip(), '')
+        rc, out = self.setup_cmd(*self.same_args(), password=self.up.password)
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(r.postconf('-M', '%s:%d/inet' % (r.host, new_port)).strip(), '')
+
     def test_secrets_not_world_readable(self):
         for name in ('relay_upstream_passwd', 'relay_upstream_passwd.db'):
             st = os.stat(os.path.join(self.relay.config_dir, name))
