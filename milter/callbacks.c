@@ -218,7 +218,9 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	if (c == NULL || smfi_setpriv(ctx, c) != MI_SUCCESS) {
 		free(c);
 		mlt_log(LOG_ERR, "out of memory at negotiate");
-		return SMFIS_REJECT; /* "do not use me": Postfix applies milter_default_action */
+		/* Not REJECT: that means "skip this milter", i.e. fail open. Without a context
+		 * every MAIL of this session is answered 451 (cb_envfrom). */
+		return SMFIS_ALL_OPTS;
 	}
 	if (!(f0 & SMFIF_QUARANTINE))
 		mlt_log(LOG_WARNING, "MTA does not offer quarantine: holding is unavailable");

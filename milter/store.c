@@ -113,7 +113,7 @@ static int refresh(struct mlt_store *s)
 			return -1;
 		flush(s);
 		s->version = v;
-		s->horizon = w > 0 ? w : 1;
+		s->horizon = w > MLT_HORIZON_MIN ? w : MLT_HORIZON_MIN;
 	}
 	return 0;
 }

@@ -31,7 +31,10 @@ enum mlt_lookup mlt_store_get(struct mlt_store *s, const char *name, int64_t now
                               const struct mlt_login **out);
 void mlt_store_put(const struct mlt_login *l);
 
-/* The longest limit window in the database (seconds, >= 1), as of the last refresh. */
+/* How long usage must be kept: the longest limit window in the database as of the last
+ * refresh, and at least a day (so a limit added later still sees the last day's traffic,
+ * and `relay-admin usage` has something to show). */
+#define MLT_HORIZON_MIN 86400
 int64_t mlt_store_horizon(struct mlt_store *s);
 
 #endif

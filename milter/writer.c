@@ -228,7 +228,8 @@ void mlt_writer_set(struct mlt_writer *w, int64_t flush_ms, int64_t audit_retent
 	pthread_mutex_lock(&w->mu);
 	w->flush_ms = flush_ms;
 	w->retention = audit_retention;
-	w->usage_keep = usage_keep > 0 ? usage_keep : 1;
+	/* keep a day at least, so `relay-admin usage` has something to show without limits */
+	w->usage_keep = usage_keep > 86400 ? usage_keep : 86400;
 	pthread_mutex_unlock(&w->mu);
 }
 
