@@ -1,0 +1,284 @@
+/*
+ * test-mlt-sql.c — the milter's data modules on real SQLite files in a private temporary
+ * folder: sql/policy.c (login state, senders, effective limits with defaults, limit
+ * writes and their validation, flags, data_version) and sql/state.c (create, refuse a
+ * foreign file, usage upsert and reads, last use, audit records with clamping and
+ * control characters, pruning).
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "policy.h"
+#include "state.h"
+#include "tap.h"
+
+static char dir[PATH_MAX];
+
+static char *path_in(const char *name)
+{
+	static char p[2][PATH_MAX + 64];
+	static int k;
+
+	k ^= 1;
+	snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
+	return p[k];
+}
+
+static int count_senders(const char *pattern, void *arg)
+{
+	char *buf = arg;
+
+	strcat(buf, pattern);
+	strcat(buf, " ");
+	return 0;
+}
+
+static int usage_rows(const char *login, int64_t ts, const uint64_t v[3], void *arg)
+{
+	char *buf = arg;
+	char line[128];
+
+	snprintf(line, sizeof line, "%s@%lld:%llu,%llu,%llu ", login, (long long)ts,
+	         (unsigned long long)v[0], (unsigned long long)v[1], (unsigned long long)v[2]);
+	strcat(buf, line);
+	return 0;
+}
+
+struct audit_seen {
+	int n;
+	char last_login[300];
+	char last_reason[300];
+	int64_t last_size;
+};
+
+static int audit_row(const struct rdb_audit *a, void *arg)
+{
+	struct audit_seen *s = arg;
+
+	s->n++;
+	snprintf(s->last_login, sizeof s->last_login, "%s", a->login);
+	snprintf(s->last_reason, sizeof s->last_reason, "%s", a->reason);
+	s->last_size = (int64_t)a->size;
+	return 0;
+}
+
+static void add_login(struct rdb *db, const char *name)
+{
+	unsigned char plain[RDB_PLAIN_SECRET_LEN];
+	struct rdb_login_new n = { .name = name, .plain = plain, .now = 1000 };
+
+	rdb_secret_plain("x-very-long-test-password", 25, NULL, plain);
+	ok(rdb_login_add(db, &n) == RDB_OK, "add login %s", name);
+}
+
+static void test_policy(void)
+{
+	char err[256], buf[512] = "";
+	struct rdb *db = NULL, *ro = NULL;
+	struct rdb_policy *p = NULL, *pr = NULL;
+	struct rdb_login_policy lp;
+	struct rdb_limit got[RDB_LIMITS_MAX];
+	size_t n = 0;
+	int64_t v1 = 0, v2 = 0, w = 0;
+	char users[PATH_MAX + 64];
+
+	snprintf(users, sizeof users, "%s", path_in("users.db"));
+
+	ok(rdb_init(users, err, sizeof err) == RDB_OK, "users db created (%s)", err);
+	ok(rdb_open(users, RDB_READWRITE, &db, err, sizeof err) == RDB_OK, "open rw");
+	ok(rdb_open(users, RDB_READONLY, &ro, err, sizeof err) == RDB_OK, "open ro");
+	ok(rdb_policy_new(db, &p) == RDB_OK && rdb_policy_new(ro, &pr) == RDB_OK, "policy handles");
+	add_login(db, "Alice");
+	add_login(db, "bob@example.com");
+	ok(rdb_sender_add(db, "alice", "Alice@Example.com", 1000) == RDB_OK, "sender");
+	ok(rdb_sender_add(db, "alice", "@corp.example", 1000) == RDB_OK, "domain sender");
+
+	ok(rdb_policy_data_version(pr, &v1) == RDB_OK, "data_version");
+	ok(rdb_policy_max_window(pr, &w) == RDB_OK && w == 0, "no limits: max window 0");
+	is_int(rdb_policy_login(pr, "ALICE", &lp), RDB_OK, "login found case-insensitively");
+	ok(strcmp(lp.name, "Alice") == 0 && lp.enabled && !lp.rate_exempt && !lp.hold_over_limit &&
+	   lp.nlimits == 0, "login row as stored");
+	is_int(rdb_policy_login(pr, "nobody", &lp), RDB_NOTFOUND, "unknown login: NOTFOUND");
+	ok(rdb_policy_senders(pr, "alice", count_senders, buf) == RDB_OK &&
+	   strcmp(buf, "@corp.example alice@example.com ") == 0, "senders lowercase: %s", buf);
+
+	/* defaults and overrides per metric */
+	{
+		const struct rdb_limit defs[] = {
+			{ RDB_METRIC_MESSAGES, 3600, 100 }, { RDB_METRIC_MESSAGES, 86400, 1000 },
+			{ RDB_METRIC_BYTES, 86400, 1 << 20 },
+		};
+		const struct rdb_limit own[] = { { RDB_METRIC_MESSAGES, 60, 5 } };
+
+		is_int(rdb_limits_set(p, NULL, defs, 3), RDB_OK, "defaults set");
+		is_int(rdb_limits_set(p, "alice", own, 1), RDB_OK, "alice's messages set");
+	}
+	ok(rdb_policy_data_version(pr, &v2) == RDB_OK && v2 != v1, "a write changes data_version");
+	ok(rdb_policy_max_window(pr, &w) == RDB_OK && w == 86400, "max window 1d");
+	is_int(rdb_policy_login(pr, "alice", &lp), RDB_OK, "alice");
+	is_int(lp.nlimits, 2, "own messages replace the default messages; bytes default stays");
+	ok(lp.limits[0].metric == RDB_METRIC_MESSAGES && lp.limits[0].window_seconds == 60 &&
+	   lp.limits[0].max_count == 5, "own 5/1m first");
+	ok(lp.limits[1].metric == RDB_METRIC_BYTES && lp.limits[1].max_count == 1 << 20,
+	   "default bytes second");
+	is_int(rdb_policy_login(pr, "bob@example.com", &lp), RDB_OK, "bob");
+	is_int(lp.nlimits, 3, "bob has the defaults");
+	is_int(rdb_limits_get(pr, "alice", got, RDB_LIMITS_MAX, &n), RDB_OK, "own rows");
+	is_int(n, 1, "alice has one own row");
+	is_int(rdb_limits_get(pr, NULL, got, RDB_LIMITS_MAX, &n), RDB_OK, "default rows");
+	is_int(n, 3, "three defaults");
+
+	/* validation: nothing written */
+	{
+		const struct rdb_limit zero_win[] = { { RDB_METRIC_MESSAGES, 0, 5 } };
+		const struct rdb_limit dup[] = { { RDB_METRIC_MESSAGES, 60, 5 },
+		                                 { RDB_METRIC_MESSAGES, 60, 6 } };
+		const struct rdb_limit big[] = { { RDB_METRIC_BYTES, RDB_WINDOW_MAX + 1, 5 } };
+
+		is_int(rdb_limits_set(p, "alice", zero_win, 1), RDB_INVALID, "window 0 refused");
+		is_int(rdb_limits_set(p, "alice", dup, 2), RDB_INVALID, "duplicate window refused");
+		is_int(rdb_limits_set(p, "alice", big, 1), RDB_INVALID, "window > 366d refused");
+		is_int(rdb_limits_set(p, "ghost", dup, 1), RDB_NOTFOUND, "unknown login: NOTFOUND");
+		is_int(rdb_limits_get(pr, "alice", got, RDB_LIMITS_MAX, &n), RDB_OK, "still readable");
+		is_int(n, 1, "nothing changed by refused writes");
+	}
+	/* inside a caller's transaction, rolled back */
+	{
+		const struct rdb_limit r[] = { { RDB_METRIC_RECIPIENTS, 60, 9 } };
+
+		ok(rdb_begin(db) == RDB_OK && rdb_limits_set(p, "alice", r, 1) == RDB_OK, "in txn");
+		rdb_rollback(db);
+		is_int(rdb_limits_get(pr, "alice", got, RDB_LIMITS_MAX, &n), RDB_OK, "after rollback");
+		is_int(n, 1, "rollback undid it");
+	}
+	is_int(rdb_policy_set_flags(p, "alice", 1, -1, 2000), RDB_OK, "exempt");
+	is_int(rdb_policy_set_flags(p, "alice", -1, 1, 2000), RDB_OK, "hold");
+	is_int(rdb_policy_login(pr, "alice", &lp), RDB_OK, "alice again");
+	ok(lp.rate_exempt && lp.hold_over_limit, "both flags set, each alone");
+	is_int(rdb_policy_set_flags(p, "ghost", 1, 1, 2000), RDB_NOTFOUND, "flags: unknown login");
+	is_int(rdb_limits_clear(p, "alice"), RDB_OK, "clear alice");
+	is_int(rdb_policy_login(pr, "alice", &lp), RDB_OK, "alice after clear");
+	is_int(lp.nlimits, 3, "defaults apply again");
+	is_int(rdb_limits_clear(p, NULL), RDB_OK, "clear defaults");
+	is_int(rdb_policy_login(pr, "alice", &lp), RDB_OK, "alice without any limit");
+	is_int(lp.nlimits, 0, "no limits");
+	/* a read-only handle cannot write */
+	{
+		const struct rdb_limit r[] = { { RDB_METRIC_RECIPIENTS, 60, 9 } };
+
+		is_int(rdb_limits_set(pr, "alice", r, 1), RDB_ERROR, "read-only handle: ERROR");
+	}
+	rdb_policy_free(p);
+	rdb_policy_free(pr);
+	rdb_policy_free(NULL);
+	rdb_close(db);
+	rdb_close(ro);
+}
+
+static void test_state(void)
+{
+	char err[256], rows[1024] = "", client[64];
+	struct rdb_state *st = NULL, *ro = NULL;
+	struct audit_seen seen = { 0 };
+	char state[PATH_MAX + 64];
+	int64_t ts = 0;
+	char longtext[400];
+
+	snprintf(state, sizeof state, "%s", path_in("state.db"));
+	is_int(rdb_state_open(state, RDB_READONLY, &st, err, sizeof err), RDB_ERROR,
+	       "missing state db: ERROR");
+	ok(strstr(err, "no state database") != NULL, "says why: %s", err);
+	is_int(rdb_state_init(state, err, sizeof err), RDB_OK, "created (%s)", err);
+	is_int(rdb_state_init(state, err, sizeof err), RDB_OK, "init again is harmless");
+	is_int(rdb_state_init(path_in("users.db"), err, sizeof err), RDB_ERROR,
+	       "the users db is not a state db");
+	is_int(rdb_state_open(path_in("users.db"), RDB_READONLY, &ro, err, sizeof err), RDB_ERROR,
+	       "opening the users db as state: ERROR");
+	is_int(rdb_state_open(state, RDB_READWRITE, &st, err, sizeof err), RDB_OK, "open rw");
+	is_int(rdb_state_open(state, RDB_READONLY, &ro, err, sizeof err), RDB_OK, "open ro");
+
+	ok(rdb_state_begin(st) == RDB_OK, "begin");
+	ok(rdb_state_usage_add(st, "alice", 100, 1, 3, 500) == RDB_OK, "usage");
+	ok(rdb_state_usage_add(st, "alice", 100, 1, 2, 100) == RDB_OK, "same second adds up");
+	ok(rdb_state_usage_add(st, "alice", 160, 1, 1, 10) == RDB_OK, "later second");
+	ok(rdb_state_usage_add(st, "bob", 150, 1, 1, 1) == RDB_OK, "bob");
+	ok(rdb_state_touch(st, "alice", 160, "192.0.2.1") == RDB_OK, "touch");
+	ok(rdb_state_touch(st, "alice", 120, "192.0.2.2") == RDB_OK, "older touch keeps the time");
+	memset(longtext, 'x', sizeof longtext - 1);
+	longtext[sizeof longtext - 1] = '\0';
+	longtext[5] = '\n';
+	{
+		struct rdb_audit a = { .ts = 100, .login = "alice", .client_addr = "192.0.2.1",
+		                       .tls_version = "TLSv1.3", .env_from = "alice@example.com",
+		                       .rcpt_count = 3, .size = 500, .verdict = "accepted",
+		                       .reason = "ok" };
+
+		ok(rdb_state_audit_add(st, &a) == RDB_OK, "audit 1");
+		a.ts = 160;
+		a.login = longtext;
+		a.reason = "rate-limit";
+		a.size = UINT64_MAX;
+		ok(rdb_state_audit_add(st, &a) == RDB_OK, "audit 2: long, control char, huge size");
+	}
+	ok(rdb_state_commit(st) == RDB_OK, "commit");
+
+	ok(rdb_state_usage_foreach(ro, "ALICE", 0, usage_rows, rows) == RDB_OK &&
+	   strcmp(rows, "alice@100:2,5,600 alice@160:1,1,10 ") == 0, "usage rows: %s", rows);
+	rows[0] = '\0';
+	ok(rdb_state_usage_foreach(ro, NULL, 120, usage_rows, rows) == RDB_OK &&
+	   strcmp(rows, "alice@160:1,1,10 bob@150:1,1,1 ") == 0, "since 120, all: %s", rows);
+	ok(rdb_state_last_use(ro, "alice", &ts, client, sizeof client) == RDB_OK && ts == 160 &&
+	   strcmp(client, "192.0.2.2") == 0, "last use %lld from %s", (long long)ts, client);
+	is_int(rdb_state_last_use(ro, "carol", &ts, NULL, 0), RDB_NOTFOUND, "never used");
+	ok(rdb_state_audit_foreach(ro, NULL, 0, 100, audit_row, &seen) == RDB_OK && seen.n == 2,
+	   "two audit records");
+	is_int(strlen(seen.last_login), RDB_AUDIT_FIELD_MAX, "text clamped");
+	ok(strchr(seen.last_login, '\n') == NULL, "control character replaced");
+	is_int(seen.last_size, INT64_MAX, "size clamped to INT64_MAX");
+	memset(&seen, 0, sizeof seen);
+	ok(rdb_state_audit_foreach(ro, NULL, 0, 1, audit_row, &seen) == RDB_OK && seen.n == 1 &&
+	   strcmp(seen.last_reason, "rate-limit") == 0, "limit 1 gives the newest");
+	memset(&seen, 0, sizeof seen);
+	ok(rdb_state_audit_foreach(ro, "Alice", 0, 10, audit_row, &seen) == RDB_OK && seen.n == 1,
+	   "filter by login, case-insensitive");
+	ok(rdb_state_audit_foreach(ro, NULL, 150, 10, audit_row, &seen) == RDB_OK, "since");
+	ok(rdb_state_prune(st, 120, 120) == RDB_OK, "prune");
+	rows[0] = '\0';
+	ok(rdb_state_usage_foreach(ro, NULL, 0, usage_rows, rows) == RDB_OK &&
+	   strcmp(rows, "alice@160:1,1,10 bob@150:1,1,1 ") == 0, "pruned usage: %s", rows);
+	memset(&seen, 0, sizeof seen);
+	ok(rdb_state_audit_foreach(ro, NULL, 0, 10, audit_row, &seen) == RDB_OK && seen.n == 1,
+	   "pruned audit");
+	is_int(rdb_state_usage_add(ro, "x", 1, 1, 1, 1), RDB_ERROR, "read-only handle cannot write");
+	rdb_state_rollback(st); /* no transaction open: harmless */
+	rdb_state_close(st);
+	rdb_state_close(ro);
+	rdb_state_close(NULL);
+}
+
+int main(void)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(dir, sizeof dir, "%s/test-mlt-sql.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (mkdtemp(dir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	test_policy();
+	test_state();
+	{
+		static const char *const files[] = { "users.db", "users.db-journal", "state.db",
+		                                      "state.db-wal", "state.db-shm" };
+
+		for (size_t k = 0; k < sizeof files / sizeof files[0]; k++)
+			unlink(path_in(files[k]));
+		rmdir(dir);
+	}
+	return tap_done();
+}
