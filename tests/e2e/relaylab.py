@@ -1,9 +1,9 @@
 """relaylab — private Postfix instances for end-to-end tests of smtp-relay (stdlib only).
 
-A *lab* is one temporary folder holding a throwaway certificate authority and up to two
-private Postfix instances, each started with ``postfix -c DIR start`` from its own config
-folder, queue and data folders, listening on 127.0.0.1 only, on free high ports picked at
-run time. Nothing outside the lab folder is written; nothing global is configured. Needs
+A *lab* is one temporary folder holding a throwaway certificate authority and the
+private Postfix instances (and relay-milter) of one test. Each instance is started with
+``postfix -c DIR start`` from its own config folder, queue and data folders, listening
+on 127.0.0.1 only, on free high ports picked at run time. Nothing outside the lab folder is written; nothing global is configured. Needs
 root (Postfix's master runs as root and drops to ``mail_owner = postfix``).
 
 Roles
@@ -61,7 +61,7 @@ API
     ``TimeoutError``), ``log_mark()`` / ``wait_log(regex, since=mark)`` to look only at lines
     written after a point.
 
-``Upstream(lab, user='upstream-user', password=<random>, cert=None, tls_only=True)``:
+``Upstream(lab, user='upstream-user', password=<random>, cert=None, start=True)``:
     ``port`` (STARTTLS, AUTH required), ``user``, ``password``, ``hostname`` ('localhost',
     the name in its certificate; the relay connects to ``[localhost]:port``), ``cert``/``key``,
     ``maildir`` (``<dir>/Maildir``), ``messages()`` -> list of bytes (new/ and cur/),
@@ -112,7 +112,7 @@ API
     from the build, run as user postfix with the relay's users database and its own state
     database (``state_db``, made by ``relay-admin --state-db ... init --milter-user
     postfix``); ``sock`` ('unix:/...'), ``log()``, ``start()``, ``stop()``. Extra
-    relay-milter.conf lines: ``Relay(milter=True, milter_conf='policy_refresh_ms = 0\n')``.
+    relay-milter.conf lines: ``Relay(milter=True, milter_conf='policy_refresh_ms = 0\\n')``.
 
 Helpers: ``free_port()``, ``need_root()`` (returns a reason string or None),
 ``postfix_available()``.
@@ -132,7 +132,6 @@ import time
 
 HOST = '127.0.0.1'
 POSTFIX_USER = 'postfix'
-SYSTEM_SASL_PLUGINS = '/usr/lib/x86_64-linux-gnu/sasl2'
 
 BROKEN = {
     'no_tls': {'smtpd_tls_security_level': 'may', 'smtpd_tls_auth_only': 'no'},
