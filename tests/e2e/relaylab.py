@@ -3,8 +3,9 @@
 A *lab* is one temporary folder holding a throwaway certificate authority and the
 private Postfix instances (and relay-milter) of one test. Each instance is started with
 ``postfix -c DIR start`` from its own config folder, queue and data folders, listening
-on 127.0.0.1 only, on free high ports picked at run time. Nothing outside the lab folder is written; nothing global is configured. Needs
-root (Postfix's master runs as root and drops to ``mail_owner = postfix``).
+on 127.0.0.1 only, on free high ports picked at run time. Nothing outside the lab folder
+is written; nothing global is configured. Needs root (Postfix's master runs as root and
+drops to ``mail_owner = postfix``).
 
 Roles
 -----
