@@ -1,0 +1,129 @@
+#!/usr/bin/python3
+"""test_admin_limits.py — relay-admin limit set|show|clear, usage and log (suite 'admin').
+
+Drives the built relay-admin on private databases: specs and their errors (exit 2, nothing
+written), unknown logins (exit 3), a missing state database (exit 5), JSON shapes, and
+usage/log over a state database filled through sql/state.c's schema by relay-admin init.
+
+usage: test_admin_limits.py RELAY_ADMIN
+"""
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+ADMIN = None
+
+
+class AdminLimits(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix='mlt-admin-')
+        self.db = os.path.join(self.tmp.name, 'users.db')
+        self.state = os.path.join(self.tmp.name, 'state.db')
+        self.run_ok('init', state=False)   # users db only: the state db comes later
+        self.run_ok('user', 'add', 'alice', '--password-stdin', stdin='long-enough-password-123\n')
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def run_admin(self, *args, stdin=None, state=True):
+        argv = [ADMIN, '--db', self.db] + (['--state-db', self.state] if state else []) + list(args)
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True)
+
+    def run_ok(self, *args, **kw):
+        r = self.run_admin(*args, **kw)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r
+
+    def show(self, name='alice'):
+        return json.loads(self.run_ok('--json', 'limit', 'show', name).stdout)
+
+    def test_set_show_clear(self):
+        self.run_ok('limit', 'set', '--default', '--messages', '100/1h', '--messages', '1000/1d',
+                    '--bytes', '50M/1d')
+        self.run_ok('limit', 'set', 'alice', '--recipients', '20/10m', '--hold')
+        doc = self.show()
+        self.assertEqual([d['spec'] for d in doc['defaults']], ['100/1h', '1000/1d', '50M/1d'])
+        login = doc['logins'][0]
+        self.assertEqual(login['login'], 'alice')
+        self.assertTrue(login['hold_over_limit'])
+        self.assertFalse(login['rate_exempt'])
+        self.assertEqual([o['spec'] for o in login['own']], ['20/10m'])
+        self.assertEqual([(e['metric'], e['max'], e['window_seconds']) for e in login['effective']],
+                         [('messages', 100, 3600), ('messages', 1000, 86400),
+                          ('recipients', 20, 600), ('bytes', 50 << 20, 86400)])
+        # replacing one metric keeps the others
+        self.run_ok('limit', 'set', 'alice', '--messages', '5/1m')
+        own = self.show()['logins'][0]['own']
+        self.assertEqual(sorted(o['spec'] for o in own), ['20/10m', '5/1m'])
+        text = self.run_ok('limit', 'show').stdout
+        self.assertIn('alice (holds over limit)', text)
+        self.run_ok('limit', 'clear', 'alice', '--json')
+        self.assertEqual(self.show()['logins'][0]['own'], [])
+        self.run_ok('limit', 'set', 'alice', '--exempt', '--no-hold')
+        login = self.show()['logins'][0]
+        self.assertTrue(login['rate_exempt'])
+        self.assertFalse(login['hold_over_limit'])
+
+    def test_bad_input_writes_nothing(self):
+        self.run_ok('limit', 'set', 'alice', '--messages', '5/1m')
+        for args in (['--messages', '5'], ['--messages', '5/0s'], ['--messages', '5/1y'],
+                     ['--messages', 'x/1h'], ['--messages', '5M/1h'], ['--bytes', '5Q/1h'],
+                     ['--messages', '5/1h', '--messages', '6/1h'], ['--messages', '5/400d'],
+                     [], ['--bogus']):
+            r = self.run_admin('limit', 'set', 'alice', *args)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertTrue(r.stderr.startswith('relay-admin: '), r.stderr)
+        self.assertEqual([o['spec'] for o in self.show()['logins'][0]['own']], ['5/1m'])
+        self.assertEqual(self.run_admin('limit', 'set', '--default', '--exempt').returncode, 2)
+        self.assertEqual(self.run_admin('limit', 'set', 'bad name', '--messages', '1/1h').returncode, 2)
+
+    def test_unknown_login(self):
+        for args in (['limit', 'set', 'ghost', '--messages', '1/1h'], ['limit', 'show', 'ghost'],
+                     ['limit', 'clear', 'ghost']):
+            r = self.run_admin(*args)
+            self.assertEqual(r.returncode, 3, (args, r.stderr))
+            self.assertIn('ghost', r.stderr)
+
+    def test_usage_and_log(self):
+        r = self.run_admin('usage')
+        self.assertEqual(r.returncode, 5, r.stderr)            # no state database yet
+        self.assertIn('no state database', r.stderr)
+        self.run_ok('init')                                    # --state-db given: creates it
+        self.run_ok('limit', 'set', 'alice', '--messages', '2/1h')
+        now = int(time.time())
+        with sqlite3.connect(self.state) as c:
+            c.execute('INSERT INTO usage VALUES (?, ?, 1, 3, 300)', ('alice', now - 10))
+            c.execute('INSERT INTO usage VALUES (?, ?, 1, 1, 100)', ('alice', now - 5))
+            c.execute('INSERT INTO last_use VALUES (?, ?, ?)', ('alice', now - 5, '192.0.2.9'))
+            for i, verdict in enumerate(['accepted', 'accepted', 'tempfailed']):
+                c.execute('INSERT INTO audit (ts, login, client_addr, tls_version, cipher, env_from,'
+                          ' header_from, rcpt_count, size, queue_id, verdict, reason) VALUES'
+                          ' (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                          (now - 20 + i, 'alice', '192.0.2.9', 'TLSv1.3', 'X', 'alice@example.com',
+                           'Alice <alice@example.com>\x1b[31m', 1, 100, 'Q%d' % i, verdict, 'ok'))
+        u = json.loads(self.run_ok('--json', 'usage', 'alice').stdout)[0]
+        lim = u['limits'][0]
+        self.assertEqual((lim['metric'], lim['used'], lim['max']), ('messages', 2, 2))
+        self.assertGreater(lim['room_in_seconds'], 3000)
+        self.assertIsNotNone(u['last_use'])
+        self.assertIn('room in', self.run_ok('usage').stdout)
+        log = json.loads(self.run_ok('log', '--json', '--user', 'alice').stdout)
+        self.assertEqual([r['verdict'] for r in log], ['accepted', 'accepted', 'tempfailed'])
+        log = json.loads(self.run_ok('--json', 'log', '--limit', '1').stdout)
+        self.assertEqual([r['queue_id'] for r in log], ['Q2'])
+        self.assertEqual(json.loads(self.run_ok('--json', 'log', '--since', '1s').stdout), [])
+        text = self.run_ok('log').stdout
+        self.assertNotIn('\x1b', text, 'terminal escapes from the log are neutralised')
+        for bad in (['--since', 'yesterday'], ['--limit', '0'], ['--user', 'a b']):
+            self.assertEqual(self.run_admin('log', *bad).returncode, 2, bad)
+
+
+if __name__ == '__main__':
+    ADMIN = sys.argv[1]
+    del sys.argv[1]
+    unittest.main(verbosity=2)
