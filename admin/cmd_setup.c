@@ -844,9 +844,19 @@ static int apply(const struct setup_opts *o, struct plan *p)
 	if (adm_pf_check(o->config_dir, err, sizeof err) < 0)
 		fprintf(stderr, "warning: postfix check complains: %s\n", err);
 	if (!o->no_reload && adm_pf_running(o->config_dir)) {
+		bool env_changed = false;
+
+		for (size_t i = 0; i < p->nmain; i++)
+			env_changed = env_changed ||
+			              strncmp(p->main_kv[i], "import_environment=", 19) == 0;
 		if (adm_pf_reload(o->config_dir, err, sizeof err) < 0)
 			goto fail;
 		printf("reloaded the running Postfix\n");
+		/* master applies import_environment only when it starts */
+		if (env_changed)
+			printf("note: import_environment changed (SASL_PATH): restart Postfix for it "
+			       "to take effect (systemctl restart postfix, or postfix -c %s stop; "
+			       "postfix -c %s start)\n", o->config_dir, o->config_dir);
 	} else if (!o->no_reload) {
 		printf("Postfix (%s) is not running: start it with `postfix -c %s start`\n",
 		       o->config_dir, o->config_dir);
