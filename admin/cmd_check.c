@@ -670,15 +670,15 @@ static bool milter_reachable(const char *spec, char *why, size_t whylen)
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		ok = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
 		if (!ok)
-			snprintf(why, whylen, "%s: %s", p, strerror(errno));
+			snprintf(why, whylen, "%.200s: %s", p, strerror(errno));
 	} else if (strncmp(spec, "inet:", 5) == 0) {
 		char host[256], *colon;
 		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
 
-		snprintf(host, sizeof(host), "%s", spec + 5);
+		snprintf(host, sizeof(host), "%.255s", spec + 5);
 		colon = strrchr(host, ':');
 		if (!colon) {
-			snprintf(why, whylen, "no port in %s", spec);
+			snprintf(why, whylen, "no port in %.200s", spec);
 			return false;
 		}
 		*colon = '\0';
@@ -686,7 +686,7 @@ static bool milter_reachable(const char *spec, char *why, size_t whylen)
 		int gr = getaddrinfo(host[0] == '[' ? host + 1 : host, colon + 1, &hints, &res);
 
 		if (gr != 0) {
-			snprintf(why, whylen, "%s: %s", spec, gai_strerror(gr));
+			snprintf(why, whylen, "%.200s: %s", spec, gai_strerror(gr));
 			return false;
 		}
 		fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -699,13 +699,13 @@ static bool milter_reachable(const char *spec, char *why, size_t whylen)
 			    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
 				ok = true;
 			else
-				snprintf(why, whylen, "%s: %s", spec, soerr ? strerror(soerr) : "no answer");
+				snprintf(why, whylen, "%.200s: %s", spec, soerr ? strerror(soerr) : "no answer");
 		} else {
-			snprintf(why, whylen, "%s: %s", spec, strerror(errno));
+			snprintf(why, whylen, "%.200s: %s", spec, strerror(errno));
 		}
 		freeaddrinfo(res);
 	} else {
-		snprintf(why, whylen, "unknown socket type in %s", spec);
+		snprintf(why, whylen, "unknown socket type in %.200s", spec);
 	}
 	if (fd >= 0)
 		close(fd);
