@@ -162,6 +162,22 @@ class MilterDaemonTest(unittest.TestCase):
             self.assertIn("{auth_authen}", m.macro_lists.get(2, ""))
             self.assertIn("{tls_version}", m.macro_lists.get(2, ""))
 
+    def test_check_only(self):
+        r = subprocess.run([MILTER, "-n", "-c", self.d.conf], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        bad = os.path.join(self.tmp, "bad.conf")
+        for text, want in [("socket = unix:/x\nsocket = unix:/y\n", "bad.conf:2: duplicate key"),
+                           ("colour = blue\n", "bad.conf:1: unknown key"),
+                           ("user = no-such-user-here\n", "does not exist")]:
+            with open(bad, "w") as f:
+                f.write(text)
+            r = subprocess.run([MILTER, "-n", "-c", bad], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 2, text)
+            self.assertIn(want, r.stderr)
+        r = subprocess.run([MILTER, "-n", "-c", os.path.join(self.tmp, "missing.conf")],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+
     # ---- session, login and sender checks ----------------------------------------------
     def test_accepts_own_address(self):
         stage, r = send(self.d.sock, "hal", "<hal@example.com>", header_from="Hal <hal@example.com>")
