@@ -347,7 +347,9 @@ static int plan_service(struct plan *p, const struct setup_opts *o, size_t s,
 	const char *cols[] = { "inet", "n", "-", "n", "-", "-", "smtpd" };
 	for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
 		rc |= add_word(p, s, cols[i]);
-	rc |= opt_word(p, s, "syslog_name", wrapper ? "postfix/relay-tls" : "postfix/relay");
+	/* one word after "postfix/": fail2ban's postfix filter (Debian 12) matches
+	 * postfix/<word>/smtpd, so "relay-tls" would hide the TLS port's failures from it */
+	rc |= opt_word(p, s, "syslog_name", wrapper ? "postfix/relaytls" : "postfix/relay");
 	if (wrapper)
 		rc |= opt_word(p, s, "smtpd_tls_wrappermode", "yes");
 	rc |= opt_word(p, s, "smtpd_tls_security_level", "encrypt");
@@ -403,8 +405,10 @@ static int plan_stale(struct plan *p, const char *dir)
 		while ((w = strstr(w, SYSLOG_MARK)) != NULL) {
 			const char *end = w + strlen(SYSLOG_MARK);
 
-			/* exactly postfix/relay or postfix/relay-tls, the names setup gives */
-			if (*end == '\0' || *end == ' ' || *end == '\t' || strncmp(end, "-tls", 4) == 0)
+			/* exactly postfix/relay or postfix/relaytls, the names setup gives */
+			if (strncmp(end, "tls", 3) == 0)
+				end += 3;
+			if (*end == '\0' || *end == ' ' || *end == '\t')
 				ours = true;
 			w = end;
 		}
