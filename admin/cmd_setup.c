@@ -658,7 +658,7 @@ static bool plan_empty(const struct plan *p)
 	       !p->gen_cert;
 }
 
-static void print_plan(const struct plan *p, const char *dir, const char *verb)
+static void print_plan(const struct plan *p, const char *verb)
 {
 	for (size_t i = 0; i < p->nmain; i++) {
 		const char *eq = strchr(p->main_kv[i], '=');
@@ -685,7 +685,6 @@ static void print_plan(const struct plan *p, const char *dir, const char *verb)
 		       p->map);
 	if (p->gen_cert)
 		printf("%s self-signed certificate %s and key %s\n", verb, p->cert, p->key);
-	(void)dir;
 }
 
 /* ---- applying ------------------------------------------------------------------------- */
@@ -718,7 +717,7 @@ static int copy_file(const char *from, const char *to, mode_t mode)
 	return rc;
 }
 
-static int backup(const struct plan *p, const char *dir, char *where, size_t len)
+static int backup(const char *dir, char *where, size_t len)
 {
 	char base[PATH_MAX], from[2 * PATH_MAX], to[2 * PATH_MAX + 128];
 	time_t now = time(NULL);
@@ -743,7 +742,6 @@ static int backup(const struct plan *p, const char *dir, char *where, size_t len
 		if (copy_file(from, to, 0600) < 0)
 			return -1;
 	}
-	(void)p;
 	return 0;
 }
 
@@ -777,7 +775,7 @@ static int apply(const struct setup_opts *o, struct plan *p)
 {
 	char err[2 * PATH_MAX + 256], where[PATH_MAX + 64];
 
-	if (backup(p, o->config_dir, where, sizeof where) < 0) {
+	if (backup(o->config_dir, where, sizeof where) < 0) {
 		fprintf(stderr, "relay-admin setup: cannot back up into %s: %s\nnothing was "
 		        "changed\n", o->config_dir, strerror(errno));
 		return 1;
@@ -844,7 +842,7 @@ static int apply(const struct setup_opts *o, struct plan *p)
 	for (size_t i = 0; i < p->nstale; i++)
 		if (adm_pf_service_delete(o->config_dir, p->stale[i], err, sizeof err) < 0)
 			goto fail;
-	print_plan(p, o->config_dir, "done:");
+	print_plan(p, "done:");
 	if (adm_pf_check(o->config_dir, err, sizeof err) < 0)
 		fprintf(stderr, "warning: postfix check complains: %s\n", err);
 	if (!o->no_reload && adm_pf_running(o->config_dir)) {
@@ -974,7 +972,7 @@ int adm_cmd_setup(struct adm_ctx *ctx, int argc, char **argv)
 		if (plan_empty(&p)) {
 			printf("nothing to change: %s is already set up\n", o.config_dir);
 		} else if (o.dry_run) {
-			print_plan(&p, o.config_dir, "would");
+			print_plan(&p, "would");
 			printf("dry run: nothing was changed\n");
 		} else {
 			rc = apply(&o, &p);
