@@ -745,6 +745,18 @@ class Milter:
                 pass
 
 
+def _exit_on_sigterm():
+    """meson stops a test that runs past its timeout with SIGTERM, which by default kills
+    Python without running finally blocks or atexit: turn it into SystemExit so every lab
+    stops its instances. Only if nobody installed a handler, and only in the main thread."""
+    import threading
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+        def _raise(signum, frame):
+            raise SystemExit(128 + signum)
+        signal.signal(signal.SIGTERM, _raise)
+
+
 class Lab:
     """A temporary folder with a CA and the instances started in it (see module docstring)."""
 
@@ -766,6 +778,7 @@ class Lab:
         self._instances = []
         # stop what we started even if the caller forgets (or an exception skips) stop()
         atexit.register(self.stop)
+        _exit_on_sigterm()
         self.ca = CA(os.path.join(self.dir, 'ca'))
 
     def __enter__(self):
