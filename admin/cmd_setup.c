@@ -276,6 +276,13 @@ static int read_password(struct adm_ctx *ctx, char *out, size_t len)
 		}
 	}
 	n = strlen(out);
+	if (n > 0 && (out[n - 1] == ' ' || out[n - 1] == '\t')) {
+		/* postmap trims the end of a map line: the upstream would see another password */
+		explicit_bzero(out, len);
+		adm_err(ctx, "refused: the upstream password ends with a space, which Postfix's "
+		        "password map cannot keep\nnothing was changed");
+		return ADM_EXIT_USAGE;
+	}
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f) {
 			explicit_bzero(out, len);

@@ -104,6 +104,10 @@ class Setup(unittest.TestCase):
               '--sasl-plugin-dir', self.lab.plugin_dir], 'password'),
         ]
         before = _snapshot(r.config_dir)
+        env = dict(os.environ, RELAY_UPSTREAM_PASSWORD='ends-with-space ')
+        rc, out = self.setup_cmd(*self.same_args(), env=env)
+        self.assertEqual(rc, 2, out)
+        self.assertIn('ends with a space', out)
         for args, why in cases:
             with self.subTest(args=args):
                 rc, out = self.setup_cmd(*args)
@@ -209,6 +213,22 @@ class SelfSigned(unittest.TestCase):
                 self.assertIn(('DNS', 'relay.example.test'), cert['subjectAltName'])
                 code, text = _auth(s, 'PLAIN', 'carol', password)
                 self.assertEqual(code, 235, text)
+
+
+class UpstreamPasswordCharacters(unittest.TestCase):
+    """The upstream password reaches the smarthost intact through the postmap'ed map:
+    spaces, ':', '#' and '$' included."""
+
+    def test_odd_password_relays(self):
+        _require_build(self)
+        with relaylab.Lab() as lab:
+            up = lab.upstream(password='we ird:pa#ss$word')
+            relay = lab.relay(up, tls_port=False)
+            pw = relay.add_user('zed')
+            with relay.smtp() as s:
+                s.login('zed', pw)
+                s.sendmail('a@example.org', ['b@example.net'], b'Subject: odd-pw\r\n\r\nx\r\n')
+            self.assertIn(b'odd-pw', up.wait_messages(1)[0])
 
 
 class SetupWithMilter(unittest.TestCase):
