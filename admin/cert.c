@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,17 +23,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-__attribute__((format(printf, 3, 4)))
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
+#include "errbuf.h"
 
 /* Refuses to prompt for a pass phrase: Postfix cannot use an encrypted key. */
 static int no_passphrase(char *buf, int size, int rwflag, void *u)
@@ -52,13 +41,13 @@ static X509 *read_cert(const char *path, char *err, size_t errlen)
 	X509 *x;
 
 	if (f == NULL) {
-		seterr(err, errlen, "certificate %s: %s", path, strerror(errno));
+		rdb_seterr(err, errlen, "certificate %s: %s", path, strerror(errno));
 		return NULL;
 	}
 	x = PEM_read_X509(f, NULL, no_passphrase, NULL);
 	fclose(f);
 	if (x == NULL)
-		seterr(err, errlen, "certificate %s: no PEM certificate in it", path);
+		rdb_seterr(err, errlen, "certificate %s: no PEM certificate in it", path);
 	ERR_clear_error();
 	return x;
 }
@@ -68,26 +57,26 @@ static int check_key_file(const char *key, gid_t postfix_gid, char *err, size_t 
 	struct stat st;
 
 	if (stat(key, &st) < 0) {
-		seterr(err, errlen, "key %s: %s", key, strerror(errno));
+		rdb_seterr(err, errlen, "key %s: %s", key, strerror(errno));
 		return -1;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		seterr(err, errlen, "key %s: not a regular file", key);
+		rdb_seterr(err, errlen, "key %s: not a regular file", key);
 		return -1;
 	}
 	/* root's (setup runs as root; the comparison with our own uid is for tests) */
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		seterr(err, errlen, "key %s belongs to uid %u, not root; fix: chown root:postfix %s",
+		rdb_seterr(err, errlen, "key %s belongs to uid %u, not root; fix: chown root:postfix %s",
 		       key, (unsigned)st.st_uid, key);
 		return -1;
 	}
 	if (st.st_mode & (S_IROTH | S_IWOTH | S_IXOTH)) {
-		seterr(err, errlen, "key %s is readable or writable by every user (mode %04o); "
+		rdb_seterr(err, errlen, "key %s is readable or writable by every user (mode %04o); "
 		       "fix: chmod 0640 %s", key, (unsigned)(st.st_mode & 07777), key);
 		return -1;
 	}
 	if ((st.st_mode & (S_IRGRP | S_IWGRP)) && st.st_gid != 0 && st.st_gid != postfix_gid) {
-		seterr(err, errlen, "key %s is readable by group %u, which is neither root nor "
+		rdb_seterr(err, errlen, "key %s is readable by group %u, which is neither root nor "
 		       "postfix; fix: chown root:postfix %s", key, (unsigned)st.st_gid, key);
 		return -1;
 	}
@@ -111,25 +100,25 @@ int adm_cert_check(const char *cert, const char *key, const char *hostname,
 		return -1;
 	f = fopen(key, "r");
 	if (f == NULL) {
-		seterr(err, errlen, "key %s: %s", key, strerror(errno));
+		rdb_seterr(err, errlen, "key %s: %s", key, strerror(errno));
 		goto out;
 	}
 	pk = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
 	if (pk == NULL) {
-		seterr(err, errlen, "key %s: no readable private key (an encrypted key cannot be "
+		rdb_seterr(err, errlen, "key %s: no readable private key (an encrypted key cannot be "
 		       "used by Postfix: openssl pkey -in KEY -out NEWKEY)", key);
 		goto out;
 	}
 	if (X509_check_private_key(x, pk) != 1) {
-		seterr(err, errlen, "key %s does not belong to certificate %s", key, cert);
+		rdb_seterr(err, errlen, "key %s does not belong to certificate %s", key, cert);
 		goto out;
 	}
 	if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) {
-		seterr(err, errlen, "certificate %s is not valid yet (check the clock)", cert);
+		rdb_seterr(err, errlen, "certificate %s is not valid yet (check the clock)", cert);
 		goto out;
 	}
 	if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0) {
-		seterr(err, errlen, "certificate %s has expired; renew it", cert);
+		rdb_seterr(err, errlen, "certificate %s has expired; renew it", cert);
 		goto out;
 	}
 	if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)) == 1 &&
@@ -172,18 +161,18 @@ static int write_pem(const char *path, mode_t mode, gid_t gid, X509 *x, EVP_PKEY
 	FILE *f;
 
 	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-		seterr(err, errlen, "%s: path too long", path);
+		rdb_seterr(err, errlen, "%s: path too long", path);
 		return -1;
 	}
 	unlink(tmp);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0) {
-		seterr(err, errlen, "%s: %s", tmp, strerror(errno));
+		rdb_seterr(err, errlen, "%s: %s", tmp, strerror(errno));
 		return -1;
 	}
 	/* owner root, group postfix; a non-root caller (tests) keeps its own ownership */
 	if ((geteuid() == 0 && fchown(fd, 0, gid) < 0) || fchmod(fd, mode) < 0) {
-		seterr(err, errlen, "%s: %s", tmp, strerror(errno));
+		rdb_seterr(err, errlen, "%s: %s", tmp, strerror(errno));
 		close(fd);
 		unlink(tmp);
 		return -1;
@@ -192,12 +181,12 @@ static int write_pem(const char *path, mode_t mode, gid_t gid, X509 *x, EVP_PKEY
 	if (f == NULL) {
 		close(fd);
 		unlink(tmp);
-		seterr(err, errlen, "%s: %s", tmp, strerror(errno));
+		rdb_seterr(err, errlen, "%s: %s", tmp, strerror(errno));
 		return -1;
 	}
 	ok = pk ? PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL) : PEM_write_X509(f, x);
 	if (fclose(f) != 0 || ok != 1 || rename(tmp, path) < 0) {
-		seterr(err, errlen, "%s: could not write it", path);
+		rdb_seterr(err, errlen, "%s: could not write it", path);
 		unlink(tmp);
 		return -1;
 	}
@@ -216,7 +205,7 @@ int adm_cert_generate(const char *hostname, const char *cert, const char *key, g
 	int rc = -1;
 
 	if (strlen(hostname) > 253) {
-		seterr(err, errlen, "host name too long for a certificate");
+		rdb_seterr(err, errlen, "host name too long for a certificate");
 		return -1;
 	}
 	pk = EVP_RSA_gen(2048);
@@ -250,7 +239,7 @@ int adm_cert_generate(const char *hostname, const char *cert, const char *key, g
 	rc = 0;
 	goto out;
 fail:
-	seterr(err, errlen, "could not generate a certificate: %s",
+	rdb_seterr(err, errlen, "could not generate a certificate: %s",
 	       ERR_reason_error_string(ERR_peek_last_error()) ?
 	       ERR_reason_error_string(ERR_peek_last_error()) : "OpenSSL error");
 out:

@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,19 +19,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "errbuf.h"
+
 #define ERR_KEEP 600  /* bytes of a program's stderr quoted in an error message */
-
-__attribute__((format(printf, 3, 4)))
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* The program's path: absolute as given, else the first of the usual system folders
  * that holds it (root's PATH is not always complete under sudo or cron). */
@@ -95,7 +84,7 @@ int adm_run(const char *const argv[], const char *input, char **out, int *status
 	if (out)
 		*out = NULL;
 	if (path == NULL) {
-		seterr(err, errlen, "%s: not found (is Postfix installed?)", argv[0]);
+		rdb_seterr(err, errlen, "%s: not found (is Postfix installed?)", argv[0]);
 		return -1;
 	}
 	so.max = ADM_RUN_OUT_MAX;
@@ -104,17 +93,17 @@ int adm_run(const char *const argv[], const char *input, char **out, int *status
 	se.max = ERR_KEEP;
 	errbuf[0] = '\0';
 	if (so.buf == NULL) {
-		seterr(err, errlen, "out of memory");
+		rdb_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	so.buf[0] = '\0';
 	if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0) {
-		seterr(err, errlen, "pipe: %s", strerror(errno));
+		rdb_seterr(err, errlen, "pipe: %s", strerror(errno));
 		goto out;
 	}
 	pid = fork();
 	if (pid < 0) {
-		seterr(err, errlen, "fork: %s", strerror(errno));
+		rdb_seterr(err, errlen, "fork: %s", strerror(errno));
 		goto out;
 	}
 	if (pid == 0) {
@@ -199,14 +188,14 @@ int adm_run(const char *const argv[], const char *input, char **out, int *status
 		;
 	flatten(errbuf);
 	if (!WIFEXITED(wst)) {
-		seterr(err, errlen, "%s was killed by signal %d", argv[0],
+		rdb_seterr(err, errlen, "%s was killed by signal %d", argv[0],
 		       WIFSIGNALED(wst) ? WTERMSIG(wst) : 0);
 		goto out;
 	}
 	if (status)
 		*status = WEXITSTATUS(wst);
 	if (WEXITSTATUS(wst) != 0)
-		seterr(err, errlen, "%s exited with status %d%s%s", argv[0], WEXITSTATUS(wst),
+		rdb_seterr(err, errlen, "%s exited with status %d%s%s", argv[0], WEXITSTATUS(wst),
 		       errbuf[0] ? ": " : "", errbuf);
 	rc = 0;
 	if (out) {
@@ -270,7 +259,7 @@ int adm_pf_set(const char *dir, const char *const kv[], size_t n, char *err, siz
 		return 0;
 	argv = calloc(n + 5, sizeof *argv);
 	if (argv == NULL) {
-		seterr(err, errlen, "out of memory");
+		rdb_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	argv[0] = "postconf";
@@ -304,7 +293,7 @@ int adm_pf_service_set(const char *dir, const char *service_type, const char *en
 	int rc;
 
 	if (arg == NULL) {
-		seterr(err, errlen, "out of memory");
+		rdb_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	snprintf(arg, len, "%s=%s", service_type, entry);
@@ -336,7 +325,7 @@ int adm_pf_postmap(const char *dir, const char *file, char *err, size_t errlen)
 	int rc;
 
 	if (arg == NULL) {
-		seterr(err, errlen, "out of memory");
+		rdb_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	snprintf(arg, len, "hash:%s", file);

@@ -8,11 +8,12 @@
 #include "state.h"
 
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "errbuf.h"
 
 #define BUSY_TIMEOUT_MS 3000  /* well below Postfix's 30 s milter_command_timeout */
 
@@ -95,21 +96,9 @@ struct rdb_state {
 	char err[320];
 };
 
-__attribute__((format(printf, 3, 4)))
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static enum rdb_result fail(struct rdb_state *st, const char *what)
 {
-	seterr(st->err, sizeof st->err, "%s: %s", what, sqlite3_errmsg(st->h));
+	rdb_seterr(st->err, sizeof st->err, "%s: %s", what, sqlite3_errmsg(st->h));
 	return RDB_ERROR;
 }
 
@@ -121,7 +110,7 @@ static bool configure(sqlite3 *h, char *err, size_t errlen)
 	    sqlite3_db_config(h, SQLITE_DBCONFIG_DEFENSIVE, on, NULL) != SQLITE_OK ||
 	    sqlite3_db_config(h, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL) != SQLITE_OK ||
 	    sqlite3_busy_timeout(h, BUSY_TIMEOUT_MS) != SQLITE_OK) {
-		seterr(err, errlen, "configuring the connection: %s", sqlite3_errmsg(h));
+		rdb_seterr(err, errlen, "configuring the connection: %s", sqlite3_errmsg(h));
 		return false;
 	}
 	return true;
@@ -150,17 +139,17 @@ static enum rdb_result check_header(sqlite3 *h, const char *path, bool allow_new
 	if (!pragma_int(h, "PRAGMA application_id", &app) ||
 	    !pragma_int(h, "PRAGMA user_version", ver) ||
 	    !pragma_int(h, "SELECT count(*) FROM sqlite_schema", &tables)) {
-		seterr(err, errlen, "%s: cannot read the database header: %s", path, sqlite3_errmsg(h));
+		rdb_seterr(err, errlen, "%s: cannot read the database header: %s", path, sqlite3_errmsg(h));
 		return RDB_ERROR;
 	}
 	if (app == 0 && *ver == 0 && tables == 0 && allow_new)
 		return RDB_OK;
 	if (app != RDB_STATE_APPLICATION_ID) {
-		seterr(err, errlen, "%s: not an smtp-relay state database", path);
+		rdb_seterr(err, errlen, "%s: not an smtp-relay state database", path);
 		return RDB_ERROR;
 	}
 	if (*ver > RDB_STATE_SCHEMA_VERSION || *ver < 1) {
-		seterr(err, errlen, "%s: state schema version %lld, this program knows %d", path,
+		rdb_seterr(err, errlen, "%s: state schema version %lld, this program knows %d", path,
 		       (long long)*ver, RDB_STATE_SCHEMA_VERSION);
 		return RDB_ERROR;
 	}
@@ -176,13 +165,13 @@ enum rdb_result rdb_state_init(const char *path, char *err, size_t errlen)
 
 	if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 	                    SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
-		seterr(err, errlen, "%s: %s", path, h ? sqlite3_errmsg(h) : "out of memory");
+		rdb_seterr(err, errlen, "%s: %s", path, h ? sqlite3_errmsg(h) : "out of memory");
 		goto out;
 	}
 	if (!configure(h, err, errlen))
 		goto out;
 	if (sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) {
-		seterr(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(h));
+		rdb_seterr(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(h));
 		goto out;
 	}
 	if ((r = check_header(h, path, true, &ver, err, errlen)) != RDB_OK) {
@@ -190,20 +179,20 @@ enum rdb_result rdb_state_init(const char *path, char *err, size_t errlen)
 		goto out;
 	}
 	if (ver == 0 && sqlite3_exec(h, schema_v1, NULL, NULL, &msg) != SQLITE_OK) {
-		seterr(err, errlen, "%s: creating the schema: %s", path, msg ? msg : "?");
+		rdb_seterr(err, errlen, "%s: creating the schema: %s", path, msg ? msg : "?");
 		sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
 		r = RDB_ERROR;
 		goto out;
 	}
 	if (sqlite3_exec(h, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
-		seterr(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(h));
+		rdb_seterr(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(h));
 		r = RDB_ERROR;
 		goto out;
 	}
 	sqlite3_free(msg);
 	msg = NULL;
 	if (sqlite3_exec(h, "PRAGMA journal_mode = WAL", NULL, NULL, &msg) != SQLITE_OK) {
-		seterr(err, errlen, "%s: enabling WAL: %s", path, msg ? msg : sqlite3_errmsg(h));
+		rdb_seterr(err, errlen, "%s: enabling WAL: %s", path, msg ? msg : sqlite3_errmsg(h));
 		r = RDB_ERROR;
 		goto out;
 	}
@@ -224,17 +213,17 @@ enum rdb_result rdb_state_open(const char *path, enum rdb_mode mode, struct rdb_
 
 	*out = NULL;
 	if (access(path, F_OK) != 0) {
-		seterr(err, errlen, "%s: no state database (relay-milter creates it on start, or run"
+		rdb_seterr(err, errlen, "%s: no state database (relay-milter creates it on start, or run"
 		       " relay-admin init)", path);
 		return RDB_ERROR;
 	}
 	st = calloc(1, sizeof *st);
 	if (st == NULL) {
-		seterr(err, errlen, "out of memory");
+		rdb_seterr(err, errlen, "out of memory");
 		return RDB_ERROR;
 	}
 	if (sqlite3_open_v2(path, &st->h, flags, NULL) != SQLITE_OK) {
-		seterr(err, errlen, "%s: %s", path, st->h ? sqlite3_errmsg(st->h) : "out of memory");
+		rdb_seterr(err, errlen, "%s: %s", path, st->h ? sqlite3_errmsg(st->h) : "out of memory");
 		rdb_state_close(st);
 		return RDB_ERROR;
 	}
@@ -246,7 +235,7 @@ enum rdb_result rdb_state_open(const char *path, enum rdb_mode mode, struct rdb_
 	for (int k = 0; k < S_COUNT_; k++) {
 		if (sqlite3_prepare_v3(st->h, sql[k], -1, SQLITE_PREPARE_PERSISTENT, &st->st[k], NULL) !=
 		    SQLITE_OK) {
-			seterr(err, errlen, "%s: preparing statements: %s", path, sqlite3_errmsg(st->h));
+			rdb_seterr(err, errlen, "%s: preparing statements: %s", path, sqlite3_errmsg(st->h));
 			rdb_state_close(st);
 			return RDB_ERROR;
 		}
@@ -393,13 +382,13 @@ enum rdb_result rdb_state_usage_foreach(struct rdb_state *st, const char *login,
 		uint64_t v[3];
 
 		if (sqlite3_column_type(s, 0) != SQLITE_TEXT) {
-			seterr(st->err, sizeof st->err, "usage row has an unexpected shape");
+			rdb_seterr(st->err, sizeof st->err, "usage row has an unexpected shape");
 			r = RDB_ERROR;
 			goto out;
 		}
 		for (int c = 1; c <= 4; c++) {
 			if (sqlite3_column_type(s, c) != SQLITE_INTEGER || sqlite3_column_int64(s, c) < 0) {
-				seterr(st->err, sizeof st->err, "usage row has an unexpected shape");
+				rdb_seterr(st->err, sizeof st->err, "usage row has an unexpected shape");
 				r = RDB_ERROR;
 				goto out;
 			}
@@ -465,7 +454,7 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
 		r = fail(st, "reading the audit log");
 	goto out;
 shape:
-	seterr(st->err, sizeof st->err, "audit row has an unexpected shape");
+	rdb_seterr(st->err, sizeof st->err, "audit row has an unexpected shape");
 	r = RDB_ERROR;
 out:
 	sqlite3_reset(s);
@@ -491,7 +480,7 @@ enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int6
 		r = fail(st, "reading last use");
 	} else if (sqlite3_column_type(s, 0) != SQLITE_INTEGER ||
 	           sqlite3_column_type(s, 1) != SQLITE_TEXT) {
-		seterr(st->err, sizeof st->err, "last_use row has an unexpected shape");
+		rdb_seterr(st->err, sizeof st->err, "last_use row has an unexpected shape");
 		r = RDB_ERROR;
 	} else {
 		*ts = sqlite3_column_int64(s, 0);
