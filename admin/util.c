@@ -18,28 +18,33 @@
 
 #include "adm.h"
 
+/* "prog: message\n" on stderr, after flushing ctx->out so that the two streams
+ * interleave in the order they were written. */
+__attribute__((format(printf, 2, 0)))
+static void vmessage(const struct adm_ctx *ctx, const char *fmt, va_list ap)
+{
+	fflush(ctx->out);
+	fprintf(stderr, "%s: ", ctx->prog);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 void adm_err(const struct adm_ctx *ctx, const char *fmt, ...)
 {
 	va_list ap;
 
-	fflush(ctx->out);
-	fprintf(stderr, "%s: ", ctx->prog);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vmessage(ctx, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 int adm_usage(const struct adm_ctx *ctx, const char *fmt, ...)
 {
 	va_list ap;
 
-	fflush(ctx->out);
-	fprintf(stderr, "%s: ", ctx->prog);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vmessage(ctx, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	if (ctx->cmd != NULL)
 		fprintf(stderr, "usage: %s [--db PATH] [--json] %s%s%s %s\n", ctx->prog,
 		        ctx->cmd->name, ctx->cmd->sub ? " " : "", ctx->cmd->sub ? ctx->cmd->sub : "",
