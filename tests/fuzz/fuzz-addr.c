@@ -4,7 +4,8 @@
  * every address handed out must be bounded, contain '@', and be free of control bytes
  * and whitespace outside quotes.
  *
- * Build and run: tests/fuzz/run (clang, -fsanitize=fuzzer,address,undefined).
+ * Build and run: tests/fuzz/run [SECONDS] addr (clang, -fsanitize=fuzzer,address,undefined);
+ * seeds in tests/fuzz/corpus-addr/.
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,12 +1,13 @@
 /*
- * fuzz_reply.c — libFuzzer target for the SMTP reply parser of admin/smtp_client.c: the
+ * fuzz-reply.c — libFuzzer target for the SMTP reply parser of admin/smtp_client.c: the
  * bytes a hostile server could send, split into reads of arbitrary sizes. Beyond "no crash,
  * no sanitizer report": every complete reply has a code 200..599, its text stays within
  * bounds, holds only printable ASCII and '\n', and every line is at most ADM_SMTP_LINE_MAX
  * bytes; the parser never claims more bytes than it was given. The EHLO helpers run on
  * every reply.
  *
- * Build and run: tests/selftest/fuzz-reply [SECONDS] (clang, -fsanitize=fuzzer,address,undefined).
+ * Build and run: tests/fuzz/run [SECONDS] reply (clang, -fsanitize=fuzzer,address,undefined);
+ * seeds in tests/fuzz/corpus-reply/.
  */
 #include <stdint.h>
 #include <stdlib.h>
