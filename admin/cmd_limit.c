@@ -85,8 +85,8 @@ void adm_limit_format(const struct rdb_limit *l, char *out, size_t outlen)
 	}
 }
 
-static int open_policy(struct adm_ctx *ctx, enum rdb_mode mode, struct rdb **db,
-                       struct rdb_policy **pol)
+int adm_open_policy(const struct adm_ctx *ctx, enum rdb_mode mode, struct rdb **db,
+                    struct rdb_policy **pol)
 {
 	int rc = adm_db_open(ctx, mode, db);
 
@@ -105,6 +105,47 @@ static int policy_fail(struct adm_ctx *ctx, struct rdb_policy *p, enum rdb_resul
 {
 	adm_err(ctx, "%s", rdb_policy_errmsg(p));
 	return adm_exit_for(r);
+}
+
+int adm_json_name_args(struct adm_ctx *ctx, int argc, char **argv)
+{
+	static const struct option json_only[] = {
+		{ "json", no_argument, NULL, 'J' },
+		{ NULL, 0, NULL, 0 },
+	};
+
+	for (int opt; (opt = getopt_long(argc, argv, "", json_only, NULL)) != -1;) {
+		if (opt != 'J')
+			return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
+		ctx->json = true;
+	}
+	if (argc - optind > 1)
+		return adm_usage(ctx, "expected at most one login name");
+	return ADM_EXIT_OK;
+}
+
+/* The NAME|--default operand of `set` and `clear`, after the options: *name is the login,
+ * or NULL for the defaults. Returns ADM_EXIT_OK or the usage error. */
+static int target_arg(const struct adm_ctx *ctx, int argc, char **argv, bool defaults,
+                      const char **name)
+{
+	*name = NULL;
+	if (defaults ? argc - optind != 0 : argc - optind != 1)
+		return adm_usage(ctx, "expected a login name or --default");
+	if (defaults)
+		return ADM_EXIT_OK;
+	*name = argv[optind];
+	return adm_check_name(ctx, *name);
+}
+
+/* `"key": "NAME"`, or null for the defaults. */
+static void json_target(struct adm_json *j, const char *key, const char *name)
+{
+	adm_json_key(j, key);
+	if (name)
+		adm_json_str(j, name);
+	else
+		adm_json_null(j);
 }
 
 static void print_limits(struct adm_ctx *ctx, struct adm_json *j, const char *key,
@@ -201,18 +242,13 @@ int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv)
 				return adm_usage(ctx, "two --%s limits over the same period", rdb_metric_name(m));
 		n++;
 	}
-	if (defaults ? argc - optind != 0 : argc - optind != 1)
-		return adm_usage(ctx, "expected a login name or --default");
-	if (!defaults) {
-		name = argv[optind];
-		if (!rdb_name_valid(name, why, sizeof why))
-			return adm_usage(ctx, "invalid login name: %s", why);
-	}
+	if ((rc = target_arg(ctx, argc, argv, defaults, &name)) != ADM_EXIT_OK)
+		return rc;
 	if (defaults && (exempt >= 0 || hold >= 0))
 		return adm_usage(ctx, "--exempt and --hold apply to a login, not to --default");
 	if (n == 0 && exempt < 0 && hold < 0)
 		return adm_usage(ctx, "nothing to set: give --messages, --recipients, --bytes, --exempt or --hold");
-	if ((rc = open_policy(ctx, RDB_READWRITE, &db, &pol)) != ADM_EXIT_OK)
+	if ((rc = adm_open_policy(ctx, RDB_READWRITE, &db, &pol)) != ADM_EXIT_OK)
 		return rc;
 	r = rdb_begin(db);
 	if (r != RDB_OK) {
@@ -237,11 +273,7 @@ int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv)
 
 		adm_json_init(&j, ctx->out);
 		adm_json_obj(&j);
-		adm_json_key(&j, "login");
-		if (name)
-			adm_json_str(&j, name);
-		else
-			adm_json_null(&j);
+		json_target(&j, "login", name);
 		print_limits(ctx, &j, "set", lims, n);
 		adm_json_end(&j);
 		adm_json_finish(&j);
@@ -315,10 +347,6 @@ static int show_login(struct show_ctx *s, const char *name, bool only_if_special
 
 int adm_cmd_limit_show(struct adm_ctx *ctx, int argc, char **argv)
 {
-	static const struct option none[] = {
-		{ "json", no_argument, NULL, 'J' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct rdb_limit defs[RDB_LIMITS_MAX];
 	struct show_ctx *s;
 	struct adm_json j;
@@ -328,14 +356,9 @@ int adm_cmd_limit_show(struct adm_ctx *ctx, int argc, char **argv)
 	enum rdb_result r;
 	int rc;
 
-	for (int opt; (opt = getopt_long(argc, argv, "", none, NULL)) != -1;) {
-		if (opt != 'J')
-			return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
-		ctx->json = true;
-	}
-	if (argc - optind > 1)
-		return adm_usage(ctx, "expected at most one login name");
-	if ((rc = open_policy(ctx, RDB_READONLY, &db, &pol)) != ADM_EXIT_OK)
+	if ((rc = adm_json_name_args(ctx, argc, argv)) != ADM_EXIT_OK)
+		return rc;
+	if ((rc = adm_open_policy(ctx, RDB_READONLY, &db, &pol)) != ADM_EXIT_OK)
 		return rc;
 	s = calloc(1, sizeof *s);
 	if (s == NULL) {
@@ -397,7 +420,6 @@ int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv)
 	struct rdb_policy *pol = NULL;
 	const char *name = NULL;
 	bool defaults = false;
-	char why[128];
 	enum rdb_result r;
 	int opt, rc;
 
@@ -409,14 +431,9 @@ int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv)
 		else
 			return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
 	}
-	if (defaults ? argc - optind != 0 : argc - optind != 1)
-		return adm_usage(ctx, "expected a login name or --default");
-	if (!defaults) {
-		name = argv[optind];
-		if (!rdb_name_valid(name, why, sizeof why))
-			return adm_usage(ctx, "invalid login name: %s", why);
-	}
-	if ((rc = open_policy(ctx, RDB_READWRITE, &db, &pol)) != ADM_EXIT_OK)
+	if ((rc = target_arg(ctx, argc, argv, defaults, &name)) != ADM_EXIT_OK)
+		return rc;
+	if ((rc = adm_open_policy(ctx, RDB_READWRITE, &db, &pol)) != ADM_EXIT_OK)
 		return rc;
 	if ((r = rdb_begin(db)) != RDB_OK) {
 		rc = adm_rdb_fail(ctx, db, r);
@@ -431,11 +448,7 @@ int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv)
 
 		adm_json_init(&j, ctx->out);
 		adm_json_obj(&j);
-		adm_json_key(&j, "cleared");
-		if (name)
-			adm_json_str(&j, name);
-		else
-			adm_json_null(&j);
+		json_target(&j, "cleared", name);
 		adm_json_end(&j);
 		adm_json_finish(&j);
 	} else {

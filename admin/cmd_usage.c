@@ -160,35 +160,21 @@ static int one(struct adm_ctx *ctx, struct adm_json *j, struct rdb_policy *pol,
 
 int adm_cmd_usage(struct adm_ctx *ctx, int argc, char **argv)
 {
-	static const struct option none[] = {
-		{ "json", no_argument, NULL, 'J' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct names nm = { 0 };
 	struct rdb *db = NULL;
 	struct rdb_policy *pol = NULL;
 	struct rdb_state *st = NULL;
 	struct adm_json j;
-	char err[512], why[128];
+	char err[512];
 	enum rdb_result r;
 	int rc;
 
-	for (int opt; (opt = getopt_long(argc, argv, "", none, NULL)) != -1;) {
-		if (opt != 'J')
-			return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
-		ctx->json = true;
-	}
-	if (argc - optind > 1)
-		return adm_usage(ctx, "expected at most one login name");
-	if (argc - optind == 1 && !rdb_name_valid(argv[optind], why, sizeof why))
-		return adm_usage(ctx, "invalid login name: %s", why);
-	if ((rc = adm_db_open(ctx, RDB_READONLY, &db)) != ADM_EXIT_OK)
+	if ((rc = adm_json_name_args(ctx, argc, argv)) != ADM_EXIT_OK)
 		return rc;
-	if (rdb_policy_new(db, &pol) != RDB_OK) {
-		adm_err(ctx, "preparing limit queries: %s", rdb_errmsg(db));
-		rc = ADM_EXIT_DB;
-		goto out;
-	}
+	if (argc - optind == 1 && (rc = adm_check_name(ctx, argv[optind])) != ADM_EXIT_OK)
+		return rc;
+	if ((rc = adm_open_policy(ctx, RDB_READONLY, &db, &pol)) != ADM_EXIT_OK)
+		return rc;
 	if (rdb_state_open(ctx->state_db_path, RDB_READONLY, &st, err, sizeof err) != RDB_OK) {
 		adm_err(ctx, "%s", err);
 		rc = ADM_EXIT_DB;
