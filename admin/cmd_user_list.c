@@ -176,6 +176,33 @@ static int sink_close(const struct adm_ctx *ctx, struct sink *k, int rc)
 	return rc;
 }
 
+/* What list and show both read from and write to: the users database, the sink, and the
+ * state database when there is one. Returns ADM_EXIT_OK, or the exit code with nothing
+ * left open. */
+static int list_open(struct adm_ctx *ctx, struct list_ctx *lc, struct sink *k)
+{
+	int rc = adm_db_open(ctx, RDB_READONLY, &lc->db);
+
+	if (rc != ADM_EXIT_OK)
+		return rc;
+	if (!sink_open(ctx, k)) {
+		rdb_close(lc->db);
+		return ADM_EXIT_FAIL;
+	}
+	lc->out = k->f;
+	lc->st = open_state(ctx);
+	return ADM_EXIT_OK;
+}
+
+/* Undoes list_open(); the sink reaches ctx->out only if rc is ADM_EXIT_OK. */
+static int list_close(struct adm_ctx *ctx, struct list_ctx *lc, struct sink *k, int rc)
+{
+	rc = sink_close(ctx, k, rc);
+	rdb_state_close(lc->st);
+	rdb_close(lc->db);
+	return rc;
+}
+
 int adm_cmd_user_list(struct adm_ctx *ctx, int argc, char **argv)
 {
 	static const struct option none[] = { { NULL, 0, NULL, 0 } };
@@ -188,15 +215,9 @@ int adm_cmd_user_list(struct adm_ctx *ctx, int argc, char **argv)
 		return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
 	if (argc - optind != 0)
 		return adm_usage(ctx, "user list takes no arguments");
-	rc = adm_db_open(ctx, RDB_READONLY, &lc.db);
+	rc = list_open(ctx, &lc, &k);
 	if (rc != ADM_EXIT_OK)
 		return rc;
-	if (!sink_open(ctx, &k)) {
-		rdb_close(lc.db);
-		return ADM_EXIT_FAIL;
-	}
-	lc.out = k.f;
-	lc.st = open_state(ctx);
 	if (ctx->json) {
 		adm_json_init(&lc.j, lc.out);
 		adm_json_obj(&lc.j);
@@ -217,10 +238,7 @@ int adm_cmd_user_list(struct adm_ctx *ctx, int argc, char **argv)
 		rc = adm_rdb_fail(ctx, lc.db, r);
 	else if (ctx->json)
 		adm_json_finish(&lc.j);
-	rc = sink_close(ctx, &k, rc);
-	rdb_state_close(lc.st);
-	rdb_close(lc.db);
-	return rc;
+	return list_close(ctx, &lc, &k, rc);
 }
 
 static int sender_line(const char *pattern, void *arg)
@@ -275,15 +293,9 @@ int adm_cmd_user_show(struct adm_ctx *ctx, int argc, char **argv)
 
 	if (rc != ADM_EXIT_OK)
 		return rc;
-	rc = adm_db_open(ctx, RDB_READONLY, &lc.db);
+	rc = list_open(ctx, &lc, &k);
 	if (rc != ADM_EXIT_OK)
 		return rc;
-	if (!sink_open(ctx, &k)) {
-		rdb_close(lc.db);
-		return ADM_EXIT_FAIL;
-	}
-	lc.out = k.f;
-	lc.st = open_state(ctx);
 	r = rdb_begin_read(lc.db);
 	if (r == RDB_OK)
 		r = rdb_login_get(lc.db, name, &l);
@@ -298,8 +310,5 @@ int adm_cmd_user_show(struct adm_ctx *ctx, int argc, char **argv)
 	rdb_rollback(lc.db);
 	if (r != RDB_OK)
 		rc = adm_rdb_fail(ctx, lc.db, r);
-	rc = sink_close(ctx, &k, rc);
-	rdb_state_close(lc.st);
-	rdb_close(lc.db);
-	return rc;
+	return list_close(ctx, &lc, &k, rc);
 }
