@@ -130,6 +130,53 @@ static int in_transaction(const struct adm_ctx *ctx, struct rdb *db,
 	return ADM_EXIT_OK;
 }
 
+/* Reports a change to one login: with --json {"name": NAME, KEY: true}, plus "password"
+ * if one was generated; else the line "TEXT NAME", and the generated password, shown
+ * once, on the next. */
+static void report_done(const struct adm_ctx *ctx, const char *name, const char *key,
+                        const char *text, const char *generated)
+{
+	bool show = generated != NULL && generated[0] != '\0';
+
+	if (ctx->json) {
+		struct adm_json j;
+
+		adm_json_init(&j, ctx->out);
+		adm_json_obj(&j);
+		adm_json_key(&j, "name");
+		adm_json_str(&j, name);
+		adm_json_key(&j, key);
+		adm_json_bool(&j, true);
+		if (show) {
+			adm_json_key(&j, "password");
+			adm_json_str(&j, generated);
+		}
+		adm_json_finish(&j);
+	} else {
+		fprintf(ctx->out, "%s %s\n", text, name);
+		if (show)
+			fprintf(ctx->out, "password (shown once): %s\n", generated);
+	}
+}
+
+/* The second half of add and passwd, once the login has been checked: gets the password
+ * (stdin or generated) into *s, runs write(db, arg) in a transaction — arg refers to *s —
+ * wipes *s and closes db. */
+static int write_with_secrets(const struct adm_ctx *ctx, struct rdb *db, bool from_stdin,
+                              bool allow_weak, struct secrets *s,
+                              char generated[RDB_PASSWORD_GEN_LEN + 1],
+                              enum rdb_result (*write)(struct rdb *db, const void *arg),
+                              const void *arg)
+{
+	int rc = obtain_secrets(ctx, from_stdin, allow_weak, s, generated);
+
+	if (rc == ADM_EXIT_OK)
+		rc = in_transaction(ctx, db, write, arg);
+	explicit_bzero(s, sizeof *s);
+	rdb_close(db);
+	return rc;
+}
+
 /* ---- user add -------------------------------------------------------------------------- */
 
 struct add_args {
@@ -219,35 +266,11 @@ int adm_cmd_user_add(struct adm_ctx *ctx, int argc, char **argv)
 			return rc;
 		}
 	}
-	rc = obtain_secrets(ctx, from_stdin, allow_weak, &s, generated);
-	if (rc == ADM_EXIT_OK) {
-		a.login.plain = s.plain;
-		a.login.scram = s.scram;
-		rc = in_transaction(ctx, db, add_write, &a);
-	}
-	explicit_bzero(&s, sizeof s);
-	rdb_close(db);
-	if (rc == ADM_EXIT_OK) {
-		if (ctx->json) {
-			struct adm_json j;
-
-			adm_json_init(&j, ctx->out);
-			adm_json_obj(&j);
-			adm_json_key(&j, "name");
-			adm_json_str(&j, a.login.name);
-			adm_json_key(&j, "added");
-			adm_json_bool(&j, true);
-			if (generated[0]) {
-				adm_json_key(&j, "password");
-				adm_json_str(&j, generated);
-			}
-			adm_json_finish(&j);
-		} else {
-			fprintf(ctx->out, "added login %s\n", a.login.name);
-			if (generated[0])
-				fprintf(ctx->out, "password (shown once): %s\n", generated);
-		}
-	}
+	a.login.plain = s.plain;
+	a.login.scram = s.scram;
+	rc = write_with_secrets(ctx, db, from_stdin, allow_weak, &s, generated, add_write, &a);
+	if (rc == ADM_EXIT_OK)
+		report_done(ctx, a.login.name, "added", "added login", generated);
 	explicit_bzero(generated, sizeof generated);
 	return rc;
 }
@@ -307,32 +330,9 @@ int adm_cmd_user_passwd(struct adm_ctx *ctx, int argc, char **argv)
 		rdb_close(db);
 		return rc;
 	}
-	rc = obtain_secrets(ctx, from_stdin, allow_weak, &s, generated);
+	rc = write_with_secrets(ctx, db, from_stdin, allow_weak, &s, generated, passwd_write, &a);
 	if (rc == ADM_EXIT_OK)
-		rc = in_transaction(ctx, db, passwd_write, &a);
-	explicit_bzero(&s, sizeof s);
-	rdb_close(db);
-	if (rc == ADM_EXIT_OK) {
-		if (ctx->json) {
-			struct adm_json j;
-
-			adm_json_init(&j, ctx->out);
-			adm_json_obj(&j);
-			adm_json_key(&j, "name");
-			adm_json_str(&j, l.name);
-			adm_json_key(&j, "password_changed");
-			adm_json_bool(&j, true);
-			if (generated[0]) {
-				adm_json_key(&j, "password");
-				adm_json_str(&j, generated);
-			}
-			adm_json_finish(&j);
-		} else {
-			fprintf(ctx->out, "password changed for %s\n", l.name);
-			if (generated[0])
-				fprintf(ctx->out, "password (shown once): %s\n", generated);
-		}
-	}
+		report_done(ctx, l.name, "password_changed", "password changed for", generated);
 	explicit_bzero(generated, sizeof generated);
 	return rc;
 }
@@ -357,26 +357,9 @@ static enum rdb_result enable_write(struct rdb *db, const void *p)
 	return rdb_login_set_enabled(db, a->name, a->flag, a->now);
 }
 
-static void report_done(const struct adm_ctx *ctx, const char *name, const char *what)
-{
-	if (ctx->json) {
-		struct adm_json j;
-
-		adm_json_init(&j, ctx->out);
-		adm_json_obj(&j);
-		adm_json_key(&j, "name");
-		adm_json_str(&j, name);
-		adm_json_key(&j, what);
-		adm_json_bool(&j, true);
-		adm_json_finish(&j);
-	} else {
-		fprintf(ctx->out, "%s login %s\n", what, name);
-	}
-}
-
 static int simple_change(struct adm_ctx *ctx, int argc, char **argv,
                          enum rdb_result (*write)(struct rdb *db, const void *arg), bool flag,
-                         const char *what)
+                         const char *key, const char *text)
 {
 	struct simple_args a = { .flag = flag, .now = ctx->now };
 	struct rdb *db = NULL;
@@ -390,23 +373,23 @@ static int simple_change(struct adm_ctx *ctx, int argc, char **argv,
 	rc = in_transaction(ctx, db, write, &a);
 	rdb_close(db);
 	if (rc == ADM_EXIT_OK)
-		report_done(ctx, a.name, what);
+		report_done(ctx, a.name, key, text, NULL);
 	return rc;
 }
 
 int adm_cmd_user_del(struct adm_ctx *ctx, int argc, char **argv)
 {
-	return simple_change(ctx, argc, argv, del_write, false, "deleted");
+	return simple_change(ctx, argc, argv, del_write, false, "deleted", "deleted login");
 }
 
 int adm_cmd_user_enable(struct adm_ctx *ctx, int argc, char **argv)
 {
-	return simple_change(ctx, argc, argv, enable_write, true, "enabled");
+	return simple_change(ctx, argc, argv, enable_write, true, "enabled", "enabled login");
 }
 
 int adm_cmd_user_disable(struct adm_ctx *ctx, int argc, char **argv)
 {
-	return simple_change(ctx, argc, argv, enable_write, false, "disabled");
+	return simple_change(ctx, argc, argv, enable_write, false, "disabled", "disabled login");
 }
 
 /* ---- user set -------------------------------------------------------------------------- */
@@ -470,6 +453,6 @@ int adm_cmd_user_set(struct adm_ctx *ctx, int argc, char **argv)
 	rc = in_transaction(ctx, db, set_write, &a);
 	rdb_close(db);
 	if (rc == ADM_EXIT_OK)
-		report_done(ctx, a.name, "updated");
+		report_done(ctx, a.name, "updated", "updated login", NULL);
 	return rc;
 }
