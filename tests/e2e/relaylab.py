@@ -57,7 +57,8 @@ API
     ``maillog`` (path of the log file), ``host`` ('127.0.0.1'),
     ``postconf(*args)`` -> stdout of ``postconf -c config_dir *args``,
     ``set_main(**params)`` / ``set_main_dict(d)`` (``postconf -e``), ``start()``, ``stop()``,
-    ``reload()``, ``running()``, ``log()`` (the whole maillog as str),
+    ``reload()``, ``running()``, ``master_pid()`` (from its pid file, or None),
+    ``log()`` (the whole maillog as str),
     ``wait_log(regex, timeout=30)`` -> the ``re.Match`` of the first matching line (raises
     ``TimeoutError``), ``log_mark()`` / ``wait_log(regex, since=mark)`` to look only at lines
     written after a point.
@@ -112,11 +113,15 @@ API
 ``Milter`` (made by ``Relay(milter=True)``, reachable as ``relay.milter``): relay-milter
     from the build, run as user postfix with the relay's users database and its own state
     database (``state_db``, made by ``relay-admin --state-db ... init --milter-user
-    postfix``); ``sock`` ('unix:/...'), ``log()``, ``start()``, ``stop()``. Extra
-    relay-milter.conf lines: ``Relay(milter=True, milter_conf='policy_refresh_ms = 0\\n')``.
+    postfix``); ``sock`` ('unix:/...'), ``log()``, ``start()`` (returns once the socket
+    accepts; a socket left by a killed milter is removed first), ``stop(sig=SIGTERM)`` ->
+    exit status (``stop(signal.SIGKILL)`` for a crash). Extra relay-milter.conf lines:
+    ``Relay(milter=True, milter_conf='policy_refresh_ms = 0\\n')``.
 
 Helpers: ``free_port()``, ``need_root()`` (returns a reason string or None),
-``postfix_available()``.
+``postfix_available()``, ``default_build_root()`` (what ``Lab()`` uses without
+``build_root``). The unittest glue the tests share (build check, exit-77 main, a class
+fixture, AUTH with one mechanism) is in ``e2elib.py``.
 """
 
 import atexit
@@ -146,6 +151,13 @@ BROKEN = {
 
 def _repo_root():
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def default_build_root():
+    """The build folder a ``Lab()`` uses without ``build_root``: env ``RELAY_BUILD_ROOT``,
+    else ``<repo>/build`` (absolute)."""
+    return os.path.abspath(os.environ.get('RELAY_BUILD_ROOT')
+                           or os.path.join(_repo_root(), 'build'))
 
 
 def free_port():
@@ -353,7 +365,7 @@ class Instance:
         # folder (and its pid file) is gone by then
         deadline = time.monotonic() + 10
         while self._pid is None and time.monotonic() < deadline:
-            self._pid = self._master_pid()
+            self._pid = self.master_pid()
             if self._pid is None:
                 time.sleep(0.05)
         self._wait_listening()
@@ -378,12 +390,15 @@ class Instance:
     def reload(self):
         _run(['postfix', '-c', self.config_dir, 'reload'])
 
-    def _master_pid(self):
+    def master_pid(self):
+        """The pid in the instance's master.pid file now, or None (not running, no file)."""
         try:
             with open(os.path.join(self.queue_dir, 'pid', 'master.pid')) as f:
                 return int(f.read().strip())
         except (OSError, ValueError):
             return None
+
+    _master_pid = master_pid   # its earlier, private name: kept for callers that used it
 
     def running(self):
         return _run(['postfix', '-c', self.config_dir, 'status'], check=False).returncode == 0
@@ -393,7 +408,7 @@ class Instance:
         if not self._started:
             return
         self._started = False
-        pid = self._master_pid() or self._pid
+        pid = self.master_pid() or self._pid
         if os.path.isdir(self.config_dir):
             _run(['postfix', '-c', self.config_dir, 'stop'], check=False)
         if pid is None:
@@ -699,6 +714,10 @@ class Milter:
         self.pid = None
 
     def start(self, timeout=15):
+        """Starts relay-milter and returns once its socket accepts connections. A socket
+        left behind by a killed milter is removed first, so it cannot pass for this one."""
+        if os.path.exists(self.socket) and (self.pid is None or not _pid_alive(self.pid)):
+            os.unlink(self.socket)
         with open(self.logfile, 'ab') as log:
             self.proc = subprocess.Popen([self.binary, '-f', '-c', self.conf], stdout=log,
                                          stderr=log, stdin=subprocess.DEVNULL,
@@ -706,12 +725,23 @@ class Milter:
         self.pid = self.proc.pid
         self.lab._track(self)
         deadline = time.monotonic() + timeout
-        while not os.path.exists(self.socket):
+        while not self._accepts():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError('relay-milter did not start:\n' + self.log()[-2000:])
             time.sleep(0.05)
         return self
+
+    def _accepts(self):
+        import socket
+        if not os.path.exists(self.socket):
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(self.socket)
+                return True
+            except OSError:
+                return False
 
     def log(self):
         try:
@@ -727,10 +757,12 @@ class Milter:
     def _pid(self):
         return self.pid
 
-    def stop(self):
+    def stop(self, sig=signal.SIGTERM):
+        """Sends `sig` (SIGKILL after 10 s if it is still running) -> the exit status
+        (negative: killed by that signal), or None if it was not running or not our child."""
         if self.pid is None or not _pid_alive(self.pid):
-            return
-        os.kill(self.pid, signal.SIGTERM)
+            return None
+        os.kill(self.pid, sig)
         deadline = time.monotonic() + 10
         while _pid_alive(self.pid) and time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
@@ -740,9 +772,10 @@ class Milter:
             os.kill(self.pid, signal.SIGKILL)
         if self.proc is not None:
             try:
-                self.proc.wait(5)
+                return self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 pass
+        return None
 
 
 def _exit_on_sigterm():
@@ -761,8 +794,8 @@ class Lab:
     """A temporary folder with a CA and the instances started in it (see module docstring)."""
 
     def __init__(self, build_root=None, keep=None, prefix='relaylab-', dir=None):
-        self.build_root = os.path.abspath(build_root or os.environ.get('RELAY_BUILD_ROOT')
-                                          or os.path.join(_repo_root(), 'build'))
+        self.build_root = (os.path.abspath(build_root) if build_root
+                           else default_build_root())
         self.relay_admin = os.path.join(self.build_root, 'admin', 'relay-admin')
         self.plugin_dir = os.path.join(self.build_root, 'plugin')
         self.keep = keep if keep is not None else os.environ.get('RELAYLAB_KEEP') == '1'
