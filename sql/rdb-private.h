@@ -48,6 +48,17 @@ struct rdb {
  * caller binds, steps, and must sqlite3_reset() it on every path. */
 sqlite3_stmt *rdb_stmt(struct rdb *db, enum rdb_stmt_id id);
 
+/* Resets and unbinds a cached statement (NULL-safe): the one cleanup every path goes
+ * through. */
+void rdb_done(sqlite3_stmt *st);
+
+/* The lookup of one row by login name: binds `name` to parameter 1 of statement `id` and
+ * steps it once. RDB_OK: the row is ready in *stp; the caller reads it, then rdb_done().
+ * RDB_NOTFOUND: no row, nothing recorded (the caller says what was not found).
+ * RDB_ERROR: "what: sqlite message" recorded. On all but RDB_OK the statement is done. */
+enum rdb_result rdb_step_name(struct rdb *db, enum rdb_stmt_id id, const char *name,
+                              const char *what, sqlite3_stmt **stp);
+
 /* Records "what: sqlite message" in db->err and returns RDB_ERROR. */
 enum rdb_result rdb_fail_sqlite(struct rdb *db, const char *what);
 

@@ -89,6 +89,38 @@ enum rdb_result rdb_fail_sqlite(struct rdb *db, const char *what)
 	return rdb_fail(db, RDB_ERROR, "%s: %s", what, sqlite3_errmsg(db->h));
 }
 
+void rdb_done(sqlite3_stmt *st)
+{
+	if (st != NULL) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
+}
+
+enum rdb_result rdb_step_name(struct rdb *db, enum rdb_stmt_id id, const char *name,
+                              const char *what, sqlite3_stmt **stp)
+{
+	sqlite3_stmt *st = rdb_stmt(db, id);
+	enum rdb_result r = RDB_OK;
+	int rc;
+
+	*stp = st;
+	if (st == NULL)
+		return RDB_ERROR;
+	if (sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
+		r = rdb_fail_sqlite(db, what);
+	} else {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE)
+			r = RDB_NOTFOUND;
+		else if (rc != SQLITE_ROW)
+			r = rdb_fail_sqlite(db, what);
+	}
+	if (r != RDB_OK)
+		rdb_done(st);
+	return r;
+}
+
 sqlite3_stmt *rdb_stmt(struct rdb *db, enum rdb_stmt_id id)
 {
 	if (db->stmt[id] == NULL &&
@@ -356,30 +388,19 @@ enum rdb_result rdb_lookup_secrets(struct rdb *db, const char *name, int64_t now
 {
 	sqlite3_stmt *st;
 	enum rdb_result r;
-	int rc;
 
 	if (db == NULL || out == NULL)
 		return RDB_INVALID;
 	memset(out, 0, sizeof *out);
-	/* A name that cannot be stored cannot be found; do not ask SQLite about it. */
+	/* A name that cannot be stored cannot be found; do not ask SQLite about it. The
+	 * name is the client's: it is not repeated in the message. */
 	if (!rdb_name_valid(name, NULL, 0))
 		return rdb_fail(db, RDB_NOTFOUND, "no such login");
-	st = rdb_stmt(db, STMT_LOOKUP_SECRETS);
-	if (st == NULL)
-		return RDB_ERROR;
-	if (sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
-		r = rdb_fail_sqlite(db, "lookup");
-		goto out;
-	}
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
-		r = rdb_fail(db, RDB_NOTFOUND, "no such login");
-		goto out;
-	}
-	if (rc != SQLITE_ROW) {
-		r = rdb_fail_sqlite(db, "lookup");
-		goto out;
-	}
+	r = rdb_step_name(db, STMT_LOOKUP_SECRETS, name, "lookup", &st);
+	if (r == RDB_NOTFOUND)
+		return rdb_fail(db, RDB_NOTFOUND, "no such login");
+	if (r != RDB_OK)
+		return r;
 	if (sqlite3_column_count(st) != 5 ||
 	    sqlite3_column_type(st, 0) != SQLITE_TEXT ||
 	    sqlite3_column_type(st, 1) != SQLITE_INTEGER ||
@@ -408,8 +429,7 @@ enum rdb_result rdb_lookup_secrets(struct rdb *db, const char *name, int64_t now
 		out->state = RDB_LOGIN_ACTIVE;
 	r = RDB_OK;
 out:
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+	rdb_done(st);
 	if (r != RDB_OK)
 		explicit_bzero(out, sizeof *out);
 	return r;

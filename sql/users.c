@@ -17,15 +17,6 @@
 
 #include "rdb-private.h"
 
-/* Resets and unbinds a cached statement: the one cleanup every path goes through. */
-static void done(sqlite3_stmt *st)
-{
-	if (st != NULL) {
-		sqlite3_reset(st);
-		sqlite3_clear_bindings(st);
-	}
-}
-
 static enum rdb_result exec_simple(struct rdb *db, enum rdb_stmt_id id, const char *what)
 {
 	sqlite3_stmt *st = rdb_stmt(db, id);
@@ -35,7 +26,7 @@ static enum rdb_result exec_simple(struct rdb *db, enum rdb_stmt_id id, const ch
 		return RDB_ERROR;
 	if (sqlite3_step(st) != SQLITE_DONE)
 		r = rdb_fail_sqlite(db, what);
-	done(st);
+	rdb_done(st);
 	return r;
 }
 
@@ -137,32 +128,19 @@ static enum rdb_result check_name(struct rdb *db, const char *name)
 static enum rdb_result login_id(struct rdb *db, const char *name, int64_t *id)
 {
 	sqlite3_stmt *st;
-	enum rdb_result r;
-	int rc;
+	enum rdb_result r = check_name(db, name);
 
-	r = check_name(db, name);
+	if (r == RDB_OK)
+		r = rdb_step_name(db, STMT_LOGIN_ID, name, "lookup", &st);
+	if (r == RDB_NOTFOUND)
+		return rdb_fail(db, RDB_NOTFOUND, "no such login: %s", name);
 	if (r != RDB_OK)
 		return r;
-	st = rdb_stmt(db, STMT_LOGIN_ID);
-	if (st == NULL)
-		return RDB_ERROR;
-	if (sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
-		r = rdb_fail_sqlite(db, "lookup");
-		goto out;
-	}
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		r = rdb_fail(db, RDB_NOTFOUND, "no such login: %s", name);
-	else if (rc != SQLITE_ROW)
-		r = rdb_fail_sqlite(db, "lookup");
-	else if (sqlite3_column_type(st, 0) != SQLITE_INTEGER)
+	if (sqlite3_column_type(st, 0) != SQLITE_INTEGER)
 		r = rdb_fail(db, RDB_ERROR, "lookup: malformed login row");
-	else {
+	else
 		*id = sqlite3_column_int64(st, 0);
-		r = RDB_OK;
-	}
-out:
-	done(st);
+	rdb_done(st);
 	return r;
 }
 
@@ -178,7 +156,7 @@ static enum rdb_result step_write(struct rdb *db, sqlite3_stmt *st, const char *
 		r = rdb_fail(db, RDB_INVALID, "%s: %s", what, sqlite3_errmsg(db->h));
 	else if (rc != SQLITE_DONE)
 		r = rdb_fail_sqlite(db, what);
-	done(st);
+	rdb_done(st);
 	return r;
 }
 
@@ -215,7 +193,7 @@ enum rdb_result rdb_login_add(struct rdb *db, const struct rdb_login_new *n)
 	    sqlite3_bind_text(st, 6, source, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 7, n->now) != SQLITE_OK) {
 		r = rdb_fail_sqlite(db, "add login");
-		done(st);
+		rdb_done(st);
 		return r;
 	}
 	r = step_write(db, st, "add login");
@@ -271,31 +249,19 @@ enum rdb_result rdb_login_get(struct rdb *db, const char *name, struct rdb_login
 {
 	sqlite3_stmt *st;
 	enum rdb_result r;
-	int rc;
 
 	if (db == NULL || out == NULL)
 		return RDB_INVALID;
 	r = check_name(db, name);
+	if (r == RDB_OK)
+		r = rdb_step_name(db, STMT_LOGIN_GET, name, "show login", &st);
+	if (r == RDB_NOTFOUND)
+		return rdb_fail(db, RDB_NOTFOUND, "no such login: %s", name);
 	if (r != RDB_OK)
 		return r;
-	st = rdb_stmt(db, STMT_LOGIN_GET);
-	if (st == NULL)
-		return RDB_ERROR;
-	if (sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
-		r = rdb_fail_sqlite(db, "show login");
-		goto out;
-	}
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		r = rdb_fail(db, RDB_NOTFOUND, "no such login: %s", name);
-	else if (rc != SQLITE_ROW)
-		r = rdb_fail_sqlite(db, "show login");
-	else if (!read_login(st, out))
+	if (!read_login(st, out))
 		r = rdb_fail(db, RDB_ERROR, "show login: malformed row (corrupt database?)");
-	else
-		r = RDB_OK;
-out:
-	done(st);
+	rdb_done(st);
 	return r;
 }
 
@@ -326,7 +292,7 @@ enum rdb_result rdb_login_foreach(struct rdb *db,
 		r = rdb_fail_sqlite(db, "list logins");
 	if (fn_ret != NULL)
 		*fn_ret = ret;
-	done(st);
+	rdb_done(st);
 	return r;
 }
 
@@ -347,7 +313,7 @@ static enum rdb_result update_login(struct rdb *db, const char *name, enum rdb_s
 		return RDB_ERROR;
 	if (sqlite3_bind_int64(st, 1, login) != SQLITE_OK || !bind(st, arg)) {
 		r = rdb_fail_sqlite(db, what);
-		done(st);
+		rdb_done(st);
 		return r;
 	}
 	return step_write(db, st, what);
@@ -477,7 +443,7 @@ static enum rdb_result touch(struct rdb *db, int64_t login, int64_t now)
 		return RDB_ERROR;
 	if (sqlite3_bind_int64(st, 1, login) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 2, now) != SQLITE_OK) {
-		done(st);
+		rdb_done(st);
 		return rdb_fail_sqlite(db, "update login");
 	}
 	return step_write(db, st, "update login");
@@ -513,7 +479,7 @@ static enum rdb_result sender_change(struct rdb *db, const char *name, const cha
 	if (sqlite3_bind_int64(st, 1, login) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 2, canon, -1, SQLITE_STATIC) != SQLITE_OK) {
 		r = rdb_fail_sqlite(db, "sender");
-		done(st);
+		rdb_done(st);
 		goto out;
 	}
 	r = step_write(db, st, add ? "add sender" : "delete sender");
@@ -582,6 +548,6 @@ enum rdb_result rdb_sender_foreach(struct rdb *db, const char *name,
 out:
 	if (fn_ret != NULL)
 		*fn_ret = ret;
-	done(st);
+	rdb_done(st);
 	return r;
 }
