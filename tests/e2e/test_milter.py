@@ -3,8 +3,8 @@
 
 A relay instance configured by `relay-admin setup --milter unix:...` (relaydb for AUTH,
 milter_default_action = tempfail) relays to an upstream that requires TLS and AUTH; the
-real relay-milter runs beside it on a socket in the lab folder, with its own state
-database. Covers: spoofed envelope sender (553 5.7.1 with a clear text), spoofed header
+real relay-milter (relaylab's Milter, as user postfix) runs beside it on a socket in the
+lab folder, with its own state database. Covers: spoofed envelope sender (553 5.7.1 with a clear text), spoofed header
 From (550 5.7.1), 5 messages per window (6th gets 450 4.7.1, passes once the window has
 room), the recipient limit counting recipients, refused mail not counted, counters across
 a milter restart, hold over limit (Postfix hold queue), and the milter killed with -9 (451,
@@ -20,72 +20,13 @@ import os
 import re
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import time
-import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import relaylab  # noqa: E402
-
-SKIP = 77
-
-
-class Milter:
-    """relay-milter for one lab: config, start, stop (SIGTERM or SIGKILL)."""
-
-    def __init__(self, lab, relay):
-        self.dir = os.path.join(lab.dir, 'milter')
-        os.makedirs(self.dir, exist_ok=True)
-        os.chmod(self.dir, 0o755)  # smtpd (user postfix) must reach the socket
-        self.sock = os.path.join(self.dir, 'milter.sock')
-        self.state = os.path.join(self.dir, 'state.db')
-        self.conf = os.path.join(self.dir, 'milter.conf')
-        self.log = os.path.join(self.dir, 'milter.log')
-        self.binary = os.path.join(lab.build_root, 'milter', 'relay-milter')
-        with open(self.conf, 'w') as f:
-            f.write('socket = unix:%s\nsocket_mode = 0666\nusers_db = %s\nstate_db = %s\n'
-                    'log = stderr\npolicy_refresh_ms = 0\nstate_flush_ms = 20\n'
-                    'daemon_name = ORIGINATING\n' % (self.sock, relay.db, self.state))
-        self.proc = None
-
-    def start(self):
-        # a socket left by a killed milter must not look like a started one
-        if os.path.exists(self.sock):
-            os.unlink(self.sock)
-        with open(self.log, 'a') as logf:
-            self.proc = subprocess.Popen([self.binary, '-f', '-c', self.conf], stderr=logf)
-        for _ in range(200):
-            if os.path.exists(self.sock):
-                probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    probe.connect(self.sock)
-                    return
-                except OSError:
-                    pass
-                finally:
-                    probe.close()
-            if self.proc.poll() is not None:
-                with open(self.log) as f:
-                    raise RuntimeError('relay-milter exited: ' + f.read())
-            time.sleep(0.05)
-        raise RuntimeError('relay-milter did not start listening')
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc is None:
-            return None
-        rc = None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                rc = self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                rc = self.proc.wait()
-        self.proc = None
-        return rc
+from e2elib import LabCase, main  # noqa: E402
 
 
 def message(sender, to, subject, header_from=None):
@@ -94,40 +35,36 @@ def message(sender, to, subject, header_from=None):
             % (header_from or sender, ', '.join(to), subject, uuid.uuid4().hex)).encode()
 
 
-class MilterE2E(unittest.TestCase):
+class MilterE2E(LabCase):
+    needs = ('milter/relay-milter',)
+    # relaylab's relay-milter (as user postfix, its own state database) registered by
+    # relay-admin setup --milter; reads policy changes at once, flushes counters quickly
+    relay_options = {'milter': True,
+                     'milter_conf': 'policy_refresh_ms = 0\nstate_flush_ms = 20\n'
+                                    'daemon_name = ORIGINATING\n'}
+
     @classmethod
-    def setUpClass(cls):
-        cls.lab = relaylab.Lab()
-        try:
-            cls.up = cls.lab.upstream()
-            milter_dir = os.path.join(cls.lab.dir, 'milter')
-            cls.relay = cls.lab.relay(cls.up, milter='unix:' + os.path.join(milter_dir, 'milter.sock'))
-            cls.milter = Milter(cls.lab, cls.relay)
-            cls.pw = {}
-            for name, limits in [('alice', ['--messages', '1000/1h']),
-                                 ('rate5', ['--messages', '5/10s']),
-                                 ('rcpt3', ['--recipients', '3/1h']),
-                                 ('bob', ['--messages', '2/1h']),
-                                 ('holder', ['--messages', '1/1h', '--hold']),
-                                 ('kim', ['--messages', '1000/1h'])]:
-                cls.pw[name] = cls.relay.add_user(name)
-                cls.relay.admin('sender', 'add', name, '%s@example.org' % name)
-                cls.relay.admin('limit', 'set', name, *limits)
-            cls.milter.start()
-        except BaseException:
-            cls.lab.stop()
-            raise
+    def setUpLab(cls):
+        cls.milter = cls.relay.milter
+        cls.pw = {}
+        for name, limits in [('alice', ['--messages', '1000/1h']),
+                             ('rate5', ['--messages', '5/10s']),
+                             ('rcpt3', ['--recipients', '3/1h']),
+                             ('bob', ['--messages', '2/1h']),
+                             ('holder', ['--messages', '1/1h', '--hold']),
+                             ('kim', ['--messages', '1000/1h'])]:
+            cls.pw[name] = cls.relay.add_user(name)
+            cls.relay.admin('sender', 'add', name, '%s@example.org' % name)
+            cls.relay.admin('limit', 'set', name, *limits)
 
     @classmethod
     def tearDownClass(cls):
-        cls.milter.stop()
         if os.environ.get('RELAYLAB_KEEP'):
-            with open(cls.milter.log) as f:
-                print(f.read(), file=sys.stderr)
-        cls.lab.stop()
+            print(cls.milter.log(), file=sys.stderr)
+        super().tearDownClass()
 
     def admin(self, *args):
-        return self.relay.admin('--state-db', self.milter.state, *args)
+        return self.relay.admin('--state-db', self.milter.state_db, *args)
 
     def session(self, login):
         s = self.relay.smtp()
@@ -258,20 +195,6 @@ class MilterE2E(unittest.TestCase):
         code, refused = self.send('alice')
         self.assertEqual((code, refused), (250, {}))
         self.up.wait_messages(before + 1)
-
-
-def main():
-    why = relaylab.need_root() or (None if relaylab.postfix_available() else 'postfix not installed')
-    if why:
-        print('skipped: ' + why)
-        return SKIP
-    root = os.path.abspath(os.environ.get('RELAY_BUILD_ROOT')
-                           or os.path.join(relaylab._repo_root(), 'build'))
-    if not os.path.exists(os.path.join(root, 'milter', 'relay-milter')):
-        print('not built: %s/milter/relay-milter' % root)
-        return 1 if os.environ.get('RELAY_BUILD_ROOT') else SKIP
-    prog = unittest.main(exit=False, verbosity=2)
-    return 0 if prog.result.wasSuccessful() else 1
 
 
 if __name__ == '__main__':

@@ -16,43 +16,12 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relaylab  # noqa: E402
-
-SKIP = 77
-
-
-def _missing_build():
-    """None if the build holds relay-admin and the plugin, else what is missing."""
-    root = os.path.abspath(os.environ.get('RELAY_BUILD_ROOT')
-                           or os.path.join(relaylab._repo_root(), 'build'))
-    need = [os.path.join(root, 'admin', 'relay-admin'),
-            os.path.join(root, 'plugin', 'librelaydb.so')]
-    missing = [p for p in need if not os.path.exists(p)]
-    return ('not built: ' + ', '.join(missing)) if missing else None
-
-
-def _require_build(test):
-    """Skips a run by hand without a build; under meson (RELAY_BUILD_ROOT set) it fails."""
-    why = _missing_build()
-    if why and os.environ.get('RELAY_BUILD_ROOT'):
-        raise AssertionError(why)
-    if why:
-        raise unittest.SkipTest(why)
+from e2elib import LabCase, auth, main, require_build, wait_delivered  # noqa: E402
 
 
 def _message(subject):
     return ('From: sender@example.org\r\nTo: rcpt@example.net\r\nSubject: %s\r\n\r\n'
             'hello through the relay\r\n' % subject).encode()
-
-
-def _auth(s, mech, user, password):
-    """One AUTH with exactly `mech` -> (code, text), never raising on a refusal."""
-    s.user, s.password = user, password
-    try:
-        if mech == 'PLAIN':
-            return s.auth('PLAIN', s.auth_plain, initial_response_ok=True)
-        return s.auth('LOGIN', s.auth_login, initial_response_ok=False)
-    except smtplib.SMTPAuthenticationError as e:
-        return e.smtp_code, e.smtp_error
 
 
 class UpstreamHarness(unittest.TestCase):
@@ -78,46 +47,24 @@ class UpstreamHarness(unittest.TestCase):
             self.assertIn(b'upstream-smoke', msgs[0])
 
 
-class RelayWithRelaydb(unittest.TestCase):
+class RelayWithRelaydb(LabCase):
     """Issue 3's cases 1-4 and 6 against one relay/upstream pair."""
 
     @classmethod
-    def setUpClass(cls):
-        _require_build(cls)
-        cls.lab = relaylab.Lab()
-        try:
-            cls.up = cls.lab.upstream()
-            cls.relay = cls.lab.relay(cls.up)
-            cls.password = cls.relay.add_user('alice')
-        except BaseException:
-            cls.lab.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.lab.stop()
-
-    def _delivered(self, subject):
-        """Waits until a message with `subject` is in the upstream maildir."""
-        import time
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if any(subject.encode() in m for m in self.up.messages()):
-                return
-            time.sleep(0.2)
-        self.fail('%s never reached the upstream maildir\n%s' % (subject, self.lab.logs_tail()))
+    def setUpLab(cls):
+        cls.password = cls.relay.add_user('alice')
 
     def test_1_starttls_auth_plain_relays_to_upstream(self):
         subject = 'case1-' + uuid.uuid4().hex
         with self.relay.smtp() as s:
             self.assertIn('PLAIN', s.esmtp_features.get('auth', '').upper())
-            code, text = _auth(s, 'PLAIN', 'alice', self.password)
+            code, text = auth(s, 'PLAIN', 'alice', self.password)
             self.assertEqual(code, 235, text)
             self.assertEqual(s.mail('sender@example.org')[0], 250)
             self.assertEqual(s.rcpt('rcpt@example.net')[0], 250)
             code, text = s.data(_message(subject))
             self.assertEqual(code, 250, text)
-        self._delivered(subject)
+        wait_delivered(self, self.up, subject)
         # the relay verified the upstream's certificate (smtp_tls_security_level=secure)
         self.relay.wait_log(r'Verified TLS connection established to localhost')
 
@@ -138,28 +85,28 @@ class RelayWithRelaydb(unittest.TestCase):
 
     def test_4_wrong_password_535(self):
         with self.relay.smtp() as s:
-            code, text = _auth(s, 'PLAIN', 'alice', self.password + 'x')
+            code, text = auth(s, 'PLAIN', 'alice', self.password + 'x')
             self.assertEqual(code, 535, text)
         with self.relay.smtp() as s:
-            code, text = _auth(s, 'PLAIN', 'nobody-here', self.password)
+            code, text = auth(s, 'PLAIN', 'nobody-here', self.password)
             self.assertEqual(code, 535, text)
 
     def test_6a_auth_login(self):
         subject = 'case6a-' + uuid.uuid4().hex
         with self.relay.smtp() as s:
-            code, text = _auth(s, 'LOGIN', 'alice', self.password)
+            code, text = auth(s, 'LOGIN', 'alice', self.password)
             self.assertEqual(code, 235, text)
             s.sendmail('sender@example.org', ['rcpt@example.net'], _message(subject))
-        self._delivered(subject)
+        wait_delivered(self, self.up, subject)
 
     def test_6b_implicit_tls_port(self):
         subject = 'case6b-' + uuid.uuid4().hex
         with self.relay.smtps() as s:
             self.assertTrue(s.has_extn('auth'))
-            code, text = _auth(s, 'PLAIN', 'alice', self.password)
+            code, text = auth(s, 'PLAIN', 'alice', self.password)
             self.assertEqual(code, 235, text)
             s.sendmail('sender@example.org', ['rcpt@example.net'], _message(subject))
-        self._delivered(subject)
+        wait_delivered(self, self.up, subject)
 
     def test_6c_implicit_tls_port_without_auth_refused(self):
         with self.relay.smtps() as s:
@@ -171,7 +118,7 @@ class RelayDatabaseGone(unittest.TestCase):
     """Issue 3 case 5: the users database removed -> 454 4.7.0, temporary, never 535."""
 
     def test_5_database_removed_454(self):
-        _require_build(self)
+        require_build()
         with relaylab.Lab() as lab:
             up = lab.upstream()
             relay = lab.relay(up, start=False)
@@ -179,7 +126,7 @@ class RelayDatabaseGone(unittest.TestCase):
             os.rename(relay.db, relay.db + '.gone')
             relay.start()
             with relay.smtp() as s:
-                code, text = _auth(s, 'PLAIN', 'bob', password)
+                code, text = auth(s, 'PLAIN', 'bob', password)
                 self.assertEqual(code, 454, text)
                 self.assertIn(b'4.7.0', text)
             # back in place, a fresh smtpd process authenticates again
@@ -187,17 +134,8 @@ class RelayDatabaseGone(unittest.TestCase):
             relay.stop()
             relay.start()
             with relay.smtp() as s:
-                code, text = _auth(s, 'PLAIN', 'bob', password)
+                code, text = auth(s, 'PLAIN', 'bob', password)
                 self.assertEqual(code, 235, text)
-
-
-def main():
-    why = relaylab.need_root()
-    if why:
-        print('SKIP: %s' % why)
-        return SKIP
-    prog = unittest.main(exit=False, verbosity=2)
-    return 0 if prog.result.wasSuccessful() else 1
 
 
 if __name__ == '__main__':

@@ -20,8 +20,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relaylab  # noqa: E402
+from e2elib import LabCase, main, require_build  # noqa: E402
 
-SKIP = 77
 USER = 'alice'
 
 # The classic open relay: the service trusts mynetworks (127.0.0.0/8 in the lab) ahead of
@@ -32,20 +32,6 @@ OPEN_RELAY = {
     'smtpd_relay_restrictions': 'permit_mynetworks,permit_sasl_authenticated,reject',
     'smtpd_recipient_restrictions': 'permit_mynetworks,permit_sasl_authenticated,reject',
 }
-
-
-def _require_build():
-    root = os.path.abspath(os.environ.get('RELAY_BUILD_ROOT')
-                           or os.path.join(relaylab._repo_root(), 'build'))
-    need = [os.path.join(root, 'admin', 'relay-admin'),
-            os.path.join(root, 'plugin', 'librelaydb.so')]
-    missing = [p for p in need if not os.path.exists(p)]
-    if not missing:
-        return
-    why = 'not built: ' + ', '.join(missing)
-    if os.environ.get('RELAY_BUILD_ROOT'):
-        raise AssertionError(why)
-    raise unittest.SkipTest(why)
 
 
 def selftest(lab, relay, password, *extra, implicit=False, upstream=None,
@@ -111,24 +97,12 @@ def explain(report):
                      for c in report['checks'])
 
 
-class GoodRelay(unittest.TestCase):
+class GoodRelay(LabCase):
     """A relay exactly as setup leaves it: every check passes."""
 
     @classmethod
-    def setUpClass(cls):
-        _require_build()
-        cls.lab = relaylab.Lab()
-        try:
-            cls.up = cls.lab.upstream()
-            cls.relay = cls.lab.relay(cls.up)
-            cls.password = cls.relay.add_user(USER)
-        except BaseException:
-            cls.lab.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.lab.stop()
+    def setUpLab(cls):
+        cls.password = cls.relay.add_user(USER)
 
     def test_selftest_starttls_all_pass(self):
         user, upstream_password = configured_upstream_login(self.relay)
@@ -226,49 +200,50 @@ class BrokenRelay(unittest.TestCase):
     """Deliberately broken variants: the failure is named and the exit status non-zero."""
 
     def setUp(self):
-        _require_build()
+        require_build()
         self.lab = relaylab.Lab()
 
     def tearDown(self):
         self.lab.stop()
 
+    def broken_relay(self, up=None, **options):
+        """A started relay (no implicit-TLS port) to `up` (default: a new upstream) with
+        `options` for lab.relay(), and the password of its login USER -> (relay, password)."""
+        up = up if up is not None else self.lab.upstream()
+        relay = self.lab.relay(up, tls_port=False, **options)
+        return relay, relay.add_user(USER)
+
+    def assert_check_fails(self, relay, *names):
+        """relay-admin check reports each of `names` failing on the relay's service and
+        exits with the number of failures."""
+        rc, rep = check(self.lab, relay)
+        fails = by_status(rep, 'fail')
+        for name in names:
+            self.assertIn('%s@%s' % (name, relay.service_name), fails, explain(rep))
+        self.assertEqual(rc, len(fails))
+
     def test_no_tls_required(self):
-        up = self.lab.upstream()
-        relay = self.lab.relay(up, tls_port=False,
-                               service_overrides=relaylab.BROKEN['no_tls'])
-        pw = relay.add_user(USER)
+        relay, pw = self.broken_relay(service_overrides=relaylab.BROKEN['no_tls'])
         rc, rep, _ = selftest(self.lab, relay, pw)
         fails = by_status(rep, 'fail')
         self.assertIn('plaintext-mail-refused', fails, explain(rep))
         self.assertIn('no-auth-before-tls', fails, explain(rep))
         self.assertIn('MAIL accepted without TLS', fails['plaintext-mail-refused']['detail'])
         self.assertEqual(rc, len(fails))
-        rc, rep = check(self.lab, relay)
-        fails = by_status(rep, 'fail')
-        self.assertIn('tls-required@' + relay.service_name, fails, explain(rep))
-        self.assertIn('auth-only-after-tls@' + relay.service_name, fails, explain(rep))
-        self.assertEqual(rc, len(fails))
+        self.assert_check_fails(relay, 'tls-required', 'auth-only-after-tls')
 
     def test_open_relay(self):
-        up = self.lab.upstream()
-        relay = self.lab.relay(up, tls_port=False,
-                               service_overrides=OPEN_RELAY)
-        pw = relay.add_user(USER)
+        relay, pw = self.broken_relay(service_overrides=OPEN_RELAY)
         rc, rep, _ = selftest(self.lab, relay, pw)
         fails = by_status(rep, 'fail')
         self.assertIn('unauthenticated-rcpt-refused', fails, explain(rep))
         self.assertIn('OPEN RELAY', fails['unauthenticated-rcpt-refused']['detail'])
         self.assertNotEqual(rc, 0)
-        rc, rep = check(self.lab, relay)
-        fails = by_status(rep, 'fail')
-        self.assertIn('client-restrictions@' + relay.service_name, fails, explain(rep))
-        self.assertIn('relay-restrictions@' + relay.service_name, fails, explain(rep))
-        self.assertEqual(rc, len(fails))
+        self.assert_check_fails(relay, 'client-restrictions', 'relay-restrictions')
 
     def test_wrong_upstream_password(self):
         up = self.lab.upstream()
-        relay = self.lab.relay(up, tls_port=False, upstream_password='wrong-password')
-        pw = relay.add_user(USER)
+        relay, pw = self.broken_relay(up, upstream_password='wrong-password')
         # selftest gets the credentials the relay was configured with
         user, upstream_password = configured_upstream_login(relay)
         self.assertEqual(upstream_password, 'wrong-password')
@@ -282,22 +257,12 @@ class BrokenRelay(unittest.TestCase):
     def test_unverifiable_upstream_certificate(self):
         other = relaylab.make_ca(os.path.join(self.lab.dir, 'other-ca'))
         up = self.lab.upstream(cert=other.issue('upstream'))
-        relay = self.lab.relay(up, tls_port=False)
-        pw = relay.add_user(USER)
+        relay, pw = self.broken_relay(up)
         rc, rep, _ = selftest(self.lab, relay, pw, upstream=up)
         fails = by_status(rep, 'fail')
         self.assertEqual(set(fails), {'upstream-certificate'}, explain(rep))
         self.assertIn('not verified', fails['upstream-certificate']['detail'])
         self.assertEqual(rc, 1)
-
-
-def main():
-    why = relaylab.need_root()
-    if why:
-        print('SKIP: %s' % why)
-        return SKIP
-    prog = unittest.main(exit=False, verbosity=2)
-    return 0 if prog.result.wasSuccessful() else 1
 
 
 if __name__ == '__main__':

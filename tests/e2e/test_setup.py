@@ -16,7 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relaylab  # noqa: E402
-from test_plugin import SKIP, _auth, _require_build  # noqa: E402
+from e2elib import LabCase, auth, main, require_build, wait_delivered  # noqa: E402
 
 
 def _snapshot(folder):
@@ -31,22 +31,9 @@ def _snapshot(folder):
     return out
 
 
-class Setup(unittest.TestCase):
+class Setup(LabCase):
 
-    @classmethod
-    def setUpClass(cls):
-        _require_build(cls)
-        cls.lab = relaylab.Lab()
-        try:
-            cls.up = cls.lab.upstream()
-            cls.relay = cls.lab.relay(cls.up, start=False)
-        except BaseException:
-            cls.lab.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.lab.stop()
+    relay_options = {'start': False}
 
     def setup_cmd(self, *args, password=None, env=None):
         r = self.relay
@@ -183,7 +170,7 @@ class SelfSigned(unittest.TestCase):
     """Without --cert/--key: a generated certificate, a warning, and a working relay."""
 
     def test_generated_certificate_serves_tls(self):
-        _require_build(self)
+        require_build()
         import smtplib
         import ssl
         with relaylab.Lab() as lab:
@@ -211,7 +198,7 @@ class SelfSigned(unittest.TestCase):
                 s.ehlo()
                 cert = s.sock.getpeercert()
                 self.assertIn(('DNS', 'relay.example.test'), cert['subjectAltName'])
-                code, text = _auth(s, 'PLAIN', 'carol', password)
+                code, text = auth(s, 'PLAIN', 'carol', password)
                 self.assertEqual(code, 235, text)
 
 
@@ -220,7 +207,7 @@ class UpstreamPasswordCharacters(unittest.TestCase):
     spaces, ':', '#' and '$' included."""
 
     def test_odd_password_relays(self):
-        _require_build(self)
+        require_build()
         with relaylab.Lab() as lab:
             up = lab.upstream(password='we ird:pa#ss$word')
             relay = lab.relay(up, tls_port=False)
@@ -235,9 +222,8 @@ class SetupWithMilter(unittest.TestCase):
     """setup --milter: relay-milter decides on the service; if it is down, mail waits."""
 
     def test_milter_policy_and_tempfail_when_down(self):
-        _require_build(self)
+        require_build()
         import smtplib
-        import time
         import uuid
         with relaylab.Lab() as lab:
             if not os.access(os.path.join(lab.build_root, 'milter', 'relay-milter'), os.X_OK):
@@ -254,16 +240,13 @@ class SetupWithMilter(unittest.TestCase):
             relay.start()
             subject = 'milter-' + uuid.uuid4().hex
             with relay.smtp() as s:
-                self.assertEqual(_auth(s, 'PLAIN', 'mia', password)[0], 235)
+                self.assertEqual(auth(s, 'PLAIN', 'mia', password)[0], 235)
                 s.sendmail('mia@example.org', ['x@example.net'],
                            ('From: mia@example.org\r\nSubject: %s\r\n\r\nhi\r\n'
                             % subject).encode())
-            deadline = time.monotonic() + 60
-            while not any(subject.encode() in m for m in up.messages()):
-                self.assertLess(time.monotonic(), deadline, lab.logs_tail())
-                time.sleep(0.2)
+            wait_delivered(self, up, subject)
             with relay.smtp() as s:
-                self.assertEqual(_auth(s, 'PLAIN', 'mia', password)[0], 235)
+                self.assertEqual(auth(s, 'PLAIN', 'mia', password)[0], 235)
                 code, text = s.mail('boss@example.org')
                 if code == 250:
                     code, text = s.rcpt('x@example.net')
@@ -273,7 +256,7 @@ class SetupWithMilter(unittest.TestCase):
             relay.milter.stop()
             try:
                 with relay.smtp() as s:
-                    code, text = _auth(s, 'PLAIN', 'mia', password)
+                    code, text = auth(s, 'PLAIN', 'mia', password)
                     if code == 235:
                         code, text = s.mail('mia@example.org')
                     if code == 250:
@@ -281,15 +264,6 @@ class SetupWithMilter(unittest.TestCase):
             except smtplib.SMTPResponseException as e:
                 code, text = e.smtp_code, e.smtp_error
             self.assertEqual(code // 100, 4, text)
-
-
-def main():
-    why = relaylab.need_root()
-    if why:
-        print('SKIP: %s' % why)
-        return SKIP
-    prog = unittest.main(exit=False, verbosity=2)
-    return 0 if prog.result.wasSuccessful() else 1
 
 
 if __name__ == '__main__':
