@@ -77,6 +77,13 @@ class AdminTest(unittest.TestCase):
         finally:
             con.close()
 
+    def assert_password(self, password, name=None):
+        """The secrets stored for login `name` (None: the database's only login) are those
+        of `password` (bytes), recomputed independently by check_secrets."""
+        sql = "SELECT plain_secret, scram_sha256 FROM logins"
+        check_secrets(self, self.rows(sql + " WHERE name = ?", (name,)) if name is not None
+                      else self.rows(sql), password)
+
     def snapshot(self):
         """The bytes of every file in the folder: to prove that nothing was written."""
         out = {}
