@@ -239,6 +239,19 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	return SMFIS_CONTINUE;
 }
 
+/* The login is over limit `which` for `wait` seconds: *v is that limit's verdict. If it
+ * says hold, the message is marked held (quarantined at end of message with v's text) and
+ * the result is true: the caller goes on. False: the caller refuses with *v. */
+static bool hold_over_limit(struct msg *m, size_t which, int64_t wait, struct mlt_verdict *v)
+{
+	mlt_verdict_rate(m->login, &m->login->limits[which], wait, v);
+	if (v->action != MLT_HOLD)
+		return false;
+	m->hold = true;
+	snprintf(m->hold_text, sizeof m->hold_text, "%s", v->text);
+	return true;
+}
+
 static uint64_t size_param(char **argv)
 {
 	for (size_t k = 1; argv[k] != NULL; k++) {
@@ -308,11 +321,8 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 		if (wait == MLT_RATE_ERROR)
 			return internal(ctx, c, "out-of-memory", "out of memory");
 		if (wait != 0) {
-			mlt_verdict_rate(m->login, &m->login->limits[which], wait, &v);
-			if (v.action != MLT_HOLD)
+			if (!hold_over_limit(m, which, wait, &v))
 				return refuse_msg(ctx, c, &v);
-			m->hold = true;
-			snprintf(m->hold_text, sizeof m->hold_text, "%s", v.text);
 			mlt_rate_release(daemon_state->rate, m->login->name, &m->resv);
 		}
 	}
@@ -339,10 +349,7 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
 	if (wait == MLT_RATE_ERROR)
 		return internal(ctx, NULL, "out-of-memory", "out of memory");
 	if (wait != 0) {
-		mlt_verdict_rate(m->login, &m->login->limits[which], wait, &v);
-		if (v.action == MLT_HOLD) {
-			m->hold = true;
-			snprintf(m->hold_text, sizeof m->hold_text, "%s", v.text);
+		if (hold_over_limit(m, which, wait, &v)) {
 			mlt_rate_release(daemon_state->rate, m->login->name, &m->resv);
 			m->rcpts++;
 			return SMFIS_CONTINUE;
@@ -418,13 +425,8 @@ static sfsistat cb_eom(SMFICTX *ctx)
 
 		if (wait == MLT_RATE_ERROR)
 			return internal(ctx, c, "out-of-memory", "out of memory");
-		if (wait != 0) {
-			mlt_verdict_rate(m->login, &m->login->limits[which], wait, &v);
-			if (v.action != MLT_HOLD)
-				return refuse_msg(ctx, c, &v);
-			m->hold = true;
-			snprintf(m->hold_text, sizeof m->hold_text, "%s", v.text);
-		}
+		if (wait != 0 && !hold_over_limit(m, which, wait, &v))
+			return refuse_msg(ctx, c, &v);
 		mlt_writer_set(daemon_state->writer, m->cfg->c.state_flush_ms,
 		               m->cfg->c.audit_retention, keep);
 	}
