@@ -149,10 +149,17 @@ int64_t mlt_rate_reserve(struct mlt_rate *r, const char *login, const struct mlt
 	return wait;
 }
 
+/* How much of resv is still counted in s->reserved: never more than is there, so a
+ * reservation can never take the total below zero. Lock held. */
+static uint64_t still_reserved(const struct login_state *s, const struct mlt_resv *resv, int m)
+{
+	return resv->v[m] <= s->reserved[m] ? resv->v[m] : s->reserved[m];
+}
+
 static void give_back(struct login_state *s, struct mlt_resv *resv)
 {
 	for (int m = 0; m < MLT_METRICS; m++) {
-		s->reserved[m] -= resv->v[m] <= s->reserved[m] ? resv->v[m] : s->reserved[m];
+		s->reserved[m] -= still_reserved(s, resv, m);
 		resv->v[m] = 0;
 	}
 }
@@ -173,7 +180,7 @@ int64_t mlt_rate_commit(struct mlt_rate *r, const char *login, const struct mlt_
 		return MLT_RATE_ERROR;
 	}
 	for (int m = 0; m < MLT_METRICS; m++)
-		others[m] = s->reserved[m] - (resv->v[m] <= s->reserved[m] ? resv->v[m] : s->reserved[m]);
+		others[m] = s->reserved[m] - still_reserved(s, resv, m);
 	wait = mlt_limits_wait(s->log, lims, n, others, need, now, which);
 	if (wait == 0) {
 		give_back(s, resv);
