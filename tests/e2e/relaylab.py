@@ -643,12 +643,7 @@ class Relay(Instance):
         argv = [self.lab.relay_admin, '--db', self.db] + list(args)
         if isinstance(input, str):
             input = input.encode()
-        p = subprocess.run(argv, input=input, capture_output=True, timeout=120)
-        if check and p.returncode != 0:
-            raise RuntimeError('%s failed (exit %d):\n%s%s' % (
-                ' '.join(argv), p.returncode, p.stdout.decode(errors='replace'),
-                p.stderr.decode(errors='replace')))
-        return p
+        return _run(argv, input=input, check=check)
 
     def add_user(self, name, password=None):
         if password is None:
