@@ -62,89 +62,98 @@ static bool is_atext(unsigned char c)
 	return c >= 0x80 || (c > 0x20 && c < 0x7f && !is_special(c));
 }
 
+/* The scanners below each read one token that starts at s[*pi], leave *pi just after it,
+ * and return NULL, or why the text is not an address. */
+
+/* A comment, nested up to MLT_COMMENT_DEPTH_MAX deep; dropped. */
+static const char *skip_comment(const char *s, size_t len, size_t *pi)
+{
+	size_t i = *pi;
+	int depth = 0;
+
+	do {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '\\' && i + 1 < len)
+			i++;
+		else if (c == '(' && ++depth > MLT_COMMENT_DEPTH_MAX)
+			return "comments nested too deeply";
+		else if (c == ')')
+			depth--;
+		else if (c == '\0')
+			return "NUL in comment";
+		i++;
+	} while (depth > 0 && i < len);
+	*pi = i;
+	return depth > 0 ? "unterminated comment" : NULL;
+}
+
+/* A quoted string; the token holds its bytes without the quotes. */
+static const char *scan_quoted(const char *s, size_t len, size_t *pi, struct tok *t)
+{
+	size_t start = *pi + 1, i = start;
+
+	while (i < len && s[i] != '"') {
+		if (s[i] == '\0' || is_ctl((unsigned char)s[i]))
+			return "control character in quoted string";
+		if (s[i] == '\\') {
+			/* quoted-pair: the escaped byte must be printable too */
+			i++;
+			if (i < len && (s[i] == '\0' || is_ctl((unsigned char)s[i]) ||
+			                s[i] == '\r' || s[i] == '\n'))
+				return "control character in quoted string";
+		}
+		i++;
+	}
+	if (i >= len)
+		return "unterminated quoted string";
+	*t = (struct tok){ .type = T_QSTR, .s = s + start, .len = i - start };
+	*pi = i + 1;
+	return NULL;
+}
+
+/* A domain literal; the token holds it with its brackets. */
+static const char *scan_literal(const char *s, size_t len, size_t *pi, struct tok *t)
+{
+	size_t start = *pi, i = start + 1;
+
+	while (i < len && s[i] != ']') {
+		if (s[i] == '[' || s[i] == '\\' || s[i] == '\0' || is_ctl((unsigned char)s[i]))
+			return "bad domain literal";
+		i++;
+	}
+	if (i >= len)
+		return "unterminated domain literal";
+	i++;
+	*t = (struct tok){ .type = T_DLIT, .s = s + start, .len = i - start };
+	*pi = i;
+	return NULL;
+}
+
 static enum mlt_addr_result tokenize(const char *s, size_t len, struct tok **out, size_t *nout,
                                      char *why, size_t whylen)
 {
 	struct tok *t = calloc(len + 1, sizeof *t);
 	size_t n = 0, i = 0;
+	const char *bad = NULL;
 
 	if (t == NULL)
 		return fail(why, whylen, "out of memory");
-	while (i < len) {
+	while (i < len && bad == NULL) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (c == '\0' || is_ctl(c)) {
-			free(t);
-			return fail(why, whylen, "control character in address");
-		}
-		if (is_ws(c)) {
+			bad = "control character in address";
+		} else if (is_ws(c)) {
 			i++;
 		} else if (c == '(') {
-			int depth = 0;
-
-			do {
-				c = (unsigned char)s[i];
-				if (c == '\\' && i + 1 < len)
-					i++;
-				else if (c == '(' && ++depth > MLT_COMMENT_DEPTH_MAX) {
-					free(t);
-					return fail(why, whylen, "comments nested too deeply");
-				} else if (c == ')')
-					depth--;
-				else if (c == '\0') {
-					free(t);
-					return fail(why, whylen, "NUL in comment");
-				}
-				i++;
-			} while (depth > 0 && i < len);
-			if (depth > 0) {
-				free(t);
-				return fail(why, whylen, "unterminated comment");
-			}
+			bad = skip_comment(s, len, &i);
 		} else if (c == ')') {
-			free(t);
-			return fail(why, whylen, "unbalanced parenthesis");
+			bad = "unbalanced parenthesis";
 		} else if (c == '"') {
-			size_t start = ++i;
-
-			while (i < len && s[i] != '"') {
-				if (s[i] == '\0' || is_ctl((unsigned char)s[i])) {
-					free(t);
-					return fail(why, whylen, "control character in quoted string");
-				}
-				if (s[i] == '\\') {
-					/* quoted-pair: the escaped byte must be printable too */
-					i++;
-					if (i < len && (s[i] == '\0' || is_ctl((unsigned char)s[i]) ||
-					                s[i] == '\r' || s[i] == '\n')) {
-						free(t);
-						return fail(why, whylen, "control character in quoted string");
-					}
-				}
-				i++;
-			}
-			if (i >= len) {
-				free(t);
-				return fail(why, whylen, "unterminated quoted string");
-			}
-			t[n++] = (struct tok){ .type = T_QSTR, .s = s + start, .len = i - start };
-			i++;
+			bad = scan_quoted(s, len, &i, &t[n++]);
 		} else if (c == '[') {
-			size_t start = i++;
-
-			while (i < len && s[i] != ']') {
-				if (s[i] == '[' || s[i] == '\\' || s[i] == '\0' || is_ctl((unsigned char)s[i])) {
-					free(t);
-					return fail(why, whylen, "bad domain literal");
-				}
-				i++;
-			}
-			if (i >= len) {
-				free(t);
-				return fail(why, whylen, "unterminated domain literal");
-			}
-			i++;
-			t[n++] = (struct tok){ .type = T_DLIT, .s = s + start, .len = i - start };
+			bad = scan_literal(s, len, &i, &t[n++]);
 		} else if (strchr("<>@,;:.", c) != NULL) {
 			t[n++] = (struct tok){ .type = T_SPECIAL, .ch = (char)c, .s = s + i, .len = 1 };
 			i++;
@@ -155,9 +164,12 @@ static enum mlt_addr_result tokenize(const char *s, size_t len, struct tok **out
 				i++;
 			t[n++] = (struct tok){ .type = T_ATOM, .s = s + start, .len = i - start };
 		} else {
-			free(t);
-			return fail(why, whylen, "unexpected character in address");
+			bad = "unexpected character in address";
 		}
+	}
+	if (bad != NULL) {
+		free(t);
+		return fail(why, whylen, bad);
 	}
 	*out = t;
 	*nout = n;
