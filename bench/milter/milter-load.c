@@ -59,38 +59,33 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int xwrite(int fd, const void *buf, size_t len)
+/* Reads exactly len bytes into rbuf, or (rbuf NULL) writes len bytes from wbuf, going on
+ * after short transfers and EINTR. Returns 0, or -1 on error or end of file. */
+static int xfer(int fd, char *rbuf, const char *wbuf, size_t len)
 {
-	const char *p = buf;
+	size_t off = 0;
 
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
+	while (off < len) {
+		ssize_t n = rbuf != NULL ? read(fd, rbuf + off, len - off)
+		                         : write(fd, wbuf + off, len - off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			return -1;
-		p += n;
-		len -= (size_t)n;
+		off += (size_t)n;
 	}
 	return 0;
 }
 
+static int xwrite(int fd, const void *buf, size_t len)
+{
+	return xfer(fd, NULL, buf, len);
+}
+
 static int xread(int fd, void *buf, size_t len)
 {
-	char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = read(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return xfer(fd, buf, NULL, len);
 }
 
 static int send_cmd(struct sess *s, char cmd, const void *data, size_t len)
