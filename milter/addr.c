@@ -236,28 +236,39 @@ static bool put_qstr(char *out, size_t *o, const struct tok *t)
 	return put(out, o, "\"", 1);
 }
 
-/* addr-spec = local-part "@" domain, tokens from p->i; stops at the first token that
- * cannot continue it. Writes the canonical form to out. */
-static enum mlt_addr_result addr_spec(struct parser *p, char out[MLT_ADDR_MAX + 1])
+/* A dot-atom or its obsolete form: word *("." word) for a local part (words = true), atom
+ * *("." atom) for a domain. Appends it, dots included, to out at *o; `missing` is the
+ * reason when no word starts it. */
+static enum mlt_addr_result dotted(struct parser *p, char out[MLT_ADDR_MAX + 1], size_t *o,
+                                   bool words, const char *missing)
 {
-	size_t o = 0;
-
-	out[0] = '\0';
-	/* local-part: word *("." word) */
 	for (;;) {
-		if (p->i >= p->n || !is_word(&p->t[p->i]))
-			return fail(p->why, p->whylen, "missing local part");
+		if (p->i >= p->n || !(words ? is_word(&p->t[p->i]) : p->t[p->i].type == T_ATOM))
+			return fail(p->why, p->whylen, missing);
 		const struct tok *w = &p->t[p->i++];
-		bool fits = w->type == T_ATOM ? put(out, &o, w->s, w->len) : put_qstr(out, &o, w);
+		bool fits = w->type == T_ATOM ? put(out, o, w->s, w->len) : put_qstr(out, o, w);
 
 		if (!fits)
 			return fail(p->why, p->whylen, "address too long");
 		if (!at_special(p, '.'))
-			break;
+			return MLT_ADDR_OK;
 		p->i++;
-		if (!put(out, &o, ".", 1))
+		if (!put(out, o, ".", 1))
 			return fail(p->why, p->whylen, "address too long");
 	}
+}
+
+/* addr-spec = local-part "@" domain, tokens from p->i; stops at the first token that
+ * cannot continue it. Writes the canonical form to out. */
+static enum mlt_addr_result addr_spec(struct parser *p, char out[MLT_ADDR_MAX + 1])
+{
+	enum mlt_addr_result r;
+	size_t o = 0;
+
+	out[0] = '\0';
+	r = dotted(p, out, &o, true, "missing local part");
+	if (r != MLT_ADDR_OK)
+		return r;
 	if (!at_special(p, '@'))
 		return fail(p->why, p->whylen, "missing @domain");
 	p->i++;
@@ -273,20 +284,7 @@ static enum mlt_addr_result addr_spec(struct parser *p, char out[MLT_ADDR_MAX + 
 				return fail(p->why, p->whylen, "address too long");
 		return MLT_ADDR_OK;
 	}
-	for (;;) {
-		if (p->i >= p->n || p->t[p->i].type != T_ATOM)
-			return fail(p->why, p->whylen, "missing or bad domain");
-		const struct tok *a = &p->t[p->i++];
-
-		if (!put(out, &o, a->s, a->len))
-			return fail(p->why, p->whylen, "address too long");
-		if (!at_special(p, '.'))
-			break;
-		p->i++;
-		if (!put(out, &o, ".", 1))
-			return fail(p->why, p->whylen, "address too long");
-	}
-	return MLT_ADDR_OK;
+	return dotted(p, out, &o, false, "missing or bad domain");
 }
 
 /* obs-route = obs-domain-list ":" where obs-domain-list is "@" domain *("," ["@" domain]). */
