@@ -124,16 +124,27 @@ static enum rdb_result check_name(struct rdb *db, const char *name)
 	return RDB_OK;
 }
 
+/* Steps the one-row statement `id` for a login name, checked first: RDB_OK leaves the row
+ * in *stp (the caller reads it, then rdb_done()); otherwise the reason is recorded, and
+ * RDB_NOTFOUND names the login. */
+static enum rdb_result find_login(struct rdb *db, enum rdb_stmt_id id, const char *name,
+                                  const char *what, sqlite3_stmt **stp)
+{
+	enum rdb_result r = check_name(db, name);
+
+	if (r == RDB_OK)
+		r = rdb_step_name(db, id, name, what, stp);
+	if (r == RDB_NOTFOUND)
+		r = rdb_fail(db, RDB_NOTFOUND, "no such login: %s", name);
+	return r;
+}
+
 /* Finds the id (and stored spelling) of a login; RDB_NOTFOUND names it. */
 static enum rdb_result login_id(struct rdb *db, const char *name, int64_t *id)
 {
 	sqlite3_stmt *st;
-	enum rdb_result r = check_name(db, name);
+	enum rdb_result r = find_login(db, STMT_LOGIN_ID, name, "lookup", &st);
 
-	if (r == RDB_OK)
-		r = rdb_step_name(db, STMT_LOGIN_ID, name, "lookup", &st);
-	if (r == RDB_NOTFOUND)
-		return rdb_fail(db, RDB_NOTFOUND, "no such login: %s", name);
 	if (r != RDB_OK)
 		return r;
 	if (sqlite3_column_type(st, 0) != SQLITE_INTEGER)
@@ -252,11 +263,7 @@ enum rdb_result rdb_login_get(struct rdb *db, const char *name, struct rdb_login
 
 	if (db == NULL || out == NULL)
 		return RDB_INVALID;
-	r = check_name(db, name);
-	if (r == RDB_OK)
-		r = rdb_step_name(db, STMT_LOGIN_GET, name, "show login", &st);
-	if (r == RDB_NOTFOUND)
-		return rdb_fail(db, RDB_NOTFOUND, "no such login: %s", name);
+	r = find_login(db, STMT_LOGIN_GET, name, "show login", &st);
 	if (r != RDB_OK)
 		return r;
 	if (!read_login(st, out))
