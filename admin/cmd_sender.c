@@ -8,26 +8,24 @@
 
 #include "adm.h"
 
-/* NAME and, if want_pattern, PATTERN; both validated. */
-static int args(const struct adm_ctx *ctx, int argc, char **argv, bool want_pattern,
-                const char **name, const char **pattern)
+/* NAME PATTERN, both validated (`list` takes NAME alone: adm_name_arg). */
+static int args(const struct adm_ctx *ctx, int argc, char **argv, const char **name,
+                const char **pattern)
 {
 	static const struct option none[] = { { NULL, 0, NULL, 0 } };
 	char why[128];
+	int rc;
 
 	if (getopt_long(argc, argv, "", none, NULL) != -1)
 		return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
-	if (argc - optind != (want_pattern ? 2 : 1))
-		return adm_usage(ctx, want_pattern ? "expected a login name and a sender pattern" :
-		                 "expected one login name");
+	if (argc - optind != 2)
+		return adm_usage(ctx, "expected a login name and a sender pattern");
 	*name = argv[optind];
-	if (!rdb_name_valid(*name, why, sizeof why))
-		return adm_usage(ctx, "invalid login name: %s", why);
-	if (want_pattern) {
-		*pattern = argv[optind + 1];
-		if (!rdb_pattern_valid(*pattern, why, sizeof why))
-			return adm_usage(ctx, "invalid sender pattern: %s", why);
-	}
+	if ((rc = adm_check_name(ctx, *name)) != ADM_EXIT_OK)
+		return rc;
+	*pattern = argv[optind + 1];
+	if (!rdb_pattern_valid(*pattern, why, sizeof why))
+		return adm_usage(ctx, "invalid sender pattern: %s", why);
 	return ADM_EXIT_OK;
 }
 
@@ -37,7 +35,7 @@ static int change(struct adm_ctx *ctx, int argc, char **argv, bool add)
 	const char *name = NULL, *pattern = NULL;
 	struct rdb *db = NULL;
 	enum rdb_result r;
-	int rc = args(ctx, argc, argv, true, &name, &pattern);
+	int rc = args(ctx, argc, argv, &name, &pattern);
 
 	if (rc != ADM_EXIT_OK)
 		return rc;
@@ -103,11 +101,11 @@ static int json_one(const char *pattern, void *arg)
 
 int adm_cmd_sender_list(struct adm_ctx *ctx, int argc, char **argv)
 {
-	const char *name = NULL, *unused = NULL;
+	const char *name = NULL;
 	struct rdb *db = NULL;
 	struct adm_json j;
 	enum rdb_result r;
-	int rc = args(ctx, argc, argv, false, &name, &unused);
+	int rc = adm_name_arg(ctx, argc, argv, &name);
 
 	if (rc != ADM_EXIT_OK)
 		return rc;
