@@ -32,11 +32,16 @@ the relay queues and the upstream queue are drained, so delivery of one round do
 spill into the next. Every accepted message must reach the upstream (3 Maildir files per
 message) or the run reports it.
 
-Prints per-round rates, a table of medians with the AUTH latency percentiles, the time
-spent in each phase of a session, CPU time per message (client, the relay's Postfix, the
-milter, the upstream), and the ratios c/a and b/a with "budget met"/"budget MISSED" for
-c/a >= 0.95 (DESIGN.md, "Performance budgets"). Exit status: 0 when the run completed
-(budget met or not), 1 when sessions failed or messages went missing, 2 on a setup error.
+Prints per-round rates (with how busy the machine was, and how much of that was other
+users' load: on a shared machine that is the main source of noise), a table of medians with
+the AUTH latency percentiles, the time spent in each phase of a session, CPU time per
+message (client, the relay's Postfix processes, the milter, the upstream; read from /proc,
+so other load hardly affects it) with the ratios it predicts for a CPU-bound machine, and
+the measured ratios c/a, b/a, c/b (of the medians, and per round) with "budget met" /
+"budget MISSED" for c/a >= 0.95 of the medians (DESIGN.md, "Performance budgets").
+``--perf DIR`` records a system-wide perf(1) profile of the last round of each
+configuration. Exit status: 0 when the run completed (budget met or not), 1 when sessions
+failed or messages went missing, 2 on a setup error.
 """
 import argparse
 import base64
@@ -516,6 +521,12 @@ def report(res, configs, a):
             print('%s/%s = %.3f  (median of the per-round pairs %.3f: %s)' % (
                 x, y, med[x] / med[y], statistics.median(paired),
                 ' '.join('%.2f' % p for p in paired)))
+    cost = {c: sum(r['cpu'] + r['cpu_relay'] + r['cpu_milter'] + r['cpu_up'] for r in res[c])
+            / (sum(r['done'] for r in res[c]) or 1) for c in configs}
+    if 'a' in cost and len(configs) > 1:
+        print('CPU-bound expectation (CPU per message of a / of x, immune to other load): %s'
+              % ', '.join('%s/a %.3f' % (x, cost['a'] / cost[x]) for x in configs
+                          if x != 'a' and cost[x]))
     if 'c' in med and 'a' in med and med['a']:
         ok = med['c'] / med['a'] >= BUDGET
         print('budget (c/a >= %.2f): %s' % (BUDGET, 'budget met' if ok else 'budget MISSED'))
