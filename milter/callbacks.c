@@ -21,6 +21,7 @@
 
 #include "decide.h"
 #include "log.h"
+#include "rdb.h"
 
 #define FROM_HEADERS_MAX 8
 
@@ -130,6 +131,22 @@ static void copy_macro(SMFICTX *ctx, const char *name, char *out, size_t outlen)
 	const char *v = smfi_getsymval(ctx, (char *)(uintptr_t)name);
 
 	mlt_sanitize(out, outlen, v);
+}
+
+/* {auth_authen}, verbatim, when it can be a login name: true. Anything else (too long,
+ * control or non-ASCII bytes, characters no login may have) is copied sanitized, for the
+ * logs only, and false: it must match no login. mlt_sanitize() alone would turn '%' (valid
+ * in a login) and control bytes into '?' and cut long values, i.e. look up another login. */
+static bool copy_login(SMFICTX *ctx, char *out, size_t outlen)
+{
+	const char *v = smfi_getsymval(ctx, (char *)(uintptr_t)"{auth_authen}");
+
+	if (v != NULL && strnlen(v, outlen) < outlen && rdb_name_valid(v, NULL, 0)) {
+		memcpy(out, v, strlen(v) + 1);
+		return true;
+	}
+	mlt_sanitize(out, outlen, v);
+	return false;
 }
 
 /* Queues the audit record (and usage when counted) for the writer thread. */
@@ -274,6 +291,7 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 	char daemon_name[64];
 	enum mlt_lookup lk;
 	int64_t now = now_s();
+	bool login_ok;
 
 	if (c == NULL) /* negotiate did not run or failed: refuse rather than pass */
 		return internal(ctx, NULL, "no-context", "milter session state missing");
@@ -286,7 +304,7 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 	m->cfg = cfg_get();
 	if (m->cfg == NULL)
 		return internal(ctx, c, "no-config", "no configuration");
-	copy_macro(ctx, "{auth_authen}", m->auth, sizeof m->auth);
+	login_ok = copy_login(ctx, m->auth, sizeof m->auth);
 	copy_macro(ctx, "{tls_version}", m->tls, sizeof m->tls);
 	copy_macro(ctx, "{cipher}", m->cipher, sizeof m->cipher);
 	copy_macro(ctx, "{client_addr}", m->client, sizeof m->client);
@@ -305,7 +323,8 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 		return refuse_msg(ctx, c, &v);
 	if (!mlt_writer_healthy(daemon_state->writer))
 		return internal(ctx, c, "state-db-error", "state database unavailable");
-	lk = mlt_store_get(daemon_state->store, m->auth, now, &m->login);
+	lk = login_ok ? mlt_store_get(daemon_state->store, m->auth, now, &m->login)
+	              : MLT_LOOKUP_NOTFOUND;
 	mlt_decide_mail(&f, lk, m->login, m->sender, &v);
 	if (v.action != MLT_CONTINUE)
 		return refuse_msg(ctx, c, &v);

@@ -124,7 +124,9 @@ class MilterDaemonTest(unittest.TestCase):
                               ("erin", ["erin@example.com"]), ("frank", ["frank@example.com"]),
                               ("app@shop.example", []), ("off", ["off@example.com"]),
                               ("gina", ["gina@example.com"]), ("hal", ["hal@example.com", "<>"]),
-                              ("ivy", ["ivy@example.com", "@corp.example"])]:
+                              ("ivy", ["ivy@example.com", "@corp.example"]),
+                              ("50%off", ["pct@example.com"]), ("50?off", ["q@example.com"]),
+                              ("a" * 255, ["long@example.com"])]:
             admin(t, "user", "add", name, "--password-stdin",
                   *sum((["--sender", s] for s in senders), []), stdin=pw)
         admin(t, "user", "disable", "off")
@@ -219,6 +221,19 @@ class MilterDaemonTest(unittest.TestCase):
         for login in ("nobody", "off"):
             stage, r = send(self.d.sock, login, "<%s@example.com>" % login)
             self.assertTrue(r.smtp.startswith("550 5.7.1"), (login, r.smtp))
+
+    def test_login_looked_up_verbatim(self):
+        # '%' is a valid login character: {auth_authen} must not be rewritten (to '?') or
+        # truncated before the lookup, or the policy of another login applies
+        stage, r = send(self.d.sock, "50%off", "<pct@example.com>")
+        self.assertEqual((stage, r.code), ("eom", "c"), r)
+        stage, r = send(self.d.sock, "50%off", "<q@example.com>")
+        self.assertEqual(stage, "mail")
+        self.assertTrue(r.smtp.startswith("553 5.7.1"), r.smtp)
+        for bad in ("a" * 255 + "b", "50\x01off"):
+            stage, r = send(self.d.sock, bad, "<long@example.com>")
+            self.assertEqual(stage, "mail", bad)
+            self.assertTrue(r.smtp.startswith("550 5.7.1"), (bad, r.smtp))
 
     # ---- rate limits -------------------------------------------------------------------
     def test_message_limit_and_refused_not_counted(self):
