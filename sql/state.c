@@ -395,8 +395,11 @@ enum rdb_result rdb_state_usage_foreach(struct rdb_state *st, const char *login,
 		}
 		for (int m = 0; m < 3; m++)
 			v[m] = (uint64_t)sqlite3_column_int64(s, 2 + m);
-		if (fn((const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1), v, arg))
+		if (fn((const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1), v, arg)) {
+			rdb_seterr(st->err, sizeof st->err, "a usage row could not be kept (out of memory?)");
+			r = RDB_ERROR;
 			goto out;
+		}
 	}
 	if (rc != SQLITE_DONE)
 		r = fail(st, "reading usage");
@@ -447,8 +450,11 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
 			.verdict = (const char *)sqlite3_column_text(s, 11),
 			.reason = (const char *)sqlite3_column_text(s, 12),
 		};
-		if (fn(&a, arg))
+		if (fn(&a, arg)) {
+			rdb_seterr(st->err, sizeof st->err, "an audit record could not be kept");
+			r = RDB_ERROR;
 			goto out;
+		}
 	}
 	if (rc != SQLITE_DONE)
 		r = fail(st, "reading the audit log");

@@ -76,13 +76,15 @@ enum rdb_result rdb_state_touch(struct rdb_state *st, const char *login, int64_t
 enum rdb_result rdb_state_prune(struct rdb_state *st, int64_t usage_before, int64_t audit_before);
 
 /* Usage rows with ts > since, ordered by login then ts; login NULL = every login. A
- * non-zero return from fn stops the walk (RDB_OK). */
+ * non-zero return from fn means it could not take the row: the walk stops with RDB_ERROR
+ * (a caller that kept only part of the rows must not carry on as if it had them all). */
 enum rdb_result rdb_state_usage_foreach(struct rdb_state *st, const char *login, int64_t since,
                                         int (*fn)(const char *login, int64_t ts,
                                                   const uint64_t v[3], void *arg),
                                         void *arg);
 
-/* The newest `limit` audit records with ts >= since (login NULL = all), oldest first. */
+/* The newest `limit` audit records with ts >= since (login NULL = all), oldest first.
+ * A non-zero return from fn stops the walk with RDB_ERROR, as above. */
 enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login, int64_t since,
                                         int64_t limit,
                                         int (*fn)(const struct rdb_audit *a, void *arg),

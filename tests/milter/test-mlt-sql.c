@@ -67,6 +67,19 @@ static int audit_row(const struct rdb_audit *a, void *arg)
 	return 0;
 }
 
+/* A callback that cannot keep a row (the milter's rate table out of memory, say). */
+static int refuse_usage(const char *login, int64_t ts, const uint64_t v[3], void *arg)
+{
+	(void)login, (void)ts, (void)v, (void)arg;
+	return 1;
+}
+
+static int refuse_audit(const struct rdb_audit *a, void *arg)
+{
+	(void)a, (void)arg;
+	return 1;
+}
+
 static void add_login(struct rdb *db, const char *name)
 {
 	unsigned char plain[RDB_PLAIN_SECRET_LEN];
@@ -247,6 +260,12 @@ static void test_state(void)
 	ok(rdb_state_audit_foreach(ro, "Alice", 0, 10, audit_row, &seen) == RDB_OK && seen.n == 1,
 	   "filter by login, case-insensitive");
 	ok(rdb_state_audit_foreach(ro, NULL, 150, 10, audit_row, &seen) == RDB_OK, "since");
+	/* a callback that fails must fail the walk: the milter would otherwise start with
+	 * part of its rate counters, i.e. let logins past their limits */
+	is_int(rdb_state_usage_foreach(ro, NULL, 0, refuse_usage, NULL), RDB_ERROR,
+	       "usage: a failing callback is an error");
+	is_int(rdb_state_audit_foreach(ro, NULL, 0, 10, refuse_audit, NULL), RDB_ERROR,
+	       "audit: a failing callback is an error");
 	ok(rdb_state_prune(st, 120, 120) == RDB_OK, "prune");
 	rows[0] = '\0';
 	ok(rdb_state_usage_foreach(ro, NULL, 0, usage_rows, rows) == RDB_OK &&
