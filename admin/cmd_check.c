@@ -454,6 +454,17 @@ static void check_plugin(struct check *c)
 	              "relay-admin setup --sasl-plugin-dir DIR");
 }
 
+/* smtpd.conf holds the absolute path setup wrote; --db may name the same file relatively
+ * or through a symlink, which is not a mismatch. */
+static bool same_file_path(const char *a, const char *b)
+{
+	char ra[PATH_MAX], rb[PATH_MAX];
+
+	if (strcmp(a, b) == 0)
+		return true;
+	return realpath(a, ra) && realpath(b, rb) && strcmp(ra, rb) == 0;
+}
+
 static void check_smtpd_conf(struct check *c)
 {
 	struct adm_check *ck = adm_checklist_add(c->cl, "smtpd-conf",
@@ -516,7 +527,7 @@ static void check_smtpd_conf(struct check *c)
 		}
 	}
 	fclose(f);
-	path_ok = dbpath[0] && strcmp(dbpath, c->ctx->db_path) == 0;
+	path_ok = dbpath[0] && same_file_path(dbpath, c->ctx->db_path);
 	adm_check_line(ck, "%s: relaydb_path %s", path, dbpath[0] ? dbpath : "(not set)");
 	if (empty) {
 		adm_check_set(ck, ADM_CHECK_FAIL, "%s has an empty value: libsasl2 refuses to start "
@@ -931,7 +942,7 @@ int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv)
 	};
 	struct check c = { .ctx = ctx, .dir = "/etc/postfix" };
 	bool json = ctx->json, verbose = false, milter = false;
-	char title[PATH_MAX + 64], err[700];
+	char title[PATH_MAX + 64], err[700], dir[PATH_MAX];
 	unsigned failed;
 	int ch;
 
@@ -947,6 +958,10 @@ int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv)
 	}
 	if (optind < argc)
 		return adm_usage(ctx, "unexpected argument: %s", argv[optind]);
+	/* `postfix -c` wants an absolute path: a relative one would fail postfix-check and
+	 * report a running instance as stopped */
+	if (c.dir[0] != '/' && realpath(c.dir, dir))
+		c.dir = dir;
 
 	snprintf(title, sizeof(title), "relay-admin check: Postfix configuration %s", c.dir);
 	c.cl = adm_checklist_new("check", title);

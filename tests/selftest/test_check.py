@@ -78,16 +78,17 @@ class Check(unittest.TestCase):
         os.chmod(key, 0o600)
         return cert, key
 
-    def run_check(self):
+    def run_check(self, db=None, etc=None, cwd=None):
         with open(os.path.join(self.etc, 'main.cf'), 'w') as f:
             f.writelines('%s = %s\n' % kv for kv in self.main.items())
         with open(os.path.join(self.etc, 'master.cf'), 'w') as f:
             f.write('smtp inet n - y - - smtpd\n' + self.service)
         with open(os.path.join(self.etc, 'sasl', 'smtpd.conf'), 'w') as f:
             f.write(self.smtpd_conf)
-        p = subprocess.run([RELAY_ADMIN, '--db', self.db, '--state-db',
+        p = subprocess.run([RELAY_ADMIN, '--db', db or self.db, '--state-db',
                             os.path.join(self.dir, 'state.db'), '--json', 'check',
-                            '--postfix-config', self.etc], capture_output=True, timeout=120)
+                            '--postfix-config', etc or self.etc], capture_output=True,
+                           timeout=120, cwd=cwd)
         rep = json.loads(p.stdout)
         self.assertEqual(p.returncode, min(rep['failures'], 100))
         return {c['id']: c for c in rep['checks']}
@@ -127,6 +128,14 @@ class Check(unittest.TestCase):
         self.assertIn('permit_mynetworks', relay['detail'])
         self.assertNotIn('$', relay['detail'])
         self.assertIn('postconf -c', relay['fix'])
+
+    def test_relative_paths(self):
+        # smtpd.conf names the database absolutely; `postfix -c` needs an absolute folder
+        want = self.run_check()
+        c = self.run_check(db='users.db', etc='etc', cwd=self.dir)
+        self.assertEqual(self.status(c, 'smtpd-conf'), 'ok', self.explain(c))
+        for cid in ('postfix-config', 'postfix-check', 'postfix-running'):
+            self.assertEqual(self.status(c, cid), self.status(want, cid), self.explain(c))
 
     def test_smtpd_conf_problems(self):
         self.smtpd_conf = self.smtpd_conf.replace(self.db, '/elsewhere/users.db')
