@@ -91,6 +91,11 @@ static void string(FILE *f, const char *s)
 		if (n == 0) {
 			fputs("\\ufffd", f);
 			p++;
+		} else if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0) {
+			/* U+0080..U+009F are C1 controls (U+009B is CSI): escaped like C0, so
+			 * client-supplied text cannot drive the terminal `--json` output lands on */
+			fprintf(f, "\\u%04x", (unsigned)(p[1] & 0xff));
+			p += 2;
 		} else if (n > 1) {
 			fwrite(p, 1, n, f);
 			p += n;

@@ -83,7 +83,7 @@ static void json_doc(FILE *f)
 	adm_json_key(&j, "s");
 	adm_json_str(&j, "q\" b\\ n\n t\t c\x01 del\x7f");
 	adm_json_key(&j, "utf8");
-	adm_json_str(&j, "\xe2\x82\xac ok");
+	adm_json_str(&j, "\xe2\x82\xac ok \xc2\x9b" "2J \xc2\x85 \xc2\xa0");
 	adm_json_key(&j, "bad");
 	adm_json_str(&j, "a\xff" "b\xc0\xaf" "c\xed\xa0\x80" "d\xe2\x82");
 	adm_json_key(&j, "arr");
@@ -114,7 +114,7 @@ static void test_json(void)
 	char *s = capture(json_doc);
 
 	is_str(s, "{\"s\":\"q\\\" b\\\\ n\\n t\\t c\\u0001 del\\u007f\","
-	          "\"utf8\":\"\xe2\x82\xac ok\","
+	          "\"utf8\":\"\xe2\x82\xac ok \\u009b2J \\u0085 \xc2\xa0\","
 	          "\"bad\":\"a\\ufffdb\\ufffd\\ufffdc\\ufffd\\ufffd\\ufffdd\\ufffd\\ufffd\","
 	          "\"arr\":[-5,true,null,{},[]],"
 	          "\"t\":\"1970-01-01T00:00:00Z\",\"open\":[\"\"]}\n", "JSON document");
