@@ -4,15 +4,19 @@
  * The cache is a chained hash table keyed by the lowercased login name. "Not found" is
  * cached too (a login that does not exist costs one query per refresh period, not one per
  * MAIL). A database error is never cached. A change of PRAGMA data_version drops the whole
- * table: relay-admin writes are rare, lookups are many.
+ * table: relay-admin writes are rare, lookups are many. data_version only sees commits to
+ * the file we hold open, so each refresh also stat()s the path: a file put in its place
+ * (a restore) is opened instead, and a missing one is an error, as in the SASL plugin.
  */
 #include "store.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "log.h"
@@ -35,6 +39,9 @@ struct entry {
 
 struct mlt_store {
 	pthread_mutex_t mu;
+	char *path;
+	dev_t dev;                     /* identity of the file db was opened from */
+	ino_t ino;
 	struct rdb *db;
 	struct rdb_policy *pol;
 	int64_t version;
@@ -101,16 +108,58 @@ static void flush(struct mlt_store *s)
 	s->n = 0;
 }
 
-/* Asks whether the database changed; drops the cache if so. Called with the lock held. */
-static int refresh(struct mlt_store *s)
+/* Opens s->path (stat first: if the file is replaced meanwhile, the next check sees a
+ * new identity and opens again) and swaps it in for the current handle, if any. The
+ * cache is dropped via data_version: a new handle starts at version -1. Lock held. */
+static int open_db(struct mlt_store *s, char *err, size_t errlen)
 {
+	struct rdb *db = NULL;
+	struct rdb_policy *pol = NULL;
+	struct stat st;
+
+	if (stat(s->path, &st) != 0) {
+		snprintf(err, errlen, "%s: %s", s->path, strerror(errno));
+		return -1;
+	}
+	if (rdb_open(s->path, RDB_READONLY, &db, err, errlen) != RDB_OK)
+		return -1;
+	if (rdb_policy_new(db, &pol) != RDB_OK) {
+		snprintf(err, errlen, "%s: preparing policy queries: %s", s->path, rdb_errmsg(db));
+		rdb_close(db);
+		return -1;
+	}
+	rdb_policy_free(s->pol);
+	rdb_close(s->db);
+	s->db = db;
+	s->pol = pol;
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
+	s->version = -1;
+	return 0;
+}
+
+/* Asks whether the database changed (or was replaced); drops the cache if so. Called with
+ * the lock held. On failure the reason is in err. */
+static int refresh(struct mlt_store *s, char *err, size_t errlen)
+{
+	struct stat st;
 	int64_t v, w;
 
-	if (rdb_policy_data_version(s->pol, &v) != RDB_OK)
+	if (stat(s->path, &st) != 0) {
+		snprintf(err, errlen, "%s: %s", s->path, strerror(errno));
 		return -1;
+	}
+	if ((st.st_dev != s->dev || st.st_ino != s->ino) && open_db(s, err, errlen) != 0)
+		return -1;
+	if (rdb_policy_data_version(s->pol, &v) != RDB_OK) {
+		snprintf(err, errlen, "%s", rdb_policy_errmsg(s->pol));
+		return -1;
+	}
 	if (v != s->version) {
-		if (rdb_policy_max_window(s->pol, &w) != RDB_OK)
+		if (rdb_policy_max_window(s->pol, &w) != RDB_OK) {
+			snprintf(err, errlen, "%s", rdb_policy_errmsg(s->pol));
 			return -1;
+		}
 		flush(s);
 		s->version = v;
 		s->horizon = w > MLT_HORIZON_MIN ? w : MLT_HORIZON_MIN;
@@ -131,17 +180,13 @@ int mlt_store_open(const char *users_db, int64_t refresh_ms, struct mlt_store **
 	pthread_mutex_init(&s->mu, NULL);
 	s->refresh_ms = refresh_ms;
 	s->version = -1;
-	if (rdb_open(users_db, RDB_READONLY, &s->db, err, errlen) != RDB_OK) {
+	s->path = strdup(users_db);
+	if (s->path == NULL) {
+		snprintf(err, errlen, "out of memory");
 		mlt_store_close(s);
 		return -1;
 	}
-	if (rdb_policy_new(s->db, &s->pol) != RDB_OK) {
-		snprintf(err, errlen, "%s: preparing policy queries: %s", users_db, rdb_errmsg(s->db));
-		mlt_store_close(s);
-		return -1;
-	}
-	if (refresh(s) != 0) {
-		snprintf(err, errlen, "%s: %s", users_db, rdb_policy_errmsg(s->pol));
+	if (open_db(s, err, errlen) != 0 || refresh(s, err, errlen) != 0) {
 		mlt_store_close(s);
 		return -1;
 	}
@@ -157,6 +202,7 @@ void mlt_store_close(struct mlt_store *s)
 	flush(s);
 	rdb_policy_free(s->pol);
 	rdb_close(s->db);
+	free(s->path);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
@@ -290,8 +336,10 @@ enum mlt_lookup mlt_store_get(struct mlt_store *s, const char *name, int64_t now
 	b = hash(key);
 	pthread_mutex_lock(&s->mu);
 	if (ms - s->last_check_ms >= s->refresh_ms) {
-		if (refresh(s) != 0) {
-			mlt_log(LOG_ERR, "users database: %s", rdb_policy_errmsg(s->pol));
+		char err[512];
+
+		if (refresh(s, err, sizeof err) != 0) {
+			mlt_log(LOG_ERR, "users database: %s", err);
 			pthread_mutex_unlock(&s->mu);
 			return MLT_LOOKUP_ERROR;
 		}

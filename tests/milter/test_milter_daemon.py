@@ -329,6 +329,29 @@ class MilterDaemonTest(unittest.TestCase):
         self.assertGreater(rec["size"], 10)
 
     # ---- ordered scenarios that restart or reconfigure the daemon ----------------------
+    def test_y_replaced_users_db_is_reopened(self):
+        # a restore puts a new file in place (rename): its contents must count, as in the
+        # SASL plugin, not the unlinked old file's forever
+        stage, r = send(self.d.sock, "ivy", "<ivy2@example.com>")
+        self.assertTrue(r.smtp.startswith("553 5.7.1"), r.smtp)
+        new = os.path.join(self.tmp, "users-new.db")
+        with open(self.tmp + "/users.db", "rb") as f, open(new, "wb") as g:
+            g.write(f.read())
+        env = dict(os.environ, RELAY_DB=new)
+        subprocess.run([ADMIN, "sender", "add", "ivy", "ivy2@example.com"], env=env,
+                       check=True, capture_output=True)
+        os.rename(new, self.tmp + "/users.db")
+        stage, r = send(self.d.sock, "ivy", "<ivy2@example.com>",
+                        header_from="ivy2@example.com")
+        self.assertEqual((stage, r.code), ("eom", "c"), r)
+        # a file moved away: temporary failure, as in the plugin; back: working again
+        os.rename(self.tmp + "/users.db", new)
+        stage, r = send(self.d.sock, "ivy", "<ivy2@example.com>")
+        self.assertEqual(stage, "mail")
+        self.assertTrue(r.smtp.startswith("451 4.3.0"), r.smtp)
+        os.rename(new, self.tmp + "/users.db")
+        self.assertEqual(send(self.d.sock, "hal", "<hal@example.com>")[1].code, "c")
+
     def test_z1_counters_survive_restart(self):
         for _ in range(2):
             self.assertEqual(send(self.d.sock, "frank", "<frank@example.com>")[1].code, "c")
