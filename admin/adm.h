@@ -85,6 +85,13 @@ void adm_err(const struct adm_ctx *ctx, const char *fmt, ...);
 __attribute__((format(printf, 2, 3)))
 int adm_usage(const struct adm_ctx *ctx, const char *fmt, ...);
 
+/* Runs run(ctx, argc, argv) with ctx->out collected in memory and copies it to the real
+ * ctx->out only when run returns ADM_EXIT_OK: a failure (no such login, a database error
+ * half-way through a listing) leaves nothing on stdout, never a partial listing or JSON
+ * document. Returns run's exit code. */
+int adm_run_buffered(struct adm_ctx *ctx, int (*run)(struct adm_ctx *, int, char **),
+                     int argc, char **argv);
+
 /* The exit code for a data-layer result (RDB_OK → 0, RDB_INVALID → USAGE, ...). */
 int adm_exit_for(enum rdb_result r);
 

@@ -345,7 +345,7 @@ static int show_login(struct show_ctx *s, const char *name, bool only_if_special
 	return ADM_EXIT_OK;
 }
 
-int adm_cmd_limit_show(struct adm_ctx *ctx, int argc, char **argv)
+static int limit_show_run(struct adm_ctx *ctx, int argc, char **argv)
 {
 	struct rdb_limit defs[RDB_LIMITS_MAX];
 	struct show_ctx *s;
@@ -407,6 +407,12 @@ out:
 	rdb_policy_free(pol);
 	rdb_close(db);
 	return rc;
+}
+
+/* Buffered: on failure stdout holds nothing, never a partial document. */
+int adm_cmd_limit_show(struct adm_ctx *ctx, int argc, char **argv)
+{
+	return adm_run_buffered(ctx, limit_show_run, argc, argv);
 }
 
 int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv)

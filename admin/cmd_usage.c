@@ -158,7 +158,7 @@ static int one(struct adm_ctx *ctx, struct adm_json *j, struct rdb_policy *pol,
 	return ADM_EXIT_OK;
 }
 
-int adm_cmd_usage(struct adm_ctx *ctx, int argc, char **argv)
+static int usage_run(struct adm_ctx *ctx, int argc, char **argv)
 {
 	struct names nm = { 0 };
 	struct rdb *db = NULL;
@@ -205,4 +205,10 @@ out:
 	rdb_policy_free(pol);
 	rdb_close(db);
 	return rc;
+}
+
+/* Buffered: on failure stdout holds nothing, never a partial document. */
+int adm_cmd_usage(struct adm_ctx *ctx, int argc, char **argv)
+{
+	return adm_run_buffered(ctx, usage_run, argc, argv);
 }

@@ -52,6 +52,32 @@ int adm_usage(const struct adm_ctx *ctx, const char *fmt, ...)
 	return ADM_EXIT_USAGE;
 }
 
+int adm_run_buffered(struct adm_ctx *ctx, int (*run)(struct adm_ctx *, int, char **),
+                     int argc, char **argv)
+{
+	FILE *real = ctx->out, *mem;
+	char *data = NULL;
+	size_t len = 0;
+	int rc;
+
+	mem = open_memstream(&data, &len);
+	if (mem == NULL) {
+		adm_err(ctx, "out of memory");
+		return ADM_EXIT_FAIL;
+	}
+	ctx->out = mem;
+	rc = run(ctx, argc, argv);
+	ctx->out = real;
+	if (fclose(mem) != 0 && rc == ADM_EXIT_OK) {
+		adm_err(ctx, "out of memory");
+		rc = ADM_EXIT_FAIL;
+	}
+	if (rc == ADM_EXIT_OK && len > 0)
+		fwrite(data, 1, len, real);
+	free(data);
+	return rc;
+}
+
 int adm_exit_for(enum rdb_result r)
 {
 	switch (r) {

@@ -88,6 +88,11 @@ class AdminLimits(unittest.TestCase):
             r = self.run_admin(*args)
             self.assertEqual(r.returncode, 3, (args, r.stderr))
             self.assertIn('ghost', r.stderr)
+        self.run_ok('init')   # the state database, for usage
+        for args in (['limit', 'show', 'ghost'], ['usage', 'ghost']):
+            r = self.run_admin('--json', *args)
+            self.assertEqual(r.returncode, 3, (args, r.stderr))
+            self.assertEqual(r.stdout, '', args)   # on failure no JSON document
 
     def test_usage_and_log(self):
         r = self.run_admin('usage')
