@@ -156,6 +156,18 @@ static enum rdb_result check_header(sqlite3 *h, const char *path, bool allow_new
 	return RDB_OK;
 }
 
+/* Why sqlite3_open_v2 failed. SQLITE_OPEN_NOFOLLOW refuses a symbolic link anywhere in the
+ * path (a folder owned by the milter's user must not steer root's relay-admin elsewhere);
+ * SQLite's own message for that is only "unable to open database file". */
+static const char *open_errmsg(sqlite3 *h)
+{
+	if (h == NULL)
+		return "out of memory";
+	if (sqlite3_extended_errcode(h) == SQLITE_CANTOPEN_SYMLINK)
+		return "the path contains a symbolic link, which the state database refuses";
+	return sqlite3_errmsg(h);
+}
+
 enum rdb_result rdb_state_init(const char *path, char *err, size_t errlen)
 {
 	sqlite3 *h = NULL;
@@ -165,7 +177,7 @@ enum rdb_result rdb_state_init(const char *path, char *err, size_t errlen)
 
 	if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 	                    SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
-		rdb_seterr(err, errlen, "%s: %s", path, h ? sqlite3_errmsg(h) : "out of memory");
+		rdb_seterr(err, errlen, "%s: %s", path, open_errmsg(h));
 		goto out;
 	}
 	if (!configure(h, err, errlen))
@@ -223,7 +235,7 @@ enum rdb_result rdb_state_open(const char *path, enum rdb_mode mode, struct rdb_
 		return RDB_ERROR;
 	}
 	if (sqlite3_open_v2(path, &st->h, flags, NULL) != SQLITE_OK) {
-		rdb_seterr(err, errlen, "%s: %s", path, st->h ? sqlite3_errmsg(st->h) : "out of memory");
+		rdb_seterr(err, errlen, "%s: %s", path, open_errmsg(st->h));
 		rdb_state_close(st);
 		return RDB_ERROR;
 	}

@@ -214,6 +214,16 @@ static void test_state(void)
 	       "opening the users db as state: ERROR");
 	is_int(rdb_state_open(state, RDB_READWRITE, &st, err, sizeof err), RDB_OK, "open rw");
 	is_int(rdb_state_open(state, RDB_READONLY, &ro, err, sizeof err), RDB_OK, "open ro");
+	{
+		struct rdb_state *via = NULL;
+		char linked[PATH_MAX + 64];
+
+		ok(symlink(dir, path_in("link")) == 0, "a symlinked folder");
+		snprintf(linked, sizeof linked, "%s/state.db", path_in("link"));
+		is_int(rdb_state_open(linked, RDB_READONLY, &via, err, sizeof err), RDB_ERROR,
+		       "a symlink in the path is refused");
+		ok(strstr(err, "symbolic link") != NULL, "says why: %s", err);
+	}
 
 	ok(rdb_state_begin(st) == RDB_OK, "begin");
 	ok(rdb_state_usage_add(st, "alice", 100, 1, 3, 500) == RDB_OK, "usage");
@@ -293,7 +303,7 @@ int main(void)
 	test_state();
 	{
 		static const char *const files[] = { "users.db", "users.db-journal", "state.db",
-		                                      "state.db-wal", "state.db-shm" };
+		                                      "state.db-wal", "state.db-shm", "link" };
 
 		for (size_t k = 0; k < sizeof files / sizeof files[0]; k++)
 			unlink(path_in(files[k]));
