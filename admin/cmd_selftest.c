@@ -10,7 +10,8 @@
  *                      a random wrong password refused (535)
  *   TLS session 2      the right password accepted (235) · MAIL and RCPT accepted · RSET, or
  *                      with --send TO a real test message (DATA)
- *   upstream           connect · TLS · certificate verified (strict) · AUTH (235), no MAIL
+ *   upstream           connect · TLS · certificate verified (strict) · AUTH (235), no MAIL;
+ *                      no AUTH (the password is not sent) unless the certificate verified
  * With --tls implicit the plaintext checks are skipped (the port has no plaintext phase).
  *
  * Secrets: the relay password comes from RELAY_PASSWORD or the first line of stdin, the
@@ -658,6 +659,13 @@ static void upstream(struct selftest *t)
 	t->cur = auth;
 	if (!t->up.user) {
 		adm_check_set(auth, ADM_CHECK_SKIP, "no --upstream-user given");
+		goto out;
+	}
+	if (!k->present || k->expired || !k->verified) {
+		/* whoever answers without a valid certificate for the name must not get the
+		 * upstream password (AUTH PLAIN/LOGIN send it readable to the server) */
+		adm_check_set(auth, ADM_CHECK_SKIP, "credentials not sent: the upstream certificate "
+		              "did not verify (nor would the relay send them there)");
 		goto out;
 	}
 	if (!pick_mech(c, &mech, mechs, sizeof(mechs))) {

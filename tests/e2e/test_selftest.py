@@ -262,6 +262,11 @@ class BrokenRelay(unittest.TestCase):
         fails = by_status(rep, 'fail')
         self.assertEqual(set(fails), {'upstream-certificate'}, explain(rep))
         self.assertIn('not verified', fails['upstream-certificate']['detail'])
+        # the upstream credentials never go to a server whose certificate did not verify
+        # (the relay itself, at smtp_tls_security_level = secure, would not send them)
+        skips = by_status(rep, 'skip')
+        self.assertIn('upstream-auth', skips, explain(rep))
+        self.assertIn('not sent', skips['upstream-auth']['detail'])
         self.assertEqual(rc, 1)
 
 
