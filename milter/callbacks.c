@@ -154,6 +154,7 @@ static void audit(SMFICTX *ctx, const struct msg *m, const char *verdict, const 
                   bool counted)
 {
 	struct mlt_record *r = calloc(1, sizeof *r);
+	char shown_from[sizeof r->env_from];
 
 	if (r == NULL) {
 		mlt_log(LOG_ERR, "out of memory: audit record for %s lost", m->auth);
@@ -177,9 +178,12 @@ static void audit(SMFICTX *ctx, const struct msg *m, const char *verdict, const 
 	snprintf(r->reason, sizeof r->reason, "%s", reason);
 	r->rcpt_count = m->rcpts;
 	r->size = m->bytes;
+	/* a canonical address keeps 8-bit bytes (UTF-8, and with it C1 controls such as
+	 * U+009B CSI): the log line gets printable ASCII only */
+	mlt_sanitize(shown_from, sizeof shown_from, r->env_from);
 	mlt_log(LOG_INFO, "%s: login=%s client=%s from=<%s> rcpts=%" PRIu64 " size=%" PRIu64
 	        " verdict=%s reason=%s", r->queue_id[0] ? r->queue_id : "NOQUEUE", r->login,
-	        r->client_addr, r->env_from, r->rcpt_count, r->size, verdict, reason);
+	        r->client_addr, shown_from, r->rcpt_count, r->size, verdict, reason);
 	mlt_writer_push(daemon_state->writer, r);
 }
 

@@ -235,6 +235,17 @@ class MilterDaemonTest(unittest.TestCase):
             self.assertEqual(stage, "mail", bad)
             self.assertTrue(r.smtp.startswith("550 5.7.1"), (bad, r.smtp))
 
+    def test_log_lines_carry_no_terminal_controls(self):
+        # 8-bit bytes are valid in an address (SMTPUTF8), but U+009B (CSI) and friends
+        # must not reach the mail log, where an admin's terminal would act on them
+        stage, r = send(self.d.sock, "hal", "<\u009b2J\u0085x@example.com>")
+        self.assertEqual(stage, "mail")
+        with open(self.d.log, "rb") as f:
+            log = f.read()
+        self.assertIn(b"2j", log.lower())
+        self.assertNotIn(b"\xc2\x9b", log)
+        self.assertNotIn(b"\xc2\x85", log)
+
     # ---- rate limits -------------------------------------------------------------------
     def test_message_limit_and_refused_not_counted(self):
         for i in range(5):
