@@ -105,9 +105,12 @@ static int one(struct adm_ctx *ctx, struct adm_json *j, struct rdb_policy *pol,
 	} else {
 		if (have_last)
 			adm_format_time(last, when);
-		fprintf(ctx->out, "%s%s  last use: %s%s%s%s\n", lp.name, lp.rate_exempt ? " (exempt)" : "",
-		        have_last ? when : "never", have_last && client[0] ? " from " : "",
-		        have_last ? client : "", "");
+		fprintf(ctx->out, "%s%s  last use: %s%s", lp.name, lp.rate_exempt ? " (exempt)" : "",
+		        have_last ? when : "never", have_last && client[0] ? " from " : "");
+		/* written by the milter's user, not by us: escaped like every stored string */
+		if (have_last)
+			adm_print_safe(ctx->out, client);
+		fputc('\n', ctx->out);
 		if (lp.nlimits == 0)
 			fprintf(ctx->out, "  no limits\n");
 	}

@@ -104,7 +104,8 @@ class AdminLimits(unittest.TestCase):
         with sqlite3.connect(self.state) as c:
             c.execute('INSERT INTO usage VALUES (?, ?, 1, 3, 300)', ('alice', now - 10))
             c.execute('INSERT INTO usage VALUES (?, ?, 1, 1, 100)', ('alice', now - 5))
-            c.execute('INSERT INTO last_use VALUES (?, ?, ?)', ('alice', now - 5, '192.0.2.9'))
+            c.execute('INSERT INTO last_use VALUES (?, ?, ?)',
+                      ('alice', now - 5, '192.0.2.9\x1b[31m'))
             for i, verdict in enumerate(['accepted', 'accepted', 'tempfailed']):
                 c.execute('INSERT INTO audit (ts, login, client_addr, tls_version, cipher, env_from,'
                           ' header_from, rcpt_count, size, queue_id, verdict, reason) VALUES'
@@ -116,7 +117,10 @@ class AdminLimits(unittest.TestCase):
         self.assertEqual((lim['metric'], lim['used'], lim['max']), ('messages', 2, 2))
         self.assertGreater(lim['room_in_seconds'], 3000)
         self.assertIsNotNone(u['last_use'])
-        self.assertIn('room in', self.run_ok('usage').stdout)
+        text = self.run_ok('usage').stdout
+        self.assertIn('room in', text)
+        self.assertIn('192.0.2.9', text)
+        self.assertNotIn('\x1b', text, 'the state database is the milter user\'s: escaped')
         log = json.loads(self.run_ok('log', '--json', '--user', 'alice').stdout)
         self.assertEqual([r['verdict'] for r in log], ['accepted', 'accepted', 'tempfailed'])
         log = json.loads(self.run_ok('--json', 'log', '--limit', '1').stdout)
