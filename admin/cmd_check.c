@@ -881,16 +881,31 @@ static void check_upstream(struct check *c)
 	if (strncmp(maps, "hash:", 5) == 0 && stat(dbfile, &st) != 0) {
 		adm_check_set(map, ADM_CHECK_FAIL, "%s: %s", dbfile, strerror(errno));
 		adm_check_fix(map, "postmap -c %s %s", c->dir, maps);
-	} else if (stat(file, &st) == 0 && (st.st_mode & 0077) && st.st_uid == 0) {
-		adm_check_set(map, ADM_CHECK_WARN, "%s is %04o: the upstream password is readable by "
-		              "more than root", file, (unsigned)(st.st_mode & 07777));
-		adm_check_fix(map, "chmod 0600 %s %s", file, dbfile);
-	} else if (stat(file, &st) == 0 && st.st_uid != 0) {
-		adm_check_set(map, ADM_CHECK_FAIL, "%s belongs to uid %u, not root", file,
-		              (unsigned)st.st_uid);
-		adm_check_fix(map, "chown root %s %s && chmod 0600 %s %s", file, dbfile, file, dbfile);
 	} else {
-		adm_check_set(map, ADM_CHECK_OK, "%s (root only)", file);
+		/* the source and postmap's file hold the same password: both must be root's */
+		const char *const both[] = { file, dbfile };
+		bool judged = false;
+
+		for (size_t i = 0; i < 2 && !judged; i++) {
+			if (stat(both[i], &st) != 0)
+				continue;
+			judged = true;
+			if (st.st_uid != 0) {
+				adm_check_set(map, ADM_CHECK_FAIL, "%s belongs to uid %u, not root",
+				              both[i], (unsigned)st.st_uid);
+				adm_check_fix(map, "chown root %s %s && chmod 0600 %s %s", file, dbfile,
+				              file, dbfile);
+			} else if (st.st_mode & 0077) {
+				adm_check_set(map, ADM_CHECK_WARN, "%s is %04o: the upstream password is "
+				              "readable by more than root", both[i],
+				              (unsigned)(st.st_mode & 07777));
+				adm_check_fix(map, "chmod 0600 %s %s", file, dbfile);
+			} else {
+				judged = false;
+			}
+		}
+		if (!judged)
+			adm_check_set(map, ADM_CHECK_OK, "%s (root only)", file);
 	}
 out:
 	free(relayhost);

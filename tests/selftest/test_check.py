@@ -183,6 +183,26 @@ class Check(unittest.TestCase):
         c = self.run_check()
         self.assertEqual(self.status(c, 'upstream-tls'), 'skip')
 
+    def test_upstream_password_map_permissions(self):
+        if os.geteuid() != 0:
+            self.skipTest('the map must belong to root')
+        src = os.path.join(self.etc, 'relay_upstream_passwd')
+        with open(src, 'w') as f:
+            f.write('[smtp.example.net]:587 user:secret\n')
+        os.chmod(src, 0o600)
+        with open(src + '.db', 'w') as f:       # check only looks at its mode and owner
+            f.write('user:secret')
+        os.chmod(src + '.db', 0o600)
+        self.main['smtp_sasl_password_maps'] = 'hash:' + src
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'upstream-password-map'), 'ok', self.explain(c))
+        # postmap run before a `chmod 600` of the source leaves a readable .db behind: it
+        # holds the same password
+        os.chmod(src + '.db', 0o644)
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'upstream-password-map'), 'warn', self.explain(c))
+        self.assertIn('.db', c['upstream-password-map']['detail'])
+
     def test_certificate_expiring_soon(self):
         self.main['relay_cert'], self.main['relay_key'] = self.make_cert(days=10)
         c = self.run_check()
