@@ -269,18 +269,28 @@ static struct entry *load(struct mlt_store *s, const char *key, int64_t now, enu
 	if (e == NULL)
 		return NULL;
 	atomic_init(&e->refs, 1);
+	/* One read snapshot for the login row, its limits and its senders: a relay-admin commit
+	 * between the reads must not give a mixed entry. */
+	if (rdb_begin_read(s->db) != RDB_OK) {
+		mlt_log(LOG_ERR, "users database: %s", rdb_errmsg(s->db));
+		free(e);
+		return NULL;
+	}
 	rr = rdb_policy_login(s->pol, key, &lp);
 	if (rr == RDB_NOTFOUND) {
+		rdb_rollback(s->db);
 		snprintf(e->login.name, sizeof e->login.name, "%s", key);
 		*r = MLT_LOOKUP_NOTFOUND;
 		return e;
 	}
 	if (rr != RDB_OK || rdb_policy_senders(s->pol, lp.name, add_sender, &acc) != RDB_OK) {
 		mlt_log(LOG_ERR, "users database: %s", rdb_policy_errmsg(s->pol));
+		rdb_rollback(s->db);
 		acc_free(&acc);
 		free(e);
 		return NULL;
 	}
+	rdb_rollback(s->db); /* read-only snapshot: nothing to commit */
 	e->found = true;
 	lower(e->login.name, sizeof e->login.name, lp.name);
 	e->has_expiry = lp.has_expiry;
