@@ -258,7 +258,7 @@ static char *read_file(const char *path, size_t max)
  * prompt with echo off on a terminal). Never argv. */
 static int read_password(struct adm_ctx *ctx, char *out, size_t len)
 {
-	const char *env = getenv("RELAY_UPSTREAM_PASSWORD");
+	char *env = getenv("RELAY_UPSTREAM_PASSWORD");
 	size_t n;
 	int rc;
 
@@ -268,6 +268,9 @@ static int read_password(struct adm_ctx *ctx, char *out, size_t len)
 			return ADM_EXIT_USAGE;
 		}
 		strcpy(out, env);
+		/* postconf and postmap run as children: they must not inherit the password. */
+		explicit_bzero(env, strlen(env));
+		unsetenv("RELAY_UPSTREAM_PASSWORD");
 	} else {
 		rc = adm_read_secret(ctx, "upstream password: ", false, out, len);
 		if (rc != ADM_EXIT_OK) {
