@@ -247,6 +247,9 @@ int main(int argc, char **argv)
 		mlt_log(LOG_ERR, "%s", err);
 		goto out;
 	}
+	if (geteuid() == 0)
+		mlt_log(LOG_WARNING, "running as root: set `user` in the configuration (or User= in "
+		        "the systemd unit) so that a flaw in the milter cannot become root");
 	umask(077);
 	if (mlt_store_open(cfg.users_db, cfg.policy_refresh_ms, &d.store, err, sizeof err) != 0) {
 		mlt_log(LOG_ERR, "users database: %s", err);
