@@ -107,6 +107,8 @@ void mlt_config_unpublish(void)
 	cfg_put(old);
 }
 
+/* The wall clock: for the audit log, last use and login expiry only. Rate limits run on
+ * mlt_rate_clock(), which clock steps do not move (rate.h). */
 static int64_t now_s(void)
 {
 	return (int64_t)time(NULL);
@@ -339,7 +341,8 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 		const uint64_t need[MLT_METRICS] = { 1, 0, m->size_hint };
 		size_t which = 0;
 		int64_t wait = mlt_rate_reserve(daemon_state->rate, m->login->name, m->login->limits,
-		                                m->login->nlimits, need, now, &m->resv, &which);
+		                                m->login->nlimits, need, mlt_rate_clock(), &m->resv,
+		                                &which);
 
 		if (wait == MLT_RATE_ERROR)
 			return internal(ctx, c, "out-of-memory", "out of memory");
@@ -368,7 +371,7 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
 		return SMFIS_CONTINUE;
 	}
 	wait = mlt_rate_reserve(daemon_state->rate, m->login->name, m->login->limits,
-	                        m->login->nlimits, need, now_s(), &m->resv, &which);
+	                        m->login->nlimits, need, mlt_rate_clock(), &m->resv, &which);
 	if (wait == MLT_RATE_ERROR)
 		return internal(ctx, NULL, "out-of-memory", "out of memory");
 	if (wait != 0) {
@@ -426,7 +429,6 @@ static sfsistat cb_eom(SMFICTX *ctx)
 	struct conn *c = smfi_getpriv(ctx);
 	struct msg *m = c ? c->msg : NULL;
 	struct mlt_verdict v;
-	int64_t now = now_s();
 
 	if (m == NULL || m->login == NULL)
 		return internal(ctx, c, "no-context", "end of message without a sender");
@@ -444,7 +446,8 @@ static sfsistat cb_eom(SMFICTX *ctx)
 		size_t which = 0;
 		int64_t keep = mlt_store_horizon(daemon_state->store);
 		int64_t wait = mlt_rate_commit(daemon_state->rate, m->login->name, m->login->limits,
-		                               m->login->nlimits, &m->resv, actual, now, keep, &which);
+		                               m->login->nlimits, &m->resv, actual, mlt_rate_clock(),
+		                               keep, &which);
 
 		if (wait == MLT_RATE_ERROR)
 			return internal(ctx, c, "out-of-memory", "out of memory");

@@ -92,9 +92,17 @@ static void *reload_thread(void *arg)
 	return NULL;
 }
 
+/* Start-up: persisted usage rows (wall-clock times) onto the limiter's clock (rate.h). */
+struct load_ctx {
+	struct mlt_rate *rate;
+	int64_t wall_now, now;
+};
+
 static int load_row(const char *login, int64_t ts, const uint64_t v[3], void *arg)
 {
-	return mlt_rate_load(arg, login, ts, v) ? 0 : 1;
+	const struct load_ctx *l = arg;
+
+	return mlt_rate_load(l->rate, login, ts, v, l->wall_now, l->now) ? 0 : 1;
 }
 
 static int write_pid(const char *path)
@@ -264,9 +272,10 @@ int main(int argc, char **argv)
 	}
 	{
 		int64_t keep = mlt_store_horizon(d.store);
+		struct load_ctx l = { d.rate, (int64_t)time(NULL), mlt_rate_clock() };
 
-		if (mlt_writer_load_usage(cfg.state_db, (int64_t)time(NULL), keep, load_row, d.rate,
-		                          err, sizeof err) != 0) {
+		if (mlt_writer_load_usage(cfg.state_db, l.wall_now, keep, load_row, &l, err,
+		                          sizeof err) != 0) {
 			mlt_log(LOG_ERR, "loading rate counters: %s", err);
 			goto out;
 		}

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define BUCKETS 1024
 
@@ -110,15 +111,32 @@ static void maybe_drop(struct mlt_rate *r, struct login_state *s)
 	}
 }
 
+int64_t mlt_rate_clock(void)
+{
+	struct timespec ts;
+
+	/* CLOCK_BOOTTIME: Linux since 2.6.39. CLOCK_MONOTONIC, which stops while the machine
+	 * sleeps (windows would then outlast their real length), only if it is refused. */
+	if (clock_gettime(CLOCK_BOOTTIME, &ts) != 0)
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
 bool mlt_rate_load(struct mlt_rate *r, const char *login, int64_t ts,
-                   const uint64_t v[MLT_METRICS])
+                   const uint64_t v[MLT_METRICS], int64_t wall_now, int64_t now)
 {
 	struct login_state *s;
+	int64_t age = 0, t;
 	bool okay;
 
+	/* the row's age on the wall clock; a row from "the future" is as young as can be */
+	if (ts < wall_now && __builtin_sub_overflow(wall_now, ts, &age))
+		return true; /* older than any window can be */
+	if (__builtin_sub_overflow(now, age, &t))
+		return true;
 	pthread_mutex_lock(&r->mu);
 	s = find(r, login, true);
-	okay = s != NULL && mlt_usage_add(s->log, ts, v);
+	okay = s != NULL && mlt_usage_add(s->log, t, v);
 	pthread_mutex_unlock(&r->mu);
 	return okay;
 }
@@ -136,6 +154,7 @@ int64_t mlt_rate_reserve(struct mlt_rate *r, const char *login, const struct mlt
 		pthread_mutex_unlock(&r->mu);
 		return MLT_RATE_ERROR;
 	}
+	mlt_usage_clamp(s->log, now); /* no-op on a steady clock; see window.h */
 	wait = mlt_limits_wait(s->log, lims, n, s->reserved, need, now, which);
 	if (wait == 0) {
 		for (int m = 0; m < MLT_METRICS; m++) {
@@ -179,6 +198,7 @@ int64_t mlt_rate_commit(struct mlt_rate *r, const char *login, const struct mlt_
 		pthread_mutex_unlock(&r->mu);
 		return MLT_RATE_ERROR;
 	}
+	mlt_usage_clamp(s->log, now);
 	for (int m = 0; m < MLT_METRICS; m++)
 		others[m] = s->reserved[m] - still_reserved(s, resv, m);
 	wait = mlt_limits_wait(s->log, lims, n, others, need, now, which);
@@ -216,8 +236,10 @@ uint64_t mlt_rate_sum(struct mlt_rate *r, const char *login, enum mlt_metric m,
 
 	pthread_mutex_lock(&r->mu);
 	s = find(r, login, false);
-	if (s != NULL)
+	if (s != NULL) {
+		mlt_usage_clamp(s->log, now);
 		sum = mlt_usage_sum(s->log, m, window, now);
+	}
 	pthread_mutex_unlock(&r->mu);
 	return sum;
 }

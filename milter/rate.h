@@ -8,6 +8,17 @@
  * mlt_rate_commit() at end of message (checks the real byte count, turns the reservation
  * into usage) or mlt_rate_release() at abort/close/refusal.
  *
+ * Clock: every `now` here is the limiter's clock, mlt_rate_clock() — seconds on
+ * CLOCK_BOOTTIME, which the wall clock's steps (NTP, VM restore, `date -s`) do not move and
+ * which keeps counting while the machine sleeps. Windows therefore last exactly their real
+ * length in a running milter, whatever the wall clock does: a backward step cannot make
+ * entries look "in the future" and a forward step cannot age them early. The wall clock is
+ * used only where a time outlives the process (the state database): mlt_rate_load() turns
+ * a persisted wall-clock time into an age, and a row dated after the current wall clock
+ * (the clock stepped back since it was written) counts as written now — in full, and for at
+ * most one window from the restart. A forward step across a restart cannot be told from
+ * downtime: rows then look older than they are (see relay-milter(8)).
+ *
  * Ownership: struct mlt_rate from mlt_rate_new(), freed by mlt_rate_free() (NULL-safe);
  * struct mlt_resv is a plain value owned by the message context.
  * Thread safety: every function may be called from any thread.
@@ -32,9 +43,14 @@ struct mlt_rate;
 struct mlt_rate *mlt_rate_new(void);
 void mlt_rate_free(struct mlt_rate *r);
 
-/* Adds persisted usage at start-up. false on out of memory. */
+/* The limiter's clock (see above), in whole seconds. */
+int64_t mlt_rate_clock(void);
+
+/* Adds persisted usage at start-up: `ts` is the row's wall-clock time, `wall_now` the wall
+ * clock and `now` the limiter clock at load; the row is dated now - (wall_now - ts), and
+ * never after now. false on out of memory. */
 bool mlt_rate_load(struct mlt_rate *r, const char *login, int64_t ts,
-                   const uint64_t v[MLT_METRICS]);
+                   const uint64_t v[MLT_METRICS], int64_t wall_now, int64_t now);
 
 /* Admits `need` under every limit counting all reservations; on success adds it to *resv
  * and the login's reservations and returns 0; else returns the wait (or MLT_WAIT_NEVER)

@@ -76,9 +76,32 @@ static void squeeze(struct mlt_usage *u)
 	u->len--;
 }
 
+/* Re-dates every entry after `t` to `t`, merging them into one entry (the newest). Entries
+ * after `t` exist only if the clock stepped back since they were written: they stay counted
+ * in full (a step must not hand out the quota again) but leave the windows at most one
+ * window after `t`, instead of one window after the clock catches up with them. */
+void mlt_usage_clamp(struct mlt_usage *u, int64_t t)
+{
+	struct entry *last;
+
+	if (u->len == 0 || at(u, u->len - 1)->t <= t)
+		return;
+	last = at(u, u->len - 1);
+	while (u->len > 1 && at(u, u->len - 2)->t >= t) {
+		struct entry *prev = at(u, u->len - 2);
+
+		for (int m = 0; m < MLT_METRICS; m++)
+			prev->v[m] = sat_add(prev->v[m], last->v[m]);
+		u->len--;
+		last = prev;
+	}
+	last->t = t;
+}
+
 bool mlt_usage_add(struct mlt_usage *u, int64_t t, const uint64_t v[MLT_METRICS])
 {
-	if (u->len > 0 && at(u, u->len - 1)->t >= t) {
+	mlt_usage_clamp(u, t);
+	if (u->len > 0 && at(u, u->len - 1)->t == t) {
 		struct entry *last = at(u, u->len - 1);
 
 		for (int m = 0; m < MLT_METRICS; m++)
@@ -113,8 +136,7 @@ uint64_t mlt_usage_sum(const struct mlt_usage *u, enum mlt_metric metric, int64_
 
 		if (e->t <= now - window)
 			break;
-		if (e->t <= now)
-			sum = sat_add(sum, e->v[metric]);
+		sum = sat_add(sum, e->v[metric]); /* also an entry after `now`: see window.h */
 	}
 	return sum;
 }
@@ -141,16 +163,18 @@ int64_t mlt_window_wait(const struct mlt_usage *u, const struct mlt_limit *lim,
 		return MLT_WAIT_NEVER;
 	if (sat_add(sat_add(used, reserved), need) <= lim->max)
 		return 0;
-	/* Walk the window from its oldest entry: entry e leaves the window at e.t + window. */
+	/* Walk the window from its oldest entry: entry e leaves the window at e.t + window, an
+	 * entry after `now` (the clock stepped back) as if it were dated `now`. */
 	if (u != NULL) {
 		for (size_t k = 0; k < u->len; k++) {
 			const struct entry *e = at(u, k);
+			int64_t t = e->t < now ? e->t : now;
 
-			if (e->t <= now - lim->window || e->t > now)
+			if (t <= now - lim->window)
 				continue;
 			used -= e->v[lim->metric];
 			if (sat_add(sat_add(used, reserved), need) <= lim->max)
-				return e->t + lim->window - now;
+				return t + lim->window - now;
 		}
 	}
 	/* Only the reservations stand in the way; once committed they leave in `window`. */

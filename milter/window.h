@@ -9,6 +9,13 @@
  * two oldest neighbours are merged, keeping the later time, which can only over-count
  * (the conservative direction for a limiter).
  *
+ * Clock steps: times are whatever clock the caller uses (relay-milter: its steady limiter
+ * clock, see rate.h; relay-admin: the wall clock of the persisted rows). An entry dated
+ * after `now` can only come from a clock that stepped back; it is never skipped — that let
+ * a login send without limit until the clock caught up — but counts as if dated `now`;
+ * mlt_usage_clamp() (and any add) re-dates it to `now`, so it leaves every window at most
+ * one window after the step is seen, not one window after the clock catches up with it.
+ *
  * Ownership: struct mlt_usage is created by mlt_usage_new() and freed by mlt_usage_free()
  * (NULL-safe). Not thread safe: the caller (rate.c) holds a lock.
  * Errors: mlt_usage_add() returns false only when memory runs out.
@@ -36,11 +43,14 @@ struct mlt_usage;
 struct mlt_usage *mlt_usage_new(void);
 void mlt_usage_free(struct mlt_usage *u);
 
-/* Records v[metric] at time t (unix seconds); t older than the newest entry is merged
- * into the newest (clocks may step back). */
+/* Records v[metric] at time t (seconds). Entries after t (the clock stepped back) are first
+ * re-dated to t and merged: counted in full, for one window from t. */
 bool mlt_usage_add(struct mlt_usage *u, int64_t t, const uint64_t v[MLT_METRICS]);
 
-/* Sum of `metric` over entries with now - window < t <= now. */
+/* Re-dates entries after `now` to `now` (merged into one entry). O(1) when there are none. */
+void mlt_usage_clamp(struct mlt_usage *u, int64_t now);
+
+/* Sum of `metric` over entries with now - window < t; entries after now count as at now. */
 uint64_t mlt_usage_sum(const struct mlt_usage *u, enum mlt_metric metric, int64_t window,
                        int64_t now);
 

@@ -89,7 +89,10 @@ static void *run(void *arg)
 		struct mlt_record *batch;
 		bool stopping;
 
-		clock_gettime(CLOCK_REALTIME, &until);
+		/* CLOCK_MONOTONIC (the condition variable's clock, see mlt_writer_start): on the
+		 * wall clock a step back of N seconds would stall the writer for N seconds, with
+		 * the usage it holds not on disk. */
+		clock_gettime(CLOCK_MONOTONIC, &until);
 		until.tv_nsec += (long)(w->flush_ms % 1000) * 1000000L;
 		until.tv_sec += w->flush_ms / 1000 + until.tv_nsec / 1000000000L;
 		until.tv_nsec %= 1000000000L;
@@ -159,7 +162,14 @@ int mlt_writer_start(const char *state_db, int64_t flush_ms, int64_t audit_reten
 		return -1;
 	}
 	pthread_mutex_init(&w->mu, NULL);
-	pthread_cond_init(&w->cv, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&w->cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	w->healthy = true;
 	w->flush_ms = flush_ms;
 	w->retention = audit_retention;

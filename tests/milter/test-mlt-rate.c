@@ -1,7 +1,8 @@
 /*
  * test-mlt-rate.c — the shared per-login limiter (milter/rate.c): reservations at MAIL
- * and RCPT, commit at end of message with the real byte count, release on abort, and
- * many threads racing for one login's last slots (none may slip past the limit).
+ * and RCPT, commit at end of message with the real byte count, release on abort, loading
+ * persisted (wall-clock) usage onto the limiter's clock, clock steps, and many threads
+ * racing for one login's last slots (none may slip past the limit).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -73,11 +74,38 @@ int main(void)
 	/* SIZE= larger than the limit can never fit */
 	is_int(mlt_rate_reserve(r, "y", lims, 3, (const uint64_t[]){ 1, 0, 5000 }, 100, &a, &which),
 	       MLT_WAIT_NEVER, "SIZE= over the byte limit: never");
-	/* persisted usage loaded at start counts */
-	ok(mlt_rate_load(r, "z", 90, (const uint64_t[]){ 2, 2, 10 }), "load");
+	/* persisted usage loaded at start counts: a row written 10 s ago (wall clock 1090 of
+	 * 1100) lands 10 s before the limiter clock's 100 */
+	ok(mlt_rate_load(r, "z", 1090, (const uint64_t[]){ 2, 2, 10 }, 1100, 100), "load");
 	ok(mlt_rate_reserve(r, "z", lims, 3, mail, 100, &a, &which) == 50, "loaded usage counts; room at 150");
+	mlt_rate_release(r, "z", &a);
+	/* a row from "the future": the wall clock stepped back 300 s before the restart */
+	ok(mlt_rate_load(r, "f", 1400, (const uint64_t[]){ 2, 0, 0 }, 1100, 100), "load a future row");
+	is_int(mlt_rate_reserve(r, "f", lims, 3, mail, 100, &a, &which), 60,
+	       "a future row counts, as written at the restart: one window, not 360 s");
+	ok(mlt_rate_load(r, "old", INT64_MIN + 5, (const uint64_t[]){ 2, 0, 0 }, 1100, 100),
+	   "an absurdly old row is no error");
+	is_int(mlt_rate_sum(r, "old", MLT_MESSAGES, 60, 100), 0, "and counts nowhere");
 	mlt_rate_free(r);
 	mlt_rate_free(NULL);
+
+	/* a caller whose clock steps back (the daemon's never does: mlt_rate_clock()) */
+	r = mlt_rate_new();
+	for (int k = 0; k < 2; k++) {
+		struct mlt_resv x = { { 0, 0, 0 } };
+
+		is_int(mlt_rate_reserve(r, "s", lims, 3, mail, 1000, &x, &which), 0, "s: message %d", k);
+		is_int(mlt_rate_commit(r, "s", lims, 3, &x, (const uint64_t[]){ 1, 0, 0 }, 1000, 60,
+		                       &which), 0, "s: commit %d", k);
+	}
+	is_int(mlt_rate_reserve(r, "s", lims, 3, mail, 700, &a, &which), 60,
+	       "back 300 s: still full, for one window from the step");
+	is_int(mlt_rate_reserve(r, "s", lims, 3, mail, 759, &a, &which), 1, "back 300 s: 1 s left");
+	is_int(mlt_rate_reserve(r, "s", lims, 3, mail, 760, &a, &which), 0,
+	       "back 300 s: room one window after the step, not at 1060");
+	mlt_rate_release(r, "s", &a);
+	is_int(mlt_rate_clock() >= 0, 1, "the limiter clock reads");
+	mlt_rate_free(r);
 
 	/* 8 threads x 20 attempts race for 25 slots; half commit, half abort */
 	shared = mlt_rate_new();

@@ -1,6 +1,7 @@
 /*
  * test-mlt-window.c — sliding-window arithmetic (milter/window.c): sums, several windows
- * per metric, reservations, the time until room frees, bounded memory, unit parsing.
+ * per metric, reservations, the time until room frees, bounded memory, wall-clock steps
+ * (backwards and forwards), unit parsing.
  */
 #include <stdint.h>
 
@@ -18,6 +19,44 @@ static void add(struct mlt_usage *u, int64_t t, uint64_t m, uint64_t r, uint64_t
 	const uint64_t v[MLT_METRICS] = { m, r, b };
 
 	ok(mlt_usage_add(u, t, v), "add at %lld", (long long)t);
+}
+
+/* Issue 8, item 5: with the clock 300 s behind, a 2/1h login sent 8 messages in a row
+ * (entries "in the future" were skipped, and new usage was folded into them). */
+static void clock_steps(void)
+{
+	const struct mlt_limit two_h = { MLT_MESSAGES, 3600, 2 };
+	struct mlt_usage *u = mlt_usage_new();
+
+	/* backward step: one message at 1000, then the clock reads 700 */
+	add(u, 1000, 1, 1, 100);
+	is_int(mlt_usage_sum(u, MLT_MESSAGES, 3600, 700), 1, "back 300 s: the entry still counts");
+	is_int(mlt_window_wait(u, &two_h, 0, 1, 700), 0, "back 300 s: the second message fits");
+	add(u, 700, 1, 1, 100);
+	is_int(mlt_usage_sum(u, MLT_MESSAGES, 3600, 700), 2, "back 300 s: both messages count");
+	is_int(mlt_window_wait(u, &two_h, 0, 1, 700), 3600,
+	       "back 300 s: the third waits one window, not 3900 s");
+	for (int k = 0; k < 6; k++)
+		ok(mlt_window_wait(u, &two_h, 0, 1, 701 + k) > 0, "back 300 s: attempt %d refused", k + 3);
+	is_int(mlt_usage_sum(u, MLT_MESSAGES, 3600, 4299), 2, "counted until one window after the step");
+	is_int(mlt_usage_sum(u, MLT_MESSAGES, 3600, 4300), 0,
+	       "gone one window after the step (not when the clock reaches 4600)");
+	is_int(mlt_window_wait(u, &two_h, 0, 1, 4300), 0, "fits one window after the step");
+	/* forward step: indistinguishable from time passing */
+	is_int(mlt_usage_sum(u, MLT_MESSAGES, 3600, 700 + 7200), 0, "forward 2 h: aged out");
+	mlt_usage_free(u);
+
+	/* the clock ran 2 h fast (entries at 8200) and is put right (now 1000) */
+	u = mlt_usage_new();
+	add(u, 8200, 1, 0, 0);
+	add(u, 8201, 1, 0, 0);
+	is_int(mlt_usage_sum(u, MLT_MESSAGES, 3600, 1000), 2, "corrected clock: entries still count");
+	is_int(mlt_window_wait(u, &two_h, 0, 1, 1000), 3600,
+	       "corrected clock: wait one window, not until 8201 + 3600");
+	add(u, 1000, 0, 1, 0);
+	is_int(mlt_usage_len(u), 1, "corrected clock: future entries re-dated and merged");
+	is_int(mlt_usage_sum(u, MLT_MESSAGES, 3600, 4600), 0, "gone one window after the correction");
+	mlt_usage_free(u);
 }
 
 int main(void)
@@ -46,8 +85,8 @@ int main(void)
 	add(u, 104, 1, 0, 0);
 	is_int(mlt_usage_len(u), 5, "same second merged");
 	is_int(mlt_usage_sum(u, MLT_MESSAGES, 1, 104), 2, "merged entry counts both");
-	add(u, 50, 1, 0, 0); /* clock stepped back: merged into newest */
-	is_int(mlt_usage_len(u), 5, "older time merged into newest");
+	add(u, 104, 1, 0, 0);
+	is_int(mlt_usage_len(u), 5, "same second merged again");
 	/* several limits: largest wait wins, NEVER dominates */
 	{
 		const struct mlt_limit lims[] = { five10, { MLT_MESSAGES, 100, 6 }, rc };
@@ -67,6 +106,8 @@ int main(void)
 	is_int(mlt_usage_len(u), 0, "prune drops everything older than 10s");
 	mlt_usage_free(u);
 	mlt_usage_free(NULL);
+
+	clock_steps();
 
 	/* bounded memory: squeezing merges forward and never under-counts */
 	u = mlt_usage_new();
