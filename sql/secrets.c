@@ -12,6 +12,8 @@
  *     SaltedPassword = PBKDF2-HMAC-SHA256(password, salt, iter), ClientKey =
  *     HMAC(SaltedPassword, "Client Key"), StoredKey = SHA256(ClientKey), ServerKey =
  *     HMAC(SaltedPassword, "Server Key")).
+ *   - a decoy SCRAM-SHA-256 verifier of the same shape for a login that must not
+ *     authenticate, keyed by the database's decoy key (see rdb_secret_scram_decoy in rdb.h).
  *
  * Ownership: callers own every buffer. Intermediate key material on the stack is wiped
  * with explicit_bzero before returning. Thread safe (no shared state).
@@ -153,6 +155,93 @@ out:
 	explicit_bzero(client_key, sizeof client_key);
 	explicit_bzero(stored_key, sizeof stored_key);
 	explicit_bzero(server_key, sizeof server_key);
+	return r;
+}
+
+/* The length of "SCRAM-SHA-256$<iter>:<b64 salt>$" at the start of a stored verifier, or 0
+ * if it does not start that way (iteration count: 1-8 digits; salt: base64 of 1-64 bytes). */
+static size_t verifier_prefix(const char *v)
+{
+	static const char head[] = "SCRAM-SHA-256$";
+	size_t i = sizeof head - 1, start;
+
+	if (v == NULL || strncmp(v, head, i) != 0)
+		return 0;
+	for (start = i; v[i] >= '0' && v[i] <= '9'; i++)
+		;
+	if (i == start || i - start > 8 || v[i++] != ':')
+		return 0;
+	for (start = i; (v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= 'a' && v[i] <= 'z') ||
+	                (v[i] >= '0' && v[i] <= '9') || v[i] == '+' || v[i] == '/' || v[i] == '=';
+	     i++)
+		;
+	if (i == start || i - start > 88 || v[i++] != '$')
+		return 0;
+	return i;
+}
+
+/* HMAC-SHA256(key, label || 0x00 || lowercase(name)): the label keeps the three derived
+ * values independent; the NUL keeps label and name apart. */
+static bool decoy_part(const unsigned char key[RDB_DECOY_KEY_LEN], const char *label,
+                       const char *name, size_t namelen, unsigned char out[SHA256_LEN])
+{
+	char msg[16 + 1 + RDB_NAME_MAX];
+	size_t llen = strlen(label);
+	unsigned int olen = 0;
+	bool ok;
+
+	memcpy(msg, label, llen);
+	msg[llen] = '\0';
+	for (size_t i = 0; i < namelen; i++) {
+		char c = name[i];
+
+		msg[llen + 1 + i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+	}
+	ok = HMAC(EVP_sha256(), key, RDB_DECOY_KEY_LEN, (const unsigned char *)msg,
+	          llen + 1 + namelen, out, &olen) != NULL && olen == SHA256_LEN;
+	explicit_bzero(msg, sizeof msg);
+	return ok;
+}
+
+enum rdb_result rdb_secret_scram_decoy(const unsigned char key[RDB_DECOY_KEY_LEN],
+                                       const char *name, const char *real,
+                                       char out[RDB_SCRAM_MAX])
+{
+	unsigned char salt[SHA256_LEN], stored[SHA256_LEN], server[SHA256_LEN];
+	char bsalt[(16 + 2) / 3 * 4 + 1];
+	char bstored[(SHA256_LEN + 2) / 3 * 4 + 1], bserver[(SHA256_LEN + 2) / 3 * 4 + 1];
+	size_t namelen, keep = verifier_prefix(real);
+	enum rdb_result r = RDB_ERROR;
+	int n;
+
+	if (key == NULL || name == NULL || out == NULL)
+		return RDB_INVALID;
+	namelen = strnlen(name, RDB_NAME_MAX + 1);
+	if (namelen == 0 || namelen > RDB_NAME_MAX)
+		return RDB_INVALID;
+	/* All three always, whether the real salt is kept or not: the same work either way. */
+	if (!decoy_part(key, "salt", name, namelen, salt) ||
+	    !decoy_part(key, "stored key", name, namelen, stored) ||
+	    !decoy_part(key, "server key", name, namelen, server))
+		goto out;
+	b64(salt, 16, bsalt); /* 16 bytes, as rdb_secret_scram_sha256 draws */
+	b64(stored, sizeof stored, bstored);
+	b64(server, sizeof server, bserver);
+	if (keep > 0)
+		n = snprintf(out, RDB_SCRAM_MAX, "%.*s%s:%s", (int)keep, real, bstored, bserver);
+	else
+		n = snprintf(out, RDB_SCRAM_MAX, "SCRAM-SHA-256$%u:%s$%s:%s", RDB_SCRAM_ITERATIONS,
+		             bsalt, bstored, bserver);
+	if (n < 0 || n >= RDB_SCRAM_MAX) {
+		explicit_bzero(out, RDB_SCRAM_MAX);
+		r = RDB_INVALID;
+		goto out;
+	}
+	r = RDB_OK;
+out:
+	explicit_bzero(salt, sizeof salt);
+	explicit_bzero(stored, sizeof stored);
+	explicit_bzero(server, sizeof server);
 	return r;
 }
 

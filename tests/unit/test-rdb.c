@@ -451,13 +451,33 @@ static void test_migrate_v1(void)
 		   "two databases, two different keys");
 	}
 
-	/* The migrated file serves lookups. */
+	/* The migrated file serves lookups: a decoy for unknown names, case-folded. */
 	is_int(rdb_open(v1, RDB_READONLY, &db, err, sizeof err), RDB_OK, "migrated file opens: %s", err);
 	if (db != NULL) {
+		char decoy[RDB_SCRAM_MAX];
+
 		is_int(rdb_lookup_secrets(db, "kim", 10, &s), RDB_OK, "its login is found");
 		ok(s.has_scram && s.state == RDB_LOGIN_ACTIVE, "active, with its verifier");
+		ok(strncmp(s.scram_decoy, "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$", 44) == 0 &&
+		   strcmp(s.scram_decoy, s.scram) != 0, "its decoy keeps its salt, not its keys");
+		is_int(rdb_lookup_secrets(db, "nobody", 10, &s), RDB_NOTFOUND, "unknown: not found");
+		ok(strncmp(s.scram_decoy, "SCRAM-SHA-256$4096:", 19) == 0 && strlen(s.scram_decoy) > 100,
+		   "but with a decoy: %s", s.scram_decoy);
+		snprintf(decoy, sizeof decoy, "%s", s.scram_decoy);
+		is_int(rdb_lookup_secrets(db, "NoBody", 10, &s), RDB_NOTFOUND, "NoBody");
+		is_buf(s.scram_decoy, decoy, "the same decoy for any spelling");
 		rdb_close(db);
 		db = NULL;
+	}
+
+	/* Without its key the database cannot answer: an error, never "no such login". */
+	is_int(raw_exec(v1, "DELETE FROM site_secret"), SQLITE_OK, "the key row removed");
+	is_int(rdb_open(v1, RDB_READONLY, &db, err, sizeof err), RDB_OK, "still opens");
+	if (db != NULL) {
+		is_int(rdb_lookup_secrets(db, "nobody", 10, &s), RDB_ERROR, "unknown login: RDB_ERROR");
+		ok(strstr(rdb_errmsg(db), "no decoy key") != NULL, "message: %s", rdb_errmsg(db));
+		is_int(rdb_lookup_secrets(db, "kim", 10, &s), RDB_ERROR, "known login: RDB_ERROR too");
+		rdb_close(db);
 	}
 	explicit_bzero(&s, sizeof s);
 	unlink(v1);
