@@ -456,13 +456,12 @@ static int set_secrets(const sasl_server_params_t *sparams, const struct wanted 
  * exchange goes on to fail at the proof; otherwise SASL_NOUSER, which libsasl2 and Postfix
  * report exactly like a wrong password. */
 static int refuse(const sasl_server_params_t *sparams, const struct wanted *w,
-                  const struct rdb_secrets *sec, const char *user, unsigned ulen,
-                  const char *why)
+                  const char *decoy, const char *user, unsigned ulen, const char *why)
 {
 	log_refused(sparams, user, ulen, why);
-	if (w->scram == NULL || sec->scram_decoy[0] == '\0')
+	if (w->scram == NULL || decoy[0] == '\0')
 		return SASL_NOUSER;
-	return set_secrets(sparams, w, NULL, sec->scram_decoy);
+	return set_secrets(sparams, w, NULL, decoy);
 }
 
 static int relaydb_lookup(void *glob, sasl_server_params_t *sparams, unsigned flags,
@@ -473,6 +472,7 @@ static int relaydb_lookup(void *glob, sasl_server_params_t *sparams, unsigned fl
 	struct wanted w;
 	char name[RDB_NAME_MAX + 1];
 	struct rdb_secrets sec;
+	char decoy[RDB_SCRAM_MAX];
 	struct rdb *db = NULL;
 	enum rdb_result r;
 	int ret;
@@ -524,6 +524,18 @@ static int relaydb_lookup(void *glob, sasl_server_params_t *sparams, unsigned fl
 	}
 	pthread_mutex_unlock(&rp->lock);
 
+	/* Every lookup SCRAM makes computes the decoy, whatever the login's state, so that
+	 * active, unknown, disabled and expired logins cost the same; PLAIN/LOGIN lookups never
+	 * hand it out and skip it. A login's real salt is kept (see rdb.h). */
+	decoy[0] = '\0';
+	if (w.scram != NULL && (r == RDB_OK || r == RDB_NOTFOUND) && sec.has_decoy_key &&
+	    rdb_secret_scram_decoy(sec.decoy_key, name, sec.has_scram ? sec.scram : NULL,
+	                           decoy) != RDB_OK) {
+		utils->log(utils->conn, SASL_LOG_ERR,
+		           PLUGIN_NAME ": cannot compute a SCRAM decoy (OpenSSL failed)");
+		r = RDB_ERROR;
+	}
+
 	switch (r) {
 	case RDB_OK:
 		if (sec.state == RDB_LOGIN_ACTIVE) {
@@ -532,15 +544,14 @@ static int relaydb_lookup(void *glob, sasl_server_params_t *sparams, unsigned fl
 			if (!sec.has_scram && w.scram != NULL)
 				log_refused(sparams, user, ulen, "has no SCRAM-SHA-256 verifier "
 				            "(relay-admin user passwd makes one)");
-			ret = set_secrets(sparams, &w, sec.plain,
-			                  sec.has_scram ? sec.scram : sec.scram_decoy);
+			ret = set_secrets(sparams, &w, sec.plain, sec.has_scram ? sec.scram : decoy);
 		} else {
-			ret = refuse(sparams, &w, &sec, user, ulen,
+			ret = refuse(sparams, &w, decoy, user, ulen,
 			             sec.state == RDB_LOGIN_DISABLED ? "is disabled" : "has expired");
 		}
 		break;
 	case RDB_NOTFOUND:
-		ret = refuse(sparams, &w, &sec, user, ulen, "does not exist");
+		ret = refuse(sparams, &w, decoy, user, ulen, "does not exist");
 		break;
 	case RDB_INVALID:
 		log_refused(sparams, user, ulen, "does not exist");
@@ -553,6 +564,7 @@ static int relaydb_lookup(void *glob, sasl_server_params_t *sparams, unsigned fl
 		break;
 	}
 	explicit_bzero(&sec, sizeof sec);
+	explicit_bzero(decoy, sizeof decoy);
 	return ret;
 }
 

@@ -440,14 +440,8 @@ enum rdb_result rdb_lookup_secrets(struct rdb *db, const char *name, int64_t now
 		else
 			out->state = RDB_LOGIN_ACTIVE;
 	}
-	/* Found or not, the same derivation: a login's real salt is kept, so the decoy of a
-	 * login disabled later shows the salt it showed while active. */
-	r = rdb_secret_scram_decoy(sqlite3_column_blob(st, 5), name,
-	                           out->has_scram ? out->scram : NULL, out->scram_decoy);
-	if (r != RDB_OK) {
-		r = rdb_fail(db, RDB_ERROR, "lookup: cannot compute the SCRAM decoy");
-		goto out;
-	}
+	memcpy(out->decoy_key, sqlite3_column_blob(st, 5), RDB_DECOY_KEY_LEN);
+	out->has_decoy_key = true;
 	r = found ? RDB_OK : rdb_fail(db, RDB_NOTFOUND, "no such login");
 out:
 	rdb_done(st);

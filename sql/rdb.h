@@ -133,17 +133,17 @@ struct rdb_secrets {
 	unsigned char plain[RDB_PLAIN_SECRET_LEN];
 	bool has_scram;
 	char scram[RDB_SCRAM_MAX];
-	char scram_decoy[RDB_SCRAM_MAX];         /* rdb_secret_scram_decoy() for this name */
+	bool has_decoy_key;                      /* false only for a name that cannot exist */
+	unsigned char decoy_key[RDB_DECOY_KEY_LEN]; /* the database's, for rdb_secret_scram_decoy() */
 };
 
 /* Finds a login by name (case-insensitive) as of `now` (unix seconds). RDB_NOTFOUND if there
  * is none; RDB_OK with out->state telling active/disabled/expired otherwise. On both,
- * out->scram_decoy holds the decoy verifier for the name (computed on every lookup, found
- * or not, so both paths do the same work); hand it out for SCRAM instead of anything real
- * when the login must not authenticate or has no verifier (a name that fails
- * rdb_name_valid() is RDB_NOTFOUND without a decoy: it cannot exist, and asking the
- * database about it is not worth it). A database without its decoy key is RDB_ERROR.
- * The caller wipes *out (explicit_bzero) when done. */
+ * out->decoy_key holds the database's decoy key (read by the same query, found or not), for
+ * rdb_secret_scram_decoy() when SCRAM asks about a login that must not authenticate or has
+ * no verifier. A name that fails rdb_name_valid() is RDB_NOTFOUND without the key (it cannot
+ * exist; the database is not asked). A database without its decoy key is RDB_ERROR. The
+ * caller wipes *out (explicit_bzero) when done: it holds secrets. */
 enum rdb_result rdb_lookup_secrets(struct rdb *db, const char *name, int64_t now,
                                    struct rdb_secrets *out);
 

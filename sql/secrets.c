@@ -25,8 +25,10 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #include "rdb.h"
 
@@ -180,26 +182,42 @@ static size_t verifier_prefix(const char *v)
 	return i;
 }
 
-/* HMAC-SHA256(key, label || 0x00 || lowercase(name)): the label keeps the three derived
- * values independent; the NUL keeps label and name apart. */
-static bool decoy_part(const unsigned char key[RDB_DECOY_KEY_LEN], const char *label,
-                       const char *name, size_t namelen, unsigned char out[SHA256_LEN])
+/* The three parts of a decoy, out[k] = HMAC-SHA256(key, labels[k] || 0x00 ||
+ * lowercase(name)): the labels keep the parts independent, the NUL keeps label and name
+ * apart. One fetched HMAC and one context for all three (the key set once): OpenSSL 3's
+ * one-shot HMAC() fetches the algorithm on every call, which tripled the cost. */
+static bool decoy_parts(const unsigned char key[RDB_DECOY_KEY_LEN], const char *name,
+                        size_t namelen, unsigned char out[3][SHA256_LEN])
 {
-	char msg[16 + 1 + RDB_NAME_MAX];
-	size_t llen = strlen(label);
-	unsigned int olen = 0;
-	bool ok;
+	static const char *const labels[3] = { "salt", "stored key", "server key" };
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+		OSSL_PARAM_construct_end(),
+	};
+	unsigned char lc[RDB_NAME_MAX];
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+	bool ok = ctx != NULL;
 
-	memcpy(msg, label, llen);
-	msg[llen] = '\0';
 	for (size_t i = 0; i < namelen; i++) {
 		char c = name[i];
 
-		msg[llen + 1 + i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+		lc[i] = (unsigned char)((c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c);
 	}
-	ok = HMAC(EVP_sha256(), key, RDB_DECOY_KEY_LEN, (const unsigned char *)msg,
-	          llen + 1 + namelen, out, &olen) != NULL && olen == SHA256_LEN;
-	explicit_bzero(msg, sizeof msg);
+	for (int k = 0; ok && k < 3; k++) {
+		size_t olen = 0;
+
+		/* A NULL key re-initialises with the key set by the first call. */
+		ok = EVP_MAC_init(ctx, k == 0 ? key : NULL, k == 0 ? RDB_DECOY_KEY_LEN : 0,
+		                  k == 0 ? params : NULL) == 1 &&
+		     EVP_MAC_update(ctx, (const unsigned char *)labels[k], strlen(labels[k]) + 1) == 1 &&
+		     EVP_MAC_update(ctx, lc, namelen) == 1 &&
+		     EVP_MAC_final(ctx, out[k], &olen, SHA256_LEN) == 1 && olen == SHA256_LEN;
+	}
+	EVP_MAC_CTX_free(ctx);
+	EVP_MAC_free(mac);
+	explicit_bzero(lc, sizeof lc);
 	return ok;
 }
 
@@ -207,7 +225,7 @@ enum rdb_result rdb_secret_scram_decoy(const unsigned char key[RDB_DECOY_KEY_LEN
                                        const char *name, const char *real,
                                        char out[RDB_SCRAM_MAX])
 {
-	unsigned char salt[SHA256_LEN], stored[SHA256_LEN], server[SHA256_LEN];
+	unsigned char part[3][SHA256_LEN]; /* salt (first 16 bytes), StoredKey, ServerKey */
 	char bsalt[(16 + 2) / 3 * 4 + 1];
 	char bstored[(SHA256_LEN + 2) / 3 * 4 + 1], bserver[(SHA256_LEN + 2) / 3 * 4 + 1];
 	size_t namelen, keep = verifier_prefix(real);
@@ -220,13 +238,11 @@ enum rdb_result rdb_secret_scram_decoy(const unsigned char key[RDB_DECOY_KEY_LEN
 	if (namelen == 0 || namelen > RDB_NAME_MAX)
 		return RDB_INVALID;
 	/* All three always, whether the real salt is kept or not: the same work either way. */
-	if (!decoy_part(key, "salt", name, namelen, salt) ||
-	    !decoy_part(key, "stored key", name, namelen, stored) ||
-	    !decoy_part(key, "server key", name, namelen, server))
+	if (!decoy_parts(key, name, namelen, part))
 		goto out;
-	b64(salt, 16, bsalt); /* 16 bytes, as rdb_secret_scram_sha256 draws */
-	b64(stored, sizeof stored, bstored);
-	b64(server, sizeof server, bserver);
+	b64(part[0], 16, bsalt); /* 16 bytes, as rdb_secret_scram_sha256 draws */
+	b64(part[1], SHA256_LEN, bstored);
+	b64(part[2], SHA256_LEN, bserver);
 	if (keep > 0)
 		n = snprintf(out, RDB_SCRAM_MAX, "%.*s%s:%s", (int)keep, real, bstored, bserver);
 	else
@@ -239,9 +255,7 @@ enum rdb_result rdb_secret_scram_decoy(const unsigned char key[RDB_DECOY_KEY_LEN
 	}
 	r = RDB_OK;
 out:
-	explicit_bzero(salt, sizeof salt);
-	explicit_bzero(stored, sizeof stored);
-	explicit_bzero(server, sizeof server);
+	explicit_bzero(part, sizeof part);
 	return r;
 }
 

@@ -456,16 +456,23 @@ static void test_migrate_v1(void)
 	if (db != NULL) {
 		char decoy[RDB_SCRAM_MAX];
 
+		char decoy2[RDB_SCRAM_MAX];
+
 		is_int(rdb_lookup_secrets(db, "kim", 10, &s), RDB_OK, "its login is found");
 		ok(s.has_scram && s.state == RDB_LOGIN_ACTIVE, "active, with its verifier");
-		ok(strncmp(s.scram_decoy, "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$", 44) == 0 &&
-		   strcmp(s.scram_decoy, s.scram) != 0, "its decoy keeps its salt, not its keys");
+		ok(s.has_decoy_key, "with the decoy key");
+		is_int(rdb_secret_scram_decoy(s.decoy_key, "kim", s.scram, decoy), RDB_OK, "its decoy");
+		ok(strncmp(decoy, "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$", 44) == 0 &&
+		   strcmp(decoy, s.scram) != 0, "its decoy keeps its salt, not its keys");
 		is_int(rdb_lookup_secrets(db, "nobody", 10, &s), RDB_NOTFOUND, "unknown: not found");
-		ok(strncmp(s.scram_decoy, "SCRAM-SHA-256$4096:", 19) == 0 && strlen(s.scram_decoy) > 100,
-		   "but with a decoy: %s", s.scram_decoy);
-		snprintf(decoy, sizeof decoy, "%s", s.scram_decoy);
+		ok(s.has_decoy_key, "but with the decoy key");
+		is_int(rdb_secret_scram_decoy(s.decoy_key, "nobody", NULL, decoy), RDB_OK, "a decoy");
+		ok(strncmp(decoy, "SCRAM-SHA-256$4096:", 19) == 0 && strlen(decoy) > 100, "%s", decoy);
 		is_int(rdb_lookup_secrets(db, "NoBody", 10, &s), RDB_NOTFOUND, "NoBody");
-		is_buf(s.scram_decoy, decoy, "the same decoy for any spelling");
+		is_int(rdb_secret_scram_decoy(s.decoy_key, "NoBody", NULL, decoy2), RDB_OK, "its decoy");
+		is_buf(decoy2, decoy, "the same decoy for any spelling");
+		is_int(rdb_lookup_secrets(db, "b'ad", 10, &s), RDB_NOTFOUND, "a name that cannot exist");
+		ok(!s.has_decoy_key, "gets no key (the database is not asked)");
 		rdb_close(db);
 		db = NULL;
 	}
