@@ -6,10 +6,17 @@
  *   cmusaslsecretPLAIN  33 bytes, salt[16] || 0x00 || MD5(salt || "sasldb" || password),
  *                       which libsasl2 checks for PLAIN and LOGIN;
  *   authPassword        the SCRAM-SHA-256 verifier, for SCRAM-SHA-256.
- * Never userPassword: we hold no cleartext. Unknown, disabled and expired logins get no
- * properties at all, so the client sees exactly the failure of a wrong password (535); the
- * log says which it was. A database that cannot answer is SASL_UNAVAIL (Postfix: 454),
- * never "no such user".
+ * Never userPassword: we hold no cleartext. Unknown, disabled and expired logins fail
+ * exactly like a wrong password (535); the log says which it was:
+ *   - PLAIN/LOGIN: they get no cmusaslsecretPLAIN (SASL_NOUSER, which Postfix shows as
+ *     535 "for privacy"), so nothing can match;
+ *   - SCRAM-SHA-256: they get a decoy authPassword (rdb_secret_scram_decoy: the same
+ *     shape as a real verifier, derived from a per-database key and the name, matching no
+ *     password), so the server's first message (salt, iterations) looks the same for every
+ *     name and the exchange fails at the client's proof. Without it, SCRAM answered 535 at
+ *     the first step for such logins and 334 for active ones: a free test of which logins
+ *     exist. An active login without a SCRAM verifier gets the decoy too.
+ * A database that cannot answer is SASL_UNAVAIL (Postfix: 454), never "no such user".
  *
  * A guest in someone else's process (STYLE rule 9): the only exported symbol is
  * sasl_auxprop_plug_init; options come from utils->getopt, logs go to utils->log (whose
@@ -421,25 +428,40 @@ static void log_refused(const sasl_server_params_t *sparams, const char *user, u
 	                    "(client %s)", name, why, client);
 }
 
+/* Hands libsasl2 what it may verify against: `plain` (or nothing) for PLAIN/LOGIN and
+ * `scram` (a real verifier or the decoy, or nothing) for SCRAM-SHA-256. */
 static int set_secrets(const sasl_server_params_t *sparams, const struct wanted *w,
-                       const struct rdb_secrets *sec)
+                       const unsigned char *plain, const char *scram)
 {
 	const sasl_utils_t *utils = sparams->utils;
 	int ret = SASL_OK;
 
-	if (w->plain != NULL) {
+	if (w->plain != NULL && plain != NULL) {
 		if (w->erase_plain)
 			utils->prop_erase(sparams->propctx, w->plain);
-		ret = utils->prop_set(sparams->propctx, w->plain, (const char *)sec->plain,
+		ret = utils->prop_set(sparams->propctx, w->plain, (const char *)plain,
 		                      RDB_PLAIN_SECRET_LEN);
 	}
-	if (ret == SASL_OK && w->scram != NULL && sec->has_scram) {
+	if (ret == SASL_OK && w->scram != NULL && scram != NULL && scram[0] != '\0') {
 		if (w->erase_scram)
 			utils->prop_erase(sparams->propctx, w->scram);
-		ret = utils->prop_set(sparams->propctx, w->scram, sec->scram,
-		                      (unsigned)strnlen(sec->scram, RDB_SCRAM_MAX));
+		ret = utils->prop_set(sparams->propctx, w->scram, scram,
+		                      (unsigned)strnlen(scram, RDB_SCRAM_MAX));
 	}
 	return ret;
+}
+
+/* A login that must not authenticate: nothing for PLAIN/LOGIN, the decoy for SCRAM. When
+ * SCRAM asked, the lookup succeeds (with a verifier no password matches) so that the
+ * exchange goes on to fail at the proof; otherwise SASL_NOUSER, which libsasl2 and Postfix
+ * report exactly like a wrong password. */
+static int refuse(const sasl_server_params_t *sparams, const struct wanted *w,
+                  const char *decoy, const char *user, unsigned ulen, const char *why)
+{
+	log_refused(sparams, user, ulen, why);
+	if (w->scram == NULL || decoy[0] == '\0')
+		return SASL_NOUSER;
+	return set_secrets(sparams, w, NULL, decoy);
 }
 
 static int relaydb_lookup(void *glob, sasl_server_params_t *sparams, unsigned flags,
@@ -450,6 +472,7 @@ static int relaydb_lookup(void *glob, sasl_server_params_t *sparams, unsigned fl
 	struct wanted w;
 	char name[RDB_NAME_MAX + 1];
 	struct rdb_secrets sec;
+	char decoy[RDB_SCRAM_MAX];
 	struct rdb *db = NULL;
 	enum rdb_result r;
 	int ret;
@@ -501,17 +524,35 @@ static int relaydb_lookup(void *glob, sasl_server_params_t *sparams, unsigned fl
 	}
 	pthread_mutex_unlock(&rp->lock);
 
+	/* Every lookup SCRAM makes computes the decoy, whatever the login's state, so that
+	 * active, unknown, disabled and expired logins cost the same; PLAIN/LOGIN lookups never
+	 * hand it out and skip it. A login's real salt is kept (see rdb.h). */
+	decoy[0] = '\0';
+	if (w.scram != NULL && (r == RDB_OK || r == RDB_NOTFOUND) && sec.has_decoy_key &&
+	    rdb_secret_scram_decoy(sec.decoy_key, name, sec.has_scram ? sec.scram : NULL,
+	                           decoy) != RDB_OK) {
+		utils->log(utils->conn, SASL_LOG_ERR,
+		           PLUGIN_NAME ": cannot compute a SCRAM decoy (OpenSSL failed)");
+		r = RDB_ERROR;
+	}
+
 	switch (r) {
 	case RDB_OK:
 		if (sec.state == RDB_LOGIN_ACTIVE) {
-			ret = set_secrets(sparams, &w, &sec);
+			/* No verifier (an old import): SCRAM gets the decoy, so that this login
+			 * does not stand out from the rest at the first step either. */
+			if (!sec.has_scram && w.scram != NULL)
+				log_refused(sparams, user, ulen, "has no SCRAM-SHA-256 verifier "
+				            "(relay-admin user passwd makes one)");
+			ret = set_secrets(sparams, &w, sec.plain, sec.has_scram ? sec.scram : decoy);
 		} else {
-			log_refused(sparams, user, ulen, sec.state == RDB_LOGIN_DISABLED ?
-			            "is disabled" : "has expired");
-			ret = SASL_NOUSER;
+			ret = refuse(sparams, &w, decoy, user, ulen,
+			             sec.state == RDB_LOGIN_DISABLED ? "is disabled" : "has expired");
 		}
 		break;
 	case RDB_NOTFOUND:
+		ret = refuse(sparams, &w, decoy, user, ulen, "does not exist");
+		break;
 	case RDB_INVALID:
 		log_refused(sparams, user, ulen, "does not exist");
 		ret = SASL_NOUSER;
@@ -523,6 +564,7 @@ static int relaydb_lookup(void *glob, sasl_server_params_t *sparams, unsigned fl
 		break;
 	}
 	explicit_bzero(&sec, sizeof sec);
+	explicit_bzero(decoy, sizeof decoy);
 	return ret;
 }
 

@@ -5,9 +5,10 @@
  * the text that runs is the file in the repository); an older file gets the steps
  * migrations[from + 1] .. migrations[RDB_SCHEMA_VERSION], each the SQL of one
  * sql/migrations/NNN.sql that upgrades version NNN-1 to NNN and ends by setting
- * PRAGMA user_version = NNN. Version 1 is the first, so there are no steps yet; adding
- * version 2 means: edit schema.sql to describe version 2, add sql/migrations/002.sql,
- * embed it in sql/meson.build and point migrations[2] at it.
+ * PRAGMA user_version = NNN. Adding version N means: edit schema.sql to describe version
+ * N, add sql/migrations/00N.sql, embed it in sql/meson.build and point migrations[N] at
+ * it. Version 2 (002.sql) added the SCRAM decoy key (site_secret) and the trigger that
+ * caps limit rows per login.
  *
  * The caller holds BEGIN IMMEDIATE: a failing step rolls back everything.
  * Thread safety: none needed (pure functions of the connection passed in).
@@ -17,10 +18,12 @@
 #include "rdb-private.h"
 
 extern const char rdb_schema_sql[];
+extern const char rdb_migration_002_sql[];
 
 static const char *const migrations[RDB_SCHEMA_VERSION + 1] = {
 	[0] = NULL, /* unused: version 0 is "no schema", served by schema.sql */
 	[1] = NULL, /* version 1 is the first schema */
+	[2] = rdb_migration_002_sql,
 };
 
 bool rdb_migrate(sqlite3 *h, int64_t from, char *err, size_t errlen)

@@ -24,9 +24,11 @@
 #define BUSY_TIMEOUT_MS 5000
 
 static const char *const stmt_sql[STMT_COUNT_] = {
+	/* One row always (the decoy key), with the login's columns NULL if there is none: a
+	 * found and an unknown login cost the same query. */
 	[STMT_LOOKUP_SECRETS] =
-		"SELECT name, enabled, expires_at, plain_secret, scram_sha256"
-		" FROM logins WHERE name = ?1",
+		"SELECT l.name, l.enabled, l.expires_at, l.plain_secret, l.scram_sha256, k.decoy_key"
+		" FROM site_secret AS k LEFT JOIN logins AS l ON l.name = ?1 WHERE k.id = 1",
 	[STMT_BEGIN] = "BEGIN IMMEDIATE",
 	[STMT_BEGIN_READ] = "BEGIN",
 	[STMT_COMMIT] = "COMMIT",
@@ -388,6 +390,7 @@ enum rdb_result rdb_lookup_secrets(struct rdb *db, const char *name, int64_t now
 {
 	sqlite3_stmt *st;
 	enum rdb_result r;
+	bool found;
 
 	if (db == NULL || out == NULL)
 		return RDB_INVALID;
@@ -397,40 +400,52 @@ enum rdb_result rdb_lookup_secrets(struct rdb *db, const char *name, int64_t now
 	if (!rdb_name_valid(name, NULL, 0))
 		return rdb_fail(db, RDB_NOTFOUND, "no such login");
 	r = rdb_step_name(db, STMT_LOOKUP_SECRETS, name, "lookup", &st);
-	if (r == RDB_NOTFOUND)
-		return rdb_fail(db, RDB_NOTFOUND, "no such login");
+	if (r == RDB_NOTFOUND) /* no decoy key row: not something to answer "no such login" to */
+		return rdb_fail(db, RDB_ERROR, "lookup: the database has no decoy key "
+		                "(site_secret is empty; corrupt database?)");
 	if (r != RDB_OK)
 		return r;
-	if (sqlite3_column_count(st) != 5 ||
-	    sqlite3_column_type(st, 0) != SQLITE_TEXT ||
-	    sqlite3_column_type(st, 1) != SQLITE_INTEGER ||
-	    (sqlite3_column_type(st, 2) != SQLITE_INTEGER && sqlite3_column_type(st, 2) != SQLITE_NULL) ||
-	    sqlite3_column_type(st, 3) != SQLITE_BLOB ||
-	    sqlite3_column_bytes(st, 3) != RDB_PLAIN_SECRET_LEN ||
-	    (sqlite3_column_type(st, 4) != SQLITE_TEXT && sqlite3_column_type(st, 4) != SQLITE_NULL) ||
-	    sqlite3_column_bytes(st, 0) > RDB_NAME_MAX ||
-	    sqlite3_column_bytes(st, 4) >= RDB_SCRAM_MAX) {
+	if (sqlite3_column_count(st) != 6 ||
+	    sqlite3_column_type(st, 5) != SQLITE_BLOB ||
+	    sqlite3_column_bytes(st, 5) != RDB_DECOY_KEY_LEN) {
+		r = rdb_fail(db, RDB_ERROR, "lookup: malformed decoy key (corrupt database?)");
+		goto out;
+	}
+	found = sqlite3_column_type(st, 0) != SQLITE_NULL;
+	if (found &&
+	    (sqlite3_column_type(st, 0) != SQLITE_TEXT ||
+	     sqlite3_column_type(st, 1) != SQLITE_INTEGER ||
+	     (sqlite3_column_type(st, 2) != SQLITE_INTEGER && sqlite3_column_type(st, 2) != SQLITE_NULL) ||
+	     sqlite3_column_type(st, 3) != SQLITE_BLOB ||
+	     sqlite3_column_bytes(st, 3) != RDB_PLAIN_SECRET_LEN ||
+	     (sqlite3_column_type(st, 4) != SQLITE_TEXT && sqlite3_column_type(st, 4) != SQLITE_NULL) ||
+	     sqlite3_column_bytes(st, 0) > RDB_NAME_MAX ||
+	     sqlite3_column_bytes(st, 4) >= RDB_SCRAM_MAX)) {
 		r = rdb_fail(db, RDB_ERROR, "lookup: malformed row for a login (corrupt database?)");
 		goto out;
 	}
-	memcpy(out->name, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
-	out->name[sqlite3_column_bytes(st, 0)] = '\0';
-	memcpy(out->plain, sqlite3_column_blob(st, 3), RDB_PLAIN_SECRET_LEN);
-	if (sqlite3_column_type(st, 4) == SQLITE_TEXT) {
-		out->has_scram = true;
-		memcpy(out->scram, sqlite3_column_text(st, 4), (size_t)sqlite3_column_bytes(st, 4));
-		out->scram[sqlite3_column_bytes(st, 4)] = '\0';
+	if (found) {
+		memcpy(out->name, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+		out->name[sqlite3_column_bytes(st, 0)] = '\0';
+		memcpy(out->plain, sqlite3_column_blob(st, 3), RDB_PLAIN_SECRET_LEN);
+		if (sqlite3_column_type(st, 4) == SQLITE_TEXT) {
+			out->has_scram = true;
+			memcpy(out->scram, sqlite3_column_text(st, 4), (size_t)sqlite3_column_bytes(st, 4));
+			out->scram[sqlite3_column_bytes(st, 4)] = '\0';
+		}
+		if (sqlite3_column_int64(st, 1) == 0)
+			out->state = RDB_LOGIN_DISABLED;
+		else if (sqlite3_column_type(st, 2) == SQLITE_INTEGER && now >= sqlite3_column_int64(st, 2))
+			out->state = RDB_LOGIN_EXPIRED;
+		else
+			out->state = RDB_LOGIN_ACTIVE;
 	}
-	if (sqlite3_column_int64(st, 1) == 0)
-		out->state = RDB_LOGIN_DISABLED;
-	else if (sqlite3_column_type(st, 2) == SQLITE_INTEGER && now >= sqlite3_column_int64(st, 2))
-		out->state = RDB_LOGIN_EXPIRED;
-	else
-		out->state = RDB_LOGIN_ACTIVE;
-	r = RDB_OK;
+	memcpy(out->decoy_key, sqlite3_column_blob(st, 5), RDB_DECOY_KEY_LEN);
+	out->has_decoy_key = true;
+	r = found ? RDB_OK : rdb_fail(db, RDB_NOTFOUND, "no such login");
 out:
 	rdb_done(st);
-	if (r != RDB_OK)
+	if (r != RDB_OK && r != RDB_NOTFOUND)
 		explicit_bzero(out, sizeof *out);
 	return r;
 }

@@ -45,7 +45,8 @@ const char *rdb_result_str(enum rdb_result r);
 #define RDB_PLAIN_SALT_LEN 16
 #define RDB_SCRAM_MAX 256          /* "SCRAM-SHA-256$<iter>:<b64 salt>$<b64 StoredKey>:<b64 ServerKey>" */
 #define RDB_SCRAM_ITERATIONS 4096  /* default and minimum */
-#define RDB_SCHEMA_VERSION 1
+#define RDB_SCHEMA_VERSION 2        /* 2: site_secret (SCRAM decoy key), limit-row cap */
+#define RDB_DECOY_KEY_LEN 32         /* the per-database key behind SCRAM decoys */
 #define RDB_PASSWORD_GEN_LEN 34    /* rdb_generate_password(): 5 dash-separated groups of 6 */
 
 /* ---- validation (pure; `why` may be NULL) ------------------------------------------ */
@@ -98,6 +99,22 @@ enum rdb_result rdb_secret_scram_sha256(const char *password, size_t len, unsign
                                         const unsigned char *salt, size_t saltlen,
                                         char out[RDB_SCRAM_MAX]);
 
+/* The SCRAM-SHA-256 verifier handed out for a login that must not authenticate (unknown,
+ * disabled, expired) or has no verifier, so that SCRAM's first server message looks the
+ * same for every name and the exchange fails only at the client's proof, like a wrong
+ * password. Deterministic: salt, StoredKey and ServerKey are HMAC-SHA256(key, label || 0 ||
+ * lowercase(name)) — lowercase because names match case-insensitively (COLLATE NOCASE) —
+ * so repeated attempts and every node sharing the database see the same answer, and
+ * nobody without the key can tell it from a real one. Same shape as a real verifier: 4096
+ * iterations, a 16-byte salt. If `real` is a well-formed stored verifier (a disabled or
+ * expired login's), its iteration count and salt are kept, so disabling a login does not
+ * change what SCRAM shows. A decoy never authenticates, even for someone holding the key:
+ * a proof needs a ClientKey whose SHA-256 is the StoredKey, and this StoredKey is no hash
+ * of anything known. `name` must pass rdb_name_valid(). */
+enum rdb_result rdb_secret_scram_decoy(const unsigned char key[RDB_DECOY_KEY_LEN],
+                                       const char *name, const char *real,
+                                       char out[RDB_SCRAM_MAX]);
+
 /* A generated credential with >= 128 bits of entropy, printable, no ambiguous characters:
  * RDB_PASSWORD_GEN_LEN characters (about 148 bits); outlen >= RDB_PASSWORD_GEN_LEN + 1. */
 enum rdb_result rdb_generate_password(char *out, size_t outlen);
@@ -116,11 +133,17 @@ struct rdb_secrets {
 	unsigned char plain[RDB_PLAIN_SECRET_LEN];
 	bool has_scram;
 	char scram[RDB_SCRAM_MAX];
+	bool has_decoy_key;                      /* false only for a name that cannot exist */
+	unsigned char decoy_key[RDB_DECOY_KEY_LEN]; /* the database's, for rdb_secret_scram_decoy() */
 };
 
 /* Finds a login by name (case-insensitive) as of `now` (unix seconds). RDB_NOTFOUND if there
- * is none; RDB_OK with out->state telling active/disabled/expired otherwise. The caller
- * wipes *out (explicit_bzero) when done. */
+ * is none; RDB_OK with out->state telling active/disabled/expired otherwise. On both,
+ * out->decoy_key holds the database's decoy key (read by the same query, found or not), for
+ * rdb_secret_scram_decoy() when SCRAM asks about a login that must not authenticate or has
+ * no verifier. A name that fails rdb_name_valid() is RDB_NOTFOUND without the key (it cannot
+ * exist; the database is not asked). A database without its decoy key is RDB_ERROR. The
+ * caller wipes *out (explicit_bzero) when done: it holds secrets. */
 enum rdb_result rdb_lookup_secrets(struct rdb *db, const char *name, int64_t now,
                                    struct rdb_secrets *out);
 

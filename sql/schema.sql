@@ -1,9 +1,10 @@
--- smtp-relay users database, schema version 1 (PRAGMA user_version = 1).
+-- smtp-relay users database, schema version 2 (PRAGMA user_version = 2).
 --
 -- Written only by relay-admin; read by the relaydb SASL plugin and relay-milter.
 -- Never holds a cleartext password. Times are unix seconds (UTC).
 -- The application_id marks the file as ours so that a foreign SQLite file is refused.
--- Migrations: sql/migrations.c applies schema_N_to_N+1 steps in one transaction.
+-- Migrations: sql/migrations.c applies sql/migrations/NNN.sql (version NNN-1 to NNN) in one
+-- transaction; a file made from this text is already at the version below.
 
 PRAGMA application_id = 1919706212;  -- 0x726C7964, "rlyd"
 
@@ -53,4 +54,19 @@ BEGIN
     DELETE FROM limits WHERE login_id = OLD.id;
 END;
 
-PRAGMA user_version = 1;
+-- At most RDB_LIMITS_MAX (sql/policy.h) limit rows per login_id (test-rdb keeps them equal).
+CREATE TRIGGER limits_per_login_max BEFORE INSERT ON limits
+WHEN (SELECT count(*) FROM limits WHERE login_id = NEW.login_id) >= 32
+BEGIN
+    SELECT RAISE(ABORT, 'too many limit rows for one login (max 32)');
+END;
+
+-- decoy_key (random, per database) derives the SCRAM verifier handed out for a login that
+-- must not authenticate, so SCRAM's first answer does not tell which logins exist.
+CREATE TABLE site_secret (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    decoy_key BLOB    NOT NULL CHECK (typeof(decoy_key) = 'blob' AND length(decoy_key) = 32)
+);
+INSERT INTO site_secret (id, decoy_key) VALUES (1, randomblob(32));
+
+PRAGMA user_version = 2;

@@ -12,6 +12,8 @@
  *     SaltedPassword = PBKDF2-HMAC-SHA256(password, salt, iter), ClientKey =
  *     HMAC(SaltedPassword, "Client Key"), StoredKey = SHA256(ClientKey), ServerKey =
  *     HMAC(SaltedPassword, "Server Key")).
+ *   - a decoy SCRAM-SHA-256 verifier of the same shape for a login that must not
+ *     authenticate, keyed by the database's decoy key (see rdb_secret_scram_decoy in rdb.h).
  *
  * Ownership: callers own every buffer. Intermediate key material on the stack is wiped
  * with explicit_bzero before returning. Thread safe (no shared state).
@@ -23,8 +25,10 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #include "rdb.h"
 
@@ -153,6 +157,105 @@ out:
 	explicit_bzero(client_key, sizeof client_key);
 	explicit_bzero(stored_key, sizeof stored_key);
 	explicit_bzero(server_key, sizeof server_key);
+	return r;
+}
+
+/* The length of "SCRAM-SHA-256$<iter>:<b64 salt>$" at the start of a stored verifier, or 0
+ * if it does not start that way (iteration count: 1-8 digits; salt: base64 of 1-64 bytes). */
+static size_t verifier_prefix(const char *v)
+{
+	static const char head[] = "SCRAM-SHA-256$";
+	size_t i = sizeof head - 1, start;
+
+	if (v == NULL || strncmp(v, head, i) != 0)
+		return 0;
+	for (start = i; v[i] >= '0' && v[i] <= '9'; i++)
+		;
+	if (i == start || i - start > 8 || v[i++] != ':')
+		return 0;
+	for (start = i; (v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= 'a' && v[i] <= 'z') ||
+	                (v[i] >= '0' && v[i] <= '9') || v[i] == '+' || v[i] == '/' || v[i] == '=';
+	     i++)
+		;
+	if (i == start || i - start > 88 || v[i++] != '$')
+		return 0;
+	return i;
+}
+
+/* The three parts of a decoy, out[k] = HMAC-SHA256(key, labels[k] || 0x00 ||
+ * lowercase(name)): the labels keep the parts independent, the NUL keeps label and name
+ * apart. One fetched HMAC and one context for all three (the key set once): OpenSSL 3's
+ * one-shot HMAC() fetches the algorithm on every call, which tripled the cost. */
+static bool decoy_parts(const unsigned char key[RDB_DECOY_KEY_LEN], const char *name,
+                        size_t namelen, unsigned char out[3][SHA256_LEN])
+{
+	static const char *const labels[3] = { "salt", "stored key", "server key" };
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+		OSSL_PARAM_construct_end(),
+	};
+	unsigned char lc[RDB_NAME_MAX];
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+	bool ok = ctx != NULL;
+
+	for (size_t i = 0; i < namelen; i++) {
+		char c = name[i];
+
+		lc[i] = (unsigned char)((c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c);
+	}
+	for (int k = 0; ok && k < 3; k++) {
+		size_t olen = 0;
+
+		/* A NULL key re-initialises with the key set by the first call. */
+		ok = EVP_MAC_init(ctx, k == 0 ? key : NULL, k == 0 ? RDB_DECOY_KEY_LEN : 0,
+		                  k == 0 ? params : NULL) == 1 &&
+		     EVP_MAC_update(ctx, (const unsigned char *)labels[k], strlen(labels[k]) + 1) == 1 &&
+		     EVP_MAC_update(ctx, lc, namelen) == 1 &&
+		     EVP_MAC_final(ctx, out[k], &olen, SHA256_LEN) == 1 && olen == SHA256_LEN;
+	}
+	EVP_MAC_CTX_free(ctx);
+	EVP_MAC_free(mac);
+	explicit_bzero(lc, sizeof lc);
+	return ok;
+}
+
+enum rdb_result rdb_secret_scram_decoy(const unsigned char key[RDB_DECOY_KEY_LEN],
+                                       const char *name, const char *real,
+                                       char out[RDB_SCRAM_MAX])
+{
+	unsigned char part[3][SHA256_LEN]; /* salt (first 16 bytes), StoredKey, ServerKey */
+	char bsalt[(16 + 2) / 3 * 4 + 1];
+	char bstored[(SHA256_LEN + 2) / 3 * 4 + 1], bserver[(SHA256_LEN + 2) / 3 * 4 + 1];
+	size_t namelen, keep = verifier_prefix(real);
+	enum rdb_result r = RDB_ERROR;
+	int n;
+
+	if (key == NULL || name == NULL || out == NULL)
+		return RDB_INVALID;
+	namelen = strnlen(name, RDB_NAME_MAX + 1);
+	if (namelen == 0 || namelen > RDB_NAME_MAX)
+		return RDB_INVALID;
+	/* All three always, whether the real salt is kept or not: the same work either way. */
+	if (!decoy_parts(key, name, namelen, part))
+		goto out;
+	b64(part[0], 16, bsalt); /* 16 bytes, as rdb_secret_scram_sha256 draws */
+	b64(part[1], SHA256_LEN, bstored);
+	b64(part[2], SHA256_LEN, bserver);
+	if (keep > 0)
+		n = snprintf(out, RDB_SCRAM_MAX, "%.*s%s:%s", (int)keep, real, bstored, bserver);
+	else
+		n = snprintf(out, RDB_SCRAM_MAX, "SCRAM-SHA-256$%u:%s$%s:%s", RDB_SCRAM_ITERATIONS,
+		             bsalt, bstored, bserver);
+	if (n < 0 || n >= RDB_SCRAM_MAX) {
+		explicit_bzero(out, RDB_SCRAM_MAX);
+		r = RDB_INVALID;
+		goto out;
+	}
+	r = RDB_OK;
+out:
+	explicit_bzero(part, sizeof part);
 	return r;
 }
 

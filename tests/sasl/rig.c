@@ -151,11 +151,52 @@ static sasl_callback_t client_cbs[] = {
 
 int rig_scram(const char *realm, const char *user, const char *pass)
 {
+	return rig_scram_trace(realm, user, pass, NULL, NULL, 0);
+}
+
+/* Copies the server's message for the test to look at (NUL-terminated, clamped). */
+static void keep_message(const char *msg, unsigned len, char *out, size_t outlen)
+{
+	size_t n = msg != NULL ? len : 0;
+
+	if (out == NULL || outlen == 0)
+		return;
+	if (n >= outlen)
+		n = outlen - 1;
+	if (msg != NULL && n > 0)
+		memcpy(out, msg, n);
+	out[n] = '\0';
+}
+
+int rig_scram_first(const char *realm, const char *client_first, char *out, size_t outlen)
+{
+	sasl_conn_t *sc = NULL;
+	const char *sout = NULL;
+	unsigned soutlen = 0;
+	int r = server_new(realm, &sc);
+
+	keep_message(NULL, 0, out, outlen);
+	if (r == SASL_OK)
+		r = sasl_server_start(sc, "SCRAM-SHA-256", client_first, (unsigned)strlen(client_first),
+		                      &sout, &soutlen);
+	if (r == SASL_CONTINUE)
+		keep_message(sout, soutlen, out, outlen);
+	sasl_dispose(&sc);
+	return r;
+}
+
+int rig_scram_trace(const char *realm, const char *user, const char *pass, int *start_result,
+                    char *first, size_t firstlen)
+{
 	sasl_conn_t *cc = NULL, *sc = NULL;
 	const char *cout = NULL, *sout = NULL, *mech = NULL;
 	unsigned coutlen = 0, soutlen = 0;
 	size_t plen = strlen(pass);
 	int cr, sr;
+
+	if (start_result != NULL)
+		*start_result = SASL_FAIL;
+	keep_message(NULL, 0, first, firstlen);
 
 	if (plen > sizeof client_secret.raw - sizeof(sasl_secret_t))
 		return SASL_BADPARAM;
@@ -173,6 +214,9 @@ int rig_scram(const char *realm, const char *user, const char *pass)
 	sr = server_new(realm, &sc);
 	if (sr == SASL_OK)
 		sr = sasl_server_start(sc, "SCRAM-SHA-256", cout, coutlen, &sout, &soutlen);
+	if (start_result != NULL)
+		*start_result = sr;
+	keep_message(sr == SASL_CONTINUE ? sout : NULL, soutlen, first, firstlen);
 	while (sr == SASL_CONTINUE) {
 		cr = sasl_client_step(cc, sout, soutlen, NULL, &cout, &coutlen);
 		if (cr != SASL_OK && cr != SASL_CONTINUE) {

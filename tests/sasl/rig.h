@@ -38,6 +38,17 @@ int rig_login(const char *realm, const char *user, const char *pass);
  * server's final result (SASL_OK only if the client also accepted the server's proof). */
 int rig_scram(const char *realm, const char *user, const char *pass);
 
+/* rig_scram() that also reports what the server did at the first step: *start_result (the
+ * sasl_server_start result; SASL_CONTINUE means Postfix sent 334) and its message (the
+ * server-first-message "r=...,s=...,i=...", empty unless SASL_CONTINUE). */
+int rig_scram_trace(const char *realm, const char *user, const char *pass, int *start_result,
+                    char *first, size_t firstlen);
+
+/* The first step only, with a client-first-message of our own (e.g. "n,,n=kim,r=abc", as an
+ * attacker would send it without any password): returns the sasl_server_start result and
+ * the server's message in out (empty unless SASL_CONTINUE). */
+int rig_scram_first(const char *realm, const char *client_first, char *out, size_t outlen);
+
 /* sasl_setpass on a new server connection: what saslpasswd2 would do. */
 int rig_setpass(const char *user, const char *pass);
 

@@ -114,6 +114,7 @@ int main(int argc, char **argv)
 	static const char *authid_props[] = { "*userPassword", "*cmusaslsecretPLAIN",
 	                                      "*authPassword", NULL };
 	static const char *authzid_props[] = { "cmusaslsecretPLAIN", NULL };
+	static const char *plain_props[] = { "*userPassword", "*cmusaslsecretPLAIN", NULL };
 	static const char *nothing[] = { "*userPassword", NULL };
 	char tmp[] = "/tmp/relaydb-auxprop-XXXXXX";
 	char db[sizeof tmp + 16], missing[sizeof tmp + 16];
@@ -252,16 +253,20 @@ int main(int argc, char **argv)
 	prop_dispose(&ctx);
 
 	r = lookup(authid_props, NULL, 0, "noscram", 7, &ctx);
-	ok(r == SASL_OK && has_value(ctx, "*cmusaslsecretPLAIN") && !has_value(ctx, "*authPassword"),
-	   "a login without a SCRAM verifier: PLAIN secret only");
+	ok(r == SASL_OK && has_value(ctx, "*cmusaslsecretPLAIN") && has_value(ctx, "*authPassword"),
+	   "a login without a SCRAM verifier: its PLAIN secret and a SCRAM decoy");
 	prop_dispose(&ctx);
 
 	log_text[0] = '\0';
 	r = lookup(authid_props, NULL, 0, "nobody", 6, &ctx);
-	ok(r == SASL_NOUSER && !has_value(ctx, "*cmusaslsecretPLAIN") && !has_value(ctx, "*authPassword"),
-	   "unknown login: NOUSER, nothing set");
+	ok(r == SASL_OK && !has_value(ctx, "*cmusaslsecretPLAIN") && has_value(ctx, "*authPassword"),
+	   "unknown login, SCRAM asked too: a decoy verifier, never a PLAIN secret");
 	ok(strstr(log_text, "login 'nobody' does not exist") != NULL &&
 	   strstr(log_text, "198.51.100.9;4242") != NULL, "logged with the client address");
+	prop_dispose(&ctx);
+	r = lookup(plain_props, NULL, 0, "nobody", 6, &ctx);
+	ok(r == SASL_NOUSER && !has_value(ctx, "*cmusaslsecretPLAIN"),
+	   "unknown login, PLAIN only: NOUSER, nothing set");
 	prop_dispose(&ctx);
 
 	log_text[0] = '\0';

@@ -390,6 +390,116 @@ static void test_changes_apply_at_once(void)
 	is_int(plain(NULL, "alice", PW_ALICE), SASL_OK, "alice is back");
 }
 
+/* ---- SCRAM must not tell which logins exist (issue 8, item 2) ------------------------ */
+
+/* Checks a server-first-message "r=<nonce>,s=<b64 salt>,i=<iter>" and copies the salt out:
+ * the nonce must start with the client's, the salt be 16 bytes in base64 (24 characters),
+ * the iteration count 4096 — the shape of every real verifier relay-admin writes. */
+static bool first_shape(const char *msg, const char *client_nonce, char *salt, size_t saltlen)
+{
+	const char *s, *i;
+	size_t n;
+
+	salt[0] = '\0';
+	if (strncmp(msg, "r=", 2) != 0 || strncmp(msg + 2, client_nonce, strlen(client_nonce)) != 0)
+		return false;
+	s = strstr(msg, ",s=");
+	i = s != NULL ? strstr(s + 3, ",i=") : NULL;
+	if (s == NULL || i == NULL || memchr(msg + 2, ',', (size_t)(s - msg - 2)) != NULL)
+		return false;
+	n = (size_t)(i - (s + 3));
+	if (n != 24 || s[3 + 22] != '=' || s[3 + 23] != '=' ||
+	    strspn(s + 3, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") != 22)
+		return false;
+	if (strcmp(i, ",i=4096") != 0 || n >= saltlen)
+		return false;
+	memcpy(salt, s + 3, n);
+	salt[n] = '\0';
+	return true;
+}
+
+/* The attack as sent by hand: AUTH SCRAM-SHA-256 with "n,,n=NAME,r=abc" and no password.
+ * Before the fix an active login got 334 with its salt and an unknown, disabled or expired
+ * one 535 at once. */
+static void scram_first_as_attacker(const char *what, const char *name, char *salt, size_t saltlen)
+{
+	char client_first[300], msg[512];
+	int r;
+
+	snprintf(client_first, sizeof client_first, "n,,n=%s,r=abc", name);
+	r = rig_scram_first(NULL, client_first, msg, sizeof msg);
+	is_int(r, SASL_CONTINUE, "SCRAM first step, %s (%s): continues (Postfix 334), sasl %d",
+	       what, name, r);
+	ok(first_shape(msg, "abc", salt, saltlen),
+	   "SCRAM first step, %s: r=abc...,s=<16-byte salt>,i=4096 ('%s')", what, msg);
+}
+
+static void test_scram_no_enumeration(void)
+{
+	static const struct {
+		const char *what, *name, *password;
+		bool succeeds;
+	} kinds[] = {
+		{ "active login", "alice", PW_ALICE, true },
+		{ "unknown login", "nosuchuser", "whatever-9", false },
+		{ "disabled login", "dave", PW_DAVE, false },
+		{ "expired login", "erin", PW_ERIN, false },
+		{ "active login without a verifier", "frank", PW_FRANK, false },
+	};
+	char salt[64], salt2[64], msg[512];
+	int start, r, wrong;
+
+	for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+		scram_first_as_attacker(kinds[k].what, kinds[k].name, salt, sizeof salt);
+
+	/* The whole exchange, libsasl2's client against its server. A wrong password fails at
+	 * the proof; so must every login that may not authenticate, even with its right
+	 * password, and with the same result. */
+	wrong = rig_scram_trace(NULL, "alice", "wrong", &start, msg, sizeof msg);
+	is_int(wrong, SASL_BADAUTH, "SCRAM wrong password: BADAUTH at the proof");
+	for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+		rig_log_clear();
+		r = rig_scram_trace(NULL, kinds[k].name, kinds[k].password, &start, msg, sizeof msg);
+		is_int(start, SASL_CONTINUE, "SCRAM %s: the first step continues", kinds[k].what);
+		ok(strncmp(msg, "r=", 2) == 0 && strstr(msg, ",s=") != NULL &&
+		   strstr(msg, ",i=4096") != NULL, "SCRAM %s: server-first-message '%s'",
+		   kinds[k].what, msg);
+		if (kinds[k].succeeds)
+			is_int(r, SASL_OK, "SCRAM %s, right password: OK", kinds[k].what);
+		else
+			is_int(r, wrong, "SCRAM %s, right password: fails at the proof like a wrong "
+			       "password (sasl %d)", kinds[k].what, r);
+	}
+	ok(rig_log_has("login 'frank' has no SCRAM-SHA-256 verifier"),
+	   "the log says why frank's SCRAM failed");
+
+	/* A decoy is stable: the same salt on every attempt and for every spelling (names
+	 * match case-insensitively), different for different names. */
+	scram_first_as_attacker("unknown login", "kim", salt, sizeof salt);
+	scram_first_as_attacker("unknown login again", "kim", salt2, sizeof salt2);
+	is_str(salt2, salt, "an unknown login shows the same salt every time");
+	scram_first_as_attacker("unknown login, other case", "KiM", salt2, sizeof salt2);
+	is_str(salt2, salt, "'KiM' and 'kim' show the same salt");
+	scram_first_as_attacker("another unknown login", "kim2", salt2, sizeof salt2);
+	ok(strcmp(salt, salt2) != 0, "'kim2' shows another salt than 'kim'");
+
+	/* Disabling a login does not change what SCRAM shows for it. */
+	scram_first_as_attacker("active login", "alice", salt, sizeof salt);
+	ok(admin_sql("UPDATE logins SET enabled = 0 WHERE name = ?1", "alice", NULL), "disable alice");
+	scram_first_as_attacker("alice disabled", "alice", salt2, sizeof salt2);
+	is_str(salt2, salt, "a disabled login keeps the salt it showed while active");
+	rig_log_clear();
+	is_int(rig_scram(NULL, "alice", PW_ALICE), wrong,
+	       "disabled alice with her right password fails at the proof like a wrong password");
+	ok(rig_log_has("login 'alice' is disabled"), "and the log says she is disabled");
+	ok(admin_sql("UPDATE logins SET enabled = 1 WHERE name = ?1", "alice", NULL), "enable alice");
+	is_int(rig_scram(NULL, "alice", PW_ALICE), SASL_OK, "alice enabled again: SCRAM OK");
+
+	/* PLAIN and LOGIN still hand out nothing for these logins. */
+	is_int(plain(NULL, "kim", "x"), SASL_NOUSER, "PLAIN for an unknown login: NOUSER (535)");
+	is_int(rig_smtp_code(plain(NULL, "dave", PW_DAVE)), 535, "PLAIN for a disabled login: 535");
+}
+
 /* ---- the database going away, breaking, locking -------------------------------------- */
 
 static void test_db_failures(void)
@@ -418,6 +528,21 @@ static void test_db_failures(void)
 	r = plain(NULL, "alice", PW_ALICE);
 	is_int(r, SASL_UNAVAIL, "corrupt database: SASL_UNAVAIL");
 	ok(r != SASL_NOUSER && r != SASL_BADAUTH, "corrupt database: never NOUSER/BADAUTH");
+
+	/* Ours, but at schema version 1 (no decoy key): refused until relay-admin init has
+	 * migrated it, with the reason in the log. */
+	unlink(dbpath);
+	ok(fx_create(dbpath), "a current database in its place");
+	if (sqlite3_open(dbpath, &h) == SQLITE_OK)
+		sqlite3_exec(h, "PRAGMA user_version = 1", NULL, NULL, NULL);
+	sqlite3_close(h);
+	h = NULL;
+	rig_log_clear();
+	r = rig_scram(NULL, "alice", PW_ALICE);
+	is_int(rig_smtp_code(r), 454, "a schema version 1 file: SCRAM is temporary (sasl %d)", r);
+	is_int(plain(NULL, "nosuchuser", "x"), SASL_UNAVAIL, "a schema version 1 file: SASL_UNAVAIL");
+	ok(rig_log_has("schema version 1 is older than 2: run relay-admin init"),
+	   "the log says to run relay-admin init");
 
 	/* A real SQLite file that is not ours. */
 	unlink(dbpath);
@@ -568,6 +693,7 @@ int main(int argc, char **argv)
 	test_no_secrets_logged();
 	test_store_refused();
 	test_changes_apply_at_once();
+	test_scram_no_enumeration();
 	test_db_failures();
 	sasl_done();
 	free(plugin_so);

@@ -2,7 +2,9 @@
  * test-rdb.c — the data layer (sql/rdb.c, users.c, migrations.c) on real SQLite files in
  * a private temporary folder: init, refusal of foreign/newer/missing files, read-only
  * opens, the authentication lookup and its states, administration calls and their
- * errors, and that bad input writes nothing.
+ * errors, and that bad input writes nothing; the migration of a version 1 file (made with
+ * the version 1 schema.sql, kept byte for byte in schema-v1.sql) to version 2, and the
+ * limit-row cap of version 2 against RDB_LIMITS_MAX.
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -14,8 +16,14 @@
 
 #include <sqlite3.h>
 
+#include "policy.h"
 #include "rdb.h"
 #include "tap.h"
+
+/* Embedded by sql/embed-sql.py: the schema texts relay-admin init runs, and version 1. */
+extern const char rdb_schema_sql[];
+extern const char rdb_migration_002_sql[];
+extern const char rdb_schema_v1_sql[];
 
 /* is_str() on an array trips -Waddress (its NULL test); go through a pointer. */
 #define is_buf(got, ...) do { const char *got_ = (got); is_str(got_, __VA_ARGS__); } while (0)
@@ -325,6 +333,205 @@ static void test_logins(void)
 	rdb_close(rw);
 }
 
+/* ---- schema version 2: migration from version 1, decoy key, limit-row cap ------------- */
+
+/* Runs `sql` with one text parameter and returns sqlite3_step's result; the error message
+ * (if any) goes to msg. */
+static int raw_step(const char *path, const char *sql, const char *arg, char *msg, size_t msglen)
+{
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_open(path, &h);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(h, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK && arg != NULL)
+		rc = sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	snprintf(msg, msglen, "%s", sqlite3_errmsg(h));
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return rc;
+}
+
+/* The objects of a database as one string: type, name and SQL of each, by name. */
+static void schema_text(const char *path, char *out, size_t outlen)
+{
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+	size_t used = 0;
+
+	out[0] = '\0';
+	if (sqlite3_open(path, &h) == SQLITE_OK &&
+	    sqlite3_prepare_v2(h, "SELECT type, name, coalesce(sql, '') FROM sqlite_schema"
+	                       " ORDER BY name", -1, &st, NULL) == SQLITE_OK)
+		while (sqlite3_step(st) == SQLITE_ROW && used < outlen)
+			used += (size_t)snprintf(out + used, outlen - used, "%s %s %s\n",
+			                         sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
+			                         sqlite3_column_text(st, 2));
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+}
+
+static void test_migrate_v1(void)
+{
+	char v1[PATH_MAX + 64], v1b[PATH_MAX + 64], fresh[PATH_MAX + 64]; /* path_in is static */
+	static char fresh_schema[16384], migrated_schema[16384];
+	char err[512], key1[80], key2[80];
+	int before = -1, after = -1;
+	struct rdb *db = NULL;
+	struct rdb_secrets s;
+
+	snprintf(v1, sizeof v1, "%s", path_in("v1.db"));
+	snprintf(v1b, sizeof v1b, "%s", path_in("v1b.db"));
+	snprintf(fresh, sizeof fresh, "%s", path_in("fresh.db"));
+	/* A version 1 file exactly as today's relay-admin init made it, with data in it. */
+	is_int(raw_exec(v1, rdb_schema_v1_sql), SQLITE_OK, "a v1 file from the v1 schema");
+	is_int(raw_exec(v1, "INSERT INTO logins (name, plain_secret, scram_sha256, created_at,"
+	                    " updated_at, password_changed_at) VALUES ('Kim', randomblob(33),"
+	                    " 'SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$AAAA:BBBB', 1, 1, 1);"
+	                    "INSERT INTO senders VALUES (1, 'kim@example.org');"
+	                    "INSERT INTO limits VALUES (1, 'messages', 3600, 10);"
+	                    "INSERT INTO limits VALUES (0, 'messages', 86400, 500);"),
+	       SQLITE_OK, "with a login, a sender and limits");
+	is_int(raw_count(v1, "PRAGMA user_version"), 1, "it is at version 1");
+
+	/* Readers (the plugin, the milter) refuse it and say what to do. */
+	is_int(rdb_open(v1, RDB_READONLY, &db, err, sizeof err), RDB_ERROR,
+	       "a read-only open (plugin, milter) refuses a v1 file");
+	ok(strstr(err, "schema version 1 is older than 2") != NULL &&
+	   strstr(err, "relay-admin init") != NULL, "and says to run relay-admin init: %s", err);
+
+	is_int(rdb_init_versions(v1, &before, &after, err, sizeof err), RDB_OK,
+	       "relay-admin init migrates it: %s", err);
+	is_int(before, 1, "found version 1");
+	is_int(after, 2, "left version 2");
+	is_int(raw_count(v1, "PRAGMA user_version"), 2, "user_version 2");
+	is_int(raw_count(v1, "SELECT count(*) FROM site_secret WHERE id = 1 AND"
+	                     " typeof(decoy_key) = 'blob' AND length(decoy_key) = 32"), 1,
+	       "it got a 32-byte decoy key");
+	is_int(raw_count(v1, "SELECT count(*) FROM logins WHERE name = 'Kim' AND scram_sha256 ="
+	                     " 'SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$AAAA:BBBB'"), 1,
+	       "its login is still there, secrets unchanged");
+	is_int(raw_count(v1, "SELECT count(*) FROM senders"), 1, "its sender too");
+	is_int(raw_count(v1, "SELECT count(*) FROM limits"), 2, "its limits too");
+	is_int(rdb_init_versions(v1, &before, &after, err, sizeof err), RDB_OK, "init again");
+	is_int(before, 2, "nothing left to migrate");
+	is_int(raw_count(v1, "SELECT count(*) FROM site_secret"), 1, "still one key");
+
+	/* Migrated and fresh files have the same schema, object for object. */
+	is_int(rdb_init(fresh, err, sizeof err), RDB_OK, "a fresh v2 file");
+	schema_text(fresh, fresh_schema, sizeof fresh_schema);
+	schema_text(v1, migrated_schema, sizeof migrated_schema);
+	ok(fresh_schema[0] != '\0', "schema read");
+	is_str(migrated_schema, fresh_schema, "migrated schema = fresh schema (002.sql = schema.sql)");
+
+	/* Every database draws its own key. */
+	is_int(raw_exec(v1b, rdb_schema_v1_sql), SQLITE_OK, "another v1 file");
+	is_int(rdb_init(v1b, err, sizeof err), RDB_OK, "migrated");
+	{
+		sqlite3 *h = NULL;
+		sqlite3_stmt *st = NULL;
+		const char *paths[] = { v1, v1b };
+		char *keys[] = { key1, key2 };
+
+		for (int i = 0; i < 2; i++) {
+			keys[i][0] = '\0';
+			if (sqlite3_open(paths[i], &h) == SQLITE_OK &&
+			    sqlite3_prepare_v2(h, "SELECT hex(decoy_key) FROM site_secret", -1, &st,
+			                       NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+				snprintf(keys[i], 80, "%s", sqlite3_column_text(st, 0));
+			sqlite3_finalize(st);
+			sqlite3_close(h);
+			st = NULL;
+			h = NULL;
+		}
+		ok(strlen(key1) == 64 && strlen(key2) == 64 && strcmp(key1, key2) != 0,
+		   "two databases, two different keys");
+	}
+
+	/* The migrated file serves lookups: a decoy for unknown names, case-folded. */
+	is_int(rdb_open(v1, RDB_READONLY, &db, err, sizeof err), RDB_OK, "migrated file opens: %s", err);
+	if (db != NULL) {
+		char decoy[RDB_SCRAM_MAX];
+
+		char decoy2[RDB_SCRAM_MAX];
+
+		is_int(rdb_lookup_secrets(db, "kim", 10, &s), RDB_OK, "its login is found");
+		ok(s.has_scram && s.state == RDB_LOGIN_ACTIVE, "active, with its verifier");
+		ok(s.has_decoy_key, "with the decoy key");
+		is_int(rdb_secret_scram_decoy(s.decoy_key, "kim", s.scram, decoy), RDB_OK, "its decoy");
+		ok(strncmp(decoy, "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$", 44) == 0 &&
+		   strcmp(decoy, s.scram) != 0, "its decoy keeps its salt, not its keys");
+		is_int(rdb_lookup_secrets(db, "nobody", 10, &s), RDB_NOTFOUND, "unknown: not found");
+		ok(s.has_decoy_key, "but with the decoy key");
+		is_int(rdb_secret_scram_decoy(s.decoy_key, "nobody", NULL, decoy), RDB_OK, "a decoy");
+		ok(strncmp(decoy, "SCRAM-SHA-256$4096:", 19) == 0 && strlen(decoy) > 100, "%s", decoy);
+		is_int(rdb_lookup_secrets(db, "NoBody", 10, &s), RDB_NOTFOUND, "NoBody");
+		is_int(rdb_secret_scram_decoy(s.decoy_key, "NoBody", NULL, decoy2), RDB_OK, "its decoy");
+		is_buf(decoy2, decoy, "the same decoy for any spelling");
+		is_int(rdb_lookup_secrets(db, "b'ad", 10, &s), RDB_NOTFOUND, "a name that cannot exist");
+		ok(!s.has_decoy_key, "gets no key (the database is not asked)");
+		rdb_close(db);
+		db = NULL;
+	}
+
+	/* Without its key the database cannot answer: an error, never "no such login". */
+	is_int(raw_exec(v1, "DELETE FROM site_secret"), SQLITE_OK, "the key row removed");
+	is_int(rdb_open(v1, RDB_READONLY, &db, err, sizeof err), RDB_OK, "still opens");
+	if (db != NULL) {
+		is_int(rdb_lookup_secrets(db, "nobody", 10, &s), RDB_ERROR, "unknown login: RDB_ERROR");
+		ok(strstr(rdb_errmsg(db), "no decoy key") != NULL, "message: %s", rdb_errmsg(db));
+		is_int(rdb_lookup_secrets(db, "kim", 10, &s), RDB_ERROR, "known login: RDB_ERROR too");
+		rdb_close(db);
+	}
+	explicit_bzero(&s, sizeof s);
+	unlink(v1);
+	unlink(v1b);
+	unlink(fresh);
+}
+
+/* The cap in the schema text is a number SQL cannot take from a C header: check both texts
+ * that create the trigger against RDB_LIMITS_MAX, and the trigger itself. */
+static long cap_in(const char *sql, const char *after)
+{
+	const char *p = strstr(sql, after);
+
+	return p != NULL ? strtol(p + strlen(after), NULL, 10) : -1;
+}
+
+static void test_limit_cap(void)
+{
+	static const char when[] = "WHERE login_id = NEW.login_id) >= ";
+	static const char max[] = "too many limit rows for one login (max ";
+	const char *p = path_in("cap.db");
+	char err[512], msg[256];
+	int rc = SQLITE_DONE;
+
+	is_int(cap_in(rdb_schema_sql, when), RDB_LIMITS_MAX, "schema.sql trigger caps at RDB_LIMITS_MAX");
+	is_int(cap_in(rdb_schema_sql, max), RDB_LIMITS_MAX, "schema.sql message says RDB_LIMITS_MAX");
+	is_int(cap_in(rdb_migration_002_sql, when), RDB_LIMITS_MAX, "002.sql trigger caps at RDB_LIMITS_MAX");
+	is_int(cap_in(rdb_migration_002_sql, max), RDB_LIMITS_MAX, "002.sql message says RDB_LIMITS_MAX");
+
+	is_int(rdb_init(p, err, sizeof err), RDB_OK, "a v2 file");
+	for (int i = 1; i <= RDB_LIMITS_MAX && rc == SQLITE_DONE; i++) {
+		char sql[160];
+
+		snprintf(sql, sizeof sql, "INSERT INTO limits VALUES (7, 'messages', %d, 1)", i);
+		rc = raw_step(p, sql, NULL, msg, sizeof msg);
+	}
+	is_int(rc, SQLITE_DONE, "%d limit rows for one login are fine", RDB_LIMITS_MAX);
+	rc = raw_step(p, "INSERT INTO limits VALUES (7, 'bytes', 60, 1)", NULL, msg, sizeof msg);
+	ok(rc != SQLITE_DONE && strstr(msg, "too many limit rows for one login") != NULL,
+	   "one more is refused by the database: %s", msg);
+	is_int(raw_count(p, "SELECT count(*) FROM limits WHERE login_id = 7"), RDB_LIMITS_MAX,
+	       "and not stored");
+	is_int(raw_step(p, "INSERT INTO limits VALUES (8, 'bytes', 60, 1)", NULL, msg, sizeof msg),
+	       SQLITE_DONE, "another login is not affected");
+	unlink(p);
+}
+
 static void cleanup(void)
 {
 	static const char *files[] = { "users.db", "text.db", "foreign.db", "newer.db", "older.db",
@@ -346,6 +553,8 @@ int main(void)
 	}
 	test_init_and_refusals();
 	test_logins();
+	test_migrate_v1();
+	test_limit_cap();
 	cleanup();
 	return tap_done();
 }

@@ -87,6 +87,64 @@ static void test_scram(void)
 	is_int(rdb_secret_scram_sha256(NULL, 0, 4096, NULL, 0, out), RDB_INVALID, "NULL refused");
 }
 
+static void test_scram_decoy(void)
+{
+	/* python3: key = bytes(range(32)); h = lambda l: hmac.new(key, l + b"\0" + b"kim",
+	 * 'sha256').digest(); salt = h(b"salt")[:16]; stored = h(b"stored key");
+	 * server = h(b"server key"); base64 of each. */
+	const char *want = "SCRAM-SHA-256$4096:tyXwtUsb5D2SoE+fg4qDpQ==$"
+	                   "j/nHyG0OE6oIc7cz7G+8LdxJq6VxBWGyAekYxUE+49E=:"
+	                   "fuE8kCXfB0bMQoYnZycHhT+IIXYZM22A2cE6wneaoAU=";
+	const char *want_real = "SCRAM-SHA-256$5000:c2FsdHNhbHQ=$"
+	                        "j/nHyG0OE6oIc7cz7G+8LdxJq6VxBWGyAekYxUE+49E=:"
+	                        "fuE8kCXfB0bMQoYnZycHhT+IIXYZM22A2cE6wneaoAU=";
+	unsigned char key[RDB_DECOY_KEY_LEN], key2[RDB_DECOY_KEY_LEN];
+	char out[RDB_SCRAM_MAX], out2[RDB_SCRAM_MAX], real[RDB_SCRAM_MAX];
+	char bsalt[64], rsalt[64];
+	unsigned iter = 0;
+
+	for (int i = 0; i < RDB_DECOY_KEY_LEN; i++) {
+		key[i] = (unsigned char)i;
+		key2[i] = (unsigned char)(i + 1);
+	}
+	is_int(rdb_secret_scram_decoy(key, "kim", NULL, out), RDB_OK, "decoy computes");
+	is_buf(out, want, "decoy matches hmac/base64");
+	is_int(rdb_secret_scram_decoy(key, "KiM", NULL, out2), RDB_OK, "decoy of KiM");
+	is_buf(out2, want, "names are folded like COLLATE NOCASE: KiM = kim");
+	is_int(rdb_secret_scram_decoy(key, "kim2", NULL, out2), RDB_OK, "decoy of kim2");
+	ok(strcmp(out, out2) != 0, "another name, another decoy");
+	is_int(rdb_secret_scram_decoy(key2, "kim", NULL, out2), RDB_OK, "decoy under another key");
+	ok(strcmp(out, out2) != 0 && strncmp(out, out2, 19) == 0 && strlen(out) == strlen(out2),
+	   "another database (key), another decoy of the same shape");
+
+	/* The shape of a real verifier: same iteration count, same salt length. */
+	is_int(rdb_secret_scram_sha256("pw", 2, RDB_SCRAM_ITERATIONS, NULL, 0, real), RDB_OK, "a real one");
+	ok(sscanf(out, "SCRAM-SHA-256$%u:%63[^$]$", &iter, bsalt) == 2 && iter == RDB_SCRAM_ITERATIONS,
+	   "decoy iteration count = relay-admin's");
+	ok(sscanf(real, "SCRAM-SHA-256$%u:%63[^$]$", &iter, rsalt) == 2, "real parses");
+	is_int(strlen(bsalt), strlen(rsalt), "decoy salt as long as a real salt");
+	is_int(strlen(out), strlen(real), "decoy as long as a real verifier");
+
+	/* A real verifier's iteration count and salt are kept; the keys are the decoy's. */
+	is_int(rdb_secret_scram_decoy(key, "kim", "SCRAM-SHA-256$5000:c2FsdHNhbHQ=$AAAA:BBBB", out2),
+	       RDB_OK, "decoy over a real verifier");
+	is_buf(out2, want_real, "keeps its iteration count and salt, not its keys");
+	is_int(rdb_secret_scram_decoy(key, "kim", real, out2), RDB_OK, "decoy over a fresh verifier");
+	ok(strncmp(out2, real, 14 + 5 + 25) == 0 && strcmp(out2, real) != 0,
+	   "same prefix as the real verifier, other StoredKey/ServerKey");
+	/* Malformed stored values are not copied: a full decoy instead. */
+	is_int(rdb_secret_scram_decoy(key, "kim", "SCRAM-SHA-256$x:c2Fs$A:B", out2), RDB_OK, "bad iter");
+	is_buf(out2, want, "a malformed verifier gives the plain decoy");
+	is_int(rdb_secret_scram_decoy(key, "kim", "SCRAM-SHA-256$4096:c,Fs$A:B", out2), RDB_OK, "bad salt");
+	is_buf(out2, want, "a salt with a comma is not copied into the server's message");
+	is_int(rdb_secret_scram_decoy(key, "kim", "SCRAM-SHA-1$4096:c2Fs$A:B", out2), RDB_OK, "other hash");
+	is_buf(out2, want, "another mechanism's verifier is not reused");
+
+	is_int(rdb_secret_scram_decoy(NULL, "kim", NULL, out), RDB_INVALID, "NULL key refused");
+	is_int(rdb_secret_scram_decoy(key, NULL, NULL, out), RDB_INVALID, "NULL name refused");
+	is_int(rdb_secret_scram_decoy(key, "", NULL, out), RDB_INVALID, "empty name refused");
+}
+
 static void test_generate(void)
 {
 	char a[RDB_PASSWORD_GEN_LEN + 1], b[RDB_PASSWORD_GEN_LEN + 1];
@@ -114,6 +172,7 @@ int main(void)
 {
 	test_plain();
 	test_scram();
+	test_scram_decoy();
 	test_generate();
 	return tap_done();
 }

@@ -1,0 +1,56 @@
+-- smtp-relay users database, schema version 1 (PRAGMA user_version = 1).
+--
+-- Written only by relay-admin; read by the relaydb SASL plugin and relay-milter.
+-- Never holds a cleartext password. Times are unix seconds (UTC).
+-- The application_id marks the file as ours so that a foreign SQLite file is refused.
+-- Migrations: sql/migrations.c applies schema_N_to_N+1 steps in one transaction.
+
+PRAGMA application_id = 1919706212;  -- 0x726C7964, "rlyd"
+
+CREATE TABLE logins (
+    id                  INTEGER PRIMARY KEY,
+    name                TEXT    NOT NULL COLLATE NOCASE UNIQUE
+                                CHECK (length(name) BETWEEN 1 AND 255),
+    enabled             INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    expires_at          INTEGER CHECK (expires_at IS NULL OR typeof(expires_at) = 'integer'),
+    note                TEXT    NOT NULL DEFAULT '' CHECK (length(note) <= 1024),
+    -- cmusaslsecretPLAIN: salt[16] || 0x00 || MD5(salt || "sasldb" || password)
+    plain_secret        BLOB    NOT NULL CHECK (typeof(plain_secret) = 'blob'
+                                                AND length(plain_secret) = 33),
+    -- SCRAM-SHA-256$<iter>:<b64 salt>$<b64 StoredKey>:<b64 ServerKey>
+    scram_sha256        TEXT    CHECK (scram_sha256 IS NULL OR scram_sha256 LIKE 'SCRAM-SHA-256$%'),
+    source              TEXT    NOT NULL DEFAULT 'admin' CHECK (source IN ('admin', 'sasldb')),
+    -- milter policy knobs, per login
+    rate_exempt         INTEGER NOT NULL DEFAULT 0 CHECK (rate_exempt IN (0, 1)),
+    hold_over_limit     INTEGER NOT NULL DEFAULT 0 CHECK (hold_over_limit IN (0, 1)),
+    created_at          INTEGER NOT NULL,
+    updated_at          INTEGER NOT NULL,
+    password_changed_at INTEGER NOT NULL
+);
+
+-- Allowed senders: `local@domain` (exact) or `@domain` (any address in that domain), or
+-- `<>` for the null sender. Stored lowercase.
+CREATE TABLE senders (
+    login_id INTEGER NOT NULL REFERENCES logins(id) ON DELETE CASCADE,
+    pattern  TEXT    NOT NULL CHECK (length(pattern) BETWEEN 1 AND 255),
+    PRIMARY KEY (login_id, pattern)
+) WITHOUT ROWID;
+
+-- Rate limits: max_count of `metric` per sliding window of window_seconds.
+-- login_id 0 holds the defaults; a login with any row for a metric uses its own rows for
+-- that metric instead of the defaults. (No foreign key because of the 0 row; a trigger
+-- removes a deleted login's rows.)
+CREATE TABLE limits (
+    login_id       INTEGER NOT NULL,
+    metric         TEXT    NOT NULL CHECK (metric IN ('messages', 'recipients', 'bytes')),
+    window_seconds INTEGER NOT NULL CHECK (window_seconds BETWEEN 1 AND 31622400),
+    max_count      INTEGER NOT NULL CHECK (max_count >= 0),
+    PRIMARY KEY (login_id, metric, window_seconds)
+) WITHOUT ROWID;
+
+CREATE TRIGGER logins_delete_limits AFTER DELETE ON logins
+BEGIN
+    DELETE FROM limits WHERE login_id = OLD.id;
+END;
+
+PRAGMA user_version = 1;
