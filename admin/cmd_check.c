@@ -6,7 +6,8 @@
  * What it looks at, and what it expects — exactly what `relay-admin setup` leaves (read
  * with `postconf -c DIR -x` / `postconf -M -x`, values expanded as Postfix uses them,
  * never by parsing main.cf ourselves):
- *   users database   opens read-only with the current schema; root:postfix 0640, folder 0750
+ *   users database   opens read-only with the current schema; root:postfix 0640, folder 0750;
+ *                    no login with more rate limits in effect than relay-milter reads
  *   state database   a SQLite file the milter owns, in a folder of the same owner (WAL)
  *   SASL plugin      librelaydb.so in SASL_PATH (import_environment) or libsasl2's folder,
  *                    not writable by anyone but root
@@ -30,6 +31,7 @@
 #include "adm.h"
 #include "cert.h"
 #include "checklist.h"
+#include "policy.h"
 #include "postconf.h"
 
 #include "relay-config.h"
@@ -355,6 +357,73 @@ static void check_users_db(struct check *c)
 	adm_check_set(perm, ADM_CHECK_OK, "root:postfix, modes as expected");
 	judge_perms(c, perm, path, 0640);
 	judge_perms(c, perm, dir, 0750);
+}
+
+#define OVER_SHOWN 10   /* logins named in the report; the count covers all */
+
+struct over {
+	struct adm_check *ck;
+	unsigned n;          /* entries, the defaults included */
+	bool defaults;
+};
+
+static int note_over(const char *name, int64_t n, void *arg)
+{
+	struct over *o = arg;
+
+	o->defaults |= name == NULL;
+	if (o->n++ < OVER_SHOWN)
+		adm_check_line(o->ck, "%s%s: %lld limits in effect", name ? "" : "the defaults",
+		               name ? name : "", (long long)n);
+	return 0;
+}
+
+/* relay-admin refuses to write more than RDB_LIMITS_MAX limits for a login; a database
+ * written around it (sqlite3, an old relay-admin) may still have more, and then the milter
+ * tempfails every message of those logins (or of all logins, for the defaults). */
+static void check_limits(struct check *c)
+{
+	struct adm_check *ck = adm_checklist_add(c->cl, "users-db-limits",
+	                                         "rate limits readable by relay-milter");
+	struct over o = { .ck = ck, .n = 0, .defaults = false };
+	struct rdb *db = NULL;
+	struct rdb_policy *pol = NULL;
+	enum rdb_result r;
+	char err[512];
+
+	if (rdb_open(c->ctx->db_path, RDB_READONLY, &db, err, sizeof(err)) != RDB_OK) {
+		adm_check_set(ck, ADM_CHECK_SKIP, "the users database does not open");
+		return;
+	}
+	if (rdb_policy_new(db, &pol) != RDB_OK) {
+		adm_check_set(ck, ADM_CHECK_FAIL, "cannot prepare the limit queries: %s",
+		              rdb_errmsg(db));
+	} else if ((r = rdb_limits_over(pol, note_over, &o)) != RDB_OK) {
+		adm_check_set(ck, ADM_CHECK_FAIL, "cannot count the limits: %s",
+		              rdb_policy_errmsg(pol));
+	} else if (o.n > 0) {
+		if (o.n > OVER_SHOWN)
+			adm_check_line(ck, "... and %u more", o.n - OVER_SHOWN);
+		unsigned logins = o.n - o.defaults;
+
+		if (logins == 0)
+			adm_check_set(ck, ADM_CHECK_FAIL, "the defaults have more than %d limits: "
+			              "relay-milter tempfails (451 4.3.0) the mail of every login that "
+			              "inherits them", RDB_LIMITS_MAX);
+		else
+			adm_check_set(ck, ADM_CHECK_FAIL, "%s%u login%s with more than %d limits in "
+			              "effect: relay-milter tempfails all their mail (451 4.3.0)",
+			              o.defaults ? "the defaults alone are too many; " : "", logins,
+			              logins == 1 ? "" : "s", RDB_LIMITS_MAX);
+		adm_check_fix(ck, "give each fewer windows: relay-admin limit set NAME|--default "
+		              "--messages N/PERIOD ... (replaces that metric's rows), or relay-admin "
+		              "limit clear NAME|--default");
+	} else {
+		adm_check_set(ck, ADM_CHECK_OK, "every login has at most %d limits in effect",
+		              RDB_LIMITS_MAX);
+	}
+	rdb_policy_free(pol);
+	rdb_close(db);
 }
 
 static void check_state_db(struct check *c, bool milter)
@@ -1017,6 +1086,7 @@ int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv)
 	free(owner);
 
 	check_users_db(&c);
+	check_limits(&c);
 	check_plugin(&c);
 	check_smtpd_conf(&c);
 	for (size_t i = 0; i < c.nsvc; i++)

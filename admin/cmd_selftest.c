@@ -14,6 +14,13 @@
  *                      no AUTH (the password is not sent) unless the certificate verified
  * With --tls implicit the plaintext checks are skipped (the port has no plaintext phase).
  *
+ * No AUTH — the right password, the deliberately wrong one, the upstream's — goes over a
+ * session whose certificate did not verify, chain and name, against --ca (--upstream-ca) or
+ * the system CAs: whoever answers on that address would receive the password (AUTH PLAIN
+ * and LOGIN send it as it is). smtp_client enforces it for every AUTH; the relay's checks
+ * then fail with the reason. Only --insecure lifts it, for the relay alone, and every
+ * report made so says INSECURE.
+ *
  * Secrets: the relay password comes from RELAY_PASSWORD or the first line of stdin, the
  * upstream password from RELAY_UPSTREAM_PASSWORD or the next stdin line; both live in buffers
  * wiped before exit and never reach argv, the report or the trace (smtp_client redacts AUTH).
@@ -48,6 +55,7 @@ struct endpoint {
 	const char *ca;         /* NULL: system CAs */
 	const char *tls_name;   /* name the certificate must carry */
 	const char *user;
+	bool insecure;          /* --insecure: AUTH over TLS even if unverified (relay only) */
 	char pass[ADM_SMTP_SECRET_MAX + 1];
 	size_t passlen;
 	bool have_pass;
@@ -179,6 +187,8 @@ static struct adm_smtp *open_session(struct selftest *t, const struct endpoint *
 		return NULL;
 	}
 	adm_smtp_set_trace(c, trace_to_check, t);
+	if (e->insecure)
+		adm_smtp_set_auth_rule(c, ADM_SMTP_AUTH_ANY_TLS);
 	if (tls_now && (s = adm_smtp_tls_handshake(c, &o)) != ADM_SMTP_OK) {
 		adm_check_set(ck, ADM_CHECK_FAIL, "TLS handshake failed: %s", adm_smtp_errmsg(c));
 		adm_check_fix(ck, "is this an implicit-TLS port? For a STARTTLS port use "
@@ -239,8 +249,9 @@ static void judge_cert(struct adm_check *ck, const struct adm_smtp_cert *k,
 	}
 	if (!k->verified) {
 		adm_check_set(ck, strict ? ADM_CHECK_FAIL : ADM_CHECK_WARN,
-		              "not verified against %s for \"%s\": %s", against,
-		              e->tls_name ? e->tls_name : e->host, k->verify_error);
+		              "%snot verified against %s for \"%s\": %s",
+		              e->insecure ? "INSECURE (--insecure, the password is sent anyway): " : "",
+		              against, e->tls_name ? e->tls_name : e->host, k->verify_error);
 		if (strict && flag[0] == 'u')
 			adm_check_fix(ck, "the relay (smtp_tls_security_level = secure) will refuse this "
 			              "upstream: trust its CA with relay-admin setup --upstream-ca FILE, "
@@ -258,6 +269,25 @@ static void judge_cert(struct adm_check *ck, const struct adm_smtp_cert *k,
 		return;
 	}
 	adm_check_set(ck, ADM_CHECK_OK, "verified against %s; expires %s", against, k->not_after);
+}
+
+/* Whether this session may carry the relay's credentials (smtp_client's rule: a verified
+ * certificate, or --insecure). When not, `ck` says why with status `st` and the fix. */
+static bool may_send_credentials(struct selftest *t, struct adm_smtp *c, struct adm_check *ck,
+                                 enum adm_check_status st)
+{
+	const struct adm_smtp_cert *k = adm_smtp_cert(c);
+
+	if (adm_smtp_auth_safe(c))
+		return true;
+	adm_check_set(ck, st, "credentials not sent: the certificate of %s port %s did not verify "
+	              "against %s for \"%s\"%s%s", t->relay.host, t->relay.port,
+	              t->relay.ca ? t->relay.ca : "the system CAs", t->relay.tls_name,
+	              k ? ": " : "", k ? k->verify_error : "");
+	adm_check_fix(ck, "whoever answers there would get the password: give --ca FILE with the "
+	              "CA (or the self-signed certificate) the relay uses, and --tls-name NAME if "
+	              "the certificate names the relay differently; --insecure sends it anyway");
+	return false;
 }
 
 /* Picks PLAIN or LOGIN from an EHLO reply; false when neither is offered. */
@@ -502,6 +532,9 @@ static void relay_tls_unauth(struct selftest *t, enum adm_smtp_mech *mech, bool 
 		adm_check_set(wrong, ADM_CHECK_SKIP, "not reached: no usable AUTH mechanism");
 		goto out;
 	}
+	/* a random password, but the real login name: not for an unverified server either */
+	if (!may_send_credentials(t, c, wrong, ADM_CHECK_SKIP))
+		goto out;
 	random_wrong_password(bad, sizeof(bad), &t->relay);
 	s = adm_smtp_auth(c, *mech, t->relay.user, bad, strlen(bad));
 	explicit_bzero(bad, sizeof(bad));
@@ -571,10 +604,14 @@ static void relay_tls_auth(struct selftest *t, enum adm_smtp_mech mech, bool hav
 		return;
 	}
 	t->cur = auth;
+	if (!may_send_credentials(t, c, auth, ADM_CHECK_FAIL)) {
+		skip_all(rest, 2, "not authenticated");
+		goto out;
+	}
 	s = adm_smtp_auth(c, mech, t->relay.user, t->relay.pass, t->relay.passlen);
 	if (s != ADM_SMTP_OK) {
 		adm_check_set(auth, ADM_CHECK_FAIL, "AUTH: %s", adm_smtp_errmsg(c));
-		skip_all(rest, 2, "connection lost");
+		skip_all(rest, 2, s == ADM_SMTP_EUNSAFE ? "not authenticated" : "connection lost");
 		goto out;
 	}
 	if (code(c) != 235) {
@@ -587,8 +624,13 @@ static void relay_tls_auth(struct selftest *t, enum adm_smtp_mech mech, bool hav
 		skip_all(rest, 2, "not authenticated");
 		goto out;
 	}
-	adm_check_set(auth, ADM_CHECK_OK, "%s (AUTH %s)", first_line(c),
-	              mech == ADM_SMTP_PLAIN ? "PLAIN" : "LOGIN");
+	if (!adm_smtp_cert(c)->verified)
+		adm_check_set(auth, ADM_CHECK_WARN, "INSECURE: %s (AUTH %s); the password went to a "
+		              "server whose certificate did not verify (--insecure)", first_line(c),
+		              mech == ADM_SMTP_PLAIN ? "PLAIN" : "LOGIN");
+	else
+		adm_check_set(auth, ADM_CHECK_OK, "%s (AUTH %s)", first_line(c),
+		              mech == ADM_SMTP_PLAIN ? "PLAIN" : "LOGIN");
 
 	t->cur = relay;
 	s = adm_smtp_mail(c, t->from);
@@ -697,11 +739,15 @@ static void help(FILE *f)
 	fprintf(f,
 	        "usage: relay-admin selftest --host HOST --port PORT --user NAME\n"
 	        "         [--tls starttls|implicit] [--ca FILE] [--tls-name NAME]\n"
-	        "         [--from ADDR] [--send TO] [--timeout SECONDS] [--json] [--verbose]\n"
+	        "         [--from ADDR] [--send TO] [--timeout SECONDS] [--insecure]\n"
+	        "         [--json] [--verbose]\n"
 	        "         [--upstream HOST:PORT [--upstream-tls starttls|implicit]\n"
 	        "          [--upstream-ca FILE] [--upstream-user NAME]]\n"
 	        "The password comes from RELAY_PASSWORD or the first line of stdin; the upstream\n"
 	        "password from RELAY_UPSTREAM_PASSWORD or the next line of stdin.\n"
+	        "No password is sent unless the server's certificate verifies against --ca\n"
+	        "(--upstream-ca) or the system CAs, for --tls-name (the host); --insecure sends\n"
+	        "the relay's anyway (never the upstream's) and the report says INSECURE.\n"
 	        "Exit status: the number of failed checks (at most 100); 2 for a usage error.\n");
 }
 
@@ -739,7 +785,7 @@ static bool address_ok(const char *a)
 }
 
 enum { OPT_CA = 256, OPT_TLS_NAME, OPT_SEND, OPT_FROM, OPT_UP, OPT_UP_TLS, OPT_UP_USER,
-       OPT_UP_CA, OPT_TIMEOUT, OPT_JSON, OPT_HELP };
+       OPT_UP_CA, OPT_TIMEOUT, OPT_JSON, OPT_INSECURE, OPT_HELP };
 
 static const struct option longopts[] = {
 	{ "host", required_argument, NULL, 'H' },
@@ -756,6 +802,7 @@ static const struct option longopts[] = {
 	{ "upstream-ca", required_argument, NULL, OPT_UP_CA },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "json", no_argument, NULL, OPT_JSON },
+	{ "insecure", no_argument, NULL, OPT_INSECURE },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -791,6 +838,7 @@ static int parse_args(const struct adm_ctx *ctx, struct selftest *t, int argc, c
 			break;
 		}
 		case OPT_JSON: t->json = true; break;
+		case OPT_INSECURE: t->relay.insecure = true; break;
 		case 'v': t->verbose = true; break;
 		case OPT_HELP: help(ctx->out); return ADM_EXIT_OK;
 		default:
@@ -856,6 +904,9 @@ static int run(const struct adm_ctx *ctx, struct selftest *t)
 	adm_checklist_info(t->cl, "from", t->from);
 	adm_checklist_info(t->cl, "rcpt", t->rcpt);
 	adm_checklist_info(t->cl, "sending", t->send_to ? "yes" : "no (RSET)");
+	if (t->relay.insecure)
+		adm_checklist_info(t->cl, "INSECURE", "--insecure: the password is sent to the relay "
+		                   "even if its certificate does not verify");
 	if (t->have_up) {
 		char up[300];
 

@@ -44,7 +44,7 @@ static const struct adm_cmd commands[] = {
 	{ "log", NULL, adm_cmd_log, "[--user NAME] [--since TIME] [--limit N]", "the milter's audit log, one record per message" },
 	{ "import-sasldb", NULL, adm_cmd_import_sasldb, "PATH",
 	  "import the logins of a sasldb2 file (Cyrus saslpasswd2), keeping their passwords" },
-	{ "selftest", NULL, adm_cmd_selftest, "--host H --port P --user NAME [--tls starttls|implicit] [--ca FILE] [--send TO] [--upstream HOST:PORT] ... (see relay-admin-selftest(8))",
+	{ "selftest", NULL, adm_cmd_selftest, "--host H --port P --user NAME [--tls starttls|implicit] [--ca FILE] [--insecure] [--send TO] [--upstream HOST:PORT] ... (see relay-admin-selftest(8))",
 	  "test a running relay live, as the how-to does by hand (password on stdin)" },
 	{ "check", NULL, adm_cmd_check, "[--postfix-config DIR] (see relay-admin-check(8))",
 	  "static health: databases, plugin, smtpd.conf, Postfix settings, milter, certificates" },

@@ -37,6 +37,7 @@ const char *adm_smtp_status_str(enum adm_smtp_status s)
 	case ADM_SMTP_EPROTO: return "protocol error";
 	case ADM_SMTP_ETLS: return "TLS error";
 	case ADM_SMTP_EINVAL: return "invalid argument";
+	case ADM_SMTP_EUNSAFE: return "credentials withheld";
 	}
 	return "unknown";
 }
@@ -219,6 +220,8 @@ struct adm_smtp {
 	SSL_CTX *ctx;
 	SSL *ssl;
 	struct adm_smtp_cert cert;
+	bool name_checked;                /* the handshake verified a name, not just a chain */
+	enum adm_smtp_auth_rule auth_rule;
 	char peer[INET6_ADDRSTRLEN + 16];
 	char err[256];
 	adm_smtp_trace_fn *trace;
@@ -855,6 +858,7 @@ static enum adm_smtp_status tls_setup(struct adm_smtp *c, const struct adm_smtp_
 			tls_err(c, "bad TLS name");
 			return ADM_SMTP_EINVAL;
 		}
+		c->name_checked = true;
 	}
 	if (ssl_io(c, 'h', NULL, 0, now_ms() + c->timeout_ms, &st) < 0) {
 		/* Keep the objects for adm_smtp_free(), but the connection is unusable. */
@@ -932,6 +936,45 @@ static bool secret_ok(const char *user, const char *pass, size_t passlen)
 	return memchr(pass, '\0', passlen) == NULL;
 }
 
+void adm_smtp_set_auth_rule(struct adm_smtp *c, enum adm_smtp_auth_rule rule)
+{
+	c->auth_rule = rule;
+}
+
+bool adm_smtp_auth_safe(const struct adm_smtp *c)
+{
+	switch (c->auth_rule) {
+	case ADM_SMTP_AUTH_VERIFIED:
+		return adm_smtp_is_tls(c) && c->cert.present && c->cert.verified && c->name_checked;
+	case ADM_SMTP_AUTH_ANY_TLS:
+		return adm_smtp_is_tls(c);
+	case ADM_SMTP_AUTH_ANYWHERE:
+		return true;
+	}
+	return false;
+}
+
+/* PLAIN and LOGIN hand the password, merely base64-encoded, to whoever answers: only a
+ * server that proved its name with a certificate we trust may have it (unless the caller
+ * chose otherwise with adm_smtp_set_auth_rule). Checked here, in the one function that
+ * sends credentials, so that no caller can forget. */
+static bool auth_allowed(struct adm_smtp *c)
+{
+	if (adm_smtp_auth_safe(c))
+		return true;
+	if (!adm_smtp_is_tls(c))
+		set_err(c, "credentials not sent: the connection to %s is not encrypted", c->peer);
+	else if (!c->cert.present)
+		set_err(c, "credentials not sent: %s showed no certificate", c->peer);
+	else if (!c->cert.verified)
+		set_err(c, "credentials not sent: the certificate of %s did not verify (%s)",
+		        c->peer, c->cert.verify_error);
+	else
+		set_err(c, "credentials not sent: no host name was checked against the certificate "
+		        "of %s", c->peer);
+	return false;
+}
+
 enum adm_smtp_status adm_smtp_auth(struct adm_smtp *c, enum adm_smtp_mech mech,
                                    const char *user, const char *pass, size_t passlen)
 {
@@ -939,6 +982,8 @@ enum adm_smtp_status adm_smtp_auth(struct adm_smtp *c, enum adm_smtp_mech mech,
 	char resp[ADM_SMTP_SECRET_MAX * 2];
 	enum adm_smtp_status st;
 
+	if (!auth_allowed(c))
+		return ADM_SMTP_EUNSAFE;
 	if (!secret_ok(user, pass, passlen)) {
 		set_err(c, "user name or password not usable for AUTH");
 		return ADM_SMTP_EINVAL;

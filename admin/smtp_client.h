@@ -13,7 +13,9 @@
  * STARTTLS (a command-injection attempt) abort the connection.
  *
  * Secrets: passwords are copied only into buffers this module wipes (explicit_bzero) and are
- * never passed to the trace callback: AUTH lines are traced as "<redacted>".
+ * never passed to the trace callback: AUTH lines are traced as "<redacted>". AUTH sends
+ * nothing (ADM_SMTP_EUNSAFE) unless the session is TLS whose certificate verified, chain and
+ * name, against the CA file or the system CAs; only adm_smtp_set_auth_rule() relaxes that.
  *
  * Ownership: struct adm_smtp is opaque, made by adm_smtp_connect()/adm_smtp_attach_fd() and
  * released by adm_smtp_free() (NULL-safe; it closes the socket without sending QUIT).
@@ -24,7 +26,8 @@
  *
  * Errors: calls return enum adm_smtp_status. ADM_SMTP_OK means the exchange completed and a
  * reply was read — whatever its code; look at adm_smtp_last(). Anything else means the
- * connection is no longer usable; adm_smtp_errmsg() says why.
+ * connection is no longer usable (except ADM_SMTP_EUNSAFE: nothing was sent); adm_smtp_errmsg()
+ * says why.
  */
 #ifndef RELAY_ADM_SMTP_CLIENT_H
 #define RELAY_ADM_SMTP_CLIENT_H
@@ -47,6 +50,7 @@ enum adm_smtp_status {
 	ADM_SMTP_EPROTO,    /* the server broke the protocol (malformed reply, injection …) */
 	ADM_SMTP_ETLS,      /* TLS setup or handshake failed */
 	ADM_SMTP_EINVAL,    /* our caller passed something we refuse to send */
+	ADM_SMTP_EUNSAFE,   /* AUTH refused before sending anything: see adm_smtp_auth_rule */
 };
 
 const char *adm_smtp_status_str(enum adm_smtp_status s);
@@ -165,8 +169,26 @@ const struct adm_smtp_cert *adm_smtp_cert(const struct adm_smtp *c);  /* NULL be
 
 enum adm_smtp_mech { ADM_SMTP_PLAIN, ADM_SMTP_LOGIN };
 
+/* Where adm_smtp_auth() may send a user name and password. PLAIN and LOGIN give the
+ * password to the server as it is, so an unverified server is a server that collects it. */
+enum adm_smtp_auth_rule {
+	ADM_SMTP_AUTH_VERIFIED = 0,  /* the default: TLS, and the certificate verified — chain
+	                                against the CA file or the system CAs, and the name given
+	                                in adm_smtp_tls_opts.name */
+	ADM_SMTP_AUTH_ANY_TLS,       /* TLS, any certificate: an explicit admin choice
+	                                (selftest --insecure), reported as such */
+	ADM_SMTP_AUTH_ANYWHERE,      /* plaintext too: unit tests over a socketpair only */
+};
+
+void adm_smtp_set_auth_rule(struct adm_smtp *c, enum adm_smtp_auth_rule rule);
+
+/* Whether adm_smtp_auth() would send credentials on this connection now. */
+bool adm_smtp_auth_safe(const struct adm_smtp *c);
+
 /* Authenticates; ADM_SMTP_OK when the exchange finished: the final code (235, 535, 454 …)
- * is in adm_smtp_last(). pass need not be NUL-terminated. */
+ * is in adm_smtp_last(). pass need not be NUL-terminated. ADM_SMTP_EUNSAFE, with nothing
+ * sent and the connection still usable, when the auth rule forbids this connection
+ * (adm_smtp_errmsg() says why). */
 enum adm_smtp_status adm_smtp_auth(struct adm_smtp *c, enum adm_smtp_mech mech,
                                    const char *user, const char *pass, size_t passlen);
 

@@ -20,7 +20,7 @@
 #include "window.h"
 
 #define MLT_LOGIN_MAX 255
-#define MLT_LIMITS_MAX 32
+#define MLT_LIMITS_MAX 32   /* == RDB_LIMITS_MAX, which store.c static_asserts */
 
 enum mlt_login_state { MLT_LOGIN_ACTIVE, MLT_LOGIN_DISABLED, MLT_LOGIN_EXPIRED };
 

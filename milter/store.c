@@ -10,6 +10,7 @@
  */
 #include "store.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -23,6 +24,14 @@
 #include "decide.h"
 #include "rdb.h"
 #include "policy.h"
+
+/* The policy entry holds what the reader returns: a smaller copy would drop limits. */
+static_assert(MLT_LIMITS_MAX == RDB_LIMITS_MAX,
+              "milter/decide.h MLT_LIMITS_MAX must equal sql/policy.h RDB_LIMITS_MAX");
+static_assert((int)MLT_MESSAGES == (int)RDB_METRIC_MESSAGES &&
+              (int)MLT_RECIPIENTS == (int)RDB_METRIC_RECIPIENTS &&
+              (int)MLT_BYTES == (int)RDB_METRIC_BYTES,
+              "store.c casts enum rdb_metric to enum mlt_metric");
 
 #define BUCKETS 1024
 #define ENTRIES_MAX 20000

@@ -25,6 +25,7 @@ enum {
 	P_LIMITS_DEL_ALL,
 	P_LIMITS_INSERT,
 	P_SET_FLAGS,
+	P_LIMITS_OVER,
 	P_SAVEPOINT,
 	P_RELEASE,
 	P_ROLLBACK_TO,
@@ -41,14 +42,14 @@ static const char *const sql[P_COUNT_] = {
 		" SELECT metric, window_seconds, max_count FROM limits d WHERE d.login_id = 0"
 		" AND NOT EXISTS (SELECT 1 FROM limits o WHERE o.login_id = ?1 AND o.metric = d.metric))"
 		" ORDER BY CASE metric WHEN 'messages' THEN 0 WHEN 'recipients' THEN 1 ELSE 2 END,"
-		" window_seconds LIMIT 33",
+		" window_seconds LIMIT ?2",
 	[P_SENDERS] = "SELECT s.pattern FROM senders s JOIN logins l ON l.id = s.login_id"
 	              " WHERE l.name = ?1 ORDER BY s.pattern",
 	[P_DATA_VERSION] = "PRAGMA data_version",
 	[P_MAX_WINDOW] = "SELECT coalesce(max(window_seconds), 0) FROM limits",
 	[P_LIMITS_OWN] = "SELECT metric, window_seconds, max_count FROM limits WHERE login_id = ?1"
 	                 " ORDER BY CASE metric WHEN 'messages' THEN 0 WHEN 'recipients' THEN 1"
-	                 " ELSE 2 END, window_seconds LIMIT 33",
+	                 " ELSE 2 END, window_seconds LIMIT ?2",
 	[P_LIMITS_DEL_METRIC] = "DELETE FROM limits WHERE login_id = ?1 AND metric = ?2",
 	[P_LIMITS_DEL_ALL] = "DELETE FROM limits WHERE login_id = ?1",
 	[P_LIMITS_INSERT] = "INSERT INTO limits (login_id, metric, window_seconds, max_count)"
@@ -56,6 +57,18 @@ static const char *const sql[P_COUNT_] = {
 	[P_SET_FLAGS] = "UPDATE logins SET rate_exempt = coalesce(?2, rate_exempt),"
 	                " hold_over_limit = coalesce(?3, hold_over_limit), updated_at = ?4"
 	                " WHERE id = ?1",
+	/* What read_limits() would see for each login (?2: that login; 0: the defaults and
+	 * every login): its own rows, plus the defaults of each metric it has no row for —
+	 * the same rule as P_LIMITS_EFFECTIVE. Rows over ?1 are the ones the reader refuses. */
+	[P_LIMITS_OVER] =
+		"SELECT name, n FROM ("
+		"SELECT 0 AS id, NULL AS name, count(*) AS n FROM limits WHERE login_id = 0 AND ?2 = 0"
+		" UNION ALL"
+		" SELECT l.id, l.name, (SELECT count(*) FROM limits o WHERE o.login_id = l.id)"
+		" + (SELECT count(*) FROM limits d WHERE d.login_id = 0 AND NOT EXISTS"
+		" (SELECT 1 FROM limits o WHERE o.login_id = l.id AND o.metric = d.metric))"
+		" FROM logins l WHERE ?2 = 0 OR l.id = ?2)"
+		" WHERE n > ?1 ORDER BY id",
 	[P_SAVEPOINT] = "SAVEPOINT rdb_limits",
 	[P_RELEASE] = "RELEASE rdb_limits",
 	[P_ROLLBACK_TO] = "ROLLBACK TO rdb_limits",
@@ -201,7 +214,8 @@ static enum rdb_result read_limits(struct rdb_policy *p, sqlite3_stmt *st, struc
 		    sqlite3_column_int64(st, 1) < 1 || sqlite3_column_int64(st, 2) < 0)
 			return failf(p, RDB_ERROR, "limit row has an unexpected shape");
 		if (*n >= max)
-			return failf(p, RDB_ERROR, "more than %zu limits", max);
+			return failf(p, RDB_ERROR, "more than %zu limits in effect (relay-admin check "
+			             "names the logins)", max);
 		out[*n] = (struct rdb_limit){ m, sqlite3_column_int64(st, 1),
 		                              (uint64_t)sqlite3_column_int64(st, 2) };
 		(*n)++;
@@ -219,7 +233,8 @@ enum rdb_result rdb_policy_login(struct rdb_policy *p, const char *name,
 	memset(out, 0, sizeof *out);
 	if ((r = login_row(p, name, &id, out)) != RDB_OK)
 		return r;
-	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK)
+	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, RDB_LIMITS_MAX + 1) != SQLITE_OK)
 		r = fail_sqlite(p, "bind");
 	else
 		r = read_limits(p, st, out->limits, RDB_LIMITS_MAX, &out->nlimits);
@@ -302,7 +317,10 @@ enum rdb_result rdb_limits_get(struct rdb_policy *p, const char *name, struct rd
 	*n = 0;
 	if ((r = resolve(p, name, &id)) != RDB_OK)
 		return r;
-	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK)
+	/* one row more than fits, so that too many is an error rather than a silent cut */
+	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, max < (size_t)INT64_MAX ? (int64_t)max + 1 : INT64_MAX)
+	    != SQLITE_OK)
 		r = fail_sqlite(p, "bind");
 	else
 		r = read_limits(p, st, out, max, n);
@@ -319,6 +337,84 @@ static enum rdb_result exec(struct rdb_policy *p, int which)
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return rc == SQLITE_DONE ? RDB_OK : fail_sqlite(p, sql[which]);
+}
+
+/* Walks P_LIMITS_OVER for login `id` (0: the defaults and every login): fn(name or NULL
+ * for the defaults, count, arg) for each whose limits in effect exceed RDB_LIMITS_MAX. A
+ * non-zero return from fn stops the walk early (still RDB_OK): the writer wants one. */
+static enum rdb_result walk_over(struct rdb_policy *p, int64_t id,
+                                 int (*fn)(const char *name, int64_t n, void *arg), void *arg)
+{
+	sqlite3_stmt *st = p->st[P_LIMITS_OVER];
+	enum rdb_result r = RDB_OK;
+	int rc;
+
+	if (sqlite3_bind_int64(st, 1, RDB_LIMITS_MAX) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, id) != SQLITE_OK) {
+		r = fail_sqlite(p, "bind");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int t = sqlite3_column_type(st, 0);
+
+		if ((t != SQLITE_TEXT && t != SQLITE_NULL) || !col_int(st, 1) ||
+		    sqlite3_column_bytes(st, 0) > RDB_NAME_MAX) {
+			r = failf(p, RDB_ERROR, "limit count has an unexpected shape");
+			goto out;
+		}
+		if (fn(t == SQLITE_NULL ? NULL : (const char *)sqlite3_column_text(st, 0),
+		       sqlite3_column_int64(st, 1), arg) != 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		r = fail_sqlite(p, "counting limits");
+out:
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return r;
+}
+
+enum rdb_result rdb_limits_over(struct rdb_policy *p,
+                                int (*fn)(const char *name, int64_t n, void *arg), void *arg)
+{
+	return walk_over(p, 0, fn, arg);
+}
+
+struct first_over {
+	bool found;
+	bool defaults;
+	int64_t n;
+	char name[RDB_NAME_MAX + 1];
+};
+
+static int take_first(const char *name, int64_t n, void *arg)
+{
+	struct first_over *f = arg;
+
+	f->found = true;
+	f->defaults = name == NULL;
+	f->n = n;
+	snprintf(f->name, sizeof f->name, "%s", name ? name : "");
+	return 1;
+}
+
+/* After a write to login `id` (0: the defaults, which every login may inherit): RDB_INVALID
+ * with a message naming who would be over, if anyone; the caller rolls back. */
+static enum rdb_result refuse_over(struct rdb_policy *p, int64_t id)
+{
+	struct first_over f = { .found = false };
+	enum rdb_result r = walk_over(p, id, take_first, &f);
+
+	if (r != RDB_OK || !f.found)
+		return r;
+	if (f.defaults)
+		return failf(p, RDB_INVALID, "refused: the defaults would have %lld limits; "
+		             "relay-milter accepts at most %d in all (nothing changed)",
+		             (long long)f.n, RDB_LIMITS_MAX);
+	return failf(p, RDB_INVALID, "refused: login %s would have %lld limits in effect (its own "
+	             "plus the defaults of the metrics it sets none of); relay-milter accepts at "
+	             "most %d and would tempfail all its mail (nothing changed)", f.name,
+	             (long long)f.n, RDB_LIMITS_MAX);
 }
 
 enum rdb_result rdb_limits_set(struct rdb_policy *p, const char *name,
@@ -374,6 +470,11 @@ enum rdb_result rdb_limits_set(struct rdb_policy *p, const char *name,
 		if ((r = exec(p, P_LIMITS_INSERT)) != RDB_OK)
 			goto undo;
 	}
+	/* Counted after the write, in the same transaction: only the whole database says how
+	 * many rows a login ends up with (its other metrics, the defaults it inherits, or —
+	 * for a change of the defaults — every login that inherits them). */
+	if ((r = refuse_over(p, id)) != RDB_OK)
+		goto undo;
 	return exec(p, P_RELEASE);
 undo:
 	exec(p, P_ROLLBACK_TO);
@@ -381,6 +482,8 @@ undo:
 	return r;
 }
 
+/* No count needed: without its own rows a login inherits only the defaults, which the
+ * writer keeps within RDB_LIMITS_MAX, and without defaults a login keeps only its own. */
 enum rdb_result rdb_limits_clear(struct rdb_policy *p, const char *name)
 {
 	sqlite3_stmt *st = p->st[P_LIMITS_DEL_ALL];

@@ -20,7 +20,13 @@
 
 #include "rdb.h"
 
-#define RDB_LIMITS_MAX 32          /* rows per login (all metrics together) */
+/* The most limits in effect for one login (its own rows plus the defaults it inherits, all
+ * metrics together), and for the defaults alone. One number for everyone: the reader
+ * (rdb_policy_login, rdb_limits_get) refuses more as RDB_ERROR — the milter then tempfails
+ * the login's mail — so the writer (rdb_limits_set) refuses any change that would leave
+ * more, relay-admin check reports a database that already has more, and relay-milter's
+ * MLT_LIMITS_MAX is held equal by a static_assert (milter/store.c). */
+#define RDB_LIMITS_MAX 32
 #define RDB_WINDOW_MAX 31622400    /* 366 days, as the schema's CHECK */
 
 enum rdb_metric { RDB_METRIC_MESSAGES, RDB_METRIC_RECIPIENTS, RDB_METRIC_BYTES, RDB_METRICS };
@@ -73,10 +79,18 @@ enum rdb_result rdb_limits_get(struct rdb_policy *p, const char *name, struct rd
                                size_t max, size_t *n);
 
 /* Replaces the rows of every metric that appears in `lims` (other metrics untouched).
- * Validates windows (1..RDB_WINDOW_MAX) and duplicates (RDB_INVALID). Runs in the caller's
- * transaction if one is open (rdb_begin), else in its own. */
+ * Validates windows (1..RDB_WINDOW_MAX) and duplicates (RDB_INVALID). RDB_INVALID, with
+ * nothing changed, when afterwards the login — or for the defaults, the defaults or any
+ * login inheriting them — would have more than RDB_LIMITS_MAX limits in effect. Runs in
+ * the caller's transaction if one is open (rdb_begin), else in its own. */
 enum rdb_result rdb_limits_set(struct rdb_policy *p, const char *name,
                                const struct rdb_limit *lims, size_t n);
+
+/* Calls fn(name, n, arg) for every login with more than RDB_LIMITS_MAX limits in effect,
+ * by id, first the defaults themselves (name NULL) if they alone are too many. Such a
+ * database was written around relay-admin. A non-zero return from fn stops the walk. */
+enum rdb_result rdb_limits_over(struct rdb_policy *p,
+                                int (*fn)(const char *name, int64_t n, void *arg), void *arg);
 
 /* Removes all of the login's own rows (or all defaults). */
 enum rdb_result rdb_limits_clear(struct rdb_policy *p, const char *name);

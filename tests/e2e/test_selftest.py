@@ -35,12 +35,13 @@ OPEN_RELAY = {
 
 
 def selftest(lab, relay, password, *extra, implicit=False, upstream=None,
-             upstream_password=None, upstream_ca=None):
-    """Runs selftest --json against `relay` -> (exit status, report dict, stdout)."""
+             upstream_password=None, upstream_ca=None, ca=True):
+    """Runs selftest --json against `relay` -> (exit status, report dict, stdout). The
+    relay's certificate is verified against the lab CA (--ca) unless ca is False."""
     argv = [lab.relay_admin, '--json', 'selftest', '--host', relay.host,
             '--port', str(relay.tls_port if implicit else relay.port),
             '--tls', 'implicit' if implicit else 'starttls',
-            '--user', USER, '--ca', lab.ca.cert, '--timeout', '20'] + list(extra)
+            '--user', USER, '--timeout', '20'] + (['--ca', lab.ca.cert] if ca else []) + list(extra)
     env = dict(os.environ)
     env.pop('RELAY_PASSWORD', None)
     env.pop('RELAY_UPSTREAM_PASSWORD', None)
@@ -149,6 +150,23 @@ class GoodRelay(LabCase):
         rc, rep, _ = selftest(self.lab, self.relay, 'not-' + self.password)
         self.assertEqual(set(by_status(rep, 'fail')), {'auth'}, explain(rep))
         self.assertEqual(rc, 1)
+
+    def test_selftest_without_ca_sends_no_password(self):
+        """Issue 8: the lab CA is not among the system CAs, so without --ca the relay's
+        certificate does not verify and selftest must keep the password; --insecure sends
+        it and says INSECURE."""
+        rc, rep, out = selftest(self.lab, self.relay, self.password, ca=False)
+        fails = by_status(rep, 'fail')
+        self.assertEqual(set(fails), {'auth'}, explain(rep))
+        self.assertIn('credentials not sent', fails['auth']['detail'])
+        self.assertFalse([l for l in fails['auth']['transcript'] if l.startswith('C: AUTH')])
+        self.assertIn('wrong-password-refused', by_status(rep, 'skip'), explain(rep))
+        self.assertEqual(rc, 1)
+        rc, rep, out = selftest(self.lab, self.relay, self.password, '--insecure', ca=False)
+        self.assertEqual(rc, 0, explain(rep))
+        self.assertIn('INSECURE', out)
+        self.assertEqual(by_status(rep, 'warn').get('auth', {}).get('status'), 'warn',
+                         explain(rep))
 
     def test_selftest_send_delivers(self):
         before = len(self.up.messages())

@@ -193,6 +193,75 @@ static void test_policy(void)
 	rdb_close(ro);
 }
 
+static int count_over(const char *name, int64_t n, void *arg)
+{
+	char *buf = arg;
+	size_t len = strlen(buf);
+
+	snprintf(buf + len, 256 - len, "%s=%lld ", name ? name : "(defaults)", (long long)n);
+	return 0;
+}
+
+/* Issue 8: the writer counts what the reader will see — rows written by earlier calls,
+ * the defaults a login inherits, every login inheriting changed defaults — and refuses,
+ * with nothing changed, what would leave more than RDB_LIMITS_MAX. */
+static void test_limits_max(void)
+{
+	char err[256], over[256] = "";
+	struct rdb *db = NULL;
+	struct rdb_policy *p = NULL;
+	struct rdb_login_policy lp;
+	struct rdb_limit msgs[20], bytes[20], got[RDB_LIMITS_MAX];
+	const struct rdb_limit rcpt[] = { { RDB_METRIC_RECIPIENTS, 60, 9 } };
+	size_t n = 0;
+	char users[PATH_MAX + 64];
+
+	snprintf(users, sizeof users, "%s", path_in("limits.db"));
+	for (int k = 0; k < 20; k++) {
+		msgs[k] = (struct rdb_limit){ RDB_METRIC_MESSAGES, 60 * (k + 1), 100 };
+		bytes[k] = (struct rdb_limit){ RDB_METRIC_BYTES, 3600 * (k + 1), 1 << 20 };
+	}
+	ok(rdb_init(users, err, sizeof err) == RDB_OK, "limits db created (%s)", err);
+	ok(rdb_open(users, RDB_READWRITE, &db, err, sizeof err) == RDB_OK, "open rw");
+	ok(rdb_policy_new(db, &p) == RDB_OK, "policy handle");
+	add_login(db, "carol");
+	is_int(rdb_limits_set(p, NULL, msgs, 20), RDB_OK, "20 default message windows");
+	is_int(rdb_limits_set(p, NULL, bytes, 20), RDB_INVALID, "20 more byte windows refused");
+	ok(strstr(rdb_policy_errmsg(p), "the defaults would have 40") != NULL, "says why: %s",
+	   rdb_policy_errmsg(p));
+	is_int(rdb_limits_get(p, NULL, got, RDB_LIMITS_MAX, &n), RDB_OK, "defaults readable");
+	is_int(n, 20, "defaults unchanged");
+	is_int(rdb_limits_set(p, "carol", bytes, 20), RDB_INVALID, "own 20 + inherited 20 refused");
+	ok(strstr(rdb_policy_errmsg(p), "login carol would have 40") != NULL, "names carol");
+	is_int(rdb_limits_set(p, "carol", bytes, 12), RDB_OK, "own 12 + inherited 20 = 32 fits");
+	is_int(rdb_policy_login(p, "carol", &lp), RDB_OK, "carol readable");
+	is_int(lp.nlimits, RDB_LIMITS_MAX, "carol has RDB_LIMITS_MAX limits in effect");
+	is_int(rdb_limits_set(p, NULL, rcpt, 1), RDB_INVALID, "a default carol would inherit");
+	ok(strstr(rdb_policy_errmsg(p), "login carol would have 33") != NULL, "names carol: %s",
+	   rdb_policy_errmsg(p));
+	is_int(rdb_limits_over(p, count_over, over), RDB_OK, "count");
+	is_str(over, "", "nobody over");
+	/* a database written around relay-admin: the reader refuses, the count names it */
+	{
+		sqlite3 *h = NULL;
+
+		ok(sqlite3_open_v2(users, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+		   sqlite3_exec(h, "INSERT INTO limits VALUES (0, 'recipients', 60, 1);"
+		                "INSERT INTO limits VALUES (0, 'recipients', 120, 1);"
+		                "INSERT INTO limits VALUES (0, 'recipients', 180, 1);"
+		                "INSERT INTO limits SELECT 0, 'recipients', window_seconds + 1, 1"
+		                " FROM limits WHERE login_id = 0 AND metric = 'messages'",
+		                NULL, NULL, NULL) == SQLITE_OK, "23 default rows more, by hand");
+		sqlite3_close(h);
+	}
+	is_int(rdb_policy_login(p, "carol", &lp), RDB_ERROR, "reader refuses carol (12 + 20 + 23)");
+	is_int(rdb_limits_over(p, count_over, over), RDB_OK, "count again");
+	is_str(over, "(defaults)=43 carol=55 ", "the defaults and carol named");
+	rdb_policy_free(p);
+	rdb_close(db);
+	unlink(users);
+}
+
 static void test_state(void)
 {
 	char err[256], rows[1024] = "", client[64];
@@ -300,6 +369,7 @@ int main(void)
 		return 1;
 	}
 	test_policy();
+	test_limits_max();
 	test_state();
 	{
 		static const char *const files[] = { "users.db", "users.db-journal", "state.db",

@@ -82,6 +82,54 @@ class AdminLimits(unittest.TestCase):
         self.assertEqual(self.run_admin('limit', 'set', '--default', '--exempt').returncode, 2)
         self.assertEqual(self.run_admin('limit', 'set', 'bad name', '--messages', '1/1h').returncode, 2)
 
+    def limit_rows(self):
+        with sqlite3.connect('file:%s?mode=ro' % self.db, uri=True) as c:
+            return c.execute('SELECT * FROM limits ORDER BY 1, 2, 3').fetchall()
+
+    def file_bytes(self):
+        with open(self.db, 'rb') as f:
+            return f.read()
+
+    def assert_refused_unchanged(self, *args, who):
+        """`limit set ARGS` is refused (exit 2, the reason on stderr naming `who`) and the
+        database file is byte for byte what it was."""
+        before = self.file_bytes()
+        r = self.run_admin('limit', 'set', *args)
+        self.assertEqual(r.returncode, 2, r)
+        self.assertIn('refused', r.stderr)
+        self.assertIn(who, r.stderr)
+        self.assertIn('at most 32', r.stderr)
+        self.assertIn('nothing changed', r.stderr)
+        self.assertEqual(r.stdout, '')
+        self.assertEqual(self.file_bytes(), before, 'a refused change wrote to the database')
+
+    def test_too_many_limits_across_calls_refused(self):
+        """Issue 8: each call stayed under 32 rows, together they went over, and from then
+        on the reader refused every login inheriting the defaults (relay-milter 451, limit
+        show exit 5) while relay-admin had exited 0. The second call must be refused."""
+        many_msgs = sum((['--messages', '%d/%dm' % (i, i)] for i in range(1, 21)), [])
+        many_bytes = sum((['--bytes', '%dM/%dh' % (i, i)] for i in range(1, 21)), [])
+        self.run_ok('limit', 'set', '--default', *many_msgs)
+        rows = self.limit_rows()
+        self.assertEqual(len(rows), 20)
+        self.assert_refused_unchanged('--default', *many_bytes, who='the defaults')
+        self.assertEqual(self.limit_rows(), rows)
+        doc = self.show()   # limit show still works: exit 0, the 20 defaults in effect
+        self.assertEqual(len(doc['defaults']), 20)
+        self.assertEqual(len(doc['logins'][0]['effective']), 20)
+        # a login's own rows plus the defaults it inherits count together
+        self.assert_refused_unchanged('alice', *many_bytes, who='login alice')
+        # so does a change of the defaults that a login with its own rows inherits
+        self.run_ok('limit', 'clear', '--default')
+        self.run_ok('limit', 'set', 'alice', *many_msgs)
+        rows = self.limit_rows()
+        self.assert_refused_unchanged('--default', *many_bytes, who='login alice')
+        self.assertEqual(self.limit_rows(), rows)
+        # within the limit all is well: 20 + 12 = 32
+        self.run_ok('limit', 'set', '--default', *many_bytes[:24])
+        self.assertEqual(len(self.show()['logins'][0]['effective']), 32)
+        self.assert_refused_unchanged('alice', '--recipients', '1/1h', who='login alice')
+
     def test_unknown_login(self):
         for args in (['limit', 'set', 'ghost', '--messages', '1/1h'], ['limit', 'show', 'ghost'],
                      ['limit', 'clear', 'ghost']):

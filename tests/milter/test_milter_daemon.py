@@ -259,6 +259,23 @@ class MilterDaemonTest(unittest.TestCase):
         u = self.usage("alice")
         self.assertEqual(u[("messages", 3600)]["used"], 5)
 
+    def test_limits_beyond_reader_refused_mail_flows(self):
+        """Issue 8: two `limit set --default` calls of 20 windows each both exited 0, and
+        then the milter could not read the defaults: 451 4.3.0 at MAIL for every login
+        without limits of its own. The second call must be refused, and mail keep flowing."""
+        msgs = sum((["--messages", "%d/%dm" % (100000 + i, i)] for i in range(1, 21)), [])
+        size = sum((["--bytes", "%dG/%dh" % (i, i)] for i in range(1, 21)), [])
+        try:
+            admin(self.tmp, "limit", "set", "--default", *msgs)
+            r = admin(self.tmp, "limit", "set", "--default", *size, check=False)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("at most 32", r.stderr)
+            stage, r = send(self.d.sock, "hal", "<hal@example.com>")   # inherits the defaults
+            self.assertEqual((stage, r.code), ("eom", "c"), r)
+        finally:
+            admin(self.tmp, "limit", "clear", "--default")
+            admin(self.tmp, "limit", "set", "--default", "--messages", "1000/1h")
+
     def test_window_frees(self):
         for _ in range(2):
             self.assertEqual(send(self.d.sock, "gina", "<gina@example.com>")[1].code, "c")

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -243,6 +244,40 @@ class Check(unittest.TestCase):
         self.assertEqual(perm['status'], 'fail', self.explain(c))
         self.assertIn('others can get at it', perm['detail'])
         self.assertIn('chmod 0750 ' + folder, perm['fix'])
+
+    def test_too_many_limits_reported(self):
+        """Issue 8: a database with more limits in effect than relay-milter reads (written
+        around relay-admin, which refuses it) makes the milter tempfail those logins' mail;
+        check must say so, naming who."""
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'users-db-limits'), 'ok', self.explain(c))
+        p = subprocess.run([RELAY_ADMIN, '--db', self.db, 'user', 'add', 'bob',
+                            '--password-stdin'], input=b'long-enough-password-123\n',
+                           capture_output=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        con = sqlite3.connect(self.db)
+        with con:   # 33 own rows for bob: one more than the reader accepts
+            bob, = con.execute("SELECT id FROM logins WHERE name = 'bob'").fetchone()
+            con.executemany('INSERT INTO limits VALUES (?, ?, ?, 1000)',
+                            [(bob, 'messages', w) for w in range(1, 34)])
+        con.close()
+        c = self.run_check()
+        lim = c['users-db-limits']
+        self.assertEqual(lim['status'], 'fail', self.explain(c))
+        self.assertIn('1 login with more than 32', lim['detail'])
+        self.assertEqual(lim['lines'], ['bob: 33 limits in effect'])
+        self.assertIn('relay-admin limit', lim['fix'])
+        con = sqlite3.connect(self.db)
+        with con:   # and 40 defaults: every login inherits too many
+            con.executemany('INSERT INTO limits VALUES (0, ?, ?, 1000)',
+                            [(m, w) for m in ('recipients', 'bytes') for w in range(1, 21)])
+        con.close()
+        c = self.run_check()
+        lim = c['users-db-limits']
+        self.assertEqual(lim['status'], 'fail', self.explain(c))
+        self.assertIn('the defaults alone are too many', lim['detail'])
+        self.assertEqual(lim['lines'], ['the defaults: 40 limits in effect',
+                                        'bob: 73 limits in effect'])
 
     def test_missing_database(self):
         os.unlink(self.db)

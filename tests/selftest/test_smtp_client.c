@@ -342,6 +342,16 @@ static void test_session(void)
 	is_int(adm_smtp_last(c)->code, 220, "greeting 220");
 	is_int(adm_smtp_ehlo(c, "selftest.invalid"), ADM_SMTP_OK, "EHLO");
 	ok(adm_smtp_reply_ext(adm_smtp_last(c), "SIZE", NULL, 0), "EHLO lists SIZE");
+	/* no TLS: credentials stay here unless the caller relaxes the rule (the script above
+	 * holds no step for a refused AUTH, so a byte sent would fail the server) */
+	ok(!adm_smtp_auth_safe(c), "plaintext is not safe for AUTH");
+	is_int(adm_smtp_auth(c, ADM_SMTP_PLAIN, "alice", "secret", 6), ADM_SMTP_EUNSAFE,
+	       "AUTH in plaintext withheld by default");
+	ok(strstr(adm_smtp_errmsg(c), "not encrypted") != NULL, "says why: %s", adm_smtp_errmsg(c));
+	adm_smtp_set_auth_rule(c, ADM_SMTP_AUTH_ANY_TLS);
+	is_int(adm_smtp_auth(c, ADM_SMTP_LOGIN, "alice", "secret", 6), ADM_SMTP_EUNSAFE,
+	       "ADM_SMTP_AUTH_ANY_TLS still wants TLS");
+	adm_smtp_set_auth_rule(c, ADM_SMTP_AUTH_ANYWHERE);
 	is_int(adm_smtp_auth(c, ADM_SMTP_PLAIN, "alice", "secret", 6), ADM_SMTP_OK, "AUTH PLAIN");
 	is_int(adm_smtp_last(c)->code, 535, "AUTH PLAIN refused");
 	is_int(adm_smtp_auth(c, ADM_SMTP_LOGIN, "alice", "secret", 6), ADM_SMTP_OK, "AUTH LOGIN");
@@ -400,6 +410,7 @@ static void test_failures(void)
 	is_int(adm_smtp_mail(c, "a b@c"), ADM_SMTP_EINVAL, "space in address refused");
 	is_int(adm_smtp_cmd(c, "NOOP\r\nQUIT"), ADM_SMTP_EINVAL, "CRLF in command refused");
 	is_int(adm_smtp_cmd(c, ""), ADM_SMTP_EINVAL, "empty command refused");
+	adm_smtp_set_auth_rule(c, ADM_SMTP_AUTH_ANYWHERE);
 	is_int(adm_smtp_auth(c, ADM_SMTP_PLAIN, "u", "a\0b", 3), ADM_SMTP_EINVAL,
 	       "NUL in password refused");
 	finish(c, true);

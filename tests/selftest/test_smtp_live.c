@@ -110,7 +110,8 @@ static void put(SSL *ssl, int fd, const char *s)
 		_exit(4);
 }
 
-/* mode 's': plaintext greeting, STARTTLS, TLS; 'i': TLS at once; 'x': not TLS at all. */
+/* mode 's': plaintext greeting, STARTTLS, TLS; 'i': TLS at once; 'x': not TLS at all;
+ * 'a': as 's', then answers an AUTH with 235 and exits 10 — the credential reached it. */
 static void serve(int fd, char mode)
 {
 	char line[512];
@@ -125,7 +126,7 @@ static void serve(int fd, char mode)
 		close(fd);
 		_exit(0);
 	}
-	if (mode == 's') {
+	if (mode == 's' || mode == 'a') {
 		put(NULL, fd, "220 plain ESMTP\r\n");
 		if (!read_line(NULL, fd, line, sizeof(line)) || strcmp(line, "STARTTLS") != 0)
 			_exit(2);
@@ -147,7 +148,17 @@ static void serve(int fd, char mode)
 		goto out;
 	}
 	put(ssl, fd, "250-tls\r\n250 AUTH PLAIN LOGIN\r\n");
-	if (!read_line(ssl, fd, line, sizeof(line)) || strcmp(line, "QUIT") != 0) {
+	if (!read_line(ssl, fd, line, sizeof(line))) {
+		rc = 7;
+		goto out;
+	}
+	if (mode == 'a' && strncmp(line, "AUTH ", 5) == 0) {
+		put(ssl, fd, "235 2.7.0 thank you\r\n");
+		rc = 10;
+		if (!read_line(ssl, fd, line, sizeof(line)))
+			goto out;
+	}
+	if (strcmp(line, "QUIT") != 0) {
 		rc = 7;
 		goto out;
 	}
@@ -272,6 +283,61 @@ static void test_tls(void)
 	finish(c);
 }
 
+/* One STARTTLS session to an 'a' server, then AUTH PLAIN under `rule`: what AUTH returned;
+ * *server_rc is 10 when the server received it, 0 when it saw QUIT only. */
+static enum adm_smtp_status auth_session(const char *ca, const char *name,
+                                         enum adm_smtp_auth_rule rule, int *server_rc,
+                                         char *err, size_t errlen)
+{
+	struct adm_smtp_tls_opts o = { .ca_file = ca, .name = name };
+	struct adm_smtp *c = start('a');
+	enum adm_smtp_status st;
+
+	err[0] = '\0';
+	adm_smtp_set_auth_rule(c, rule);
+	if ((st = adm_smtp_read_reply(c)) != ADM_SMTP_OK ||
+	    (st = adm_smtp_starttls(c, &o)) != ADM_SMTP_OK ||
+	    (st = adm_smtp_ehlo(c, "client.test")) != ADM_SMTP_OK) {
+		*server_rc = finish(c);
+		return ADM_SMTP_EPROTO;
+	}
+	st = adm_smtp_auth(c, ADM_SMTP_PLAIN, "alice", "the-password", 12);
+	snprintf(err, errlen, "%s", adm_smtp_errmsg(c));
+	adm_smtp_quit(c);
+	*server_rc = finish(c);
+	return st;
+}
+
+/* Issue 8: a credential goes only to a server whose certificate verified, chain and name,
+ * unless the caller explicitly chose otherwise. */
+static void test_auth_needs_verified_tls(void)
+{
+	char err[256];
+	int src;
+
+	is_int(auth_session(ca_path, "localhost", ADM_SMTP_AUTH_VERIFIED, &src, err, sizeof(err)),
+	       ADM_SMTP_OK, "verified certificate: AUTH sent");
+	is_int(src, 10, "the verified server received AUTH");
+
+	is_int(auth_session(NULL, "localhost", ADM_SMTP_AUTH_VERIFIED, &src, err, sizeof(err)),
+	       ADM_SMTP_EUNSAFE, "self-signed certificate: AUTH withheld");
+	is_int(src, 0, "the unverified server saw no AUTH, only QUIT");
+	ok(strstr(err, "did not verify") != NULL, "says why: %s", err);
+
+	is_int(auth_session(ca_path, "mail.example.org", ADM_SMTP_AUTH_VERIFIED, &src, err,
+	                    sizeof(err)), ADM_SMTP_EUNSAFE, "name mismatch: AUTH withheld");
+	is_int(src, 0, "no AUTH for a certificate of another name");
+
+	is_int(auth_session(ca_path, NULL, ADM_SMTP_AUTH_VERIFIED, &src, err, sizeof(err)),
+	       ADM_SMTP_EUNSAFE, "chain verified but no name checked: AUTH withheld");
+	is_int(src, 0, "no AUTH without a name check");
+	ok(strstr(err, "no host name") != NULL, "says why: %s", err);
+
+	is_int(auth_session(NULL, "localhost", ADM_SMTP_AUTH_ANY_TLS, &src, err, sizeof(err)),
+	       ADM_SMTP_OK, "ADM_SMTP_AUTH_ANY_TLS: sent to the unverified server");
+	is_int(src, 10, "only when the caller said so");
+}
+
 /* ---- TCP connect on loopback ---------------------------------------------------------- */
 
 static int listener(int family, char *port, size_t portlen)
@@ -372,6 +438,7 @@ int main(void)
 		return tap_done();
 	}
 	test_tls();
+	test_auth_needs_verified_tls();
 	test_connect();
 	unlink(ca_path);
 	rmdir(dir);
