@@ -26,6 +26,7 @@ enum {
 	P_LIMITS_INSERT,
 	P_SET_FLAGS,
 	P_LIMITS_OVER,
+	P_LIMITS_COUNT_OWN,
 	P_SAVEPOINT,
 	P_RELEASE,
 	P_ROLLBACK_TO,
@@ -69,6 +70,7 @@ static const char *const sql[P_COUNT_] = {
 		" (SELECT 1 FROM limits o WHERE o.login_id = l.id AND o.metric = d.metric))"
 		" FROM logins l WHERE ?2 = 0 OR l.id = ?2)"
 		" WHERE n > ?1 ORDER BY id",
+	[P_LIMITS_COUNT_OWN] = "SELECT count(*) FROM limits WHERE login_id = ?1",
 	[P_SAVEPOINT] = "SAVEPOINT rdb_limits",
 	[P_RELEASE] = "RELEASE rdb_limits",
 	[P_ROLLBACK_TO] = "ROLLBACK TO rdb_limits",
@@ -417,6 +419,38 @@ static enum rdb_result refuse_over(struct rdb_policy *p, int64_t id)
 	             (long long)f.n, RDB_LIMITS_MAX);
 }
 
+/* Refuses (RDB_INVALID) a write that would leave login `id` (0: the defaults) with more
+ * than RDB_LIMITS_MAX rows of its own, `adding` rows after the deletes already done. The
+ * schema's trigger limits_per_login_max would stop row RDB_LIMITS_MAX + 1 anyway; counting
+ * first says how many, in the words refuse_over() uses. */
+static enum rdb_result refuse_own_rows(struct rdb_policy *p, const char *name, int64_t id,
+                                       size_t adding)
+{
+	sqlite3_stmt *st = p->st[P_LIMITS_COUNT_OWN];
+	int64_t have = 0, total;
+	int rc;
+
+	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK)
+		return fail_sqlite(p, "bind");
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		have = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_ROW)
+		return fail_sqlite(p, sql[P_LIMITS_COUNT_OWN]);
+	total = have + (int64_t)adding;
+	if (total <= RDB_LIMITS_MAX)
+		return RDB_OK;
+	if (id == 0)
+		return failf(p, RDB_INVALID, "refused: the defaults would have %lld limits; "
+		             "relay-milter accepts at most %d in all (nothing changed)",
+		             (long long)total, RDB_LIMITS_MAX);
+	return failf(p, RDB_INVALID, "refused: login %s would have %lld limits of its own; "
+	             "relay-milter accepts at most %d and would tempfail all its mail (nothing "
+	             "changed)", name, (long long)total, RDB_LIMITS_MAX);
+}
+
 enum rdb_result rdb_limits_set(struct rdb_policy *p, const char *name,
                                const struct rdb_limit *lims, size_t n)
 {
@@ -457,6 +491,8 @@ enum rdb_result rdb_limits_set(struct rdb_policy *p, const char *name,
 		if ((r = exec(p, P_LIMITS_DEL_METRIC)) != RDB_OK)
 			goto undo;
 	}
+	if ((r = refuse_own_rows(p, name, id, n)) != RDB_OK)
+		goto undo;
 	for (size_t k = 0; k < n; k++) {
 		sqlite3_stmt *st = p->st[P_LIMITS_INSERT];
 
