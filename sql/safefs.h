@@ -59,7 +59,7 @@ int sfs_set_owner_at(int dirfd, const char *name, const char *shown, uid_t uid, 
                      mode_t mode, bool missing_ok, char *err, size_t errlen);
 
 /* The same for the folder `dirfd` itself (from sfs_open_dir): it must belong to root, to
- * us or to uid already. */
+ * us or to uid already. uid (uid_t)-1 and gid (gid_t)-1 leave the owner as it is. */
 int sfs_set_dir_owner(int dirfd, const char *shown, uid_t uid, gid_t gid, mode_t mode,
                       char *err, size_t errlen);
 
