@@ -320,8 +320,10 @@ int sfs_open_write_at(int dirfd, const char *name, mode_t mode, struct stat *st,
 	                O_CLOEXEC, mode);
 
 	if (fd < 0) {
+		/* ENXIO: a FIFO nobody reads (O_NONBLOCK), or a socket */
 		rdb_seterr(err, errlen, "%s: %s", name, errno == ELOOP ?
-		           "is a symbolic link; refusing to write through it" : strerror(errno));
+		           "is a symbolic link; refusing to write through it" : errno == ENXIO ?
+		           "is a FIFO or a socket; refusing to write to it" : strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, st) < 0) {
