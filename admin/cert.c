@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,6 +25,7 @@
 #include <openssl/x509v3.h>
 
 #include "errbuf.h"
+#include "safefs.h"
 
 /* Refuses to prompt for a pass phrase: Postfix cannot use an encrypted key. */
 static int no_passphrase(char *buf, int size, int rwflag, void *u)
@@ -152,45 +154,44 @@ static int add_ext(X509 *x, int nid, const char *value)
 	return ok == 1 ? 0 : -1;
 }
 
-/* Writes via BIO into `path`.tmp with `mode`, owner root:gid, then renames. */
+/* Writes the PEM into `path`.tmp with `mode`, owner root:gid, then renames it into place.
+ * The folder is walked and the names handled through its descriptor (sql/safefs.h): if
+ * another user can write a folder on the way, a link it plants cannot redirect the key. */
 static int write_pem(const char *path, mode_t mode, gid_t gid, X509 *x, EVP_PKEY *pk,
                      char *err, size_t errlen)
 {
-	char tmp[4096];
-	int fd, ok;
+	char name[NAME_MAX + 1], tmp[NAME_MAX + 1];
+	int dirfd, fd, ok;
 	FILE *f;
 
-	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-		rdb_seterr(err, errlen, "%s: path too long", path);
+	dirfd = sfs_open_parent(path, 0, NULL, name, sizeof name, err, errlen);
+	if (dirfd < 0)
 		return -1;
-	}
-	unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-	if (fd < 0) {
-		rdb_seterr(err, errlen, "%s: %s", tmp, strerror(errno));
-		return -1;
-	}
 	/* owner root, group postfix; a non-root caller (tests) keeps its own ownership */
-	if ((geteuid() == 0 && fchown(fd, 0, gid) < 0) || fchmod(fd, mode) < 0) {
-		rdb_seterr(err, errlen, "%s: %s", tmp, strerror(errno));
-		close(fd);
-		unlink(tmp);
+	fd = sfs_tmp_create(dirfd, name, mode, geteuid() == 0 ? 0 : (uid_t)-1, gid, tmp,
+	                    sizeof tmp, err, errlen);
+	if (fd < 0) {
+		close(dirfd);
 		return -1;
 	}
 	f = fdopen(fd, "w");
 	if (f == NULL) {
 		close(fd);
-		unlink(tmp);
-		rdb_seterr(err, errlen, "%s: %s", tmp, strerror(errno));
+		sfs_tmp_discard(dirfd, tmp);
+		close(dirfd);
+		rdb_seterr(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	ok = pk ? PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL) : PEM_write_X509(f, x);
-	if (fclose(f) != 0 || ok != 1 || rename(tmp, path) < 0) {
+	if (fclose(f) != 0 || ok != 1) {
 		rdb_seterr(err, errlen, "%s: could not write it", path);
-		unlink(tmp);
+		sfs_tmp_discard(dirfd, tmp);
+		close(dirfd);
 		return -1;
 	}
-	return 0;
+	ok = sfs_tmp_commit(dirfd, tmp, name, err, errlen);
+	close(dirfd);
+	return ok;
 }
 
 int adm_cert_generate(const char *hostname, const char *cert, const char *key, gid_t gid,

@@ -32,7 +32,9 @@ int adm_cert_check(const char *cert, const char *key, const char *hostname,
 
 /* Writes a new RSA-2048 key (mode 0640, owner root, group `gid`) and a self-signed
  * certificate for `hostname` (SAN DNS:hostname, serverAuth, ADM_CERT_SELF_DAYS days).
- * Files are written beside the targets and renamed into place. */
+ * Files are written beside the targets and renamed into place, through the folder's
+ * descriptor: a symbolic link on the way that lives in a folder other users can write is
+ * refused (sql/safefs.h), so such a user cannot steer the key elsewhere. */
 int adm_cert_generate(const char *hostname, const char *cert, const char *key, gid_t gid,
                       char *err, size_t errlen);
 

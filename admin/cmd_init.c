@@ -13,8 +13,15 @@
  * Only a folder we create, or the folder of the default database, has its mode and owner
  * changed: `--db /tmp/x.db` must never chmod /tmp. A foreign or newer file is refused
  * untouched (rdb_init, rdb_state_init).
+ *
+ * The state folder belongs to the milter's user, who could swap state.db for a symbolic
+ * link between any check and a chown by path and so take any file of root's. So folders are
+ * walked and every owner/mode change made through descriptors (sql/safefs.h): a link, a
+ * FIFO, a hard link or a file of a third user is refused with the reason, and nothing of
+ * it changes.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <libgen.h>
@@ -28,46 +35,46 @@
 
 #include "adm.h"
 #include "relay-config.h"
+#include "safefs.h"
 #include "state.h"
 
-/* mkdir -p for the parent folders of path (mode 0750); *created tells whether the
- * immediate parent was made now. */
-static int make_parents(const struct adm_ctx *ctx, const char *path, bool *created)
+/* mkdir -p for the parent folders of path (mode 0750), walked with openat (safefs.h).
+ * Returns the descriptor of the immediate parent, its last component in name, and whether
+ * that folder was made now in *created; -1 after saying why. */
+static int make_parents(const struct adm_ctx *ctx, const char *path, char *name,
+                        size_t namelen, bool *created)
 {
-	char buf[PATH_MAX];
-	size_t len = strlen(path);
+	char err[PATH_MAX + 256];
+	int fd = sfs_open_parent(path, 0750, created, name, namelen, err, sizeof err);
 
-	*created = false;
-	if (len >= sizeof buf) {
-		adm_err(ctx, "path too long: %s", path);
-		return ADM_EXIT_USAGE;
-	}
-	memcpy(buf, path, len + 1);
-	for (char *p = buf + 1; *p; p++) {
-		char *slash = strchr(p, '/');
+	if (fd < 0)
+		adm_err(ctx, "%s", err);
+	return fd;
+}
 
-		if (slash == NULL)
-			break;
-		*slash = '\0';
-		if (mkdir(buf, 0750) == 0)
-			*created = true;
-		else if (errno == EEXIST)
-			*created = false;
-		else {
-			adm_err(ctx, "cannot create folder %s: %s", buf, strerror(errno));
-			return ADM_EXIT_IO;
-		}
-		*slash = '/';
-		p = slash;
+/* Owner and mode of `name` in dirfd, through a descriptor: the folder may belong to the
+ * milter's user, who could swap the name for a link to any file between our check and a
+ * chown by path. missing_ok for the files SQLite may leave beside the database. */
+static int set_owner(const struct adm_ctx *ctx, int dirfd, const char *name, const char *shown,
+                     uid_t uid, gid_t gid, mode_t mode, bool missing_ok)
+{
+	char err[PATH_MAX + 256];
+
+	if (sfs_set_owner_at(dirfd, name, shown, uid, gid, mode, missing_ok, err, sizeof err) < 0) {
+		adm_err(ctx, "cannot set owner and mode: %s", err);
+		return ADM_EXIT_IO;
 	}
 	return ADM_EXIT_OK;
 }
 
-static int set_owner(const struct adm_ctx *ctx, const char *path, uid_t uid, gid_t gid,
-                     mode_t mode)
+static int set_dir_owner(const struct adm_ctx *ctx, int dirfd, const char *path, uid_t uid,
+                         gid_t gid, mode_t mode)
 {
-	if (chown(path, uid, gid) != 0 || chmod(path, mode) != 0) {
-		adm_err(ctx, "cannot set owner and mode of %s: %s", path, strerror(errno));
+	char err[PATH_MAX + 256], dir[PATH_MAX];
+
+	snprintf(dir, sizeof dir, "%s", path);
+	if (sfs_set_dir_owner(dirfd, dirname(dir), uid, gid, mode, err, sizeof err) < 0) {
+		adm_err(ctx, "cannot set owner and mode: %s", err);
 		return ADM_EXIT_IO;
 	}
 	return ADM_EXIT_OK;
@@ -84,10 +91,11 @@ static bool same_folder(const char *a, const char *b)
 	return strcmp(dirname(x), dirname(y)) == 0;
 }
 
-/* As root: root:postfix 0640 for the file, 0750 for its folder (see the header). */
-static int fix_ownership(const struct adm_ctx *ctx, bool dir_created, bool *done)
+/* As root: root:postfix 0640 for the file, 0750 for its folder (see the header). dirfd is
+ * the folder make_parents walked to, name the file in it. */
+static int fix_ownership(const struct adm_ctx *ctx, int dirfd, const char *name,
+                         bool dir_created, bool *done)
 {
-	char dir[PATH_MAX];
 	struct group *gr;
 	int rc;
 
@@ -100,14 +108,11 @@ static int fix_ownership(const struct adm_ctx *ctx, bool dir_created, bool *done
 		        "(install Postfix, then run init again)", ctx->db_path);
 		return ADM_EXIT_OK;
 	}
-	rc = set_owner(ctx, ctx->db_path, 0, gr->gr_gid, 0640);
+	rc = set_owner(ctx, dirfd, name, ctx->db_path, 0, gr->gr_gid, 0640, false);
 	if (rc != ADM_EXIT_OK)
 		return rc;
 	if (dir_created || same_folder(ctx->db_path, RELAY_DEFAULT_DB)) {
-		if (strlen(ctx->db_path) >= sizeof dir)
-			return ADM_EXIT_USAGE;
-		strcpy(dir, ctx->db_path);
-		rc = set_owner(ctx, dirname(dir), 0, gr->gr_gid, 0750);
+		rc = set_dir_owner(ctx, dirfd, ctx->db_path, 0, gr->gr_gid, 0750);
 		if (rc != ADM_EXIT_OK)
 			return rc;
 	}
@@ -115,14 +120,42 @@ static int fix_ownership(const struct adm_ctx *ctx, bool dir_created, bool *done
 	return ADM_EXIT_OK;
 }
 
+/* The files SQLite keeps beside a database while it is open (WAL) or in a transaction:
+ * if the milter has it open while we run, they exist and must be the milter's too. */
+static const char *const state_sidecars[] = { "-wal", "-shm", "-journal" };
+
+/* Gives the state database, the files beside it and (if we made it, or it is the default
+ * one) its folder to the milter's user. The folder is the milter's: every change goes
+ * through a descriptor (see set_owner). */
+static int give_state(const struct adm_ctx *ctx, int dirfd, const char *name,
+                      const struct passwd *pw, bool dir_created)
+{
+	char side[NAME_MAX + 1], shown[PATH_MAX + 16];
+	int rc = set_owner(ctx, dirfd, name, ctx->state_db_path, pw->pw_uid, pw->pw_gid, 0640,
+	                   false);
+
+	for (size_t i = 0; rc == ADM_EXIT_OK && i < sizeof state_sidecars / sizeof *state_sidecars;
+	     i++) {
+		if (snprintf(side, sizeof side, "%s%s", name, state_sidecars[i]) >= (int)sizeof side)
+			continue;  /* a name that long cannot exist either */
+		snprintf(shown, sizeof shown, "%s%s", ctx->state_db_path, state_sidecars[i]);
+		rc = set_owner(ctx, dirfd, side, shown, pw->pw_uid, pw->pw_gid, 0640, true);
+	}
+	if (rc == ADM_EXIT_OK &&
+	    (dir_created || same_folder(ctx->state_db_path, RELAY_DEFAULT_STATE_DB)))
+		rc = set_dir_owner(ctx, dirfd, ctx->state_db_path, pw->pw_uid, pw->pw_gid, 0750);
+	return rc;
+}
+
 /* The state database: folder, file, and (root, --milter-user) its owner. *action says
  * what happened: "created", "checked" or "skipped". */
 static int init_state(const struct adm_ctx *ctx, const char *milter_user, const char **action)
 {
-	char err[512], dir[PATH_MAX];
+	char err[512], name[NAME_MAX + 1];
 	bool dir_created = false, existed;
 	struct passwd *pw = NULL;
-	int rc;
+	struct stat st;
+	int rc, dirfd;
 
 	*action = "skipped";
 	if (milter_user != NULL) {
@@ -132,24 +165,20 @@ static int init_state(const struct adm_ctx *ctx, const char *milter_user, const 
 		if (geteuid() != 0)
 			return adm_usage(ctx, "--milter-user needs root");
 	}
-	if (strlen(ctx->state_db_path) >= sizeof dir)
+	if (strlen(ctx->state_db_path) >= PATH_MAX)
 		return adm_usage(ctx, "state database path too long");
-	rc = make_parents(ctx, ctx->state_db_path, &dir_created);
-	if (rc != ADM_EXIT_OK)
-		return rc;
-	existed = access(ctx->state_db_path, F_OK) == 0;
+	dirfd = make_parents(ctx, ctx->state_db_path, name, sizeof name, &dir_created);
+	if (dirfd < 0)
+		return ADM_EXIT_IO;
+	existed = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	if (rdb_state_init(ctx->state_db_path, err, sizeof err) != RDB_OK) {
 		adm_err(ctx, "%s", err);
+		close(dirfd);
 		return ADM_EXIT_DB;
 	}
 	*action = existed ? "checked" : "created";
-	if (pw == NULL)
-		return ADM_EXIT_OK;
-	rc = set_owner(ctx, ctx->state_db_path, pw->pw_uid, pw->pw_gid, 0640);
-	if (rc == ADM_EXIT_OK && (dir_created || same_folder(ctx->state_db_path, RELAY_DEFAULT_STATE_DB))) {
-		strcpy(dir, ctx->state_db_path);
-		rc = set_owner(ctx, dirname(dir), pw->pw_uid, pw->pw_gid, 0750);
-	}
+	rc = pw == NULL ? ADM_EXIT_OK : give_state(ctx, dirfd, name, pw, dir_created);
+	close(dirfd);
 	return rc;
 }
 
@@ -160,9 +189,9 @@ int adm_cmd_init(struct adm_ctx *ctx, int argc, char **argv)
 		{ "milter-user", required_argument, NULL, O_MILTER_USER },
 		{ NULL, 0, NULL, 0 },
 	};
-	char err[512];
+	char err[512], name[NAME_MAX + 1];
 	bool dir_created = false, owned = false, want_state;
-	int before = 0, after = 0, rc, c;
+	int before = 0, after = 0, rc, c, dirfd;
 	const char *action, *state_action = "skipped", *milter_user = NULL;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -176,14 +205,18 @@ int adm_cmd_init(struct adm_ctx *ctx, int argc, char **argv)
 	want_state = ctx->state_db_explicit || !ctx->db_explicit;
 	if (milter_user != NULL && !want_state)
 		return adm_usage(ctx, "--milter-user applies to the state database: give --state-db too");
-	rc = make_parents(ctx, ctx->db_path, &dir_created);
-	if (rc != ADM_EXIT_OK)
-		return rc;
+	if (strlen(ctx->db_path) >= PATH_MAX)
+		return adm_usage(ctx, "path too long: %s", ctx->db_path);
+	dirfd = make_parents(ctx, ctx->db_path, name, sizeof name, &dir_created);
+	if (dirfd < 0)
+		return ADM_EXIT_IO;
 	if (rdb_init_versions(ctx->db_path, &before, &after, err, sizeof err) != RDB_OK) {
 		adm_err(ctx, "%s", err);
+		close(dirfd);
 		return ADM_EXIT_DB;
 	}
-	rc = fix_ownership(ctx, dir_created, &owned);
+	rc = fix_ownership(ctx, dirfd, name, dir_created, &owned);
+	close(dirfd);
 	if (rc != ADM_EXIT_OK)
 		return rc;
 	if (want_state) {

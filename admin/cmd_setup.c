@@ -29,6 +29,7 @@
 #include "adm.h"
 #include "cert.h"
 #include "postconf.h"
+#include "safefs.h"
 #include "setup_args.h"
 
 #include "relay-config.h"
@@ -700,17 +701,41 @@ static void print_plan(const struct plan *p, const char *verb)
 
 /* ---- applying ------------------------------------------------------------------------- */
 
-static int copy_file(const char *from, const char *to, mode_t mode)
+/* Files are written through folder descriptors (sql/safefs.h): if a folder on the way
+ * (the Postfix folder, sasl/, the backup folder) is writable by another user, a link it
+ * plants cannot make root write, rename or remove a file elsewhere. */
+
+/* Copies `from` (relative to the Postfix folder cfd) into a new file `to` in the backup
+ * folder wfd. Reading may follow a link (main.cf managed elsewhere is fine; the copy stays
+ * in root's 0700 folder), but only a regular file is copied: a FIFO would hang us. */
+static int copy_file(int cfd, const char *from, int wfd, const char *to, mode_t mode,
+                     char *err, size_t errlen)
 {
 	char buf[8192];
-	int in = open(from, O_RDONLY | O_CLOEXEC), out;
+	int in = openat(cfd, from, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC), out;
+	struct stat st;
 	ssize_t n;
 	int rc = 0;
 
-	if (in < 0)
-		return errno == ENOENT ? 0 : -1;
-	out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (in < 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "%s: %s", from, strerror(errno));
+		return -1;
+	}
+	if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", from);
+		close(in);
+		return -1;
+	}
+	if (unlinkat(wfd, to, 0) < 0 && errno != ENOENT) {
+		snprintf(err, errlen, "%s: %s", to, strerror(errno));
+		close(in);
+		return -1;
+	}
+	out = openat(wfd, to, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (out < 0) {
+		snprintf(err, errlen, "%s: %s", to, strerror(errno));
 		close(in);
 		return -1;
 	}
@@ -725,70 +750,100 @@ static int copy_file(const char *from, const char *to, mode_t mode)
 	close(in);
 	if (close(out) < 0)
 		rc = -1;
+	if (rc < 0)
+		snprintf(err, errlen, "copying %s: %s", from, strerror(errno));
 	return rc;
 }
 
-static int backup(const char *dir, char *where, size_t len)
+/* <dir>/relay-admin-backup/<UTC time>/: both folders must be root's and closed to others
+ * (they hold a copy of the upstream password map). */
+static int backup(const char *dir, char *where, size_t len, char *err, size_t errlen)
 {
-	char base[PATH_MAX], from[2 * PATH_MAX], to[2 * PATH_MAX + 128];
+	char stamp[96];  /* ints of any size fit, for the compiler's sake */
 	time_t now = time(NULL);
 	struct tm tm;
 	const char *files[] = { "main.cf", "master.cf", "sasl/smtpd.conf",
 	                        "relay_upstream_passwd" };
+	int cfd, bfd = -1, wfd = -1, rc = -1;
 
 	gmtime_r(&now, &tm);
-	snprintf(base, sizeof base, "%s/relay-admin-backup", dir);
-	if (mkdir(base, 0700) < 0 && errno != EEXIST)
-		return -1;
-	snprintf(where, len, "%s/%04d%02d%02dT%02d%02d%02dZ", base, tm.tm_year + 1900,
+	snprintf(stamp, sizeof stamp, "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900,
 	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-	if (mkdir(where, 0700) < 0 && errno != EEXIST)
+	snprintf(where, len, "%s/relay-admin-backup/%s", dir, stamp);
+	cfd = sfs_open_dir(dir, 0, NULL, err, errlen);
+	if (cfd < 0)
 		return -1;
+	bfd = sfs_mkdir_private_at(cfd, "relay-admin-backup", 0700, err, errlen);
+	if (bfd >= 0)
+		wfd = sfs_mkdir_private_at(bfd, stamp, 0700, err, errlen);
+	if (wfd < 0)
+		goto out;
 	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
 		const char *name = strrchr(files[i], '/') ? strrchr(files[i], '/') + 1 : files[i];
 
-		snprintf(from, sizeof from, "%s/%s", dir, files[i]);
-		snprintf(to, sizeof to, "%s/%s", where, name);
-		unlink(to);
-		if (copy_file(from, to, 0600) < 0)
-			return -1;
+		if (copy_file(cfd, files[i], wfd, name, 0600, err, errlen) < 0)
+			goto out;
 	}
-	return 0;
+	rc = 0;
+out:
+	if (wfd >= 0)
+		close(wfd);
+	if (bfd >= 0)
+		close(bfd);
+	close(cfd);
+	return rc;
 }
 
+/* Writes `text` beside `path` (owner root:root, `mode`) and renames it into place. */
 static int write_atomic(const char *path, const char *text, mode_t mode, char *err,
                         size_t errlen)
 {
-	char tmp[PATH_MAX + 8];
-	size_t len = strlen(text);
-	int fd;
+	char name[NAME_MAX + 1];
+	int dirfd = sfs_open_parent(path, 0, NULL, name, sizeof name, err, errlen), rc;
 
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-	if (fd < 0 || fchmod(fd, mode) < 0 || fchown(fd, 0, 0) < 0 ||
-	    write(fd, text, len) != (ssize_t)len || fsync(fd) < 0) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		unlink(tmp);
+	if (dirfd < 0)
 		return -1;
-	}
-	if (close(fd) < 0 || rename(tmp, path) < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		unlink(tmp);
+	rc = sfs_write_atomic_at(dirfd, name, path, text, strlen(text), mode, 0, 0, err, errlen);
+	close(dirfd);
+	return rc;
+}
+
+/* mkdir -p of the SASL folder, then mode 0755 through its descriptor (owner unchanged; it
+ * must be root's: whoever owns it decides what smtpd.conf says): Postfix's smtpd reads
+ * smtpd.conf from it after dropping privileges. */
+static int make_sasl_dir(const char *dir, char *err, size_t errlen)
+{
+	int fd = sfs_open_dir(dir, 0755, NULL, err, errlen), rc;
+
+	if (fd < 0)
 		return -1;
-	}
-	return 0;
+	rc = sfs_set_dir_owner(fd, dir, (uid_t)-1, (gid_t)-1, 0755, err, errlen);
+	close(fd);
+	return rc;
+}
+
+/* postmap wrote `map`.db beside the map: root's and 0600, set through a descriptor. */
+static int secure_map_db(const char *map, char *err, size_t errlen)
+{
+	char dbfile[PATH_MAX + 4], name[NAME_MAX + 1];
+	int dirfd, rc;
+
+	snprintf(dbfile, sizeof dbfile, "%s.db", map);
+	dirfd = sfs_open_parent(dbfile, 0, NULL, name, sizeof name, err, errlen);
+	if (dirfd < 0)
+		return -1;
+	rc = sfs_set_owner_at(dirfd, name, dbfile, 0, 0, 0600, false, err, errlen);
+	close(dirfd);
+	return rc;
 }
 
 static int apply(const struct setup_opts *o, struct plan *p)
 {
 	char err[2 * PATH_MAX + 256], where[PATH_MAX + 64];
 
-	if (backup(o->config_dir, where, sizeof where) < 0) {
+	if (backup(o->config_dir, where, sizeof where, err, sizeof err) < 0) {
 		fprintf(stderr, "relay-admin setup: cannot back up into %s: %s\nnothing was "
-		        "changed\n", o->config_dir, strerror(errno));
+		        "changed\n", o->config_dir, err);
 		return 1;
 	}
 	printf("backup of the previous configuration: %s\n", where);
@@ -806,24 +861,16 @@ static int apply(const struct setup_opts *o, struct plan *p)
 		free(host);
 	}
 	if (p->sasl_change) {
-		if ((mkdir(p->sasl_dir, 0755) < 0 && errno != EEXIST) || chmod(p->sasl_dir, 0755) < 0) {
-			snprintf(err, sizeof err, "%s: %s", p->sasl_dir, strerror(errno));
+		if (make_sasl_dir(p->sasl_dir, err, sizeof err) < 0)
 			goto fail;
-		}
 		if (write_atomic(p->sasl_conf, p->sasl_conf_text, 0644, err, sizeof err) < 0)
 			goto fail;
 	}
 	if (p->map_change) {
-		char dbfile[PATH_MAX + 4];
-
 		if (write_atomic(p->map, p->map_text, 0600, err, sizeof err) < 0 ||
-		    adm_pf_postmap(o->config_dir, p->map, err, sizeof err) < 0)
+		    adm_pf_postmap(o->config_dir, p->map, err, sizeof err) < 0 ||
+		    secure_map_db(p->map, err, sizeof err) < 0)
 			goto fail;
-		snprintf(dbfile, sizeof dbfile, "%s.db", p->map);
-		if (chown(dbfile, 0, 0) < 0 || chmod(dbfile, 0600) < 0) {
-			snprintf(err, sizeof err, "%s: %s", dbfile, strerror(errno));
-			goto fail;
-		}
 	}
 	if (adm_pf_set(o->config_dir, (const char *const *)p->main_kv, p->nmain, err,
 	               sizeof err) < 0)

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -30,6 +31,7 @@
 #include "callbacks.h"
 #include "log.h"
 #include "relay-config.h"
+#include "safefs.h"
 
 struct reload_ctx {
 	const char *path;
@@ -105,20 +107,48 @@ static int load_row(const char *login, int64_t ts, const uint64_t v[3], void *ar
 	return mlt_rate_load(l->rate, login, ts, v, l->wall_now, l->now) ? 0 : 1;
 }
 
-static int write_pid(const char *path)
+/* The PID file, written while still root, usually in a folder that belongs to the milter's
+ * user (/run/relay-milter). Through descriptors (sql/safefs.h): a link, a FIFO (an open for
+ * writing would hang the start) or a hard link planted under the name is refused, a link on
+ * the way is followed only inside folders nobody else can write, and at exit we remove the
+ * name only while it is still our file. */
+struct pid_file {
+	int dirfd;
+	char name[NAME_MAX + 1];
+	struct stat st;
+};
+
+static int write_pid(const char *path, struct pid_file *pf, char *err, size_t errlen)
 {
 	char buf[32];
 	int fd, n;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0)
+	pf->dirfd = sfs_open_parent(path, 0, NULL, pf->name, sizeof pf->name, err, errlen);
+	if (pf->dirfd < 0)
 		return -1;
-	n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
-	if (write(fd, buf, (size_t)n) != n) {
-		close(fd);
+	fd = sfs_open_write_at(pf->dirfd, pf->name, 0644, &pf->st, err, errlen);
+	if (fd < 0) {
+		close(pf->dirfd);
+		pf->dirfd = -1;
 		return -1;
 	}
-	return close(fd);
+	n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+	if (write(fd, buf, (size_t)n) != n || close(fd) != 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void remove_pid(struct pid_file *pf)
+{
+	if (pf->dirfd < 0)
+		return;
+	if (sfs_unlink_same_at(pf->dirfd, pf->name, &pf->st) != 0 && errno != ENOENT)
+		mlt_log(LOG_WARNING, "PID file %s not removed: %s", pf->name,
+		        errno == ESTALE ? "it is no longer ours" : strerror(errno));
+	close(pf->dirfd);
+	pf->dirfd = -1;
 }
 
 static int drop_privileges(const char *user, char *err, size_t errlen)
@@ -202,6 +232,7 @@ int main(int argc, char **argv)
 	struct mlt_config cfg;
 	struct mlt_daemon d = { 0 };
 	struct reload_ctx rc = { 0 };
+	struct pid_file pid = { .dirfd = -1 };
 	pthread_t reloader;
 	bool reloader_started = false;
 	int ready_fd = -1;
@@ -247,8 +278,9 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	if (cfg.pid_file[0] != '\0' && write_pid(cfg.pid_file) != 0) {
-		mlt_log(LOG_ERR, "%s: %s", cfg.pid_file, strerror(errno));
+	if (cfg.pid_file[0] != '\0' && write_pid(cfg.pid_file, &pid, err, sizeof err) != 0) {
+		mlt_log(LOG_ERR, "PID file %s: %s", cfg.pid_file, err);
+		remove_pid(&pid);
 		return 1;
 	}
 	if (drop_privileges(cfg.user, err, sizeof err) != 0) {
@@ -321,7 +353,6 @@ out:
 	mlt_store_close(d.store);
 	mlt_rate_free(d.rate);
 	mlt_config_unpublish();
-	if (cfg.pid_file[0] != '\0')
-		unlink(cfg.pid_file);
+	remove_pid(&pid);
 	return status;
 }

@@ -165,6 +165,27 @@ int main(void)
 			ok(stat(k, &st) == 0 && (st.st_mode & 0777) == 0640, "its key is 0640");
 		}
 	}
+	{
+		/* issue 8: a user who can write a folder on the way to the key plants a link to
+		 * a folder of its choice; the key must not be written (or replace a file) there */
+		char open_dir[256], link[256], elsewhere[256], c[300], k[300], victim[300];
+		struct stat st;
+
+		snprintf(open_dir, sizeof open_dir, "%s/open", dir);
+		snprintf(link, sizeof link, "%s/open/evil", dir);
+		snprintf(elsewhere, sizeof elsewhere, "%s/elsewhere", dir);
+		mkdir(open_dir, 0700);
+		chmod(open_dir, 0777);
+		mkdir(elsewhere, 0700);
+		symlink(elsewhere, link);
+		snprintf(c, sizeof c, "%s/cert.pem", link);
+		snprintf(k, sizeof k, "%s/key.pem", link);
+		snprintf(victim, sizeof victim, "%s/key.pem", elsewhere);
+		ok(adm_cert_generate("relay.example.test", c, k, getgid(), err, sizeof err) < 0 &&
+		   strstr(err, "symbolic link") != NULL,
+		   "a link in a folder others can write is not followed: %s", err);
+		ok(stat(victim, &st) < 0, "nothing was written where the link points");
+	}
 	EVP_PKEY_free(a);
 	EVP_PKEY_free(b);
 	{
