@@ -18,11 +18,16 @@
  *                    smtpd_sasl_auth_enable=yes, smtpd_sasl_security_options=noanonymous,
  *                    client/relay/recipient restrictions
  *                    permit_sasl_authenticated,reject, TLS >= 1.2, an AUTH rate limit,
+ *                    smtpd_forbid_bare_newline on and not excused for any client,
+ *                    disable_vrfy_command=yes,
  *                    certificate readable and not expired (warn < 30 days)
  *   milter           if registered: milter_default_action=tempfail, milter_mail_macros with
  *                    {auth_authen} and {tls_version}, socket reachable
- *   upstream         if relayhost is set: smtp_tls_security_level=secure, CA file readable,
- *                    password map 0600 root
+ *   upstream         the relay services' content_filter names a master.cf smtp transport
+ *                    (setup's relay-upstream) that carries smtp_tls_security_level=secure,
+ *                    a readable CA file and a 0600 root password map; the upstream login
+ *                    is not in main.cf, where sendmail and port-25 mail would use it too
+ *                    (the layout of earlier setups: judged, and flagged)
  *   Postfix          `postfix check` clean; instance running
  *
  * Errors: a check that cannot read something fails with the reason; the command itself
@@ -47,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -75,6 +81,8 @@ struct check {
 	bool have_postfix;
 	struct service svc[MAX_SERVICES];
 	size_t nsvc;
+	struct service transports[MAX_SERVICES];   /* unix smtp services (upstream candidates) */
+	size_t ntransports;
 	char certs[MAX_SERVICES][PATH_MAX];   /* certificate files already judged */
 	char *main_cf;                        /* `postconf -x` output: every parameter */
 	size_t ncerts;
@@ -188,7 +196,8 @@ static void service_free(struct service *s)
 }
 
 /* Parses one `postconf -M` line; keeps it if it is an inet smtpd service that is ours
- * (syslog_name postfix/relay*) or has SASL switched on. */
+ * (syslog_name postfix/relay*) or has SASL switched on, or a unix smtp client (a transport
+ * the relay services may hand their mail to). */
 static void consider_service(struct check *c, char *line)
 {
 	char *save = NULL, *w[MAX_WORDS + 8];
@@ -197,10 +206,14 @@ static void consider_service(struct check *c, char *line)
 	for (char *t = strtok_r(line, " \t", &save); t && n < sizeof(w) / sizeof(w[0]);
 	     t = strtok_r(NULL, " \t", &save))
 		w[n++] = t;
-	if (n < 8 || strcmp(w[1], "inet") != 0 || strcmp(w[7], "smtpd") != 0 ||
-	    c->nsvc >= MAX_SERVICES)
+	if (n < 8)
 		return;
-	struct service *s = &c->svc[c->nsvc];
+	bool transport = strcmp(w[1], "unix") == 0 && strcmp(w[7], "smtp") == 0;
+
+	if (transport ? c->ntransports >= MAX_SERVICES :
+	    (strcmp(w[1], "inet") != 0 || strcmp(w[7], "smtpd") != 0 || c->nsvc >= MAX_SERVICES))
+		return;
+	struct service *s = transport ? &c->transports[c->ntransports] : &c->svc[c->nsvc];
 	bool ours = false, sasl = false;
 
 	snprintf(s->name, sizeof(s->name), "%s/%s", w[0], w[1]);
@@ -236,7 +249,9 @@ static void consider_service(struct check *c, char *line)
 		if (s->words[s->nwords])
 			s->nwords++;
 	}
-	if (ours || sasl)
+	if (transport)
+		c->ntransports++;
+	else if (ours || sasl)
 		c->nsvc++;
 	else
 		service_free(s);
@@ -649,6 +664,41 @@ static void expect_param(struct check *c, const struct service *s, const char *i
 	              "relay-admin setup)", c->dir, s->name, name, want, c->dir);
 }
 
+/* SMTP smuggling: with smtpd_forbid_bare_newline off, <LF>.<CR><LF> ends DATA and what
+ * follows is read as commands; the exclusions (default $mynetworks) switch it off per
+ * client, and for a relay on loopback or a LAN that is every client. */
+static void check_bare_newline(struct check *c, const struct service *s)
+{
+	char cid[320], ctitle[400];
+	char *v = pf_service(c, s, "smtpd_forbid_bare_newline");
+	char *ex = pf_service(c, s, "smtpd_forbid_bare_newline_exclusions");
+	bool on = v && (strcasecmp(v, "normalize") == 0 || strcasecmp(v, "yes") == 0 ||
+	                strcasecmp(v, "reject") == 0);
+
+	snprintf(cid, sizeof(cid), "bare-newline@%s", s->name);
+	snprintf(ctitle, sizeof(ctitle), "<LF>.<CR><LF> does not end DATA (%s)", s->name);
+	struct adm_check *ck = adm_checklist_add(c->cl, cid, ctitle);
+
+	if (!on) {
+		adm_check_set(ck, ADM_CHECK_FAIL, "smtpd_forbid_bare_newline = %s: a bare <LF> "
+		              "before the final dot ends the message and the rest is read as SMTP "
+		              "commands (SMTP smuggling)", v && v[0] ? v : "(empty)");
+		adm_check_fix(ck, "postconf -c %s -P '%s/smtpd_forbid_bare_newline=normalize' "
+		              "'%s/smtpd_forbid_bare_newline_exclusions=' (or rerun relay-admin "
+		              "setup)", c->dir, s->name, s->name);
+	} else if (ex && ex[0]) {
+		adm_check_set(ck, ADM_CHECK_WARN, "smtpd_forbid_bare_newline = %s, but "
+		              "smtpd_forbid_bare_newline_exclusions = %s exempts those clients", v,
+		              ex);
+		adm_check_fix(ck, "postconf -c %s -P '%s/smtpd_forbid_bare_newline_exclusions=' "
+		              "(or rerun relay-admin setup)", c->dir, s->name);
+	} else {
+		adm_check_set(ck, ADM_CHECK_OK, "smtpd_forbid_bare_newline = %s, no exclusions", v);
+	}
+	free(v);
+	free(ex);
+}
+
 static void check_rate_limit(struct check *c, const struct service *s)
 {
 	char cid[320], ctitle[400];
@@ -882,31 +932,168 @@ static void check_service(struct check *c, const struct service *s, bool *milter
 	             "differs from what setup writes");
 	expect_param(c, s, "tls-protocols", "TLS 1.2 or newer", "smtpd_tls_mandatory_protocols",
 	             ">=TLSv1.2", false, false, "old TLS versions are accepted");
+	check_bare_newline(c, s);
+	expect_param(c, s, "vrfy-disabled", "VRFY refused", "disable_vrfy_command", "yes", false,
+	             false, "VRFY tells a client which addresses exist");
 	check_rate_limit(c, s);
 	judge_certificate(c, s);
 	if (check_milter(c, s))
 		*milter = true;
 }
 
+/* An upstream setting: the transport's -o override (else main.cf's), or main.cf's when the
+ * upstream is main.cf's relayhost (t == NULL). Never NULL; caller frees. */
+static char *up_value(const struct check *c, const struct service *t, const char *name)
+{
+	char err[256];
+	char *v;
+
+	if (t)
+		return pf_service(c, t, name);
+	v = pf_main(c, name, err, sizeof(err));
+	return v ? v : strdup("");
+}
+
+static bool is_yes(const char *v)
+{
+	return v && strcasecmp(v, "yes") == 0;
+}
+
+/* The master.cf smtp transport called `name` (the part of content_filter before ':'). */
+static const struct service *find_transport(const struct check *c, const char *filter)
+{
+	size_t len = strcspn(filter, ":");
+
+	for (size_t i = 0; i < c->ntransports; i++) {
+		const char *n = c->transports[i].name;   /* "relay-upstream/unix" */
+
+		if (strncmp(n, filter, len) == 0 && strcmp(n + len, "/unix") == 0)
+			return &c->transports[i];
+	}
+	return NULL;
+}
+
+/* Where relay mail goes: the services' content_filter -> *filter (caller frees, NULL if
+ * none has one); *without: how many services have none. */
+static char *relay_filter(const struct check *c, size_t *without, const char **first_without)
+{
+	char *filter = NULL;
+
+	*without = 0;
+	*first_without = NULL;
+	for (size_t i = 0; i < c->nsvc; i++) {
+		char *v = pf_service(c, &c->svc[i], "content_filter");
+
+		if (v && v[0] && !filter) {
+			filter = v;
+			continue;
+		}
+		if (!v || !v[0]) {
+			if ((*without)++ == 0)
+				*first_without = c->svc[i].name;
+		}
+		free(v);
+	}
+	return filter;
+}
+
+/* The upstream login must serve only the relay services: in main.cf every delivery —
+ * sendmail, a port-25 client in mynetworks — would log in with it, past relay-milter. */
+static void check_upstream_scope(struct check *c, const char *filter, const char *relayhost)
+{
+	struct adm_check *ck = adm_checklist_add(c->cl, "upstream-scope",
+	                                         "upstream login only for the relay services");
+	char err[256];
+	char *auth = pf_main(c, "smtp_sasl_auth_enable", err, sizeof(err));
+	char *maps = pf_main(c, "smtp_sasl_password_maps", err, sizeof(err));
+	const char *nexthop = filter ? strchr(filter, ':') : NULL;
+
+	nexthop = nexthop ? nexthop + 1 : "";
+	if (is_yes(auth) && maps && maps[0]) {
+		adm_check_set(ck, ADM_CHECK_FAIL, "main.cf has smtp_sasl_auth_enable = yes and "
+		              "smtp_sasl_password_maps = %s: mail from sendmail and from port-25 "
+		              "clients logs in upstream with it too, with any sender and no limit "
+		              "or audit (the layout of earlier relay-admin setups)", maps);
+		adm_check_fix(ck, "rerun relay-admin setup --upstream ... --upstream-user ...: it "
+		              "moves the upstream onto the %s transport of the relay services and "
+		              "removes these main.cf settings", "relay-upstream");
+	} else if (relayhost[0] && (!filter || strcmp(relayhost, nexthop) == 0)) {
+		adm_check_set(ck, ADM_CHECK_WARN, "main.cf's relayhost %s is the upstream: mail "
+		              "from sendmail and port 25 goes there as well, past relay-milter",
+		              relayhost);
+		adm_check_fix(ck, "rerun relay-admin setup --upstream ...: the relay services get "
+		              "their own transport and main.cf keeps the machine's own routing");
+	} else if (!filter) {
+		adm_check_set(ck, ADM_CHECK_SKIP, "no upstream: Postfix delivers directly");
+	} else {
+		adm_check_set(ck, ADM_CHECK_OK, "only the relay services' content_filter leads to "
+		              "the upstream; main.cf has no upstream login");
+	}
+	free(auth);
+	free(maps);
+}
+
 static void check_upstream(struct check *c)
 {
+	struct adm_check *route = adm_checklist_add(c->cl, "upstream-route",
+	                                            "relay mail goes to the upstream transport");
 	struct adm_check *ck = adm_checklist_add(c->cl, "upstream-tls",
 	                                         "upstream TLS verified (smtp_tls_security_level)");
 	struct adm_check *ca = adm_checklist_add(c->cl, "upstream-ca", "upstream CA file");
 	struct adm_check *map = adm_checklist_add(c->cl, "upstream-password-map",
 	                                          "upstream password map");
-	char err[256];
+	char err[256], where[300];
 	char *relayhost = pf_main(c, "relayhost", err, sizeof(err));
-	char *level = NULL, *cafile = NULL, *maps = NULL;
+	char *level = NULL, *cafile = NULL, *maps = NULL, *auth = NULL;
+	const char *bare = NULL;
+	size_t without = 0;
+	char *filter = relay_filter(c, &without, &bare);
+	const struct service *t = NULL;
 
-	if (!relayhost || !relayhost[0]) {
-		adm_check_set(ck, ADM_CHECK_SKIP, "no relayhost: Postfix delivers directly");
-		adm_check_set(ca, ADM_CHECK_SKIP, "no relayhost");
-		adm_check_set(map, ADM_CHECK_SKIP, "no relayhost");
+	if (!relayhost)
+		relayhost = strdup("");
+	if (!relayhost)
+		goto out;
+	check_upstream_scope(c, filter, relayhost);
+	if (filter) {
+		adm_checklist_info(c->cl, "upstream", filter);
+		t = find_transport(c, filter);
+		if (!t) {
+			adm_check_set(route, ADM_CHECK_FAIL, "content_filter = %s names a transport "
+			              "master.cf does not define (unix, smtp): relay mail waits in the "
+			              "queue", filter);
+			adm_check_fix(route, "rerun relay-admin setup --upstream ... (it defines the "
+			              "relay-upstream transport)");
+			adm_check_set(ck, ADM_CHECK_SKIP, "no upstream transport");
+			adm_check_set(ca, ADM_CHECK_SKIP, "no upstream transport");
+			adm_check_set(map, ADM_CHECK_SKIP, "no upstream transport");
+			goto out;
+		}
+		if (without) {
+			adm_check_set(route, ADM_CHECK_WARN, "%s has no content_filter: its mail does "
+			              "not go to the upstream (%s does)", bare, filter);
+			adm_check_fix(route, "rerun relay-admin setup with the same --port/--tls-port");
+		} else {
+			adm_check_set(route, ADM_CHECK_OK, "content_filter = %s (transport %s)", filter,
+			              t->name);
+		}
+		snprintf(where, sizeof(where), "postconf -c %s -P '%s/", c->dir, t->name);
+	} else if (relayhost[0]) {
+		/* an earlier setup's layout: the upstream is main.cf's, judged there */
+		adm_checklist_info(c->cl, "relayhost", relayhost);
+		adm_check_set(route, ADM_CHECK_WARN, "no content_filter on the relay services: "
+		              "their mail follows main.cf's relayhost %s, like all other mail",
+		              relayhost);
+		adm_check_fix(route, "rerun relay-admin setup --upstream ...");
+		snprintf(where, sizeof(where), "postconf -c %s -e '", c->dir);
+	} else {
+		adm_check_set(route, ADM_CHECK_SKIP, "no upstream: Postfix delivers directly");
+		adm_check_set(ck, ADM_CHECK_SKIP, "no upstream");
+		adm_check_set(ca, ADM_CHECK_SKIP, "no upstream");
+		adm_check_set(map, ADM_CHECK_SKIP, "no upstream");
 		goto out;
 	}
-	adm_checklist_info(c->cl, "relayhost", relayhost);
-	level = pf_main(c, "smtp_tls_security_level", err, sizeof(err));
+	level = up_value(c, t, "smtp_tls_security_level");
 	if (level && (strcmp(level, "secure") == 0 || strcmp(level, "verify") == 0 ||
 	              strcmp(level, "dane-only") == 0)) {
 		adm_check_set(ck, ADM_CHECK_OK, "smtp_tls_security_level = %s", level);
@@ -919,11 +1106,10 @@ static void check_upstream(struct check *c)
 		adm_check_set(ck, ADM_CHECK_FAIL, "smtp_tls_security_level = %s: mail and the "
 		              "upstream password may cross the network in plaintext",
 		              level && level[0] ? level : "(empty)");
-		adm_check_fix(ck, "postconf -c %s -e smtp_tls_security_level=secure (relay-admin "
-		              "setup does)", c->dir);
+		adm_check_fix(ck, "%ssmtp_tls_security_level=secure' (relay-admin setup does)", where);
 	}
 
-	cafile = pf_main(c, "smtp_tls_CAfile", err, sizeof(err));
+	cafile = up_value(c, t, "smtp_tls_CAfile");
 	if (!cafile || !cafile[0])
 		adm_check_set(ca, ADM_CHECK_OK, "not set: OpenSSL's default CAs "
 		              "(smtp_tls_CApath / system)");
@@ -934,12 +1120,17 @@ static void check_upstream(struct check *c)
 		adm_check_set(ca, ADM_CHECK_OK, "smtp_tls_CAfile = %s", cafile);
 	}
 
-	maps = pf_main(c, "smtp_sasl_password_maps", err, sizeof(err));
+	/* the map is judged even with smtp_sasl_auth_enable off: it still holds the password */
+	maps = up_value(c, t, "smtp_sasl_password_maps");
+	auth = up_value(c, t, "smtp_sasl_auth_enable");
 	if (!maps || !maps[0]) {
 		adm_check_set(map, ADM_CHECK_SKIP, "no smtp_sasl_password_maps: the relay does not "
 		              "log in upstream");
 		goto out;
 	}
+	if (!is_yes(auth))
+		adm_check_line(map, "smtp_sasl_auth_enable = %s: the login is not used",
+		               auth && auth[0] ? auth : "(empty)");
 	const char *colon = strchr(maps, ':');
 	const char *file = colon ? colon + 1 : maps;
 	char dbfile[PATH_MAX + 8];
@@ -978,9 +1169,11 @@ static void check_upstream(struct check *c)
 	}
 out:
 	free(relayhost);
+	free(filter);
 	free(level);
 	free(cafile);
 	free(maps);
+	free(auth);
 }
 
 static void check_postfix(struct check *c)
@@ -1103,6 +1296,8 @@ int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv)
 	adm_checklist_free(c.cl);
 	for (size_t i = 0; i < c.nsvc; i++)
 		service_free(&c.svc[i]);
+	for (size_t i = 0; i < c.ntransports; i++)
+		service_free(&c.transports[i]);
 	free(c.main_cf);
 	return failed > 100 ? 100 : (int)failed;
 }

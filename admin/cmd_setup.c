@@ -13,10 +13,14 @@
  * `postfix check` and reloads a running instance. A second run changes nothing.
  *
  * Scope on the instance: main.cf gets only what every part of Postfix should share (the
- * SASL config path and plugin path, and the outbound smtp_* settings towards the upstream);
- * everything about the submission service — TLS mandatory, AUTH, restrictions, the
- * certificate, the AUTH rate limit, the milter — goes on the service with -o, so the
- * machine's own mail on localhost:25 keeps working as it did.
+ * SASL config path and plugin path, the milter macros); everything about the submission
+ * service — TLS mandatory, AUTH, restrictions, the certificate, the AUTH rate limit, the
+ * milter, bare-newline and VRFY hardening — goes on the service with -o. The upstream —
+ * smarthost, verified TLS, login — is a master.cf transport of its own (relay-upstream)
+ * that only the relay services name, in content_filter: mail from sendmail or port 25
+ * keeps the routing it had and never rides the upstream login past the milter. A main.cf
+ * written by an earlier setup (relayhost, smtp_tls_*, smtp_sasl_* global) is moved over:
+ * the values setup wrote there are removed, an admin's own are left.
  *
  * Secrets: the upstream password comes from RELAY_UPSTREAM_PASSWORD or stdin, never argv;
  * it lives in one buffer that is wiped, and in the 0600 map file postmap reads.
@@ -60,6 +64,8 @@
 #define DEFAULT_RATE_LIMIT 20   /* AUTH commands per client IP per minute */
 #define PASSWORD_MAX 1024
 #define MAX_MAIN 40
+#define MAX_DEL 16
+#define MAX_SVC 3      /* the upstream transport and up to two relay services */
 #define MAX_WORDS 64
 #define MAX_STALE 8
 #define SYSLOG_MARK "syslog_name=postfix/relay"   /* how setup's services are recognised */
@@ -84,13 +90,16 @@ struct plan {
 	char *main_kv[MAX_MAIN];       /* "name=value" to set */
 	char *main_old[MAX_MAIN];      /* the value before, for the report */
 	size_t nmain;
+	char *main_del[MAX_DEL];       /* names to remove from main.cf (an earlier layout) */
+	char *main_del_old[MAX_DEL];
+	size_t ndel;
 	struct {
-		char name[300];            /* "443/inet" */
+		char name[300];            /* "443/inet", "relay-upstream/unix" */
 		char *words[MAX_WORDS];
 		size_t nwords;
 		bool change;
 		bool exists;
-	} svc[2];
+	} svc[MAX_SVC];
 	size_t nsvc;
 	char *stale[MAX_STALE];         /* "name/inet" of an earlier setup's services to remove */
 	size_t nstale;
@@ -103,6 +112,7 @@ struct plan {
 	char cert[PATH_MAX], key[PATH_MAX];
 	bool gen_cert;
 	char nexthop[300];
+	char filter[400];               /* content_filter of the relay services, or "" */
 	gid_t postfix_gid;
 };
 
@@ -112,7 +122,11 @@ static void plan_free(struct plan *p)
 		free(p->main_kv[i]);
 		free(p->main_old[i]);
 	}
-	for (size_t s = 0; s < p->nsvc; s++)
+	for (size_t i = 0; i < p->ndel; i++) {
+		free(p->main_del[i]);
+		free(p->main_del_old[i]);
+	}
+	for (size_t s = 0; s < MAX_SVC; s++)   /* also an entry whose planning failed midway */
 		for (size_t i = 0; i < p->svc[s].nwords; i++)
 			free(p->svc[s].words[i]);
 	for (size_t i = 0; i < p->nstale; i++)
@@ -138,7 +152,7 @@ static void usage(FILE *f)
 "                          $RELAY_DB, else " RELAY_DEFAULT_DB ")\n"
 "  --sasl-plugin-dir DIR   load librelaydb.so from DIR (sets SASL_PATH for Postfix)\n"
 "  --rate-limit N          AUTH commands per client IP and minute (default 20, 0 = off)\n"
-"  --upstream HOST[:PORT]  smarthost to relay to (port 587 if omitted)\n"
+"  --upstream HOST[:PORT]  smarthost for the relay services' mail (port 587 if omitted)\n"
 "  --upstream-tls starttls|implicit  (default: implicit on 465, else starttls)\n"
 "  --upstream-user NAME    upstream login; password from RELAY_UPSTREAM_PASSWORD or stdin\n"
 "  --upstream-ca FILE      CA file to verify the upstream with (default: system CAs)\n"
@@ -344,13 +358,169 @@ static int opt_word(struct plan *p, size_t s, const char *name, const char *valu
 	return add_word(p, s, "-o") < 0 ? -1 : add_word(p, s, buf);
 }
 
-static int plan_service(struct plan *p, const struct setup_opts *o, size_t s,
-                        const char *listen, bool wrapper)
+/* Compares the entry planned in svc[s] with master.cf's and counts it in. */
+static int plan_entry_done(struct plan *p, const char *dir, size_t s)
 {
-	char rate[32], err[700];
+	char err[700];
 	char *cur = NULL;
+
+	if (adm_pf_service_get(dir, p->svc[s].name, &cur, err, sizeof err) < 0) {
+		fprintf(stderr, "relay-admin setup: %s\n", err);
+		return -1;
+	}
+	p->svc[s].exists = cur[0] != '\0';
+	p->svc[s].change = !adm_pf_entry_equal(cur, (const char *const *)p->svc[s].words,
+	                                       p->svc[s].nwords);
+	free(cur);
+	p->nsvc = s + 1;
+	return 0;
+}
+
+/* The upstream transport: an smtp client whose -o overrides carry everything about the
+ * upstream (verified TLS, CA, wrapper mode, the login). Only mail the relay services
+ * hand it (content_filter) uses it; main.cf's smtp_* stay as the admin had them. */
+static int plan_transport(struct plan *p, const struct setup_opts *o, bool implicit,
+                          const char *mapref)
+{
+	size_t s = p->nsvc;
 	int rc = 0;
 
+	if (s >= MAX_SVC)
+		return -1;
+	snprintf(p->svc[s].name, sizeof p->svc[s].name, "%s/unix", ADM_SETUP_TRANSPORT);
+	/* type private unpriv chroot wakeup maxproc: chroot off, so the CA file and the map
+	 * are read at their real paths on every Postfix build */
+	const char *cols[] = { ADM_SETUP_TRANSPORT, "unix", "-", "-", "n", "-", "-", "smtp" };
+	for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
+		rc |= add_word(p, s, cols[i]);
+	rc |= opt_word(p, s, "syslog_name", "postfix/" ADM_SETUP_TRANSPORT);
+	rc |= opt_word(p, s, "smtp_tls_security_level", o->upstream_insecure ? "encrypt" : "secure");
+	rc |= opt_word(p, s, "smtp_tls_CAfile", o->upstream_ca ? o->upstream_ca : SYSTEM_CA_FILE);
+	rc |= opt_word(p, s, "smtp_tls_wrappermode", implicit ? "yes" : "no");
+	rc |= opt_word(p, s, "smtp_tls_protocols", ">=TLSv1.2");
+	rc |= opt_word(p, s, "smtp_tls_mandatory_protocols", ">=TLSv1.2");
+	if (mapref) {
+		rc |= opt_word(p, s, "smtp_sasl_auth_enable", "yes");
+		rc |= opt_word(p, s, "smtp_sasl_password_maps", mapref);
+		rc |= opt_word(p, s, "smtp_sasl_security_options", "noanonymous");
+		rc |= opt_word(p, s, "smtp_sasl_tls_security_options", "noanonymous");
+	} else {
+		rc |= opt_word(p, s, "smtp_sasl_auth_enable", "no");
+	}
+	if (rc)
+		return -1;
+	return plan_entry_done(p, o->config_dir, s);
+}
+
+/* "name" removed from main.cf, with its value for the report. */
+static int unset_main(struct plan *p, const char *name, const char *old)
+{
+	if (p->ndel >= MAX_DEL)
+		return -1;
+	p->main_del[p->ndel] = strdup(name);
+	p->main_del_old[p->ndel] = strdup(old);
+	if (p->main_del[p->ndel] == NULL || p->main_del_old[p->ndel] == NULL) {
+		free(p->main_del[p->ndel]);
+		free(p->main_del_old[p->ndel]);
+		return -1;
+	}
+	p->ndel++;
+	return 0;
+}
+
+/* An earlier setup put the upstream into main.cf, where sendmail and port-25 mail used it
+ * too. Found by its own password map or relayhost = this upstream; then exactly the values
+ * setup wrote are undone (setup_args.c decides which). `upstream`: an upstream is being
+ * set up now (its transport replaces the old layout); without one only a note is printed. */
+static int plan_legacy(struct plan *p, const char *dir, const char *mapref, bool upstream)
+{
+	char err[700];
+	char *relayhost = NULL, *maps = NULL;
+	int rc = -1;
+
+	if (adm_pf_get_explicit(dir, "relayhost", &relayhost, err, sizeof err) < 0 ||
+	    adm_pf_get_explicit(dir, "smtp_sasl_password_maps", &maps, err, sizeof err) < 0) {
+		fprintf(stderr, "relay-admin setup: %s\n", err);
+		goto out;
+	}
+	rc = 0;
+	if (!adm_setup_legacy_layout(relayhost, maps, mapref, upstream ? p->nexthop : NULL))
+		goto out;
+	if (!upstream) {
+		fprintf(stderr, "note: main.cf still holds the upstream an earlier relay-admin setup "
+		        "wrote (relayhost %s): mail from sendmail and port 25 uses it too. Rerun "
+		        "setup with --upstream ... to confine it to the relay services.\n",
+		        relayhost[0] ? relayhost : "(none)");
+		goto out;
+	}
+	for (size_t i = 0; adm_setup_legacy_names[i] && rc == 0; i++) {
+		const char *name = adm_setup_legacy_names[i];
+		char *v = NULL;
+
+		if (adm_pf_get_explicit(dir, name, &v, err, sizeof err) < 0) {
+			fprintf(stderr, "relay-admin setup: %s\n", err);
+			rc = -1;
+			break;
+		}
+		switch (adm_setup_legacy(name, v, mapref)) {
+		case ADM_LEGACY_REMOVE:
+			rc = unset_main(p, name, v);
+			break;
+		case ADM_LEGACY_MAY:
+			rc = want_main(p, dir, name, "may");
+			break;
+		case ADM_LEGACY_KEEP:
+			break;
+		}
+		free(v);
+	}
+out:
+	free(relayhost);
+	free(maps);
+	return rc;
+}
+
+/* Without --upstream a re-run keeps the upstream an earlier run set up: the relay services'
+ * content_filter towards our transport, if that transport is still there. */
+static int keep_filter(struct plan *p, const char *dir)
+{
+	static const char want[] = "content_filter=" ADM_SETUP_TRANSPORT ":";
+	char err[700], tname[64];
+	char *all = NULL, *transport = NULL, *save = NULL;
+
+	snprintf(tname, sizeof tname, "%s/unix", ADM_SETUP_TRANSPORT);
+	if (adm_pf_service_get(dir, tname, &transport, err, sizeof err) < 0 ||
+	    adm_pf_services(dir, &all, err, sizeof err) < 0) {
+		fprintf(stderr, "relay-admin setup: %s\n", err);
+		free(transport);
+		return -1;
+	}
+	for (char *line = strtok_r(all, "\n", &save); line && transport[0] && !p->filter[0];
+	     line = strtok_r(NULL, "\n", &save)) {
+		const char *w = strstr(line, want);
+		size_t len;
+
+		if (w == NULL || strstr(line, SYSLOG_MARK) == NULL || (w > line && w[-1] != ' '))
+			continue;
+		w += strlen("content_filter=");
+		len = strcspn(w, " \t");
+		if (len < sizeof p->filter)
+			snprintf(p->filter, sizeof p->filter, "%.*s", (int)len, w);
+	}
+	free(all);
+	free(transport);
+	return 0;
+}
+
+static int plan_service(struct plan *p, const struct setup_opts *o, const char *listen,
+                        bool wrapper)
+{
+	size_t s = p->nsvc;
+	char rate[32];
+	int rc = 0;
+
+	if (s >= MAX_SVC)
+		return -1;
 	snprintf(p->svc[s].name, sizeof p->svc[s].name, "%s/inet", listen);
 	snprintf(rate, sizeof rate, "%ld", o->rate_limit);
 	rc |= add_word(p, s, listen);
@@ -377,23 +547,24 @@ static int plan_service(struct plan *p, const struct setup_opts *o, size_t s,
 	rc |= opt_word(p, s, "smtpd_relay_restrictions", "permit_sasl_authenticated,reject");
 	rc |= opt_word(p, s, "smtpd_recipient_restrictions", "permit_sasl_authenticated,reject");
 	rc |= opt_word(p, s, "milter_macro_daemon_name", "ORIGINATING");
+	/* <LF>.<CR><LF> must not end DATA (SMTP smuggling); "normalize" still accepts the bare
+	 * LFs real clients send inside a message. Excluding $mynetworks (the default) would
+	 * exempt exactly the loopback and LAN clients of a relay. */
+	rc |= opt_word(p, s, "smtpd_forbid_bare_newline", "normalize");
+	rc |= opt_word(p, s, "smtpd_forbid_bare_newline_exclusions", "");
+	/* VRFY would answer for addresses after AUTH: nothing a relay client needs */
+	rc |= opt_word(p, s, "disable_vrfy_command", "yes");
 	if (o->milter) {
 		rc |= opt_word(p, s, "smtpd_milters", o->milter);
 		rc |= opt_word(p, s, "milter_default_action", "tempfail");
 		rc |= opt_word(p, s, "milter_protocol", "6");
 	}
+	/* everything accepted here — and only that — goes to the upstream transport */
+	if (p->filter[0])
+		rc |= opt_word(p, s, "content_filter", p->filter);
 	if (rc)
 		return -1;
-	if (adm_pf_service_get(o->config_dir, p->svc[s].name, &cur, err, sizeof err) < 0) {
-		fprintf(stderr, "relay-admin setup: %s\n", err);
-		return -1;
-	}
-	p->svc[s].exists = cur[0] != '\0';
-	p->svc[s].change = !adm_pf_entry_equal(cur, (const char *const *)p->svc[s].words,
-	                                       p->svc[s].nwords);
-	free(cur);
-	p->nsvc = s + 1;
-	return 0;
+	return plan_entry_done(p, o->config_dir, s);
 }
 
 /* Services an earlier setup made (recognised by their syslog_name) on ports no longer
@@ -469,7 +640,7 @@ static void check_db(const char *db, gid_t postfix_gid)
 
 static int build_plan(const struct setup_opts *o, struct plan *p, const char *password)
 {
-	char err[700], warn[400], plugin[PATH_MAX + 20];
+	char err[700], warn[400], plugin[PATH_MAX + 20], mapref[PATH_MAX + 8];
 	char *hostname = NULL, *env = NULL, *owner = NULL;
 	struct passwd *pw;
 	int rc = -1;
@@ -586,21 +757,14 @@ static int build_plan(const struct setup_opts *o, struct plan *p, const char *pa
 	if (o->milter && want_main(p, o->config_dir, "milter_mail_macros", MILTER_MACROS) < 0)
 		goto out;
 
-	/* upstream */
+	/* upstream: a transport of its own, named by the relay services (see the header) */
+	snprintf(p->map, sizeof p->map, "%s/relay_upstream_passwd", o->config_dir);
+	snprintf(mapref, sizeof mapref, "hash:%s", p->map);
 	if (o->upstream) {
 		bool implicit = o->upstream_tls ? strcmp(o->upstream_tls, "implicit") == 0 :
 		                strstr(p->nexthop, "]:465") != NULL;
-		char mapref[PATH_MAX + 8];
 
-		if (want_main(p, o->config_dir, "relayhost", p->nexthop) < 0 ||
-		    want_main(p, o->config_dir, "smtp_tls_wrappermode", implicit ? "yes" : "no") < 0 ||
-		    want_main(p, o->config_dir, "smtp_tls_security_level",
-		              o->upstream_insecure ? "encrypt" : "secure") < 0 ||
-		    want_main(p, o->config_dir, "smtp_tls_CAfile",
-		              o->upstream_ca ? o->upstream_ca : SYSTEM_CA_FILE) < 0 ||
-		    want_main(p, o->config_dir, "smtp_tls_protocols", ">=TLSv1.2") < 0 ||
-		    want_main(p, o->config_dir, "smtp_tls_mandatory_protocols", ">=TLSv1.2") < 0)
-			goto out;
+		snprintf(p->filter, sizeof p->filter, "%s:%s", ADM_SETUP_TRANSPORT, p->nexthop);
 		if (o->upstream_insecure)
 			fprintf(stderr, "warning: --upstream-insecure: the upstream's certificate is "
 			        "NOT verified; anyone on the path can pose as %s and read the mail "
@@ -615,8 +779,6 @@ static int build_plan(const struct setup_opts *o, struct plan *p, const char *pa
 			             strlen(password) + 200;
 			char *cur;
 
-			snprintf(p->map, sizeof p->map, "%s/relay_upstream_passwd", o->config_dir);
-			snprintf(mapref, sizeof mapref, "hash:%s", p->map);
 			p->map_text = malloc(len);
 			if (p->map_text == NULL)
 				goto out;
@@ -634,21 +796,21 @@ static int build_plan(const struct setup_opts *o, struct plan *p, const char *pa
 				explicit_bzero(cur, strlen(cur));
 				free(cur);
 			}
-			if (want_main(p, o->config_dir, "smtp_sasl_auth_enable", "yes") < 0 ||
-			    want_main(p, o->config_dir, "smtp_sasl_password_maps", mapref) < 0 ||
-			    want_main(p, o->config_dir, "smtp_sasl_security_options", "noanonymous") < 0 ||
-			    want_main(p, o->config_dir, "smtp_sasl_tls_security_options",
-			              "noanonymous") < 0)
-				goto out;
 		} else {
 			fprintf(stderr, "note: no --upstream-user: the relay does not log in to %s\n",
 			        p->nexthop);
 		}
-	}
-
-	if (plan_service(p, o, 0, o->port, false) < 0)
+		if (plan_transport(p, o, implicit, o->upstream_user ? mapref : NULL) < 0)
+			goto out;
+	} else if (keep_filter(p, o->config_dir) < 0) {
 		goto out;
-	if (o->tls_port && plan_service(p, o, 1, o->tls_port, true) < 0)
+	}
+	if (plan_legacy(p, o->config_dir, mapref, o->upstream != NULL) < 0)
+		goto out;
+
+	if (plan_service(p, o, o->port, false) < 0)
+		goto out;
+	if (o->tls_port && plan_service(p, o, o->tls_port, true) < 0)
 		goto out;
 	if (plan_stale(p, o->config_dir) < 0)
 		goto out;
@@ -666,8 +828,8 @@ static bool plan_empty(const struct plan *p)
 
 	for (size_t s = 0; s < p->nsvc; s++)
 		svc = svc || p->svc[s].change;
-	return p->nmain == 0 && !svc && p->nstale == 0 && !p->sasl_change && !p->map_change &&
-	       !p->gen_cert;
+	return p->nmain == 0 && p->ndel == 0 && !svc && p->nstale == 0 && !p->sasl_change &&
+	       !p->map_change && !p->gen_cert;
 }
 
 static void print_plan(const struct plan *p, const char *verb)
@@ -678,6 +840,10 @@ static void print_plan(const struct plan *p, const char *verb)
 		printf("%s main.cf: %.*s = %s   (was: %s)\n", verb, (int)(eq - p->main_kv[i]),
 		       p->main_kv[i], eq + 1, p->main_old[i][0] ? p->main_old[i] : "empty");
 	}
+	for (size_t i = 0; i < p->ndel; i++)
+		printf("%s main.cf: remove %s   (was: %s; an earlier setup wrote it there, where "
+		       "all mail used it: the upstream is now the %s transport of the relay "
+		       "services)\n", verb, p->main_del[i], p->main_del_old[i], ADM_SETUP_TRANSPORT);
 	for (size_t s = 0; s < p->nsvc; s++) {
 		if (!p->svc[s].change)
 			continue;
@@ -873,7 +1039,9 @@ static int apply(const struct setup_opts *o, struct plan *p)
 			goto fail;
 	}
 	if (adm_pf_set(o->config_dir, (const char *const *)p->main_kv, p->nmain, err,
-	               sizeof err) < 0)
+	               sizeof err) < 0 ||
+	    adm_pf_unset(o->config_dir, (const char *const *)p->main_del, p->ndel, err,
+	                 sizeof err) < 0)
 		goto fail;
 	for (size_t s = 0; s < p->nsvc; s++) {
 		size_t len = 1;

@@ -250,7 +250,20 @@ int adm_pf_get(const char *dir, const char *name, char **value, char *err, size_
 	return 0;
 }
 
-int adm_pf_set(const char *dir, const char *const kv[], size_t n, char *err, size_t errlen)
+int adm_pf_get_explicit(const char *dir, const char *name, char **value, char *err,
+                        size_t errlen)
+{
+	const char *argv[] = { "postconf", "-c", dir, "-n", "-h", name, NULL };
+
+	if (run_ok(argv, value, err, errlen) < 0)
+		return -1;
+	chomp(*value);
+	return 0;
+}
+
+/* postconf with `flag` and one argument per name: -e name=value, -X name. */
+static int pf_many(const char *dir, const char *flag, const char *const args[], size_t n,
+                   char *err, size_t errlen)
 {
 	const char **argv;
 	int rc;
@@ -265,12 +278,23 @@ int adm_pf_set(const char *dir, const char *const kv[], size_t n, char *err, siz
 	argv[0] = "postconf";
 	argv[1] = "-c";
 	argv[2] = dir;
-	argv[3] = "-e";
+	argv[3] = flag;
 	for (size_t i = 0; i < n; i++)
-		argv[4 + i] = kv[i];
+		argv[4 + i] = args[i];
 	rc = run_ok(argv, NULL, err, errlen);
 	free(argv);
 	return rc;
+}
+
+int adm_pf_set(const char *dir, const char *const kv[], size_t n, char *err, size_t errlen)
+{
+	return pf_many(dir, "-e", kv, n, err, errlen);
+}
+
+int adm_pf_unset(const char *dir, const char *const names[], size_t n, char *err,
+                 size_t errlen)
+{
+	return pf_many(dir, "-X", names, n, err, errlen);
 }
 
 int adm_pf_service_get(const char *dir, const char *service_type, char **entry,

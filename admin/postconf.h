@@ -31,6 +31,15 @@ int adm_run(const char *const argv[], const char *input, char **out, int *status
 /* `postconf -c dir -h name`: the effective value (default included), trailing newline cut. */
 int adm_pf_get(const char *dir, const char *name, char **value, char *err, size_t errlen);
 
+/* `postconf -c dir -n -h name`: the value main.cf itself sets, "" when it leaves the
+ * parameter at its default (so a default is never mistaken for something setup wrote). */
+int adm_pf_get_explicit(const char *dir, const char *name, char **value, char *err,
+                        size_t errlen);
+
+/* `postconf -c dir -X name[0] name[1] ...`: removes main.cf parameters; n == 0 does nothing. */
+int adm_pf_unset(const char *dir, const char *const names[], size_t n, char *err,
+                 size_t errlen);
+
 /* `postconf -c dir -e kv[0] kv[1] ...` with "name=value" strings; n == 0 does nothing. */
 int adm_pf_set(const char *dir, const char *const kv[], size_t n, char *err, size_t errlen);
 

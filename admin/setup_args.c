@@ -114,3 +114,51 @@ bad:
 	return false;
 }
 
+
+/* ---- the old, global upstream layout ------------------------------------------------- */
+
+const char *const adm_setup_legacy_names[] = {
+	"relayhost", "smtp_tls_wrappermode", "smtp_tls_security_level", "smtp_tls_CAfile",
+	"smtp_tls_protocols", "smtp_tls_mandatory_protocols", "smtp_sasl_auth_enable",
+	"smtp_sasl_password_maps", "smtp_sasl_security_options",
+	"smtp_sasl_tls_security_options", NULL,
+};
+
+bool adm_setup_legacy_layout(const char *relayhost, const char *maps, const char *map,
+                             const char *nexthop)
+{
+	if (maps && map && maps[0] && strcmp(maps, map) == 0)
+		return true;
+	return relayhost && nexthop && relayhost[0] && strcmp(relayhost, nexthop) == 0;
+}
+
+static bool is(const char *a, const char *b)
+{
+	return strcmp(a, b) == 0;
+}
+
+enum adm_setup_legacy adm_setup_legacy(const char *name, const char *value, const char *map)
+{
+	if (name == NULL || value == NULL || value[0] == '\0')
+		return ADM_LEGACY_KEEP;
+	if (is(name, "relayhost"))
+		/* setup always wrote "[HOST]:PORT" */
+		return value[0] == '[' && strstr(value, "]:") ? ADM_LEGACY_REMOVE : ADM_LEGACY_KEEP;
+	if (is(name, "smtp_tls_wrappermode"))
+		return is(value, "yes") || is(value, "no") ? ADM_LEGACY_REMOVE : ADM_LEGACY_KEEP;
+	if (is(name, "smtp_tls_security_level"))
+		/* not removed: Debian's main.cf ships "may", and no TLS at all would be worse for
+		 * the machine's own mail than what it had before setup */
+		return is(value, "secure") || is(value, "encrypt") ? ADM_LEGACY_MAY : ADM_LEGACY_KEEP;
+	if (is(name, "smtp_tls_CAfile"))
+		return ADM_LEGACY_REMOVE;   /* setup overwrote whatever was there */
+	if (is(name, "smtp_tls_protocols") || is(name, "smtp_tls_mandatory_protocols"))
+		return is(value, ">=TLSv1.2") ? ADM_LEGACY_REMOVE : ADM_LEGACY_KEEP;
+	if (is(name, "smtp_sasl_auth_enable"))
+		return is(value, "yes") ? ADM_LEGACY_REMOVE : ADM_LEGACY_KEEP;
+	if (is(name, "smtp_sasl_password_maps"))
+		return map && is(value, map) ? ADM_LEGACY_REMOVE : ADM_LEGACY_KEEP;
+	if (is(name, "smtp_sasl_security_options") || is(name, "smtp_sasl_tls_security_options"))
+		return is(value, "noanonymous") ? ADM_LEGACY_REMOVE : ADM_LEGACY_KEEP;
+	return ADM_LEGACY_KEEP;
+}

@@ -25,4 +25,31 @@ bool adm_setup_listen(const char *spec, long *port, char *why, size_t whylen);
 bool adm_setup_upstream(const char *s, char *nexthop, size_t len, long *port,
                         char *why, size_t whylen);
 
+/* The master.cf transport that carries the relay services' mail to the upstream, with the
+ * upstream's TLS settings and login as its own -o overrides; the relay services name it in
+ * content_filter ("relay-upstream:[HOST]:PORT"). Nothing else routes mail to it. */
+#define ADM_SETUP_TRANSPORT "relay-upstream"
+
+/* The upstream layout of earlier versions of setup: relayhost, smtp_tls_* and smtp_sasl_*
+ * in main.cf, where every delivery (sendmail, port 25) used them. A re-run moves them onto
+ * ADM_SETUP_TRANSPORT and undoes the main.cf values that setup itself wrote. */
+enum adm_setup_legacy {
+	ADM_LEGACY_KEEP,     /* not what setup wrote (or not set): leave it */
+	ADM_LEGACY_REMOVE,   /* setup's value: remove it from main.cf (postconf -X) */
+	ADM_LEGACY_MAY,      /* smtp_tls_security_level setup raised: back to "may" */
+};
+
+/* The main.cf names an earlier setup wrote, NULL-terminated, in the order it wrote them. */
+extern const char *const adm_setup_legacy_names[];
+
+/* True when main.cf holds the old layout: smtp_sasl_password_maps is setup's own map
+ * (`map`, "hash:DIR/relay_upstream_passwd"), or relayhost is the upstream being set up
+ * (`nexthop`, may be NULL). Values are main.cf's explicit ones ("" when not set). */
+bool adm_setup_legacy_layout(const char *relayhost, const char *maps, const char *map,
+                             const char *nexthop);
+
+/* What a re-run does with main.cf's explicit `name = value` once the old layout is found:
+ * only the exact values setup wrote are undone, so an admin's own settings stay. */
+enum adm_setup_legacy adm_setup_legacy(const char *name, const char *value, const char *map);
+
 #endif

@@ -81,6 +81,8 @@ API
         another CA's file for an *unverifiable upstream certificate* variant).
     ``upstream_insecure`` — pass ``--upstream-insecure`` (no upstream verification).
     ``setup_args`` — extra arguments appended to ``relay-admin setup``.
+    ``main_before_setup`` — dict applied with ``postconf -e`` *before* setup: the machine's
+        own configuration that setup finds (e.g. a ``relayhost`` for its own mail).
     ``main_overrides`` — dict applied with ``postconf -e`` after setup (main.cf).
     ``service_overrides`` — dict applied with ``postconf -P`` to the submission service(s)
         after setup, e.g. ``{'smtpd_tls_security_level': 'may', 'smtpd_tls_auth_only':
@@ -117,6 +119,12 @@ API
     accepts; a socket left by a killed milter is removed first), ``stop(sig=SIGTERM)`` ->
     exit status (``stop(signal.SIGKILL)`` for a crash). Extra relay-milter.conf lines:
     ``Relay(milter=True, milter_conf='policy_refresh_ms = 0\\n')``.
+
+``Sink`` (``lab.sink()``, started): a plain SMTP server on a free loopback port that
+    accepts everything, offers neither STARTTLS nor AUTH, and keeps what it got:
+    ``port``, ``messages()`` -> list of bytes (DATA as received), ``auth_seen``
+    (True if a client sent AUTH), ``wait_for(needle, timeout=60)`` -> bool; ``stop()``.
+    A stand-in for wherever the machine's own mail went before setup.
 
 Helpers: ``free_port()``, ``need_root()`` (returns a reason string or None),
 ``postfix_available()``, ``default_build_root()`` (what ``Lab()`` uses without
@@ -575,7 +583,7 @@ class Relay(Instance):
     def __init__(self, lab, upstream, milter=None, tls_port=True, upstream_password=None,
                  upstream_ca=None, upstream_insecure=False, setup_args=(),
                  main_overrides=None, service_overrides=None, cert='lab', milter_conf='',
-                 start=True):
+                 start=True, main_before_setup=None):
         super().__init__(lab, 'relay', 'localhost')
         self.upstream = upstream
         self.port = free_port()
@@ -596,6 +604,7 @@ class Relay(Instance):
         os.makedirs(dbdir, exist_ok=True)
         _chown_postfix(dbdir, 0o750)
         self.db = os.path.join(dbdir, 'users.db')
+        self.set_main_dict(main_before_setup or {})
         self.admin('init')
         if os.path.exists(self.db):
             _chown_postfix(self.db, 0o640)
@@ -773,6 +782,100 @@ class Milter:
         return None
 
 
+class Sink:
+    """A plain SMTP server in a thread of this process (see the module docstring)."""
+
+    name = 'sink'
+    config_dir = None
+    _pid = None
+
+    def __init__(self, lab):
+        import socket
+        import threading
+        self.lab = lab
+        self._msgs = []
+        self.auth_seen = False
+        self._lock = threading.Lock()
+        self._srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._srv.bind((HOST, 0))
+        self._srv.listen(8)
+        self._srv.settimeout(0.5)
+        self.port = self._srv.getsockname()[1]
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        lab._track(self)
+
+    def _serve(self):
+        while not self._stopping:
+            try:
+                conn, _ = self._srv.accept()
+            except OSError:
+                continue
+            try:
+                conn.settimeout(30)
+                self._session(conn.makefile('rwb'))
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def _session(self, f):
+        def reply(text):
+            f.write(text.encode() + b'\r\n')
+            f.flush()
+        reply('220 sink.relaylab.test ESMTP')
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            verb = line.split(b' ', 1)[0].strip().upper()
+            if verb in (b'EHLO', b'HELO'):
+                reply('250 sink.relaylab.test')
+            elif verb == b'AUTH':
+                with self._lock:
+                    self.auth_seen = True
+                reply('502 5.5.1 no AUTH here')
+            elif verb == b'DATA':
+                reply('354 go ahead')
+                data = []
+                while True:
+                    dl = f.readline()
+                    if not dl or dl == b'.\r\n':
+                        break
+                    data.append(dl)
+                with self._lock:
+                    self._msgs.append(b''.join(data))
+                reply('250 2.0.0 kept')
+            elif verb == b'QUIT':
+                reply('221 bye')
+                return
+            else:
+                reply('250 ok')
+
+    def messages(self):
+        with self._lock:
+            return list(self._msgs)
+
+    def log(self):
+        return '%d messages, AUTH %s' % (len(self.messages()),
+                                         'seen' if self.auth_seen else 'never seen')
+
+    def wait_for(self, needle, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(needle in m for m in self.messages()):
+                return True
+            time.sleep(0.2)
+        return False
+
+    def stop(self):
+        self._stopping = True
+        self._srv.close()
+        self._thread.join(5)
+
+
 def _exit_on_sigterm():
     """meson stops a test that runs past its timeout with SIGTERM, which by default kills
     Python without running finally blocks or atexit: turn it into SystemExit so every lab
@@ -832,6 +935,9 @@ class Lab:
 
     def relay(self, upstream, **kw):
         return Relay(self, upstream, **kw)
+
+    def sink(self):
+        return Sink(self)
 
 
 

@@ -64,10 +64,13 @@ def selftest(lab, relay, password, *extra, implicit=False, upstream=None,
 
 def configured_upstream_login(relay):
     """The (user, password) the relay itself uses upstream, read back through Postfix
-    (`postmap -q relayhost` on smtp_sasl_password_maps): selftest then proves exactly the
-    credentials Postfix will send."""
-    relayhost = relay.postconf('-h', 'relayhost').strip()
-    maps = relay.postconf('-h', 'smtp_sasl_password_maps').strip()
+    (`postmap -q NEXTHOP` on the relay-upstream transport's smtp_sasl_password_maps, NEXTHOP
+    from the service's content_filter): selftest then proves exactly the credentials Postfix
+    will send."""
+    def override(service_param):
+        return relay.postconf('-P', service_param).partition('=')[2].strip()
+    relayhost = override('%s/content_filter' % relay.service_name).partition(':')[2]
+    maps = override('relay-upstream/unix/smtp_sasl_password_maps')
     p = subprocess.run(['postmap', '-c', relay.config_dir, '-q', relayhost, maps],
                        capture_output=True, timeout=60)
     if p.returncode != 0:

@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """`relay-admin setup` against a private Postfix instance (issue 4): idempotent, --dry-run
 touches nothing, bad input is refused with nothing changed, secrets stay off argv and out
-of world-readable files, and the self-signed fallback works end to end.
+of world-readable files, and the self-signed fallback works end to end. Issue 8: the
+upstream and its login serve only the relay services (sendmail and port-25 mail keep their
+own route), an old global layout is migrated, and the services refuse VRFY and do not end
+DATA at <LF>.<CR><LF>.
 
 Needs root; exits 77 (meson's "skipped") otherwise. The relay instance comes from
 relaylab (configured by setup itself); these tests re-run setup on it.
@@ -9,10 +12,13 @@ relaylab (configured by setup itself); these tests re-run setup on it.
 
 import hashlib
 import os
+import smtplib
 import stat
 import subprocess
 import sys
+import time
 import unittest
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relaylab  # noqa: E402
@@ -133,9 +139,51 @@ class Setup(LabCase):
         main_n = r.postconf('-n')
         for name in ('smtpd_tls_security_level', 'smtpd_tls_auth_only', 'smtpd_sasl_auth_enable',
                      'smtpd_client_restrictions', 'smtpd_recipient_restrictions',
-                     'smtpd_relay_restrictions', 'smtpd_milters', 'smtpd_tls_cert_file'):
+                     'smtpd_relay_restrictions', 'smtpd_milters', 'smtpd_tls_cert_file',
+                     # the upstream and its login belong to the relay services only
+                     'relayhost', 'smtp_sasl_auth_enable', 'smtp_sasl_password_maps',
+                     'smtp_tls_security_level', 'smtp_tls_CAfile', 'content_filter'):
             self.assertNotIn('\n%s =' % name, '\n' + main_n, name + ' set globally')
         r.postconf('-MX', local)
+
+    def test_old_global_upstream_migrated(self):
+        """An instance set up by an earlier version (upstream in main.cf, used by all mail):
+        a re-run moves it onto the relay-upstream transport, removes what setup wrote, keeps
+        the admin's own settings and a backup."""
+        r, up = self.relay, self.up
+        nexthop = '[%s]:%d' % (up.hostname, up.port)
+        mapref = 'hash:%s/relay_upstream_passwd' % r.config_dir
+        old = {'relayhost': nexthop, 'smtp_tls_wrappermode': 'no',
+               'smtp_tls_security_level': 'secure', 'smtp_tls_CAfile': self.lab.ca.cert,
+               'smtp_tls_protocols': '>=TLSv1.2', 'smtp_tls_mandatory_protocols': '>=TLSv1.2',
+               'smtp_sasl_auth_enable': 'yes', 'smtp_sasl_password_maps': mapref,
+               'smtp_sasl_security_options': 'noanonymous',
+               'smtp_sasl_tls_security_options': 'noanonymous',
+               'smtp_tls_loglevel': '2'}          # the admin's own: stays
+        r.set_main_dict(old)
+        rc, out = self.setup_cmd(*self.same_args(), password=self.up.password)
+        self.assertEqual(rc, 0, out)
+        self.assertIn('remove relayhost', out)
+        main_n = '\n' + r.postconf('-n')
+        for name in old:
+            if name in ('smtp_tls_security_level', 'smtp_tls_loglevel'):
+                continue
+            self.assertNotIn('\n%s =' % name, main_n, name + ' left in main.cf')
+        self.assertIn('\nsmtp_tls_security_level = may', main_n)
+        self.assertIn('\nsmtp_tls_loglevel = 2', main_n)
+        transport = r.postconf('-M', 'relay-upstream/unix')
+        self.assertIn('smtp_sasl_password_maps=' + mapref, transport)
+        self.assertIn('smtp_tls_security_level=secure', transport)
+        self.assertIn('content_filter=relay-upstream:' + nexthop,
+                      r.postconf('-M', r.service_name))
+        backups = os.path.join(r.config_dir, 'relay-admin-backup')
+        kept = [os.path.join(backups, d, 'main.cf') for d in os.listdir(backups)]
+        self.assertTrue(any('smtp_sasl_password_maps = ' + mapref in open(f).read()
+                            for f in kept if os.path.exists(f)), kept)
+        rc, out = self.setup_cmd(*self.same_args(), password=self.up.password)
+        self.assertEqual(rc, 0, out)
+        self.assertIn('nothing to change', out)
+        r.postconf('-X', 'smtp_tls_loglevel')
 
     def test_port_change_removes_old_service(self):
         r = self.relay
@@ -264,6 +312,130 @@ class SetupWithMilter(unittest.TestCase):
             except smtplib.SMTPResponseException as e:
                 code, text = e.smtp_code, e.smtp_error
             self.assertEqual(code // 100, 4, text)
+
+
+class UpstreamScope(unittest.TestCase):
+    """Issue 8, item 6: the smarthost and its login serve only mail that came in through
+    the relay services (and passed relay-milter there). Mail submitted with the instance's
+    sendmail, or by a mynetworks client of its port-25 service, keeps the route the machine
+    had before setup (here: a relayhost pointing at a plain sink) and never reaches the
+    upstream. Item 8: on the relay service VRFY is refused and <LF>.<CR><LF> does not end
+    DATA (SMTP smuggling)."""
+
+    @classmethod
+    def setUpClass(cls):
+        require_build('milter/relay-milter')
+        cls.lab = relaylab.Lab()
+        try:
+            cls.up = cls.lab.upstream()
+            cls.sink = cls.lab.sink()
+            # the machine's own mail went to its relayhost before the relay was set up
+            cls.relay = cls.lab.relay(cls.up, milter=True, tls_port=False, start=False,
+                                      main_before_setup={
+                                          'relayhost': '[%s]:%d' % (relaylab.HOST,
+                                                                    cls.sink.port)})
+            # the machine's port-25 service (a stand-in on a free port): plain smtpd with
+            # main.cf's settings, where mynetworks (127.0.0.0/8) may relay
+            cls.local_port = relaylab.free_port()
+            cls.relay.postconf('-M', '%s:%d/inet=%s:%d inet n - n - - smtpd' % (
+                relaylab.HOST, cls.local_port, relaylab.HOST, cls.local_port))
+            cls.password = cls.relay.add_user('ann')
+            cls.relay.admin('sender', 'add', 'ann', 'ann@example.org')
+            cls.relay.start()
+        except BaseException:
+            cls.lab.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lab.stop()
+
+    def where_did_it_go(self, subject):
+        """Waits until `subject` shows up at the sink or the upstream -> 'sink'/'upstream'."""
+        needle = subject.encode()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if any(needle in m for m in self.up.messages()):
+                return 'upstream'
+            if any(needle in m for m in self.sink.messages()):
+                return 'sink'
+            time.sleep(0.2)
+        self.fail('%s went nowhere\n%s' % (subject, self.lab.logs_tail()))
+
+    def message(self, sender, subject):
+        return ('From: %s\r\nTo: x@example.net\r\nSubject: %s\r\n\r\nhello\r\n'
+                % (sender, subject)).encode()
+
+    def test_relay_service_mail_goes_upstream_with_its_login(self):
+        subject = 'scope-relay-' + uuid.uuid4().hex
+        with self.relay.smtp() as s:
+            self.assertEqual(auth(s, 'PLAIN', 'ann', self.password)[0], 235)
+            # relay-milter decides on this service: a sender ann may not use is refused
+            code, text = s.mail('ceo@bank.example')
+            if code == 250:
+                code, text = s.rcpt('x@example.net')
+            self.assertEqual(code // 100, 5, text)
+            s.rset()
+            s.sendmail('ann@example.org', ['x@example.net'],
+                       self.message('ann@example.org', subject))
+        wait_delivered(self, self.up, subject)
+        msg = next(m for m in self.up.messages() if subject.encode() in m)
+        # the upstream's own Received: line: TLS and AUTH (ESMTPSA) with the upstream login
+        self.assertIn(b'with ESMTPSA id', msg.split(b'\n\n')[0])
+        self.assertFalse(any(subject.encode() in m for m in self.sink.messages()))
+        log = self.relay.admin('--state-db', self.relay.milter.state_db, 'log',
+                               '--user', 'ann').stdout.decode()
+        self.assertIn('ann@example.org', log)
+
+    def test_sendmail_does_not_ride_the_upstream_login(self):
+        subject = 'scope-sendmail-' + uuid.uuid4().hex
+        p = subprocess.run(['sendmail', '-C', self.relay.config_dir, '-f', 'ceo@bank.example',
+                            'x@example.net'], input=self.message('ceo@bank.example', subject),
+                           capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.where_did_it_go(subject), 'sink', self.lab.logs_tail())
+        self.assertFalse(self.sink.auth_seen)
+
+    def test_port25_client_does_not_ride_the_upstream_login(self):
+        subject = 'scope-port25-' + uuid.uuid4().hex
+        with smtplib.SMTP(relaylab.HOST, self.local_port, timeout=30) as s:
+            s.sendmail('ceo@bank.example', ['x@example.net'],
+                       self.message('ceo@bank.example', subject))
+        self.assertEqual(self.where_did_it_go(subject), 'sink', self.lab.logs_tail())
+        self.assertFalse(self.sink.auth_seen)
+
+    def test_vrfy_refused_after_auth(self):
+        with self.relay.smtp() as s:
+            self.assertEqual(auth(s, 'PLAIN', 'ann', self.password)[0], 235)
+            code, text = s.docmd('VRFY', 'ann@example.org')
+            self.assertEqual(code, 502, text)
+
+    def test_bare_newline_dot_does_not_end_data(self):
+        """<LF>.<CR><LF> inside DATA: a server that ends the message there reads the rest
+        as commands — here a second MAIL FROM smuggled past the first message's checks."""
+        subject = 'smuggle-' + uuid.uuid4().hex
+        s = self.relay.smtp()
+        try:
+            self.assertEqual(auth(s, 'PLAIN', 'ann', self.password)[0], 235)
+            self.assertEqual(s.mail('ann@example.org')[0], 250)
+            self.assertEqual(s.rcpt('x@example.net')[0], 250)
+            s.putcmd('DATA')
+            self.assertEqual(s.getreply()[0], 354)
+            s.send(b'From: ann@example.org\r\nSubject: ' + subject.encode() + b'\r\n\r\n'
+                   b'first part\n.\r\nMAIL FROM:<ceo@bank.example>\r\n'
+                   b'RCPT TO:<y@example.net>\r\n.\r\n')
+            code, text = s.getreply()
+            self.assertEqual(code, 250, text)
+            # the next reply answers QUIT only if nothing after <LF>.<CR><LF> was a command
+            s.putcmd('QUIT')
+            code, text = s.getreply()
+        finally:
+            s.close()
+        self.assertEqual(code, 221, 'the server read the message body as commands: %d %r'
+                         % (code, text))
+        wait_delivered(self, self.up, subject)
+        msg = next(m for m in self.up.messages() if subject.encode() in m)
+        self.assertIn(b'MAIL FROM:<ceo@bank.example>', msg)
 
 
 if __name__ == '__main__':

@@ -36,7 +36,25 @@ SERVICE = ('127.0.0.1:2525 inet n - n - - smtpd\n'
            '  -o smtpd_client_auth_rate_limit=20\n'
            '  -o { smtpd_client_restrictions = permit_sasl_authenticated, reject }\n'
            '  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n'
-           '  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject\n')
+           '  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject\n'
+           '  -o smtpd_forbid_bare_newline=normalize\n'
+           '  -o smtpd_forbid_bare_newline_exclusions=\n'
+           '  -o disable_vrfy_command=yes\n'
+           '  -o content_filter=relay-upstream:[smtp.example.net]:587\n')
+
+# The upstream as setup writes it: a transport of its own that only the relay services name.
+TRANSPORT = ('relay-upstream unix - - n - - smtp\n'
+             '  -o syslog_name=postfix/relay-upstream\n'
+             '  -o smtp_tls_security_level=secure\n'
+             '  -o smtp_tls_wrappermode=no\n')
+
+# What earlier versions of setup wrote into main.cf instead (every delivery used it).
+OLD_GLOBAL = {
+    'relayhost': '[smtp.example.net]:587',
+    'smtp_tls_security_level': 'secure',
+    'smtp_sasl_auth_enable': 'yes',
+    'smtp_sasl_password_maps': 'hash:/etc/postfix/relay_upstream_passwd',
+}
 
 
 class Check(unittest.TestCase):
@@ -59,10 +77,9 @@ class Check(unittest.TestCase):
             'relay_cert': self.cert,
             'relay_key': self.key,
             'cyrus_sasl_config_path': os.path.join(self.etc, 'sasl'),
-            'relayhost': '[smtp.example.net]:587',
-            'smtp_tls_security_level': 'secure',
         }
         self.service = SERVICE
+        self.transport = TRANSPORT
         self.smtpd_conf = ('pwcheck_method: auxprop\nauxprop_plugin: relaydb\n'
                            'relaydb_path: %s\nmech_list: plain login\n' % self.db)
 
@@ -83,7 +100,7 @@ class Check(unittest.TestCase):
         with open(os.path.join(self.etc, 'main.cf'), 'w') as f:
             f.writelines('%s = %s\n' % kv for kv in self.main.items())
         with open(os.path.join(self.etc, 'master.cf'), 'w') as f:
-            f.write('smtp inet n - y - - smtpd\n' + self.service)
+            f.write('smtp inet n - y - - smtpd\n' + self.service + self.transport)
         with open(os.path.join(self.etc, 'sasl', 'smtpd.conf'), 'w') as f:
             f.write(self.smtpd_conf)
         p = subprocess.run([RELAY_ADMIN, '--db', db or self.db, '--state-db',
@@ -107,11 +124,12 @@ class Check(unittest.TestCase):
         self.assertEqual(self.status(c, 'postfix-config'), 'ok', self.explain(c))
         for cid in ('tls-required', 'auth-only-after-tls', 'sasl-enabled', 'sasl-noanonymous',
                     'client-restrictions', 'relay-restrictions', 'recipient-restrictions',
-                    'tls-protocols', 'auth-rate-limit'):
+                    'tls-protocols', 'auth-rate-limit', 'bare-newline', 'vrfy-disabled'):
             self.assertEqual(self.status(c, cid + self.svc), 'ok', self.explain(c))
         self.assertEqual(self.status(c, 'users-db'), 'ok', self.explain(c))
         self.assertEqual(self.status(c, 'smtpd-conf'), 'ok', self.explain(c))
-        self.assertEqual(self.status(c, 'upstream-tls'), 'ok', self.explain(c))
+        for cid in ('upstream-route', 'upstream-scope', 'upstream-tls'):
+            self.assertEqual(self.status(c, cid), 'ok', self.explain(c))
         # $relay_cert was expanded: the certificate was found and judged
         self.assertEqual(self.status(c, 'certificate:' + self.cert), 'ok', self.explain(c))
         self.assertEqual(self.status(c, 'milter' + self.svc), 'skip')
@@ -171,18 +189,70 @@ class Check(unittest.TestCase):
         self.assertIn('pass unchecked', c['milter' + self.svc]['detail'])
 
     def test_upstream_levels(self):
-        self.main['smtp_tls_security_level'] = 'may'
+        # judged on the transport the relay services name, not in main.cf
+        self.main['smtp_tls_security_level'] = 'secure'
+        self.transport = TRANSPORT.replace('level=secure', 'level=may')
         c = self.run_check()
-        self.assertEqual(self.status(c, 'upstream-tls'), 'fail')
-        self.main['smtp_tls_security_level'] = 'encrypt'
+        self.assertEqual(self.status(c, 'upstream-tls'), 'fail', self.explain(c))
+        self.assertIn('relay-upstream/unix/smtp_tls_security_level=secure',
+                      c['upstream-tls']['fix'])
+        self.transport = TRANSPORT.replace('level=secure', 'level=encrypt')
         c = self.run_check()
         self.assertEqual(self.status(c, 'upstream-tls'), 'warn')
-        self.main['smtp_tls_CAfile'] = os.path.join(self.dir, 'missing-ca.pem')
+        self.transport += '  -o smtp_tls_CAfile=%s\n' % os.path.join(self.dir, 'missing-ca.pem')
         c = self.run_check()
         self.assertEqual(self.status(c, 'upstream-ca'), 'fail')
-        del self.main['relayhost']
+        self.service = SERVICE.replace('  -o content_filter=relay-upstream:[smtp.example.net]:587\n',
+                                       '')
         c = self.run_check()
-        self.assertEqual(self.status(c, 'upstream-tls'), 'skip')
+        for cid in ('upstream-route', 'upstream-scope', 'upstream-tls'):
+            self.assertEqual(self.status(c, cid), 'skip', self.explain(c))
+
+    def test_hardening_flagged(self):
+        """Issue 8, item 8: a relay service that ends DATA at <LF>.<CR><LF> or answers
+        VRFY is flagged."""
+        self.service = (SERVICE.replace('  -o smtpd_forbid_bare_newline=normalize\n', '')
+                        .replace('  -o disable_vrfy_command=yes\n', ''))
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'bare-newline' + self.svc), 'fail', self.explain(c))
+        self.assertIn('smuggling', c['bare-newline' + self.svc]['detail'])
+        self.assertIn('smtpd_forbid_bare_newline=normalize', c['bare-newline' + self.svc]['fix'])
+        self.assertEqual(self.status(c, 'vrfy-disabled' + self.svc), 'warn', self.explain(c))
+        # on, but the default exclusions ($mynetworks) exempt the relay's loopback/LAN clients
+        self.service = SERVICE.replace('  -o smtpd_forbid_bare_newline_exclusions=\n', '')
+        self.main['mynetworks'] = '127.0.0.0/8'
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'bare-newline' + self.svc), 'warn', self.explain(c))
+        self.assertIn('127.0.0.0/8', c['bare-newline' + self.svc]['detail'])
+
+    def test_old_global_upstream_flagged(self):
+        """Issue 8, item 6: the upstream login in main.cf (earlier setups) serves sendmail
+        and port-25 mail too."""
+        self.main.update(OLD_GLOBAL)
+        self.service = SERVICE.replace('  -o content_filter=relay-upstream:[smtp.example.net]:587\n',
+                                       '')
+        self.transport = ''
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'upstream-scope'), 'fail', self.explain(c))
+        self.assertIn('sendmail', c['upstream-scope']['detail'])
+        self.assertIn('relay-admin setup', c['upstream-scope']['fix'])
+        self.assertEqual(self.status(c, 'upstream-route'), 'warn', self.explain(c))
+        self.assertEqual(self.status(c, 'upstream-tls'), 'ok', self.explain(c))  # main.cf's
+        # the new layout with the old login left in main.cf: still a failure
+        self.service, self.transport = SERVICE, TRANSPORT
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'upstream-scope'), 'fail', self.explain(c))
+        # a relayhost that is the upstream, without the login: a warning
+        del self.main['smtp_sasl_auth_enable']
+        del self.main['smtp_sasl_password_maps']
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'upstream-scope'), 'warn', self.explain(c))
+
+    def test_missing_upstream_transport(self):
+        self.transport = ''
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'upstream-route'), 'fail', self.explain(c))
+        self.assertIn('relay-upstream:[smtp.example.net]:587', c['upstream-route']['detail'])
 
     def test_upstream_password_map_permissions(self):
         if os.geteuid() != 0:
@@ -194,7 +264,7 @@ class Check(unittest.TestCase):
         with open(src + '.db', 'w') as f:       # check only looks at its mode and owner
             f.write('user:secret')
         os.chmod(src + '.db', 0o600)
-        self.main['smtp_sasl_password_maps'] = 'hash:' + src
+        self.transport = TRANSPORT + '  -o smtp_sasl_password_maps=hash:%s\n' % src
         c = self.run_check()
         self.assertEqual(self.status(c, 'upstream-password-map'), 'ok', self.explain(c))
         # postmap run before a `chmod 600` of the source leaves a readable .db behind: it

@@ -115,11 +115,60 @@ static void entries(void)
 	ok(adm_pf_entry_equal("", want, 0), "empty equals empty");
 }
 
+/* Issue 8: a re-run undoes only what an earlier setup wrote into main.cf for the upstream
+ * (where sendmail and port-25 mail used it too), and only once that layout is found. */
+static void legacy(void)
+{
+	static const char map[] = "hash:/etc/postfix/relay_upstream_passwd";
+	static const struct {
+		const char *name, *value;
+		enum adm_setup_legacy want;
+	} cases[] = {
+		{ "relayhost", "[smtp.example.com]:587", ADM_LEGACY_REMOVE },
+		{ "relayhost", "smtp.example.com", ADM_LEGACY_KEEP },        /* not setup's form */
+		{ "relayhost", "", ADM_LEGACY_KEEP },
+		{ "smtp_tls_wrappermode", "yes", ADM_LEGACY_REMOVE },
+		{ "smtp_tls_security_level", "secure", ADM_LEGACY_MAY },
+		{ "smtp_tls_security_level", "encrypt", ADM_LEGACY_MAY },
+		{ "smtp_tls_security_level", "dane", ADM_LEGACY_KEEP },     /* the admin's own */
+		{ "smtp_tls_CAfile", "/etc/ssl/certs/ca-certificates.crt", ADM_LEGACY_REMOVE },
+		{ "smtp_tls_protocols", ">=TLSv1.2", ADM_LEGACY_REMOVE },
+		{ "smtp_tls_protocols", "!SSLv2,!SSLv3", ADM_LEGACY_KEEP },
+		{ "smtp_sasl_auth_enable", "yes", ADM_LEGACY_REMOVE },
+		{ "smtp_sasl_password_maps", "hash:/etc/postfix/relay_upstream_passwd",
+		  ADM_LEGACY_REMOVE },
+		{ "smtp_sasl_password_maps", "hash:/etc/postfix/sasl_passwd", ADM_LEGACY_KEEP },
+		{ "smtp_sasl_security_options", "noanonymous", ADM_LEGACY_REMOVE },
+		{ "smtp_sasl_security_options", "noplaintext", ADM_LEGACY_KEEP },
+		{ "smtp_sasl_tls_security_options", "noanonymous", ADM_LEGACY_REMOVE },
+		{ "myhostname", "[x]:1", ADM_LEGACY_KEEP },                  /* not an upstream key */
+	};
+	size_t names = 0;
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		ok(adm_setup_legacy(cases[i].name, cases[i].value, map) == cases[i].want,
+		   "legacy %s = '%s'", cases[i].name, cases[i].value);
+	ok(adm_setup_legacy("relayhost", NULL, map) == ADM_LEGACY_KEEP, "NULL value kept");
+	while (adm_setup_legacy_names[names])
+		names++;
+	ok(names == 10, "ten main.cf names setup used to write");
+
+	ok(adm_setup_legacy_layout("", map, map, NULL), "found by setup's own password map");
+	ok(adm_setup_legacy_layout("[smtp.example.com]:587", "", map, "[smtp.example.com]:587"),
+	   "found by relayhost = the upstream being set up");
+	ok(!adm_setup_legacy_layout("[mx.example.org]:25", "", map, "[smtp.example.com]:587"),
+	   "an admin's own relayhost is not setup's");
+	ok(!adm_setup_legacy_layout("[smtp.example.com]:587", "hash:/etc/postfix/sasl_passwd",
+	                            map, NULL), "without an upstream only the map counts");
+	ok(!adm_setup_legacy_layout("", "", map, "[smtp.example.com]:587"), "nothing set");
+}
+
 int main(void)
 {
 	plain_values();
 	listen_specs();
 	upstreams();
 	entries();
+	legacy();
 	return tap_done();
 }
