@@ -621,7 +621,7 @@ class StateDiskFullTest(unittest.TestCase):
         rc = self.d.proc.wait(60)
         self.d.proc = None
         log = self.d.log_text()[mark:]
-        self.assertNotEqual(rc, 0, log)
+        self.assertEqual(rc, 1, log)
         self.assertIn("1 record not written, lost", log)
         self.assertRegex(log, r"lost at stop: QTEST login=once ts=\d+ verdict=accepted messages=1")
         os.unlink(filler)
