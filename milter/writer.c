@@ -401,17 +401,23 @@ static void *run(void *arg)
 		}
 		if (!stopping)
 			continue;
-		if (okay && w->head == NULL)
-			break;
+		if (okay) {
+			if (w->head == NULL)
+				break;
+			continue; /* records pushed by sessions still finishing: write them too */
+		}
+		if (w->head == NULL && !w->carry.pending)
+			break; /* nothing left to lose (the path could not be checked, e.g. EACCES) */
 		if (mono_ms() >= deadline) {
 			log_lost(w);
 			w->lost = -1;
 			break;
 		}
 		if (!retrying)
-			mlt_log(LOG_WARNING, "stopping: %zu state record%s not written yet: retrying for up"
-			        " to %" PRId64 " s (no new mail is taken meanwhile)", w->len,
-			        w->len == 1 ? "" : "s", (deadline - mono_ms() + 999) / 1000);
+			mlt_log(LOG_WARNING, "stopping: %zu state record%s not written yet%s: retrying for"
+			        " up to %" PRId64 " s (no new mail is taken meanwhile)", w->len,
+			        w->len == 1 ? "" : "s", w->carry.pending ? ", counters not carried over"
+			        " to the file at the path" : "", (deadline - mono_ms() + 999) / 1000);
 		retrying = true;
 	}
 	free_list(w->head);
