@@ -64,6 +64,7 @@ static const struct key keys[] = {
 	{ "audit_retention", K_DURATION, F(audit_retention), 86400, 3650 * INT64_C(86400), NULL },
 	{ "policy_refresh_ms", K_INT, F(policy_refresh_ms), 0, 60000, NULL },
 	{ "state_flush_ms", K_INT, F(state_flush_ms), 10, 10000, NULL },
+	{ "stop_flush_timeout", K_DURATION, F(stop_flush_timeout), 1, 300, NULL },
 	{ "timeout", K_DURATION, F(timeout), 1, 86400, NULL },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -84,6 +85,9 @@ void mlt_config_defaults(struct mlt_config *cfg)
 	cfg->audit_retention = 90 * INT64_C(86400);
 	cfg->policy_refresh_ms = 1000;
 	cfg->state_flush_ms = 200;
+	/* below the systemd unit's TimeoutStopSec=30, so we exit and say what was lost
+	 * before systemd kills us without a word */
+	cfg->stop_flush_timeout = 20;
 	cfg->timeout = 7210;
 }
 

@@ -37,6 +37,7 @@ struct mlt_config {
 	int64_t audit_retention;       /* seconds */
 	int64_t policy_refresh_ms;     /* how often to ask the users db whether it changed */
 	int64_t state_flush_ms;        /* how often the writer thread commits to the state db */
+	int64_t stop_flush_timeout;    /* seconds a stop keeps retrying the last state commit */
 	int64_t timeout;               /* smfi_settimeout seconds */
 };
 

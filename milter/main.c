@@ -6,10 +6,11 @@
  * drop privileges; open the databases (a SQLite connection must not cross fork()); create
  * the socket as the milter's user; start the SIGUSR1 reload thread; run smfi_main().
  * libmilter's own signal thread turns SIGHUP, SIGTERM and SIGINT into a stop; afterwards
- * the state writer flushes so that counters survive the restart.
+ * the state writer flushes so that counters survive the restart, retrying for up to
+ * stop_flush_timeout seconds; records it still cannot write make the exit status 1.
  *
- * Exit codes: 0 stopped cleanly or -n found the configuration valid; 1 runtime failure;
- * 2 usage or configuration error.
+ * Exit codes: 0 stopped cleanly (everything flushed) or -n found the configuration valid;
+ * 1 runtime failure, including state records lost at stop; 2 usage or configuration error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -349,7 +350,12 @@ out:
 		pthread_kill(reloader, SIGUSR1);
 		pthread_join(reloader, NULL);
 	}
-	mlt_writer_stop(d.writer);
+	/* the latest reloaded configuration says how long the stop may retry */
+	if (mlt_writer_stop(d.writer, (reloader_started ? &rc.current : &cfg)->stop_flush_timeout)
+	    != 0) {
+		mlt_log(LOG_ERR, "exiting with status 1: state records were lost at stop (listed above)");
+		status = 1;
+	}
 	mlt_store_close(d.store);
 	mlt_rate_free(d.rate);
 	mlt_config_unpublish();

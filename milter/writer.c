@@ -1,13 +1,24 @@
 /*
  * writer.c — batched state-database writes on a thread of their own (see writer.h).
+ *
+ * Only the writer thread touches the SQLite handle and the file checks; callbacks only
+ * push records and read `healthy` under the mutex, so they never wait for the disk.
+ * Why the care with a replaced file: SQLite names the WAL and shared-memory files after
+ * the path, so a file moved away leaves its WAL under the path's name. Opening a new file
+ * there while the old WAL holds frames would read the old file's pages into the new one.
+ * Hence: checkpoint the old file (its WAL empties into it), close it without letting
+ * SQLite delete those names (rdb_state_close_moved), only then open the new file.
  */
 #include "writer.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "log.h"
@@ -15,6 +26,29 @@
 
 #define QUEUE_MAX 200000     /* records; past this, new ones are dropped and health fails */
 #define PRUNE_EVERY 60       /* seconds */
+#define RETRY_MAX_MS 500     /* at stop: how often to retry at most */
+#define LOST_LINES_MAX 1000  /* at stop: lost records logged one per line, then a count */
+
+/* Counters read from a file that left the path, waiting to be merged into its successor. */
+struct carry_usage {
+	char login[256];
+	int64_t ts;
+	uint64_t v[3];
+};
+
+struct carry_last {
+	char login[256];
+	char client[64];
+	int64_t ts;
+};
+
+struct carry {
+	struct carry_usage *u;
+	size_t nu, capu;
+	struct carry_last *l;
+	size_t nl, capl;
+	bool pending;                  /* taken from the old file, not yet merged */
+};
 
 struct mlt_writer {
 	pthread_t thread;
@@ -25,9 +59,26 @@ struct mlt_writer {
 	bool stop;
 	bool healthy;
 	int64_t flush_ms, retention, usage_keep;
+	int64_t stop_retry_ms;
+	int lost;                      /* set by the thread at stop: -1 if anything was lost */
+	/* writer thread only: */
 	int64_t last_prune;
-	struct rdb_state *st;
+	char *path;
+	struct rdb_state *st;          /* NULL between closing an old file and opening its successor */
+	dev_t dev;                     /* identity of the file st was opened from */
+	ino_t ino;
+	bool file_ok;                  /* the path holds st's file */
+	struct carry carry;
+	char last_err[512];            /* the last switch_file() failure, logged once */
 };
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void free_list(struct mlt_record *r)
 {
@@ -37,6 +88,186 @@ static void free_list(struct mlt_record *r)
 		free(r);
 		r = next;
 	}
+}
+
+static void carry_free(struct carry *c)
+{
+	free(c->u);
+	free(c->l);
+	memset(c, 0, sizeof *c);
+}
+
+static int carry_usage_row(const char *login, int64_t ts, const uint64_t v[3], void *arg)
+{
+	struct carry *c = arg;
+
+	if (c->nu == c->capu) {
+		size_t cap = c->capu ? c->capu * 2 : 64;
+		struct carry_usage *u = realloc(c->u, cap * sizeof *u);
+
+		if (u == NULL)
+			return -1;
+		c->u = u;
+		c->capu = cap;
+	}
+	snprintf(c->u[c->nu].login, sizeof c->u[c->nu].login, "%s", login);
+	c->u[c->nu].ts = ts;
+	memcpy(c->u[c->nu].v, v, sizeof c->u[c->nu].v);
+	c->nu++;
+	return 0;
+}
+
+static int carry_last_row(const char *login, int64_t ts, const char *client, void *arg)
+{
+	struct carry *c = arg;
+
+	if (c->nl == c->capl) {
+		size_t cap = c->capl ? c->capl * 2 : 64;
+		struct carry_last *l = realloc(c->l, cap * sizeof *l);
+
+		if (l == NULL)
+			return -1;
+		c->l = l;
+		c->capl = cap;
+	}
+	snprintf(c->l[c->nl].login, sizeof c->l[c->nl].login, "%s", login);
+	snprintf(c->l[c->nl].client, sizeof c->l[c->nl].client, "%s", client);
+	c->l[c->nl].ts = ts;
+	c->nl++;
+	return 0;
+}
+
+/* Logs why switching files failed, once per distinct reason: the writer retries at every
+ * wake-up, and the log should say it once, not five times a second. */
+__attribute__((format(printf, 2, 3)))
+static bool switch_failed(struct mlt_writer *w, const char *fmt, ...)
+{
+	char msg[sizeof w->last_err];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (strcmp(msg, w->last_err) != 0) {
+		mlt_log(LOG_ERR, "%s", msg);
+		memcpy(w->last_err, msg, sizeof msg);
+	}
+	return false;
+}
+
+/* Merges the carried counters into w->st in one transaction. */
+static bool carry_merge(struct mlt_writer *w)
+{
+	if (rdb_state_begin(w->st) != RDB_OK)
+		goto fail;
+	for (size_t k = 0; k < w->carry.nu; k++)
+		if (rdb_state_usage_merge(w->st, w->carry.u[k].login, w->carry.u[k].ts,
+		                          w->carry.u[k].v) != RDB_OK)
+			goto fail;
+	for (size_t k = 0; k < w->carry.nl; k++)
+		if (rdb_state_last_use_merge(w->st, w->carry.l[k].login, w->carry.l[k].ts,
+		                             w->carry.l[k].client) != RDB_OK)
+			goto fail;
+	if (rdb_state_commit(w->st) != RDB_OK)
+		goto fail;
+	return true;
+fail:
+	switch_failed(w, "state database %s: carrying counters over: %s", w->path,
+	              rdb_state_errmsg(w->st));
+	rdb_state_rollback(w->st);
+	return false;
+}
+
+/* The file at the path is not the one w->st holds (or there is none and at_stop says make
+ * one): take the counters from the old file, let it go, open the one at the path, merge.
+ * Any step that fails leaves what is done done (the carry survives a closed old file) and
+ * is retried at the next wake-up. */
+static bool switch_file(struct mlt_writer *w, bool at_stop, int64_t keep)
+{
+	char err[512];
+	struct stat sb;
+
+	if (w->st != NULL) {
+		if (!w->carry.pending) {
+			if (rdb_state_usage_foreach(w->st, NULL, (int64_t)time(NULL) - keep,
+			                            carry_usage_row, &w->carry) != RDB_OK ||
+			    rdb_state_last_use_foreach(w->st, carry_last_row, &w->carry) != RDB_OK) {
+				switch_failed(w, "state database %s: reading the counters of the file that "
+				              "was there: %s", w->path, rdb_state_errmsg(w->st));
+				carry_free(&w->carry);
+				return false;
+			}
+			w->carry.pending = true;
+		}
+		if (rdb_state_checkpoint(w->st) != RDB_OK) {
+			return switch_failed(w, "state database %s: the file that was there keeps data in"
+			                     " its WAL (%s); not opening the new file while that WAL could be"
+			                     " read as its own", w->path, rdb_state_errmsg(w->st));
+		}
+		rdb_state_close_moved(w->st);
+		w->st = NULL;
+	}
+	if (!at_stop && stat(w->path, &sb) != 0)
+		return false; /* gone again: wait for it (the carry stays) */
+	if (rdb_state_init(w->path, err, sizeof err) != RDB_OK)
+		return switch_failed(w, "state database: %s", err);
+	if (stat(w->path, &sb) != 0)
+		return switch_failed(w, "state database %s: %s", w->path, strerror(errno));
+	if (rdb_state_open(w->path, RDB_READWRITE, &w->st, err, sizeof err) != RDB_OK)
+		return switch_failed(w, "state database: %s", err);
+	w->dev = sb.st_dev;
+	w->ino = sb.st_ino;
+	if (!carry_merge(w))
+		return false;
+	mlt_log(LOG_NOTICE, "state database %s: %s; carried %zu usage rows and %zu last uses over "
+	        "from the file that was there (its audit log stays in that file)", w->path,
+	        at_stop ? "was missing at stop, created it afresh" : "another file is in place, using it",
+	        w->carry.nu, w->carry.nl);
+	carry_free(&w->carry);
+	w->last_err[0] = '\0';
+	return true;
+}
+
+/* Is the file at the path the one we write to? Sorts it out if it can; false means "do not
+ * write now" (the reason is logged once per change). Writer thread only. */
+static bool check_file(struct mlt_writer *w, bool at_stop, int64_t keep)
+{
+	struct stat sb;
+	int e = 0;
+
+	if (stat(w->path, &sb) != 0)
+		e = errno;
+	if (e == 0 && w->st != NULL && !w->carry.pending && sb.st_dev == w->dev &&
+	    sb.st_ino == w->ino) {
+		if (!w->file_ok)
+			mlt_log(LOG_NOTICE, "state database %s is back", w->path);
+		w->file_ok = true;
+		return true;
+	}
+	if (e != 0 && e != ENOENT) {
+		if (w->file_ok)
+			mlt_log(LOG_ERR, "state database %s: %s; refusing mail (451) until it can be "
+			        "checked", w->path, strerror(e));
+		w->file_ok = false;
+		return false;
+	}
+	if (e == ENOENT && !at_stop) {
+		if (w->file_ok) {
+			mlt_log(LOG_ERR, "state database %s is missing (moved or deleted): refusing mail "
+			        "(451) until it, or another state database, is back at that path; nothing "
+			        "more is written to the file that was there", w->path);
+			/* the moved file gets its WAL, so a copy of it is complete on its own */
+			if (w->st != NULL && rdb_state_checkpoint(w->st) != RDB_OK)
+				mlt_log(LOG_WARNING, "state database %s: checkpointing the moved file: %s",
+				        w->path, rdb_state_errmsg(w->st));
+		}
+		w->file_ok = false;
+		return false;
+	}
+	if (w->file_ok && e == 0)
+		mlt_log(LOG_NOTICE, "state database %s was replaced by another file", w->path);
+	w->file_ok = switch_file(w, at_stop, keep);
+	return w->file_ok;
 }
 
 static enum rdb_result write_one(struct rdb_state *st, const struct mlt_record *r)
@@ -58,7 +289,8 @@ static enum rdb_result write_one(struct rdb_state *st, const struct mlt_record *
 }
 
 /* Commits a batch in one transaction; true on success. */
-static bool write_batch(struct mlt_writer *w, struct mlt_record *batch, int64_t now)
+static bool write_batch(struct mlt_writer *w, struct mlt_record *batch, int64_t now, int64_t keep,
+                        int64_t retention)
 {
 	if (rdb_state_begin(w->st) != RDB_OK)
 		goto fail;
@@ -66,7 +298,7 @@ static bool write_batch(struct mlt_writer *w, struct mlt_record *batch, int64_t 
 		if (write_one(w->st, r) != RDB_OK)
 			goto fail;
 	if (now - w->last_prune >= PRUNE_EVERY) {
-		if (rdb_state_prune(w->st, now - w->usage_keep, now - w->retention) != RDB_OK)
+		if (rdb_state_prune(w->st, now - keep, now - retention) != RDB_OK)
 			goto fail;
 		w->last_prune = now;
 	}
@@ -79,43 +311,81 @@ fail:
 	return false;
 }
 
+/* The stop's retry time is over: says exactly what is lost. Lock held. */
+static void log_lost(struct mlt_writer *w)
+{
+	size_t total = 0, counted = 0, n = 0;
+
+	for (struct mlt_record *r = w->head; r != NULL; r = r->next) {
+		total++;
+		counted += r->counted;
+	}
+	if (total > 0)
+		mlt_log(LOG_ERR, "state database %s: stopping with %zu record%s not written, lost "
+		        "(%zu counted against rate limits, which the next start will not see):",
+		        w->path, total, total == 1 ? "" : "s", counted);
+	for (struct mlt_record *r = w->head; r != NULL; r = r->next, n++) {
+		if (n == LOST_LINES_MAX) {
+			mlt_log(LOG_ERR, "lost at stop: ... and %zu more records", total - n);
+			break;
+		}
+		mlt_log(LOG_ERR, "lost at stop: %s login=%s ts=%" PRId64 " verdict=%s messages=%" PRIu64
+		        " recipients=%" PRIu64 " bytes=%" PRIu64 "%s", r->queue_id[0] ? r->queue_id :
+		        "NOQUEUE", r->login, r->ts, r->verdict, r->counted ? r->v[0] : 0,
+		        r->counted ? r->v[1] : 0, r->counted ? r->v[2] : 0,
+		        r->counted ? "" : " (audit only)");
+	}
+	if (w->carry.pending)
+		mlt_log(LOG_ERR, "state database %s: stopping with the counters of the file that was "
+		        "there (%zu usage rows, %zu last uses) not carried over, lost", w->path,
+		        w->carry.nu, w->carry.nl);
+}
+
 static void *run(void *arg)
 {
 	struct mlt_writer *w = arg;
+	int64_t deadline = 0;
+	bool retrying = false;
 
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
 		struct timespec until;
 		struct mlt_record *batch;
-		bool stopping;
+		bool stopping, okay;
+		int64_t wait_ms = retrying ? (w->flush_ms < RETRY_MAX_MS ? w->flush_ms : RETRY_MAX_MS)
+		                           : w->flush_ms;
+		int64_t keep = w->usage_keep, retention = w->retention;
 
 		/* CLOCK_MONOTONIC (the condition variable's clock, see mlt_writer_start): on the
 		 * wall clock a step back of N seconds would stall the writer for N seconds, with
 		 * the usage it holds not on disk. */
 		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_nsec += (long)(w->flush_ms % 1000) * 1000000L;
-		until.tv_sec += w->flush_ms / 1000 + until.tv_nsec / 1000000000L;
+		until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+		until.tv_sec += wait_ms / 1000 + until.tv_nsec / 1000000000L;
 		until.tv_nsec %= 1000000000L;
-		while (!w->stop && pthread_cond_timedwait(&w->cv, &w->mu, &until) != ETIMEDOUT)
+		/* retrying at stop: sleep the whole interval (stop is already set) */
+		while ((retrying || !w->stop) &&
+		       pthread_cond_timedwait(&w->cv, &w->mu, &until) != ETIMEDOUT)
 			;
 		stopping = w->stop;
+		if (stopping && deadline == 0)
+			deadline = mono_ms() + w->stop_retry_ms;
 		batch = w->head;
-		if (batch == NULL && stopping)
-			break;
 		w->head = w->tail = NULL;
 		w->len = 0;
 		pthread_mutex_unlock(&w->mu);
 
-		bool okay = batch == NULL ? true : write_batch(w, batch, (int64_t)time(NULL));
+		okay = check_file(w, stopping, keep) &&
+		       (batch == NULL || write_batch(w, batch, (int64_t)time(NULL), keep, retention));
 
 		pthread_mutex_lock(&w->mu);
 		if (okay) {
 			free_list(batch);
-			if (!w->healthy)
+			if (!w->healthy && !stopping)
 				mlt_log(LOG_NOTICE, "state database writable again");
 			w->healthy = true;
-		} else {
-			/* put the batch back in front, to retry; give up on it only when stopping */
+		} else if (batch != NULL) {
+			/* put the batch back in front, to retry */
 			struct mlt_record *last = batch;
 			size_t n = 1;
 
@@ -124,22 +394,38 @@ static void *run(void *arg)
 				last = last->next;
 				n++;
 			}
-			if (stopping) {
-				mlt_log(LOG_ERR, "state database: %zu records lost at stop", n + w->len);
-				free_list(batch);
-				break;
-			}
 			last->next = w->head;
 			if (w->head == NULL)
 				w->tail = last;
 			w->head = batch;
 			w->len += n;
+		} else {
+			w->healthy = false;
 		}
-		if (stopping && w->head == NULL)
+		if (!stopping)
+			continue;
+		if (okay) {
+			if (w->head == NULL)
+				break;
+			continue; /* records pushed by sessions still finishing: write them too */
+		}
+		if (w->head == NULL && !w->carry.pending)
+			break; /* nothing left to lose (the path could not be checked, e.g. EACCES) */
+		if (mono_ms() >= deadline) {
+			log_lost(w);
+			w->lost = -1;
 			break;
+		}
+		if (!retrying)
+			mlt_log(LOG_WARNING, "stopping: %zu state record%s not written yet%s: retrying for"
+			        " up to %" PRId64 " s (no new mail is taken meanwhile)", w->len,
+			        w->len == 1 ? "" : "s", w->carry.pending ? ", counters not carried over"
+			        " to the file at the path" : "", (deadline - mono_ms() + 999) / 1000);
+		retrying = true;
 	}
 	free_list(w->head);
 	w->head = w->tail = NULL;
+	w->len = 0;
 	pthread_mutex_unlock(&w->mu);
 	return NULL;
 }
@@ -148,19 +434,32 @@ int mlt_writer_start(const char *state_db, int64_t flush_ms, int64_t audit_reten
                      struct mlt_writer **out, char *err, size_t errlen)
 {
 	struct mlt_writer *w;
+	struct stat sb;
 
 	*out = NULL;
 	if (rdb_state_init(state_db, err, errlen) != RDB_OK)
 		return -1;
 	w = calloc(1, sizeof *w);
-	if (w == NULL) {
+	if (w == NULL || (w->path = strdup(state_db)) == NULL) {
+		free(w);
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if (rdb_state_open(state_db, RDB_READWRITE, &w->st, err, errlen) != RDB_OK) {
+	/* stat before open: if the file is replaced in between, the first check sees it */
+	if (stat(state_db, &sb) != 0) {
+		snprintf(err, errlen, "%s: %s", state_db, strerror(errno));
+		free(w->path);
 		free(w);
 		return -1;
 	}
+	if (rdb_state_open(state_db, RDB_READWRITE, &w->st, err, errlen) != RDB_OK) {
+		free(w->path);
+		free(w);
+		return -1;
+	}
+	w->dev = sb.st_dev;
+	w->ino = sb.st_ino;
+	w->file_ok = true;
 	pthread_mutex_init(&w->mu, NULL);
 	{
 		pthread_condattr_t ca;
@@ -180,6 +479,7 @@ int mlt_writer_start(const char *state_db, int64_t flush_ms, int64_t audit_reten
 		rdb_state_close(w->st);
 		pthread_mutex_destroy(&w->mu);
 		pthread_cond_destroy(&w->cv);
+		free(w->path);
 		free(w);
 		return -1;
 	}
@@ -187,19 +487,31 @@ int mlt_writer_start(const char *state_db, int64_t flush_ms, int64_t audit_reten
 	return 0;
 }
 
-void mlt_writer_stop(struct mlt_writer *w)
+int mlt_writer_stop(struct mlt_writer *w, int64_t retry_s)
 {
+	int lost;
+
 	if (w == NULL)
-		return;
+		return 0;
 	pthread_mutex_lock(&w->mu);
 	w->stop = true;
+	w->healthy = false; /* callbacks still running answer 451 from now on */
+	w->stop_retry_ms = retry_s * 1000;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	pthread_join(w->thread, NULL);
-	rdb_state_close(w->st);
+	lost = w->lost;
+	/* a file that left the path keeps the names of the WAL files for its successor */
+	if (w->file_ok)
+		rdb_state_close(w->st);
+	else
+		rdb_state_close_moved(w->st);
+	carry_free(&w->carry);
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->cv);
+	free(w->path);
 	free(w);
+	return lost;
 }
 
 void mlt_writer_push(struct mlt_writer *w, struct mlt_record *rec)
@@ -227,7 +539,7 @@ bool mlt_writer_healthy(struct mlt_writer *w)
 	bool h;
 
 	pthread_mutex_lock(&w->mu);
-	h = w->healthy;
+	h = w->healthy && !w->stop;
 	pthread_mutex_unlock(&w->mu);
 	return h;
 }

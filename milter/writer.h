@@ -4,10 +4,25 @@
  * callback ever waits for the disk. It also prunes old usage and audit rows.
  *
  * Durability: a record is on disk within state_flush_ms (plus the commit); a clean stop
- * (SIGTERM/SIGHUP) flushes everything. A kill -9 loses at most the last interval.
+ * (SIGTERM/SIGHUP) flushes everything, retrying for up to stop_flush_timeout seconds (disk
+ * full, file missing); what still cannot be written is logged record by record and
+ * mlt_writer_stop() fails, so the milter exits non-zero. A kill -9 loses at most the last
+ * interval.
  * Health: if a commit fails the records stay queued and are retried; until a commit
  * succeeds again mlt_writer_healthy() is false and the milter tempfails new mail (fail
  * closed: counters that cannot be saved must not be spent).
+ * The file: before each commit (every wake-up, also when idle) the writer stat()s the path
+ * and compares it with the file it holds open, so it never counts into a file nobody reads:
+ *   - missing (moved away, deleted): unhealthy until a file is back at the path; the old
+ *     file's WAL is checkpointed into it so the moved file is complete on its own;
+ *   - the same file back: carry on;
+ *   - another file (a restore, a fresh database): the usage of the longest window and the
+ *     last uses are read from the old file, the old file is checkpointed and closed, the new
+ *     one is opened (created or migrated as at start) and those counters are merged into it
+ *     (per login and second the larger count wins); then the queued records follow;
+ *   - missing at stop: the file is created afresh and the counters carried over, so that
+ *     the next start, which would create it anyway, does not begin at zero.
+ * The in-memory counters (rate.c) are not touched by any of this: they keep counting.
  *
  * Ownership: records are allocated by the caller with calloc and handed over by
  * mlt_writer_push() (the writer frees them, also on failure).
@@ -46,8 +61,11 @@ struct mlt_writer;
 /* Opens (creating if needed) the state database and starts the thread. */
 int mlt_writer_start(const char *state_db, int64_t flush_ms, int64_t audit_retention,
                      struct mlt_writer **out, char *err, size_t errlen);
-/* Flushes what is queued, stops the thread, closes the database. NULL-safe. */
-void mlt_writer_stop(struct mlt_writer *w);
+/* Stops taking mail (mlt_writer_healthy() is false from now on), flushes what is queued,
+ * retrying for up to `retry_s` seconds, stops the thread, closes the database. Returns 0
+ * when everything reached the file at the path, -1 when records or carried-over counters
+ * were lost (each one logged). NULL-safe (0). */
+int mlt_writer_stop(struct mlt_writer *w, int64_t retry_s);
 
 void mlt_writer_push(struct mlt_writer *w, struct mlt_record *rec);
 bool mlt_writer_healthy(struct mlt_writer *w);

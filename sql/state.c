@@ -56,6 +56,7 @@ enum {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_AUDIT_ADD, S_USAGE_ADD, S_TOUCH, S_PRUNE_USAGE, S_PRUNE_AUDIT,
 	S_USAGE_ALL, S_USAGE_ONE, S_AUDIT_ALL, S_AUDIT_ONE, S_LAST_USE,
+	S_USAGE_MERGE, S_LAST_USE_ALL, S_LAST_USE_MERGE, S_CHECKPOINT,
 	S_COUNT_
 };
 
@@ -88,6 +89,18 @@ static const char *const sql[S_COUNT_] = {
 	                " FROM audit WHERE ts >= ?1 AND login = ?2 COLLATE NOCASE"
 	                " ORDER BY id DESC LIMIT ?3) ORDER BY id",
 	[S_LAST_USE] = "SELECT ts, client_addr FROM last_use WHERE login = ?1",
+	/* carrying counters over into a replacement file: the larger count of each second wins,
+	 * so merging the same rows twice (or into a copy that has them) counts nothing twice */
+	[S_USAGE_MERGE] = "INSERT INTO usage (login, ts, messages, recipients, bytes)"
+	                  " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (login, ts) DO UPDATE SET"
+	                  " messages = max(messages, excluded.messages),"
+	                  " recipients = max(recipients, excluded.recipients),"
+	                  " bytes = max(bytes, excluded.bytes)",
+	[S_LAST_USE_ALL] = "SELECT login, ts, client_addr FROM last_use ORDER BY login",
+	[S_LAST_USE_MERGE] = "INSERT INTO last_use (login, ts, client_addr) VALUES (?1, ?2, ?3)"
+	                     " ON CONFLICT (login) DO UPDATE SET ts = excluded.ts,"
+	                     " client_addr = excluded.client_addr WHERE excluded.ts > ts",
+	[S_CHECKPOINT] = "PRAGMA wal_checkpoint(TRUNCATE)",
 };
 
 struct rdb_state {
@@ -510,4 +523,93 @@ out:
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
 	return r;
+}
+
+enum rdb_result rdb_state_usage_merge(struct rdb_state *st, const char *login, int64_t ts,
+                                      const uint64_t v[3])
+{
+	sqlite3_stmt *s = st->st[S_USAGE_MERGE];
+
+	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, ts) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 3, clamp64(v[0])) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 4, clamp64(v[1])) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 5, clamp64(v[2])) != SQLITE_OK) {
+		sqlite3_clear_bindings(s);
+		return fail(st, "binding usage");
+	}
+	return step_done(st, S_USAGE_MERGE);
+}
+
+enum rdb_result rdb_state_last_use_merge(struct rdb_state *st, const char *login, int64_t ts,
+                                         const char *client_addr)
+{
+	sqlite3_stmt *s = st->st[S_LAST_USE_MERGE];
+
+	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, ts) != SQLITE_OK || bind_clean(s, 3, client_addr) != SQLITE_OK) {
+		sqlite3_clear_bindings(s);
+		return fail(st, "binding last use");
+	}
+	return step_done(st, S_LAST_USE_MERGE);
+}
+
+enum rdb_result rdb_state_last_use_foreach(struct rdb_state *st,
+                                           int (*fn)(const char *login, int64_t ts,
+                                                     const char *client_addr, void *arg),
+                                           void *arg)
+{
+	sqlite3_stmt *s = st->st[S_LAST_USE_ALL];
+	enum rdb_result r = RDB_OK;
+	int rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (sqlite3_column_type(s, 0) != SQLITE_TEXT ||
+		    sqlite3_column_type(s, 1) != SQLITE_INTEGER ||
+		    sqlite3_column_type(s, 2) != SQLITE_TEXT) {
+			rdb_seterr(st->err, sizeof st->err, "last_use row has an unexpected shape");
+			r = RDB_ERROR;
+			goto out;
+		}
+		if (fn((const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1),
+		       (const char *)sqlite3_column_text(s, 2), arg)) {
+			rdb_seterr(st->err, sizeof st->err, "a last_use row could not be kept");
+			r = RDB_ERROR;
+			goto out;
+		}
+	}
+	if (rc != SQLITE_DONE)
+		r = fail(st, "reading last use");
+out:
+	sqlite3_reset(s);
+	return r;
+}
+
+enum rdb_result rdb_state_checkpoint(struct rdb_state *st)
+{
+	sqlite3_stmt *s = st->st[S_CHECKPOINT];
+	enum rdb_result r = RDB_OK;
+	int rc = sqlite3_step(s);
+
+	/* one row: busy flag, WAL frames, frames checkpointed; busy means readers kept the
+	 * WAL from being emptied */
+	if (rc != SQLITE_ROW) {
+		r = fail(st, "checkpoint");
+	} else if (sqlite3_column_int(s, 0) != 0) {
+		rdb_seterr(st->err, sizeof st->err, "checkpoint: the WAL is still in use by a reader");
+		r = RDB_ERROR;
+	}
+	sqlite3_reset(s);
+	return r;
+}
+
+void rdb_state_close_moved(struct rdb_state *st)
+{
+	int persist = 1;
+
+	/* SQLite deletes "<path>-wal" and "<path>-shm" by name when its last connection
+	 * closes; those names now belong to whatever file sits at the path. */
+	if (st != NULL)
+		sqlite3_file_control(st->h, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+	rdb_state_close(st);
 }

@@ -94,4 +94,28 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
 enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int64_t *ts,
                                    char *client, size_t clientlen);
 
+/* Carrying counters over into a replacement file (relay-milter, when the file at its path
+ * was replaced): per (login, second) the larger count wins, so a row merged twice, or
+ * into a copy that already has it, is not counted twice. */
+enum rdb_result rdb_state_usage_merge(struct rdb_state *st, const char *login, int64_t ts,
+                                      const uint64_t v[3]);
+/* Keeps the later of the stored and the given last use. */
+enum rdb_result rdb_state_last_use_merge(struct rdb_state *st, const char *login, int64_t ts,
+                                         const char *client_addr);
+/* Every last_use row; a non-zero return from fn stops the walk with RDB_ERROR. */
+enum rdb_result rdb_state_last_use_foreach(struct rdb_state *st,
+                                           int (*fn)(const char *login, int64_t ts,
+                                                     const char *client_addr, void *arg),
+                                           void *arg);
+
+/* Copies the WAL into the database file and empties it (PRAGMA wal_checkpoint(TRUNCATE));
+ * RDB_ERROR if that failed or a reader kept the WAL in use. */
+enum rdb_result rdb_state_checkpoint(struct rdb_state *st);
+
+/* Closes a handle whose file is no longer at its path (moved, deleted, replaced) without
+ * letting SQLite delete "<path>-wal" and "<path>-shm": those names may already belong to
+ * the file now at the path. Checkpoint first, or the old file keeps part of its data in a
+ * WAL under a name that is no longer its own. NULL-safe. */
+void rdb_state_close_moved(struct rdb_state *st);
+
 #endif

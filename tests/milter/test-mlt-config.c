@@ -35,6 +35,9 @@ static const struct {
 	{ "audit_retention = 100y\n", "duration" },
 	{ "policy_refresh_ms = 0\nstate_flush_ms = 50\ntimeout = 1h\n", NULL },
 	{ "state_flush_ms = 5\n", "integer in 10..10000" },
+	{ "stop_flush_timeout = 5s\n", NULL },
+	{ "stop_flush_timeout = 0\n", "duration" },
+	{ "stop_flush_timeout = 1h\n", "duration" },
 	{ "policy_refresh_ms = ten\n", "integer" },
 	{ "bogus = 1\n", "unknown key \"bogus\"" },
 	{ "user = a\nuser = b\n", "duplicate key \"user\"" },
@@ -54,6 +57,8 @@ int main(void)
 	is_int(cfg.tls_min_version, 12, "default TLS minimum 1.2");
 	ok(cfg.require_tls && cfg.check_header_from, "TLS and From: checks on by default");
 	is_int(cfg.log, MLT_LOG_SYSLOG, "syslog by default");
+	/* below the unit's TimeoutStopSec=30: we must be the ones to report a loss */
+	is_int(cfg.stop_flush_timeout, 20, "a stop retries the state flush for 20 s");
 
 	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
 		bool r;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -264,6 +265,24 @@ static void test_limits_max(void)
 	unlink(users);
 }
 
+static int last_rows(const char *login, int64_t ts, const char *client, void *arg)
+{
+	char *out = arg;
+	size_t len = strlen(out);
+
+	snprintf(out + len, 256 - len, "%s@%lld:%s ", login, (long long)ts, client);
+	return 0;
+}
+
+static int refuse_last(const char *login, int64_t ts, const char *client, void *arg)
+{
+	(void)login;
+	(void)ts;
+	(void)client;
+	(void)arg;
+	return 1;
+}
+
 static void test_state(void)
 {
 	char err[256], rows[1024] = "", client[64];
@@ -355,6 +374,38 @@ static void test_state(void)
 	ok(rdb_state_audit_foreach(ro, NULL, 0, 10, audit_row, &seen) == RDB_OK && seen.n == 1,
 	   "pruned audit");
 	is_int(rdb_state_usage_add(ro, "x", 1, 1, 1, 1), RDB_ERROR, "read-only handle cannot write");
+
+	/* carrying counters into a replacement file: the larger count per second wins, so
+	 * merging twice (or into a copy that already has the rows) counts nothing twice */
+	{
+		const uint64_t more[3] = { 3, 1, 5 }, less[3] = { 1, 9, 1 };
+		char lu[256] = "";
+
+		ok(rdb_state_begin(st) == RDB_OK, "begin merge");
+		ok(rdb_state_usage_merge(st, "alice", 160, more) == RDB_OK, "merge into a row");
+		ok(rdb_state_usage_merge(st, "alice", 160, more) == RDB_OK, "the same merge again");
+		ok(rdb_state_usage_merge(st, "ALICE", 160, less) == RDB_OK, "a smaller one");
+		ok(rdb_state_usage_merge(st, "carol", 170, less) == RDB_OK, "a new row");
+		ok(rdb_state_last_use_merge(st, "alice", 150, "192.0.2.9") == RDB_OK, "older last use");
+		ok(rdb_state_last_use_merge(st, "bob", 150, "192.0.2.8") == RDB_OK, "new last use");
+		ok(rdb_state_last_use_merge(st, "bob", 155, "192.0.2.7") == RDB_OK, "newer last use");
+		ok(rdb_state_commit(st) == RDB_OK, "commit merge");
+		rows[0] = '\0';
+		ok(rdb_state_usage_foreach(ro, NULL, 0, usage_rows, rows) == RDB_OK &&
+		   strcmp(rows, "alice@160:3,9,10 bob@150:1,1,1 carol@170:1,9,1 ") == 0,
+		   "merged usage: %s", rows);
+		ok(rdb_state_last_use_foreach(ro, last_rows, lu) == RDB_OK &&
+		   strcmp(lu, "alice@160:192.0.2.2 bob@155:192.0.2.7 ") == 0, "merged last use: %s", lu);
+		is_int(rdb_state_last_use_foreach(ro, refuse_last, NULL), RDB_ERROR,
+		       "last use: a failing callback is an error");
+	}
+	ok(rdb_state_checkpoint(st) == RDB_OK, "checkpoint empties the WAL: %s", rdb_state_errmsg(st));
+	{
+		struct stat sb;
+
+		ok(stat(path_in("state.db-wal"), &sb) == 0 && sb.st_size == 0, "the WAL is empty");
+	}
+	rdb_state_close_moved(NULL);
 	rdb_state_rollback(st); /* no transaction open: harmless */
 	rdb_state_close(st);
 	rdb_state_close(ro);

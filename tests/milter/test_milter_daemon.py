@@ -4,14 +4,17 @@
 Starts the real daemon on a private socket with private databases made by relay-admin,
 and plays the MTA with milterproto.py: negotiation, TLS/AUTH/login checks, envelope and
 header senders, rate limits (messages, recipients, concurrent sessions, hold), relay-admin
-changes without restart, counters across a restart, SIGUSR1 reload, and failing closed on
-a broken database. Hermetic: temp dir, no fixed paths, no timing asserts.
+changes without restart, counters across a restart, SIGUSR1 reload, failing closed on
+a broken database, a state database moved, deleted or replaced under the running milter,
+and a stop on a full state disk (a private tmpfs; skipped if it cannot be mounted).
+Hermetic: temp dir, no fixed paths, no timing asserts.
 
 usage: test_milter_daemon.py RELAY_MILTER RELAY_ADMIN
 """
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -37,19 +40,41 @@ def macros(login, **extra):
 
 
 class Daemon:
-    def __init__(self, tmp, extra=""):
+    def __init__(self, tmp, extra="", state_db=None):
         self.tmp = tmp
         self.sock = os.path.join(tmp, "milter.sock")
         self.conf = os.path.join(tmp, "milter.conf")
         self.log = os.path.join(tmp, "milter.log")
+        self.state_db = state_db or os.path.join(tmp, "state.db")
         self.write_conf(extra)
         self.proc = None
 
     def write_conf(self, extra=""):
         with open(self.conf, "w") as f:
-            f.write("socket = unix:%s\nusers_db = %s/users.db\nstate_db = %s/state.db\n"
+            f.write("socket = unix:%s\nusers_db = %s/users.db\nstate_db = %s\n"
                     "log = stderr\nlog_level = debug\npolicy_refresh_ms = 0\n"
-                    "state_flush_ms = 20\n%s" % (self.sock, self.tmp, self.tmp, extra))
+                    "state_flush_ms = 20\n%s" % (self.sock, self.tmp, self.state_db, extra))
+
+    def log_text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, text, since=0, seconds=20, required=True):
+        """Waits (bounded) until `text` appears in the log after offset `since`. Not
+        required: a sync point only, the caller's next assertion is the judge."""
+        for _ in range(int(seconds / 0.05)):
+            if text in self.log_text()[since:]:
+                return True
+            if self.proc is not None and self.proc.poll() is not None and \
+                    text not in self.log_text()[since:]:
+                break
+            time.sleep(0.05)
+        if required:
+            self.fail_log("no %r in the log" % text)
+        return False
+
+    def fail_log(self, why):
+        raise AssertionError("%s; log:\n%s" % (why, self.log_text()[-4000:]))
 
     def start(self):
         logf = open(self.log, "a")
@@ -81,8 +106,9 @@ class Daemon:
         return rc
 
 
-def admin(tmp, *args, stdin=None, check=True):
-    env = dict(os.environ, RELAY_DB=tmp + "/users.db", RELAY_STATE_DB=tmp + "/state.db")
+def admin(tmp, *args, stdin=None, check=True, state_db=None):
+    env = dict(os.environ, RELAY_DB=tmp + "/users.db",
+               RELAY_STATE_DB=state_db or tmp + "/state.db")
     r = subprocess.run([ADMIN] + list(args), input=stdin, env=env, capture_output=True,
                        text=True)
     if check and r.returncode != 0:
@@ -411,6 +437,211 @@ class MilterDaemonTest(unittest.TestCase):
         stage, r = send(self.d.sock, "hal", "<hal@example.com>")
         self.assertEqual(stage, "mail")
         self.assertTrue(r.smtp.startswith("451 4.3.0") or r.code == "t", r.smtp)
+
+
+def wait_used(tmp, state_db, login, want, metric=("messages", 3600)):
+    """Polls (bounded) relay-admin usage until `login` shows `want` used; returns the last."""
+    used = None
+    for _ in range(100):
+        r = admin(tmp, "--json", "usage", login, state_db=state_db, check=False)
+        if r.returncode == 0:
+            lim = {(x["metric"], x["window_seconds"]): x for x in json.loads(r.stdout)[0]["limits"]}
+            used = lim[metric]["used"]
+            if used == want:
+                break
+        time.sleep(0.1)
+    return used
+
+
+class StateFileTest(unittest.TestCase):
+    """The state database moved, deleted or replaced while the milter runs (issue 8, item 7):
+    the milter must not go on counting into a file nobody reads. One daemon per test."""
+
+    def setUp(self):
+        self.tmpdir = tempfile.TemporaryDirectory(prefix="mlt-statefile-")
+        self.addCleanup(self.tmpdir.cleanup)
+        t = self.tmp = self.tmpdir.name
+        os.mkdir(t + "/state")
+        self.state = t + "/state/state.db"
+        admin(t, "init", state_db=self.state)
+        for name, limit in [("two", "2/1h"), ("other", "5/1h")]:
+            admin(t, "user", "add", name, "--password-stdin", "--sender", name + "@example.com",
+                  stdin="A-long-enough-test-password-1234\n")
+            admin(t, "limit", "set", name, "--messages", limit)
+        self.d = Daemon(t, state_db=self.state)
+        self.addCleanup(self.d.stop)
+        self.d.start()
+
+    def tearDown(self):
+        if os.environ.get("MLT_KEEP"):
+            print(self.d.log_text(), file=sys.stderr)
+
+    def send(self, login):
+        return send(self.d.sock, login, "<%s@example.com>" % login)
+
+    def fresh_state_db(self, usage=()):
+        """A new state database made by relay-admin, ready to be renamed into place, with
+        one usage row per login in `usage` (a restore from elsewhere: contents of its own)."""
+        fresh = tempfile.mkdtemp(dir=self.tmp)
+        admin(self.tmp, "init", state_db=fresh + "/state.db")
+        db = sqlite3.connect(fresh + "/state.db")
+        with db:
+            for login in usage:
+                db.execute("INSERT INTO usage (login, ts, messages, recipients, bytes)"
+                           " VALUES (?, ?, 1, 1, 100)", (login, int(time.time())))
+        db.close()
+        return fresh + "/state.db"
+
+    def test_moved_aside_then_replaced_by_a_fresh_file(self):
+        self.assertEqual(self.send("two")[1].code, "c")
+        self.assertEqual(wait_used(self.tmp, self.state, "two", 1), 1)
+        mark = len(self.d.log_text())
+        # the attack: move the file away; the old code went on counting into it
+        os.rename(self.state, self.state + ".aside")
+        self.d.wait_log("state database %s is missing" % self.state, mark, required=False)
+        stage, r = self.send("two")
+        self.assertEqual(stage, "mail", r)
+        self.assertTrue(r.smtp.startswith("451 4.3.0"), r.smtp)
+        # a fresh state database put in place (a restore): used, with the counters carried over
+        os.rename(self.fresh_state_db(), self.state)
+        self.d.wait_log("state database writable again", mark)
+        self.assertEqual(self.send("two")[1].code, "c")
+        stage, r = self.send("two")
+        self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
+        self.assertEqual(wait_used(self.tmp, self.state, "two", 2), 2, "relay-admin usage")
+        # and after a restart the limit still holds
+        self.assertEqual(self.d.stop(), 0)
+        self.d.start()
+        stage, r = self.send("two")
+        self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
+
+    def test_replaced_in_one_rename(self):
+        # a restore done right (rename over the path) of a file with contents of its own:
+        # the milter must move to it with its counters, not keep writing the old file (whose
+        # WAL, named after the path, the old code left to be read as the new file's)
+        self.assertEqual(self.send("two")[1].code, "c")
+        self.assertEqual(wait_used(self.tmp, self.state, "two", 1), 1)
+        mark = len(self.d.log_text())
+        os.rename(self.fresh_state_db(usage=["other"]), self.state)
+        self.d.wait_log("was replaced by another file", mark, required=False)
+        self.assertEqual(self.send("two")[1].code, "c")
+        stage, r = self.send("two")
+        self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
+        self.assertEqual(wait_used(self.tmp, self.state, "two", 2), 2, "relay-admin usage")
+        self.assertEqual(wait_used(self.tmp, self.state, "other", 1), 1, "the new file's own rows")
+        self.assertEqual(self.d.stop(), 0)
+        self.d.start()
+        stage, r = self.send("two")
+        self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
+        self.assertEqual(wait_used(self.tmp, self.state, "other", 1), 1, "after a restart")
+
+    def test_moved_back(self):
+        # the same file moved back to where it was: carry on with it
+        self.assertEqual(self.send("other")[1].code, "c")
+        mark = len(self.d.log_text())
+        os.rename(self.state, self.state + ".aside")
+        self.d.wait_log("is missing", mark, required=False)
+        stage, r = self.send("other")
+        self.assertTrue(r.smtp.startswith("451 4.3.0"), r.smtp)
+        os.rename(self.state + ".aside", self.state)
+        self.d.wait_log("state database writable again", mark)
+        self.assertEqual(self.send("other")[1].code, "c")
+        self.assertEqual(wait_used(self.tmp, self.state, "other", 2), 2, "relay-admin usage")
+
+    def test_deleted_then_restarted(self):
+        self.assertEqual(self.send("two")[1].code, "c")
+        self.assertEqual(wait_used(self.tmp, self.state, "two", 1), 1)
+        mark = len(self.d.log_text())
+        os.unlink(self.state)
+        self.d.wait_log("state database %s is missing" % self.state, mark, required=False)
+        stage, r = self.send("two")
+        self.assertEqual(stage, "mail", r)
+        self.assertTrue(r.smtp.startswith("451 4.3.0"), r.smtp)
+        self.assertNotEqual(admin(self.tmp, "usage", "two", state_db=self.state,
+                                  check=False).returncode, 0)
+        # a clean stop puts a file back at the path, with the counters: the next start
+        # (which would create an empty one) must not give "two" its limit again
+        self.assertEqual(self.d.stop(), 0)
+        self.d.start()
+        self.assertEqual(wait_used(self.tmp, self.state, "two", 1), 1, "relay-admin usage")
+        self.assertEqual(self.send("two")[1].code, "c")
+        stage, r = self.send("two")
+        self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
+
+
+class StateDiskFullTest(unittest.TestCase):
+    """A clean stop on a full state disk (issue 8, item 7): retry while refusing mail, write
+    the records when space comes back, else exit non-zero naming what was lost."""
+
+    def setUp(self):
+        self.tmpdir = tempfile.TemporaryDirectory(prefix="mlt-diskfull-")
+        self.addCleanup(self.tmpdir.cleanup)
+        t = self.tmp = self.tmpdir.name
+        self.mnt = t + "/state"
+        os.mkdir(self.mnt)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", self.mnt],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            self.skipTest("cannot mount a tmpfs for the state folder: " + r.stderr.strip())
+        self.addCleanup(subprocess.run, ["umount", self.mnt], capture_output=True)
+        self.state = self.mnt + "/state.db"
+        admin(t, "init", state_db=self.state)
+        admin(t, "user", "add", "once", "--password-stdin", "--sender", "once@example.com",
+              stdin="A-long-enough-test-password-1234\n")
+        admin(t, "limit", "set", "once", "--messages", "1/1h")
+        self.d = Daemon(t, state_db=self.state)
+        self.addCleanup(self.d.stop)
+        self.d.start()
+
+    def fill(self):
+        """Fills the tmpfs; returns the filler's path (remove it to free the space)."""
+        filler = self.mnt + "/filler"
+        with open(filler, "wb", buffering=0) as f:
+            chunk = b"\0" * 4096
+            try:
+                while True:
+                    f.write(chunk)
+            except OSError:
+                pass
+        return filler
+
+    def pending_record(self):
+        """Fills the disk, sends one message for `once`: accepted (the disk is only needed by
+        the writer), then waits until the writer has failed to commit it."""
+        filler = self.fill()
+        mark = len(self.d.log_text())
+        stage, r = send(self.d.sock, "once", "<once@example.com>")
+        self.assertEqual((stage, r.code), ("eom", "c"), r)
+        self.d.wait_log("disk is full", mark)
+        return filler, mark
+
+    def test_space_back_during_the_retry(self):
+        filler, mark = self.pending_record()
+        self.d.proc.send_signal(signal.SIGTERM)
+        # the old code gave up at once ("1 records lost at stop") and exited 0
+        self.d.wait_log("retrying for up to", mark, required=False)
+        os.unlink(filler)
+        rc = self.d.proc.wait(60)
+        self.d.proc = None
+        self.assertEqual(rc, 0, self.d.log_text()[mark:])
+        self.assertNotIn("lost", self.d.log_text()[mark:])
+        self.d.start()
+        stage, r = send(self.d.sock, "once", "<once@example.com>")
+        self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
+
+    def test_space_never_back(self):
+        self.d.write_conf("stop_flush_timeout = 2s\n")
+        self.d.stop()
+        self.d.start()
+        filler, mark = self.pending_record()
+        self.d.proc.send_signal(signal.SIGTERM)
+        rc = self.d.proc.wait(60)
+        self.d.proc = None
+        log = self.d.log_text()[mark:]
+        self.assertEqual(rc, 1, log)
+        self.assertIn("1 record not written, lost", log)
+        self.assertRegex(log, r"lost at stop: QTEST login=once ts=\d+ verdict=accepted messages=1")
+        os.unlink(filler)
 
 
 if __name__ == "__main__":
