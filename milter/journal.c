@@ -227,9 +227,13 @@ static int slurp(struct mlt_journal *j, int k, unsigned char **buf, size_t *n, c
 
 	*buf = NULL;
 	*n = 0;
-	if (fstat(j->fd[k], &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > FILE_MAX) {
+	if (fstat(j->fd[k], &sb) != 0) {
+		snprintf(err, errlen, "journal %s: %s", j->path[k], strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(sb.st_mode) || sb.st_size > FILE_MAX) {
 		snprintf(err, errlen, "journal %s: %s", j->path[k], !S_ISREG(sb.st_mode) ?
-		         "not a regular file" : sb.st_size > FILE_MAX ? "too large" : strerror(errno));
+		         "not a regular file" : "larger than 1 GiB, not read");
 		return -1;
 	}
 	if (sb.st_size == 0)
@@ -376,7 +380,8 @@ int mlt_journal_recover(struct mlt_journal *j, struct rdb_state *st, size_t *rec
 	}
 	/* the two files interleave: the database saw them in sequence order. A journal only
 	 * ever holds one id (each start empties it before taking a new one), so seq orders. */
-	qsort(list, count, sizeof *list, by_seq);
+	if (count > 1)
+		qsort(list, count, sizeof *list, by_seq);
 	if (apply_all(st, list, count, recovered, skipped, err, errlen) != 0)
 		goto out;
 	/* applied (or already there): only now may the files be emptied */
