@@ -151,16 +151,19 @@ static bool copy_login(SMFICTX *ctx, char *out, size_t outlen)
 	return false;
 }
 
-/* Queues the audit record (and usage when counted) for the writer thread. */
-static void audit(SMFICTX *ctx, const struct msg *m, const char *verdict, const char *reason,
+/* Queues the audit record (and usage when counted) for the writer thread. A counted
+ * record is in the crash journal when this returns true (writer.h); false: it is not, and
+ * the message must not be accepted. */
+static bool audit(SMFICTX *ctx, const struct msg *m, const char *verdict, const char *reason,
                   bool counted)
 {
 	struct mlt_record *r = calloc(1, sizeof *r);
-	char shown_from[sizeof r->env_from];
+	char shown_from[sizeof r->env_from], line[2048];
+	bool queued;
 
 	if (r == NULL) {
 		mlt_log(LOG_ERR, "out of memory: audit record for %s lost", m->auth);
-		return;
+		return false;
 	}
 	r->ts = now_s();
 	r->counted = counted;
@@ -183,10 +186,14 @@ static void audit(SMFICTX *ctx, const struct msg *m, const char *verdict, const 
 	/* a canonical address keeps 8-bit bytes (UTF-8, and with it C1 controls such as
 	 * U+009B CSI): the log line gets printable ASCII only */
 	mlt_sanitize(shown_from, sizeof shown_from, r->env_from);
-	mlt_log(LOG_INFO, "%s: login=%s client=%s from=<%s> rcpts=%" PRIu64 " size=%" PRIu64
-	        " verdict=%s reason=%s", r->queue_id[0] ? r->queue_id : "NOQUEUE", r->login,
-	        r->client_addr, shown_from, r->rcpt_count, r->size, verdict, reason);
-	mlt_writer_push(daemon_state->writer, r);
+	snprintf(line, sizeof line, "%s: login=%s client=%s from=<%s> rcpts=%" PRIu64 " size=%"
+	         PRIu64 " verdict=%s reason=%s", r->queue_id[0] ? r->queue_id : "NOQUEUE", r->login,
+	         r->client_addr, shown_from, r->rcpt_count, r->size, verdict, reason);
+	/* the log says "accepted" only once the record is in the journal (push frees r) */
+	queued = mlt_writer_push(daemon_state->writer, r) == 0;
+	if (queued)
+		mlt_log(LOG_INFO, "%s", line);
+	return queued;
 }
 
 /* Sets the reply for a refusal and maps the verdict onto a libmilter status. */
@@ -461,8 +468,10 @@ static sfsistat cb_eom(SMFICTX *ctx)
 			return internal(ctx, c, "quarantine-failed", "cannot hold the message");
 		audit(ctx, m, "held", "held-over-limit", false);
 	} else {
-		/* exempt logins are counted too: not limited, but `relay-admin usage` shows them */
-		audit(ctx, m, "accepted", m->login->rate_exempt ? "exempt" : "ok", true);
+		/* exempt logins are counted too: not limited, but `relay-admin usage` shows them.
+		 * The count and audit record must be in the journal before Postfix hears "accept". */
+		if (!audit(ctx, m, "accepted", m->login->rate_exempt ? "exempt" : "ok", true))
+			return internal(ctx, c, "state-journal-error", "cannot record the message");
 	}
 	msg_free(m);
 	c->msg = NULL;

@@ -3,8 +3,10 @@
  *
  * Start-up order (why): parse and validate the configuration; fork (before any thread
  * exists); block the signals in every future thread; write the PID file while still root;
- * drop privileges; open the databases (a SQLite connection must not cross fork()); create
- * the socket as the milter's user; start the SIGUSR1 reload thread; run smfi_main().
+ * drop privileges; open the databases (a SQLite connection must not cross fork()), the
+ * state writer first applying what a killed milter left in its crash journal, so counters
+ * and audit log are whole before anyone is answered; load the counters; create the socket
+ * as the milter's user; start the SIGUSR1 reload thread; run smfi_main().
  * libmilter's own signal thread turns SIGHUP, SIGTERM and SIGINT into a stop; afterwards
  * the state writer flushes so that counters survive the restart, retrying for up to
  * stop_flush_timeout seconds; records it still cannot write make the exit status 1.

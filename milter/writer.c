@@ -8,6 +8,10 @@
  * there while the old WAL holds frames would read the old file's pages into the new one.
  * Hence: checkpoint the old file (its WAL empties into it), close it without letting
  * SQLite delete those names (rdb_state_close_moved), only then open the new file.
+ * The crash journal (journal.h) is driven from here, under the queue mutex where order
+ * matters: a counted record is appended to it and queued in one step, so the queue holds
+ * the records in journal order and a batch taken together with mlt_journal_switch() holds
+ * every record of the file the appends just left.
  */
 #include "writer.h"
 
@@ -21,6 +25,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "journal.h"
 #include "log.h"
 #include "state.h"
 
@@ -61,6 +66,9 @@ struct mlt_writer {
 	int64_t flush_ms, retention, usage_keep;
 	int64_t stop_retry_ms;
 	int lost;                      /* set by the thread at stop: -1 if anything was lost */
+	struct mlt_journal *journal;   /* appends under mu; switch under mu; release by the thread */
+	bool flushed;                  /* set by the thread at stop: every record reached the file */
+	uint64_t committed_seq;        /* writer thread: the last journal record committed */
 	/* writer thread only: */
 	int64_t last_prune;
 	char *path;
@@ -168,6 +176,11 @@ static bool carry_merge(struct mlt_writer *w)
 		if (rdb_state_last_use_merge(w->st, w->carry.l[k].login, w->carry.l[k].ts,
 		                             w->carry.l[k].client) != RDB_OK)
 			goto fail;
+	/* the journal records the old file got are in the usage just merged: a replay after a
+	 * crash must not add them to this file a second time */
+	if (w->committed_seq > 0 &&
+	    rdb_state_journal_set(w->st, mlt_journal_id(w->journal), w->committed_seq) != RDB_OK)
+		goto fail;
 	if (rdb_state_commit(w->st) != RDB_OK)
 		goto fail;
 	return true;
@@ -292,11 +305,19 @@ static enum rdb_result write_one(struct rdb_state *st, const struct mlt_record *
 static bool write_batch(struct mlt_writer *w, struct mlt_record *batch, int64_t now, int64_t keep,
                         int64_t retention)
 {
+	uint64_t seq = 0;
+
 	if (rdb_state_begin(w->st) != RDB_OK)
 		goto fail;
-	for (struct mlt_record *r = batch; r != NULL; r = r->next)
+	for (struct mlt_record *r = batch; r != NULL; r = r->next) {
 		if (write_one(w->st, r) != RDB_OK)
 			goto fail;
+		if (r->journal_seq > seq)
+			seq = r->journal_seq;
+	}
+	/* in the same transaction: a crash after this commit must not replay these records */
+	if (seq > 0 && rdb_state_journal_set(w->st, mlt_journal_id(w->journal), seq) != RDB_OK)
+		goto fail;
 	if (now - w->last_prune >= PRUNE_EVERY) {
 		if (rdb_state_prune(w->st, now - keep, now - retention) != RDB_OK)
 			goto fail;
@@ -304,6 +325,8 @@ static bool write_batch(struct mlt_writer *w, struct mlt_record *batch, int64_t 
 	}
 	if (rdb_state_commit(w->st) != RDB_OK)
 		goto fail;
+	if (seq > 0)
+		w->committed_seq = seq;
 	return true;
 fail:
 	mlt_log(LOG_ERR, "state database: %s", rdb_state_errmsg(w->st));
@@ -311,34 +334,40 @@ fail:
 	return false;
 }
 
-/* The stop's retry time is over: says exactly what is lost. Lock held. */
-static void log_lost(struct mlt_writer *w)
+/* The stop's retry time is over: says exactly what did not reach the state database.
+ * Accepted messages are in the journal (the next start applies them); audit-only records
+ * and carried counters are lost. Returns true if anything is lost. Lock held. */
+static bool log_lost(struct mlt_writer *w)
 {
-	size_t total = 0, counted = 0, n = 0;
+	size_t total = 0, journaled = 0, n = 0;
 
 	for (struct mlt_record *r = w->head; r != NULL; r = r->next) {
 		total++;
-		counted += r->counted;
+		journaled += r->journal_seq != 0;
 	}
 	if (total > 0)
-		mlt_log(LOG_ERR, "state database %s: stopping with %zu record%s not written, lost "
-		        "(%zu counted against rate limits, which the next start will not see):",
-		        w->path, total, total == 1 ? "" : "s", counted);
+		mlt_log(journaled == total ? LOG_WARNING : LOG_ERR, "state database %s: stopping with "
+		        "%zu record%s not written: %zu accepted message%s kept in the journal (the next "
+		        "start applies %s), %zu audit-only record%s lost:", w->path, total,
+		        total == 1 ? "" : "s", journaled, journaled == 1 ? "" : "s",
+		        journaled == 1 ? "it" : "them", total - journaled,
+		        total - journaled == 1 ? "" : "s");
 	for (struct mlt_record *r = w->head; r != NULL; r = r->next, n++) {
 		if (n == LOST_LINES_MAX) {
-			mlt_log(LOG_ERR, "lost at stop: ... and %zu more records", total - n);
+			mlt_log(LOG_ERR, "not written at stop: ... and %zu more records", total - n);
 			break;
 		}
-		mlt_log(LOG_ERR, "lost at stop: %s login=%s ts=%" PRId64 " verdict=%s messages=%" PRIu64
-		        " recipients=%" PRIu64 " bytes=%" PRIu64 "%s", r->queue_id[0] ? r->queue_id :
+		mlt_log(r->journal_seq ? LOG_WARNING : LOG_ERR, "%s at stop: %s login=%s ts=%" PRId64
+		        " verdict=%s messages=%" PRIu64 " recipients=%" PRIu64 " bytes=%" PRIu64,
+		        r->journal_seq ? "in the journal" : "lost", r->queue_id[0] ? r->queue_id :
 		        "NOQUEUE", r->login, r->ts, r->verdict, r->counted ? r->v[0] : 0,
-		        r->counted ? r->v[1] : 0, r->counted ? r->v[2] : 0,
-		        r->counted ? "" : " (audit only)");
+		        r->counted ? r->v[1] : 0, r->counted ? r->v[2] : 0);
 	}
 	if (w->carry.pending)
 		mlt_log(LOG_ERR, "state database %s: stopping with the counters of the file that was "
 		        "there (%zu usage rows, %zu last uses) not carried over, lost", w->path,
 		        w->carry.nu, w->carry.nl);
+	return journaled < total || w->carry.pending;
 }
 
 static void *run(void *arg)
@@ -373,10 +402,13 @@ static void *run(void *arg)
 		batch = w->head;
 		w->head = w->tail = NULL;
 		w->len = 0;
+		mlt_journal_switch(w->journal);
 		pthread_mutex_unlock(&w->mu);
 
 		okay = check_file(w, stopping, keep) &&
 		       (batch == NULL || write_batch(w, batch, (int64_t)time(NULL), keep, retention));
+		if (okay) /* the file the appends left holds only records committed by now */
+			mlt_journal_release(w->journal);
 
 		pthread_mutex_lock(&w->mu);
 		if (okay) {
@@ -412,8 +444,8 @@ static void *run(void *arg)
 		if (w->head == NULL && !w->carry.pending)
 			break; /* nothing left to lose (the path could not be checked, e.g. EACCES) */
 		if (mono_ms() >= deadline) {
-			log_lost(w);
-			w->lost = -1;
+			if (log_lost(w))
+				w->lost = -1;
 			break;
 		}
 		if (!retrying)
@@ -423,11 +455,31 @@ static void *run(void *arg)
 			        " to the file at the path" : "", (deadline - mono_ms() + 999) / 1000);
 		retrying = true;
 	}
+	w->flushed = w->head == NULL;
 	free_list(w->head);
 	w->head = w->tail = NULL;
 	w->len = 0;
 	pthread_mutex_unlock(&w->mu);
 	return NULL;
+}
+
+/* Start-up, before the thread and before the milter answers anyone: what a killed milter
+ * left in the journal goes into the state database (exactly once, by the journal mark). */
+static int recover(struct mlt_writer *w, char *err, size_t errlen)
+{
+	size_t recovered, skipped, torn;
+
+	if (mlt_journal_open(w->path, &w->journal, err, errlen) != 0)
+		return -1;
+	if (mlt_journal_recover(w->journal, w->st, &recovered, &skipped, &torn, err, errlen) != 0)
+		return -1;
+	if (recovered + skipped + torn > 0)
+		mlt_log(LOG_NOTICE, "journal: recovered %zu records (accepted messages: counted and "
+		        "audited) into %s; %zu were already there; %zu bytes of torn records dropped",
+		        recovered, w->path, skipped, torn);
+	else
+		mlt_log(LOG_INFO, "journal: recovered 0 records (the last stop was clean)");
+	return 0;
 }
 
 int mlt_writer_start(const char *state_db, int64_t flush_ms, int64_t audit_retention,
@@ -460,6 +512,13 @@ int mlt_writer_start(const char *state_db, int64_t flush_ms, int64_t audit_reten
 	w->dev = sb.st_dev;
 	w->ino = sb.st_ino;
 	w->file_ok = true;
+	if (recover(w, err, errlen) != 0) {
+		mlt_journal_close(w->journal);
+		rdb_state_close(w->st);
+		free(w->path);
+		free(w);
+		return -1;
+	}
 	pthread_mutex_init(&w->mu, NULL);
 	{
 		pthread_condattr_t ca;
@@ -476,6 +535,7 @@ int mlt_writer_start(const char *state_db, int64_t flush_ms, int64_t audit_reten
 	w->last_prune = 0;
 	if ((errno = pthread_create(&w->thread, NULL, run, w)) != 0) {
 		snprintf(err, errlen, "starting the writer thread: %s", strerror(errno));
+		mlt_journal_close(w->journal);
 		rdb_state_close(w->st);
 		pthread_mutex_destroy(&w->mu);
 		pthread_cond_destroy(&w->cv);
@@ -501,6 +561,13 @@ int mlt_writer_stop(struct mlt_writer *w, int64_t retry_s)
 	pthread_mutex_unlock(&w->mu);
 	pthread_join(w->thread, NULL);
 	lost = w->lost;
+	/* everything committed: empty both journal files (whatever is left there otherwise is
+	 * applied, or skipped by its mark, at the next start) */
+	if (w->flushed) {
+		mlt_journal_switch(w->journal);
+		mlt_journal_release(w->journal);
+	}
+	mlt_journal_close(w->journal);
 	/* a file that left the path keeps the names of the WAL files for its successor */
 	if (w->file_ok)
 		rdb_state_close(w->st);
@@ -514,16 +581,31 @@ int mlt_writer_stop(struct mlt_writer *w, int64_t retry_s)
 	return lost;
 }
 
-void mlt_writer_push(struct mlt_writer *w, struct mlt_record *rec)
+int mlt_writer_push(struct mlt_writer *w, struct mlt_record *rec)
 {
+	bool counted = rec->counted;
+
 	rec->next = NULL;
+	rec->journal_seq = 0;
 	pthread_mutex_lock(&w->mu);
 	if (w->len >= QUEUE_MAX) {
 		w->healthy = false;
 		pthread_mutex_unlock(&w->mu);
-		mlt_log(LOG_ERR, "state queue full: record for %s dropped", rec->login);
+		mlt_log(LOG_ERR, "state queue full: record for %s dropped%s", rec->login,
+		        counted ? ", message refused (451)" : "");
 		free(rec);
-		return;
+		return counted ? -1 : 0;
+	}
+	/* one write() into the page cache, no fsync: it survives the process, and the
+	 * callback never waits for the disk. Under mu, so queue order is journal order. */
+	if (counted && mlt_journal_append(w->journal, rec) != 0) {
+		int e = errno;
+
+		pthread_mutex_unlock(&w->mu);
+		mlt_log(LOG_ERR, "journal: cannot record the message of %s: %s; refusing it (451)",
+		        rec->login, strerror(e));
+		free(rec);
+		return -1;
 	}
 	if (w->tail != NULL)
 		w->tail->next = rec;
@@ -532,6 +614,7 @@ void mlt_writer_push(struct mlt_writer *w, struct mlt_record *rec)
 	w->tail = rec;
 	w->len++;
 	pthread_mutex_unlock(&w->mu);
+	return 0;
 }
 
 bool mlt_writer_healthy(struct mlt_writer *w)

@@ -3,11 +3,15 @@
  * records from a queue and commits them in batches (every state_flush_ms), so no milter
  * callback ever waits for the disk. It also prunes old usage and audit rows.
  *
- * Durability: a record is on disk within state_flush_ms (plus the commit); a clean stop
- * (SIGTERM/SIGHUP) flushes everything, retrying for up to stop_flush_timeout seconds (disk
- * full, file missing); what still cannot be written is logged record by record and
- * mlt_writer_stop() fails, so the milter exits non-zero. A kill -9 loses at most the last
- * interval.
+ * Durability: a record is in the state database within state_flush_ms (plus the commit);
+ * a clean stop (SIGTERM/SIGHUP) flushes everything, retrying for up to stop_flush_timeout
+ * seconds (disk full, file missing); what still cannot be written is logged record by
+ * record and mlt_writer_stop() fails, so the milter exits non-zero. Counted records (the
+ * accepted messages) go through the crash journal first (journal.h): mlt_writer_push()
+ * appends them with one write() before it returns, mlt_writer_start() applies what a
+ * killed milter left there before anything else, so a kill -9 loses none of them; the
+ * other records (refusals, held messages) are audit only and a kill -9 loses at most the
+ * last interval of them.
  * Health: if a commit fails the records stay queued and are retried; until a commit
  * succeeds again mlt_writer_healthy() is false and the milter tempfails new mail (fail
  * closed: counters that cannot be saved must not be spent).
@@ -26,6 +30,8 @@
  *
  * Ownership: records are allocated by the caller with calloc and handed over by
  * mlt_writer_push() (the writer frees them, also on failure).
+ * Journal ↔ state database: the writer stores the journal mark (rdb_state_journal_set) in
+ * each batch's transaction and empties a journal file only once its records are committed.
  * Thread safety: push/healthy/set from any thread; start/stop from the main thread.
  */
 #ifndef RELAY_MLT_WRITER_H
@@ -53,12 +59,14 @@ struct mlt_record {
 	char reason[64];
 	uint64_t rcpt_count;
 	uint64_t size;
+	uint64_t journal_seq;           /* set by the writer: 0 = not in the journal */
 	struct mlt_record *next;
 };
 
 struct mlt_writer;
 
-/* Opens (creating if needed) the state database and starts the thread. */
+/* Opens (creating if needed) the state database, applies what the crash journal holds
+ * (logging how many records it recovered) and starts the thread. */
 int mlt_writer_start(const char *state_db, int64_t flush_ms, int64_t audit_retention,
                      struct mlt_writer **out, char *err, size_t errlen);
 /* Stops taking mail (mlt_writer_healthy() is false from now on), flushes what is queued,
@@ -67,7 +75,11 @@ int mlt_writer_start(const char *state_db, int64_t flush_ms, int64_t audit_reten
  * were lost (each one logged). NULL-safe (0). */
 int mlt_writer_stop(struct mlt_writer *w, int64_t retry_s);
 
-void mlt_writer_push(struct mlt_writer *w, struct mlt_record *rec);
+/* Queues rec. A counted record is first appended to the crash journal: -1 if that failed
+ * (disk full, I/O error, queue full), and the message must not be accepted (fail closed:
+ * a count that may not survive a crash must not be spent). Other records: always 0 (one
+ * that cannot be queued is logged and dropped). */
+int mlt_writer_push(struct mlt_writer *w, struct mlt_record *rec);
 bool mlt_writer_healthy(struct mlt_writer *w);
 
 /* Reload: new intervals; `usage_keep` is the longest limit window (usage older is pruned). */

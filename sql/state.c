@@ -52,11 +52,23 @@ static const char schema_v1[] =
 	"CREATE INDEX audit_login_ts ON audit (login COLLATE NOCASE, ts);\n"
 	"PRAGMA user_version = 1;\n";
 
+/* Version 2: relay-milter's crash journal (milter/journal.h). One row: the journal id and
+ * sequence number of the last journal record applied, written in the same transaction as
+ * the record, so that a record is never applied twice. */
+static const char migrate_v2[] =
+	"CREATE TABLE journal_mark (\n"
+	"  id         INTEGER PRIMARY KEY CHECK (id = 1),\n"
+	"  journal_id INTEGER NOT NULL,\n"
+	"  seq        INTEGER NOT NULL CHECK (seq >= 0)\n"
+	");\n"
+	"PRAGMA user_version = 2;\n";
+
 enum {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_AUDIT_ADD, S_USAGE_ADD, S_TOUCH, S_PRUNE_USAGE, S_PRUNE_AUDIT,
 	S_USAGE_ALL, S_USAGE_ONE, S_AUDIT_ALL, S_AUDIT_ONE, S_LAST_USE,
 	S_USAGE_MERGE, S_LAST_USE_ALL, S_LAST_USE_MERGE, S_CHECKPOINT,
+	S_JOURNAL_GET, S_JOURNAL_SET,   /* last: readers do not prepare them (a v1 file lacks the table) */
 	S_COUNT_
 };
 
@@ -101,6 +113,10 @@ static const char *const sql[S_COUNT_] = {
 	                     " ON CONFLICT (login) DO UPDATE SET ts = excluded.ts,"
 	                     " client_addr = excluded.client_addr WHERE excluded.ts > ts",
 	[S_CHECKPOINT] = "PRAGMA wal_checkpoint(TRUNCATE)",
+	[S_JOURNAL_GET] = "SELECT journal_id, seq FROM journal_mark WHERE id = 1",
+	[S_JOURNAL_SET] = "INSERT INTO journal_mark (id, journal_id, seq) VALUES (1, ?1, ?2)"
+	                  " ON CONFLICT (id) DO UPDATE SET journal_id = excluded.journal_id,"
+	                  " seq = excluded.seq",
 };
 
 struct rdb_state {
@@ -203,7 +219,8 @@ enum rdb_result rdb_state_init(const char *path, char *err, size_t errlen)
 		sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
 		goto out;
 	}
-	if (ver == 0 && sqlite3_exec(h, schema_v1, NULL, NULL, &msg) != SQLITE_OK) {
+	if ((ver == 0 && sqlite3_exec(h, schema_v1, NULL, NULL, &msg) != SQLITE_OK) ||
+	    (ver < 2 && sqlite3_exec(h, migrate_v2, NULL, NULL, &msg) != SQLITE_OK)) {
 		rdb_seterr(err, errlen, "%s: creating the schema: %s", path, msg ? msg : "?");
 		sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
 		r = RDB_ERROR;
@@ -257,7 +274,7 @@ enum rdb_result rdb_state_open(const char *path, enum rdb_mode mode, struct rdb_
 		rdb_state_close(st);
 		return RDB_ERROR;
 	}
-	for (int k = 0; k < S_COUNT_; k++) {
+	for (int k = 0; k < (mode == RDB_READONLY ? S_JOURNAL_GET : S_COUNT_); k++) {
 		if (sqlite3_prepare_v3(st->h, sql[k], -1, SQLITE_PREPARE_PERSISTENT, &st->st[k], NULL) !=
 		    SQLITE_OK) {
 			rdb_seterr(err, errlen, "%s: preparing statements: %s", path, sqlite3_errmsg(st->h));
@@ -612,4 +629,46 @@ void rdb_state_close_moved(struct rdb_state *st)
 	if (st != NULL)
 		sqlite3_file_control(st->h, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
 	rdb_state_close(st);
+}
+
+enum rdb_result rdb_state_journal_get(struct rdb_state *st, uint64_t *journal_id, uint64_t *seq)
+{
+	sqlite3_stmt *s = st->st[S_JOURNAL_GET];
+	enum rdb_result r = RDB_NOTFOUND;
+	int rc;
+
+	if (s == NULL) {
+		rdb_seterr(st->err, sizeof st->err, "journal mark: not on a read-only handle");
+		return RDB_ERROR;
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		if (sqlite3_column_type(s, 0) != SQLITE_INTEGER ||
+		    sqlite3_column_type(s, 1) != SQLITE_INTEGER) {
+			rdb_seterr(st->err, sizeof st->err, "journal mark: not integers");
+			r = RDB_ERROR;
+		} else {
+			*journal_id = (uint64_t)sqlite3_column_int64(s, 0);
+			*seq = (uint64_t)sqlite3_column_int64(s, 1);
+			r = RDB_OK;
+		}
+	} else if (rc != SQLITE_DONE) {
+		r = fail(st, "reading the journal mark");
+	}
+	sqlite3_reset(s);
+	return r;
+}
+
+enum rdb_result rdb_state_journal_set(struct rdb_state *st, uint64_t journal_id, uint64_t seq)
+{
+	sqlite3_stmt *s = st->st[S_JOURNAL_SET];
+
+	if (s == NULL) {
+		rdb_seterr(st->err, sizeof st->err, "journal mark: not on a read-only handle");
+		return RDB_ERROR;
+	}
+	/* the id is 64 random bits: stored as the int64 with the same bits */
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)journal_id);
+	sqlite3_bind_int64(s, 2, clamp64(seq));
+	return step_done(st, S_JOURNAL_SET);
 }

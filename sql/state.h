@@ -24,7 +24,7 @@
 
 #include "rdb.h"
 
-#define RDB_STATE_SCHEMA_VERSION 1
+#define RDB_STATE_SCHEMA_VERSION 2        /* 2: journal_mark (relay-milter's crash journal) */
 #define RDB_STATE_APPLICATION_ID 1919706227 /* 0x726C7973, "rlys" */
 #define RDB_AUDIT_FIELD_MAX 255             /* bytes kept of any audit text field */
 
@@ -107,6 +107,12 @@ enum rdb_result rdb_state_last_use_foreach(struct rdb_state *st,
                                            int (*fn)(const char *login, int64_t ts,
                                                      const char *client_addr, void *arg),
                                            void *arg);
+
+/* relay-milter's crash journal (milter/journal.h): the id and sequence number of the last
+ * journal record applied to this file (RDB_NOTFOUND: none yet). Set it in the transaction
+ * that applies the records. Read-write handles only (RDB_ERROR on a read-only one). */
+enum rdb_result rdb_state_journal_get(struct rdb_state *st, uint64_t *journal_id, uint64_t *seq);
+enum rdb_result rdb_state_journal_set(struct rdb_state *st, uint64_t journal_id, uint64_t seq);
 
 /* Copies the WAL into the database file and empties it (PRAGMA wal_checkpoint(TRUNCATE));
  * RDB_ERROR if that failed or a reader kept the WAL in use. */

@@ -569,9 +569,77 @@ class StateFileTest(unittest.TestCase):
         self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
 
 
+class CrashJournalTest(unittest.TestCase):
+    """relay-milter killed with -9 between "accept" and the writer's commit (issue 13): every
+    accepted message is counted and audited after the restart, exactly once; one daemon per
+    test, the writer's interval (10 s, the most) long enough that nothing is committed
+    before the kill."""
+
+    def setUp(self):
+        self.tmpdir = tempfile.TemporaryDirectory(prefix="mlt-journal-")
+        self.addCleanup(self.tmpdir.cleanup)
+        t = self.tmp = self.tmpdir.name
+        os.mkdir(t + "/state")
+        self.state = t + "/state/state.db"
+        admin(t, "init", state_db=self.state)
+        admin(t, "user", "add", "three", "--password-stdin", "--sender", "three@example.com",
+              stdin="A-long-enough-test-password-1234\n")
+        admin(t, "limit", "set", "three", "--messages", "3/1h")
+        self.d = Daemon(t, state_db=self.state)
+        with open(self.d.conf) as f:
+            conf = f.read().replace("state_flush_ms = 20\n", "state_flush_ms = 10000\n")
+        with open(self.d.conf, "w") as f:
+            f.write(conf)
+        self.addCleanup(self.d.stop)
+        self.d.start()
+
+    def send(self):
+        return send(self.d.sock, "three", "<three@example.com>")
+
+    def audited(self):
+        db = sqlite3.connect("file:%s?mode=ro" % self.state, uri=True)
+        try:
+            return db.execute("SELECT count(*) FROM audit WHERE login = 'three' AND"
+                              " verdict = 'accepted'").fetchone()[0]
+        finally:
+            db.close()
+
+    def kill_and_restart(self):
+        mark = len(self.d.log_text())
+        self.assertEqual(self.d.stop(signal.SIGKILL), -signal.SIGKILL)
+        self.d.start()
+        return self.d.log_text()[mark:]
+
+    def test_accepted_messages_survive_kill(self):
+        for _ in range(2):
+            self.assertEqual(self.send()[1].code, "c")
+        # the attack: kill -9 before the writer's next commit; the old code lost both
+        log = self.kill_and_restart()
+        self.assertEqual(wait_used(self.tmp, self.state, "three", 2), 2, log)
+        self.assertEqual(self.audited(), 2)
+        self.assertIn("journal: recovered 2 records", log)
+        # the limit (3/1h) knows them: one more passes, the next is over the limit
+        self.assertEqual(self.send()[1].code, "c")
+        stage, r = self.send()
+        self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
+
+    def test_replayed_once_only(self):
+        self.assertEqual(self.send()[1].code, "c")
+        self.kill_and_restart()
+        self.assertEqual(wait_used(self.tmp, self.state, "three", 1), 1)
+        # killed again (nothing new accepted): the journal was applied and emptied at the
+        # start; a second replay would count the message twice
+        log = self.kill_and_restart()
+        self.assertIn("journal: recovered 0 records", log)
+        self.assertEqual(self.d.stop(), 0)
+        self.assertEqual(wait_used(self.tmp, self.state, "three", 1), 1)
+        self.assertEqual(self.audited(), 1)
+
+
 class StateDiskFullTest(unittest.TestCase):
     """A clean stop on a full state disk (issue 8, item 7): retry while refusing mail, write
-    the records when space comes back, else exit non-zero naming what was lost."""
+    the records when space comes back, else exit non-zero naming what was lost; accepted
+    messages are never lost, they wait in the crash journal (issue 13)."""
 
     def setUp(self):
         self.tmpdir = tempfile.TemporaryDirectory(prefix="mlt-diskfull-")
@@ -634,14 +702,27 @@ class StateDiskFullTest(unittest.TestCase):
         self.d.stop()
         self.d.start()
         filler, mark = self.pending_record()
+        # the writer is unhealthy now: the next MAIL is refused (451), an audit-only record
+        stage, r = send(self.d.sock, "once", "<once@example.com>")
+        self.assertTrue(r.smtp.startswith("451"), r.smtp)
         self.d.proc.send_signal(signal.SIGTERM)
         rc = self.d.proc.wait(60)
         self.d.proc = None
         log = self.d.log_text()[mark:]
+        # the refusal's audit record is lost (exit 1); the accepted message is not: it stays
+        # in the crash journal (issue 13) and the next start counts it
         self.assertEqual(rc, 1, log)
-        self.assertIn("1 record not written, lost", log)
-        self.assertRegex(log, r"lost at stop: QTEST login=once ts=\d+ verdict=accepted messages=1")
+        self.assertIn("2 records not written: 1 accepted message kept in the journal (the next "
+                      "start applies it), 1 audit-only record lost", log)
+        self.assertRegex(log, r"in the journal at stop: QTEST login=once ts=\d+ "
+                              r"verdict=accepted messages=1")
+        self.assertRegex(log, r"lost at stop: \S+ login=once ts=\d+ verdict=tempfailed")
         os.unlink(filler)
+        mark = len(self.d.log_text())
+        self.d.start()
+        self.assertIn("journal: recovered 1 records", self.d.log_text()[mark:])
+        stage, r = send(self.d.sock, "once", "<once@example.com>")
+        self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
 
 
 if __name__ == "__main__":
