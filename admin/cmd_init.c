@@ -120,9 +120,11 @@ static int fix_ownership(const struct adm_ctx *ctx, int dirfd, const char *name,
 	return ADM_EXIT_OK;
 }
 
-/* The files SQLite keeps beside a database while it is open (WAL) or in a transaction:
- * if the milter has it open while we run, they exist and must be the milter's too. */
-static const char *const state_sidecars[] = { "-wal", "-shm", "-journal" };
+/* The files SQLite keeps beside a database while it is open (WAL) or in a transaction,
+ * and relay-milter's crash journal (milter/journal.c): if the milter has run, they exist
+ * and must be the milter's too, or it refuses to start. */
+static const char *const state_sidecars[] = { "-wal", "-shm", "-journal", ".journal-0",
+	                                      ".journal-1" };
 
 /* Gives the state database, the files beside it and (if we made it, or it is the default
  * one) its folder to the milter's user. The folder is the milter's: every change goes

@@ -187,6 +187,16 @@ class Init(AdminTest):
                              (nobody.pw_uid, nobody.pw_gid, mode), p)
         r = self.admin("--state-db", state, "init", "--milter-user", "no-such-user-x")
         self.assertEqual(r.rc, USAGE, r)
+        # relay-milter's crash journal, left by a milter run as root: given to the milter's
+        # user too, or the milter would refuse to start on a file it cannot open
+        for k in (0, 1):
+            with open(f"{state}.journal-{k}", "wb"):
+                pass
+        r = self.admin("--state-db", state, "init", "--milter-user", "nobody")
+        self.assertEqual(r.rc, OK, r)
+        for k in (0, 1):
+            st = os.stat(f"{state}.journal-{k}")
+            self.assertEqual((st.st_uid, st.st_gid), (nobody.pw_uid, nobody.pw_gid), k)
 
 
 class Acceptance(AdminTest):
