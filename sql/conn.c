@@ -175,6 +175,7 @@ enum rdb_result rdb_conn_open(struct rdb_conn *c, const struct rdb_kind *k, cons
 	c->kind = k;
 	c->mode = mode;
 	c->err[0] = '\0';
+	rdb_seterr(err, errlen, "%s", ""); /* callers may print it after a success */
 	if (path == NULL || path[0] == '\0') {
 		rdb_seterr(err, errlen, "no database path");
 		return RDB_INVALID;

@@ -70,6 +70,7 @@ enum rdb_result rdb_conn_init(const struct rdb_kind *k, const char *path, int *b
 	struct stat st;
 	const char *setup = k->setup[1];
 
+	rdb_seterr(err, errlen, "%s", ""); /* callers may print it after a success */
 	if (path == NULL || path[0] == '\0') {
 		rdb_seterr(err, errlen, "no database path");
 		return RDB_INVALID;
@@ -147,6 +148,7 @@ enum rdb_result rdb_conn_probe(const struct rdb_kind *k, const char *path, int64
 	char why[256];
 	enum rdb_result r = RDB_ERROR;
 
+	rdb_seterr(err, errlen, "%s", "");
 	if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX |
 	                    (k->nofollow ? SQLITE_OPEN_NOFOLLOW : 0), NULL) != SQLITE_OK) {
 		rdb_seterr(err, errlen, "%s: %s", path, rdb_conn_open_errmsg(h));
