@@ -2,8 +2,8 @@
  * policy.c — milter policy lookups and limit writes on the users database (see policy.h).
  *
  * The statements are the users database's own (rdb.c's table, prepared when the file
- * opens) and errors go to its one error holder; every path resets the statements it used. Every value is bound; every column's type is
- * checked before use.
+ * opens) and errors go to its one error holder; every path resets the statements it
+ * used. Every value is bound; every column's type is checked before use.
  */
 #include "policy.h"
 
@@ -378,7 +378,8 @@ enum rdb_result rdb_limits_set(struct rdb_policy *p, const char *name,
 		if (!touched[m])
 			continue;
 		if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
-		    sqlite3_bind_text(st, 2, rdb_metric_name((enum rdb_metric)m), -1, SQLITE_STATIC) != SQLITE_OK) {
+		    sqlite3_bind_text(st, 2, rdb_metric_name((enum rdb_metric)m), -1,
+		                      SQLITE_STATIC) != SQLITE_OK) {
 			r = fail_sqlite(p, "bind");
 			goto undo;
 		}

@@ -164,7 +164,7 @@ enum rdb_result rdb_state_commit(struct rdb_state *st)
 
 void rdb_state_rollback(struct rdb_state *st)
 {
-	if (!sqlite3_get_autocommit(st->c.h))
+	if (rdb_conn_in_tx(&st->c))
 		step_done(st, S_ROLLBACK);
 }
 

@@ -1,7 +1,7 @@
 /*
- * test-limit.c — the limit domain (sql/limit.c): sliding-window arithmetic: sums, several windows
- * per metric, reservations, the time until room frees, bounded memory, wall-clock steps
- * (backwards and forwards), unit parsing.
+ * test-limit.c — the limit domain (sql/limit.c): sliding-window arithmetic (sums, several
+ * windows per metric, reservations, the time until room frees, bounded memory, wall-clock
+ * steps backwards and forwards), unit parsing, metric names and the login state rule.
  */
 #include <stdint.h>
 
@@ -57,6 +57,28 @@ static void clock_steps(void)
 	is_int(rdb_usage_len(u), 1, "corrected clock: future entries re-dated and merged");
 	is_int(rdb_usage_sum(u, RDB_METRIC_MESSAGES, 3600, 4600), 0, "gone one window after the correction");
 	rdb_usage_free(u);
+}
+
+/* The stored metric names (the users schema's CHECK lists the same three) and the one rule
+ * for a login's state, which the plugin, the milter and relay-admin share. */
+static void names_and_states(void)
+{
+	enum rdb_metric m;
+
+	for (int k = 0; k < RDB_METRICS; k++) {
+		ok(rdb_metric_parse(rdb_metric_name((enum rdb_metric)k), &m) && (int)m == k,
+		   "metric %d round-trips as \"%s\"", k, rdb_metric_name((enum rdb_metric)k));
+	}
+	is_str(rdb_metric_name(RDB_METRIC_BYTES), "bytes", "bytes spelled as stored");
+	is_str(rdb_metric_name(RDB_METRICS), "?", "out of range: ?");
+	ok(!rdb_metric_parse("Messages", &m) && !rdb_metric_parse("", &m), "exact names only");
+
+	is_int(rdb_login_state_at(true, false, 0, 1000), RDB_LOGIN_ACTIVE, "enabled, no expiry");
+	is_int(rdb_login_state_at(true, true, 1001, 1000), RDB_LOGIN_ACTIVE, "before its expiry");
+	is_int(rdb_login_state_at(true, true, 1000, 1000), RDB_LOGIN_EXPIRED, "expired at the second");
+	is_int(rdb_login_state_at(false, true, 900, 1000), RDB_LOGIN_DISABLED,
+	       "disabled wins over expired");
+	is_int(rdb_login_state_at(false, false, 0, 1000), RDB_LOGIN_DISABLED, "disabled");
 }
 
 int main(void)
@@ -153,5 +175,6 @@ int main(void)
 		rdb_format_duration(86400 * 7, buf, sizeof buf);
 		is_str(S(buf), "1w", "format a week");
 	}
+	names_and_states();
 	return tap_done();
 }
