@@ -446,6 +446,56 @@ static void test_policy_prepare_error(void)
 	unlink(p);
 }
 
+/* The state schema is sql/state-schema.sql, run through the users database's migration
+ * path: its header constants agree with state.h, the file it makes is a state database
+ * (WAL), and neither kind of database passes for the other. */
+static void test_state_kind(void)
+{
+	extern const char rdb_state_schema_sql[];
+	const char *state = path_in("kind-state.db"), *users = path_in("kind-users.db");
+	const char *p;
+	char err[256];
+	int64_t version = -1;
+	struct rdb_state *st = NULL;
+	struct rdb *db = NULL;
+	sqlite3 *h = NULL;
+	sqlite3_stmt *q = NULL;
+
+	p = strstr(rdb_state_schema_sql, "PRAGMA application_id = ");
+	ok(p != NULL && strtoll(p + 24, NULL, 10) == RDB_STATE_APPLICATION_ID,
+	   "state-schema.sql's application_id is RDB_STATE_APPLICATION_ID");
+	p = strstr(rdb_state_schema_sql, "PRAGMA user_version = ");
+	ok(p != NULL && strtoll(p + 22, NULL, 10) == RDB_STATE_SCHEMA_VERSION,
+	   "state-schema.sql's user_version is RDB_STATE_SCHEMA_VERSION");
+
+	is_int(rdb_state_init(state, err, sizeof err), RDB_OK, "state init (%s)", err);
+	is_int(rdb_state_init(state, err, sizeof err), RDB_OK, "state init again");
+	ok(sqlite3_open(state, &h) == SQLITE_OK &&
+	   sqlite3_prepare_v2(h, "PRAGMA journal_mode", -1, &q, NULL) == SQLITE_OK &&
+	   sqlite3_step(q) == SQLITE_ROW &&
+	   strcmp((const char *)sqlite3_column_text(q, 0), "wal") == 0, "the state file is WAL");
+	sqlite3_finalize(q);
+	sqlite3_close(h);
+	is_int(rdb_state_probe(state, &version, err, sizeof err), RDB_OK, "probe a state file");
+	is_int(version, RDB_STATE_SCHEMA_VERSION, "probe reads its version");
+
+	is_int(rdb_init(users, err, sizeof err), RDB_OK, "users init");
+	is_int(rdb_state_probe(users, &version, err, sizeof err), RDB_INVALID,
+	       "probe: the users database is no state database");
+	ok(strstr(err, "not an smtp-relay state database") != NULL, "says so: %s", err);
+	is_int(rdb_state_init(users, err, sizeof err), RDB_ERROR, "state init refuses it");
+	is_int(rdb_state_open(users, RDB_READONLY, &st, err, sizeof err), RDB_ERROR,
+	       "state open refuses it");
+	is_int(rdb_open(state, RDB_READONLY, &db, err, sizeof err), RDB_ERROR,
+	       "users open refuses a state file");
+	ok(strstr(err, "not an smtp-relay users database") != NULL, "says so: %s", err);
+	ok(st == NULL && db == NULL, "no handles");
+	unlink(users);
+	unlink(state);
+	unlink(path_in("kind-state.db-wal"));
+	unlink(path_in("kind-state.db-shm"));
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -458,6 +508,7 @@ int main(void)
 	test_policy();
 	test_limits_max();
 	test_policy_prepare_error();
+	test_state_kind();
 	test_state();
 	{
 		static const char *const files[] = { "users.db", "users.db-journal", "state.db",
