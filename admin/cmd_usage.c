@@ -4,7 +4,7 @@
  * (what relay-milter has committed; it writes every state_flush_ms) and the limits in the
  * users database.
  *
- * The arithmetic is relay-milter's own (milter/window.c), over the same per-second rows the
+ * The arithmetic is relay-milter's own (sql/limit.c), over the same per-second rows the
  * milter reloads after a restart, so both agree. Messages still in flight are not visible
  * here: they are counted when accepted.
  */

@@ -139,7 +139,7 @@ uint64_t rdb_usage_sum(const struct rdb_usage *u, enum rdb_metric metric, int64_
 
 		if (e->t <= now - window)
 			break;
-		sum = sat_add(sum, e->v[metric]); /* also an entry after `now`: see window.h */
+		sum = sat_add(sum, e->v[metric]); /* also an entry after `now`: see limit.h */
 	}
 	return sum;
 }
