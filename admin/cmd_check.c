@@ -38,6 +38,7 @@
 #include "checklist.h"
 #include "policy.h"
 #include "postconf.h"
+#include "state.h"
 
 #include "relay-config.h"
 
@@ -48,7 +49,6 @@
 #include <netdb.h>
 #include <poll.h>
 #include <pwd.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -447,8 +447,8 @@ static void check_state_db(struct check *c, bool milter)
 	const char *path = c->ctx->state_db_path;
 	struct stat st, dst;
 	char dir[PATH_MAX], u[64], du[64];
-	sqlite3 *db = NULL;
-	sqlite3_stmt *stmt = NULL;
+	char err[512];
+	int64_t version = 0;
 
 	if (stat(path, &st) != 0) {
 		if (milter) {
@@ -470,15 +470,21 @@ static void check_state_db(struct check *c, bool milter)
 	               (unsigned)(st.st_mode & 07777));
 	adm_check_line(ck, "%s: owner %s, %04o", dir, owner_name(dst.st_uid, du, sizeof(du)),
 	               (unsigned)(dst.st_mode & 07777));
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL) != SQLITE_OK ||
-	    sqlite3_step(stmt) != SQLITE_ROW ||
-	    sqlite3_column_type(stmt, 0) != SQLITE_INTEGER) {
-		adm_check_set(ck, ADM_CHECK_FAIL, "%s cannot be read as a database: %s", path,
-		              db ? sqlite3_errmsg(db) : "out of memory");
-		goto out;
+	switch (rdb_state_probe(path, &version, err, sizeof err)) {
+	case RDB_OK:
+		break;
+	case RDB_NOTFOUND:
+		version = 0;
+		break;
+	case RDB_INVALID:  /* a users database, or any other SQLite file */
+		adm_check_set(ck, ADM_CHECK_FAIL, "%s", err);
+		adm_check_fix(ck, "state_db in milter.conf and --state-db must name the state "
+		              "database: move this file away and let relay-milter create it");
+		return;
+	default:
+		adm_check_set(ck, ADM_CHECK_FAIL, "cannot be read as a state database: %s", err);
+		return;
 	}
-	int version = sqlite3_column_int(stmt, 0);
 
 	if (version <= 0) {
 		adm_check_set(ck, ADM_CHECK_FAIL, "%s has no schema (user_version 0)", path);
@@ -493,11 +499,9 @@ static void check_state_db(struct check *c, bool milter)
 		              "WAL needs the milter's user to own both", dir, du, u);
 		adm_check_fix(ck, "chown %s %s", u, dir);
 	} else {
-		adm_check_set(ck, ADM_CHECK_OK, "%s: schema version %d, owner %s", path, version, u);
+		adm_check_set(ck, ADM_CHECK_OK, "%s: schema version %lld, owner %s", path,
+		              (long long)version, u);
 	}
-out:
-	sqlite3_finalize(stmt);
-	sqlite3_close(db);
 }
 
 /* SASL_PATH=a:b from import_environment, else libsasl2's own folder. */

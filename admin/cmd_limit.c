@@ -20,7 +20,7 @@
 #include "adm.h"
 #include "limits_fmt.h"
 #include "policy.h"
-#include "window.h"
+#include "limit.h"
 
 bool adm_limit_parse(const char *spec, enum rdb_metric m, struct rdb_limit *out, char *why,
                      size_t whylen)
@@ -42,8 +42,8 @@ bool adm_limit_parse(const char *spec, enum rdb_metric m, struct rdb_limit *out,
 		return false;
 	}
 	*slash = '\0';
-	if (m == RDB_METRIC_BYTES ? !mlt_parse_size(buf, &max)
-	                          : !(buf[0] >= '0' && buf[0] <= '9' && mlt_parse_size(buf, &max) &&
+	if (m == RDB_METRIC_BYTES ? !rdb_parse_size(buf, &max)
+	                          : !(buf[0] >= '0' && buf[0] <= '9' && rdb_parse_size(buf, &max) &&
 	                              strspn(buf, "0123456789") == strlen(buf))) {
 		snprintf(why, whylen, m == RDB_METRIC_BYTES ? "bad size \"%s\" (e.g. 50M, 1G, 1000)"
 		                                            : "bad count \"%s\"", buf);
@@ -53,7 +53,7 @@ bool adm_limit_parse(const char *spec, enum rdb_metric m, struct rdb_limit *out,
 		snprintf(why, whylen, "limit too large");
 		return false;
 	}
-	if (!mlt_parse_duration(slash + 1, RDB_WINDOW_MAX, &window)) {
+	if (!rdb_parse_duration(slash + 1, RDB_WINDOW_MAX, &window)) {
 		snprintf(why, whylen, "bad period \"%s\" (e.g. 30s, 10m, 1h, 1d, 1w; at most 366d)",
 		         slash + 1);
 		return false;
@@ -66,10 +66,10 @@ void adm_limit_format(const struct rdb_limit *l, char *out, size_t outlen)
 {
 	char period[24];
 
-	mlt_format_duration(l->window_seconds, period, sizeof period);
+	rdb_format_duration(l->window, period, sizeof period);
 	if (l->metric == RDB_METRIC_BYTES) {
 		static const char units[] = "KMGT";
-		uint64_t v = l->max_count;
+		uint64_t v = l->max;
 		int u = -1;
 
 		while (v >= 1024 && v % 1024 == 0 && u < 3) {
@@ -81,7 +81,7 @@ void adm_limit_format(const struct rdb_limit *l, char *out, size_t outlen)
 		else
 			snprintf(out, outlen, "%" PRIu64 "/%s", v, period);
 	} else {
-		snprintf(out, outlen, "%" PRIu64 "/%s", l->max_count, period);
+		snprintf(out, outlen, "%" PRIu64 "/%s", l->max, period);
 	}
 }
 
@@ -161,9 +161,9 @@ static void print_limits(struct adm_ctx *ctx, struct adm_json *j, const char *ke
 			adm_json_key(j, "metric");
 			adm_json_str(j, rdb_metric_name(l[k].metric));
 			adm_json_key(j, "max");
-			adm_json_int(j, (int64_t)l[k].max_count);
+			adm_json_int(j, (int64_t)l[k].max);
 			adm_json_key(j, "window_seconds");
-			adm_json_int(j, l[k].window_seconds);
+			adm_json_int(j, l[k].window);
 			adm_limit_format(&l[k], buf, sizeof buf);
 			adm_json_key(j, "spec");
 			adm_json_str(j, buf);
@@ -238,7 +238,7 @@ int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv)
 		if (!adm_limit_parse(optarg, m, &lims[n], why, sizeof why))
 			return adm_usage(ctx, "--%s %s: %s", rdb_metric_name(m), optarg, why);
 		for (size_t k = 0; k < n; k++)
-			if (lims[k].metric == m && lims[k].window_seconds == lims[n].window_seconds)
+			if (lims[k].metric == m && lims[k].window == lims[n].window)
 				return adm_usage(ctx, "two --%s limits over the same period", rdb_metric_name(m));
 		n++;
 	}

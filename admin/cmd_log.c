@@ -13,7 +13,7 @@
 
 #include "adm.h"
 #include "state.h"
-#include "window.h"
+#include "limit.h"
 
 struct out_ctx {
 	struct adm_ctx *ctx;
@@ -111,7 +111,7 @@ int adm_cmd_log(struct adm_ctx *ctx, int argc, char **argv)
 
 			if (adm_parse_time(optarg, &since))
 				break;
-			if (!mlt_parse_duration(optarg, INT64_C(100) * 366 * 86400, &ago))
+			if (!rdb_parse_duration(optarg, INT64_C(100) * 366 * 86400, &ago))
 				return adm_usage(ctx, "--since: expected a date, an RFC 3339 UTC time or a"
 				                 " duration like 2h or 7d");
 			since = ctx->now - ago;

@@ -4,7 +4,7 @@
  * (what relay-milter has committed; it writes every state_flush_ms) and the limits in the
  * users database.
  *
- * The arithmetic is relay-milter's own (milter/window.c), over the same per-second rows the
+ * The arithmetic is relay-milter's own (sql/limit.c), over the same per-second rows the
  * milter reloads after a restart, so both agree. Messages still in flight are not visible
  * here: they are counted when accepted.
  */
@@ -19,7 +19,7 @@
 #include "limits_fmt.h"
 #include "policy.h"
 #include "state.h"
-#include "window.h"
+#include "limit.h"
 
 struct names {
 	char (*v)[RDB_NAME_MAX + 1];
@@ -48,7 +48,7 @@ static int collect(const struct rdb_login *l, void *arg)
 
 static int add_row(const char *login, int64_t ts, const uint64_t v[3], void *arg)
 {
-	return mlt_usage_add(arg, ts, v) ? 0 : 1;
+	return rdb_usage_add(arg, ts, v) ? 0 : 1;
 }
 
 static void lower(char *s)
@@ -62,7 +62,7 @@ static int one(struct adm_ctx *ctx, struct adm_json *j, struct rdb_policy *pol,
                struct rdb_state *st, const char *name)
 {
 	struct rdb_login_policy lp;
-	struct mlt_usage *u;
+	struct rdb_usage *u;
 	int64_t since = ctx->now - RDB_WINDOW_MAX, last = 0;
 	char key[RDB_NAME_MAX + 1], client[64] = "", when[ADM_TIME_LEN];
 	enum rdb_result r;
@@ -74,7 +74,7 @@ static int one(struct adm_ctx *ctx, struct adm_json *j, struct rdb_policy *pol,
 	}
 	snprintf(key, sizeof key, "%s", lp.name);
 	lower(key);
-	u = mlt_usage_new();
+	u = rdb_usage_new();
 	if (u == NULL) {
 		adm_err(ctx, "out of memory");
 		return ADM_EXIT_FAIL;
@@ -83,7 +83,7 @@ static int one(struct adm_ctx *ctx, struct adm_json *j, struct rdb_policy *pol,
 	    ((r = rdb_state_last_use(st, key, &last, client, sizeof client)) != RDB_OK &&
 	     r != RDB_NOTFOUND)) {
 		adm_err(ctx, "state database: %s", rdb_state_errmsg(st));
-		mlt_usage_free(u);
+		rdb_usage_free(u);
 		return ADM_EXIT_DB;
 	}
 	have_last = r == RDB_OK;
@@ -115,10 +115,9 @@ static int one(struct adm_ctx *ctx, struct adm_json *j, struct rdb_policy *pol,
 			fprintf(ctx->out, "  no limits\n");
 	}
 	for (size_t k = 0; k < lp.nlimits; k++) {
-		struct mlt_limit l = { (enum mlt_metric)lp.limits[k].metric,
-		                       lp.limits[k].window_seconds, lp.limits[k].max_count };
-		uint64_t used = mlt_usage_sum(u, l.metric, l.window, ctx->now);
-		int64_t wait = mlt_window_wait(u, &l, 0, 1, ctx->now);
+		const struct rdb_limit *l = &lp.limits[k];
+		uint64_t used = rdb_usage_sum(u, l->metric, l->window, ctx->now);
+		int64_t wait = rdb_window_wait(u, l, 0, 1, ctx->now);
 		char spec[64];
 
 		adm_limit_format(&lp.limits[k], spec, sizeof spec);
@@ -129,13 +128,13 @@ static int one(struct adm_ctx *ctx, struct adm_json *j, struct rdb_policy *pol,
 			adm_json_key(j, "spec");
 			adm_json_str(j, spec);
 			adm_json_key(j, "max");
-			adm_json_int(j, (int64_t)l.max);
+			adm_json_int(j, (int64_t)l->max);
 			adm_json_key(j, "window_seconds");
-			adm_json_int(j, l.window);
+			adm_json_int(j, l->window);
 			adm_json_key(j, "used");
 			adm_json_int(j, used > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)used);
 			adm_json_key(j, "room_in_seconds");
-			if (wait == MLT_WAIT_NEVER)
+			if (wait == RDB_WAIT_NEVER)
 				adm_json_null(j);
 			else
 				adm_json_int(j, wait);
@@ -145,7 +144,7 @@ static int one(struct adm_ctx *ctx, struct adm_json *j, struct rdb_policy *pol,
 
 			if (wait == 0)
 				snprintf(room, sizeof room, "room now");
-			else if (wait == MLT_WAIT_NEVER)
+			else if (wait == RDB_WAIT_NEVER)
 				snprintf(room, sizeof room, "limit is 0");
 			else
 				snprintf(room, sizeof room, "room in %" PRId64 "s", wait);
@@ -157,7 +156,7 @@ static int one(struct adm_ctx *ctx, struct adm_json *j, struct rdb_policy *pol,
 		adm_json_end(j);
 		adm_json_end(j);
 	}
-	mlt_usage_free(u);
+	rdb_usage_free(u);
 	return ADM_EXIT_OK;
 }
 

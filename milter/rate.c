@@ -14,8 +14,8 @@
 
 struct login_state {
 	char *name;
-	struct mlt_usage *log;
-	uint64_t reserved[MLT_METRICS];
+	struct rdb_usage *log;
+	uint64_t reserved[RDB_METRICS];
 	struct login_state *next;
 };
 
@@ -44,7 +44,7 @@ struct mlt_rate *mlt_rate_new(void)
 
 static void state_free(struct login_state *s)
 {
-	mlt_usage_free(s->log);
+	rdb_usage_free(s->log);
 	free(s->name);
 	free(s);
 }
@@ -82,7 +82,7 @@ static struct login_state *find(struct mlt_rate *r, const char *login, bool crea
 	if (s == NULL)
 		return NULL;
 	s->name = strdup(login);
-	s->log = mlt_usage_new();
+	s->log = rdb_usage_new();
 	if (s->name == NULL || s->log == NULL) {
 		state_free(s);
 		return NULL;
@@ -97,9 +97,9 @@ static void maybe_drop(struct mlt_rate *r, struct login_state *s)
 {
 	struct login_state **pp;
 
-	if (mlt_usage_len(s->log) > 0)
+	if (rdb_usage_len(s->log) > 0)
 		return;
-	for (int m = 0; m < MLT_METRICS; m++)
+	for (int m = 0; m < RDB_METRICS; m++)
 		if (s->reserved[m] != 0)
 			return;
 	for (pp = &r->bucket[hash(s->name)]; *pp != NULL; pp = &(*pp)->next) {
@@ -123,7 +123,7 @@ int64_t mlt_rate_clock(void)
 }
 
 bool mlt_rate_load(struct mlt_rate *r, const char *login, int64_t ts,
-                   const uint64_t v[MLT_METRICS], int64_t wall_now, int64_t now)
+                   const uint64_t v[RDB_METRICS], int64_t wall_now, int64_t now)
 {
 	struct login_state *s;
 	int64_t age = 0, t;
@@ -136,13 +136,13 @@ bool mlt_rate_load(struct mlt_rate *r, const char *login, int64_t ts,
 		return true;
 	pthread_mutex_lock(&r->mu);
 	s = find(r, login, true);
-	okay = s != NULL && mlt_usage_add(s->log, t, v);
+	okay = s != NULL && rdb_usage_add(s->log, t, v);
 	pthread_mutex_unlock(&r->mu);
 	return okay;
 }
 
-int64_t mlt_rate_reserve(struct mlt_rate *r, const char *login, const struct mlt_limit *lims,
-                         size_t n, const uint64_t need[MLT_METRICS], int64_t now,
+int64_t mlt_rate_reserve(struct mlt_rate *r, const char *login, const struct rdb_limit *lims,
+                         size_t n, const uint64_t need[RDB_METRICS], int64_t now,
                          struct mlt_resv *resv, size_t *which)
 {
 	struct login_state *s;
@@ -154,10 +154,10 @@ int64_t mlt_rate_reserve(struct mlt_rate *r, const char *login, const struct mlt
 		pthread_mutex_unlock(&r->mu);
 		return MLT_RATE_ERROR;
 	}
-	mlt_usage_clamp(s->log, now); /* no-op on a steady clock; see window.h */
-	wait = mlt_limits_wait(s->log, lims, n, s->reserved, need, now, which);
+	rdb_usage_clamp(s->log, now); /* no-op on a steady clock; see sql/limit.h */
+	wait = rdb_limits_wait(s->log, lims, n, s->reserved, need, now, which);
 	if (wait == 0) {
-		for (int m = 0; m < MLT_METRICS; m++) {
+		for (int m = 0; m < RDB_METRICS; m++) {
 			s->reserved[m] += need[m];
 			resv->v[m] += need[m];
 		}
@@ -177,19 +177,19 @@ static uint64_t still_reserved(const struct login_state *s, const struct mlt_res
 
 static void give_back(struct login_state *s, struct mlt_resv *resv)
 {
-	for (int m = 0; m < MLT_METRICS; m++) {
+	for (int m = 0; m < RDB_METRICS; m++) {
 		s->reserved[m] -= still_reserved(s, resv, m);
 		resv->v[m] = 0;
 	}
 }
 
-int64_t mlt_rate_commit(struct mlt_rate *r, const char *login, const struct mlt_limit *lims,
-                        size_t n, struct mlt_resv *resv, const uint64_t actual[MLT_METRICS],
+int64_t mlt_rate_commit(struct mlt_rate *r, const char *login, const struct rdb_limit *lims,
+                        size_t n, struct mlt_resv *resv, const uint64_t actual[RDB_METRICS],
                         int64_t now, int64_t keep, size_t *which)
 {
 	struct login_state *s;
-	uint64_t others[MLT_METRICS];
-	const uint64_t need[MLT_METRICS] = { 0, 0, actual[MLT_BYTES] };
+	uint64_t others[RDB_METRICS];
+	const uint64_t need[RDB_METRICS] = { 0, 0, actual[RDB_METRIC_BYTES] };
 	int64_t wait;
 
 	pthread_mutex_lock(&r->mu);
@@ -198,15 +198,15 @@ int64_t mlt_rate_commit(struct mlt_rate *r, const char *login, const struct mlt_
 		pthread_mutex_unlock(&r->mu);
 		return MLT_RATE_ERROR;
 	}
-	mlt_usage_clamp(s->log, now);
-	for (int m = 0; m < MLT_METRICS; m++)
+	rdb_usage_clamp(s->log, now);
+	for (int m = 0; m < RDB_METRICS; m++)
 		others[m] = s->reserved[m] - still_reserved(s, resv, m);
-	wait = mlt_limits_wait(s->log, lims, n, others, need, now, which);
+	wait = rdb_limits_wait(s->log, lims, n, others, need, now, which);
 	if (wait == 0) {
 		give_back(s, resv);
-		if (!mlt_usage_add(s->log, now, actual))
+		if (!rdb_usage_add(s->log, now, actual))
 			wait = MLT_RATE_ERROR;
-		mlt_usage_prune(s->log, now, keep);
+		rdb_usage_prune(s->log, now, keep);
 	}
 	pthread_mutex_unlock(&r->mu);
 	return wait;
@@ -228,7 +228,7 @@ void mlt_rate_release(struct mlt_rate *r, const char *login, struct mlt_resv *re
 	pthread_mutex_unlock(&r->mu);
 }
 
-uint64_t mlt_rate_sum(struct mlt_rate *r, const char *login, enum mlt_metric m,
+uint64_t mlt_rate_sum(struct mlt_rate *r, const char *login, enum rdb_metric m,
                       int64_t window, int64_t now)
 {
 	struct login_state *s;
@@ -237,8 +237,8 @@ uint64_t mlt_rate_sum(struct mlt_rate *r, const char *login, enum mlt_metric m,
 	pthread_mutex_lock(&r->mu);
 	s = find(r, login, false);
 	if (s != NULL) {
-		mlt_usage_clamp(s->log, now);
-		sum = mlt_usage_sum(s->log, m, window, now);
+		rdb_usage_clamp(s->log, now);
+		sum = rdb_usage_sum(s->log, m, window, now);
 	}
 	pthread_mutex_unlock(&r->mu);
 	return sum;

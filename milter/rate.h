@@ -1,6 +1,6 @@
 /*
  * rate.h — per-login rate state shared by every session: the usage log of each login
- * (window.h) plus what messages in flight have reserved, under one mutex, so that
+ * (sql/limit.h) plus what messages in flight have reserved, under one mutex, so that
  * concurrent sessions of one login cannot slip past a limit together.
  *
  * Protocol per message: mlt_rate_reserve() at MAIL (1 message, SIZE= bytes) and at each
@@ -30,12 +30,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "window.h"
+#include "limit.h"
 
 #define MLT_RATE_ERROR INT64_MIN
 
 struct mlt_resv {
-	uint64_t v[MLT_METRICS];
+	uint64_t v[RDB_METRICS];
 };
 
 struct mlt_rate;
@@ -50,28 +50,28 @@ int64_t mlt_rate_clock(void);
  * clock and `now` the limiter clock at load; the row is dated now - (wall_now - ts), and
  * never after now. false on out of memory. */
 bool mlt_rate_load(struct mlt_rate *r, const char *login, int64_t ts,
-                   const uint64_t v[MLT_METRICS], int64_t wall_now, int64_t now);
+                   const uint64_t v[RDB_METRICS], int64_t wall_now, int64_t now);
 
 /* Admits `need` under every limit counting all reservations; on success adds it to *resv
- * and the login's reservations and returns 0; else returns the wait (or MLT_WAIT_NEVER)
+ * and the login's reservations and returns 0; else returns the wait (or RDB_WAIT_NEVER)
  * and sets *which to the deciding limit's index, changing nothing. */
-int64_t mlt_rate_reserve(struct mlt_rate *r, const char *login, const struct mlt_limit *lims,
-                         size_t n, const uint64_t need[MLT_METRICS], int64_t now,
+int64_t mlt_rate_reserve(struct mlt_rate *r, const char *login, const struct rdb_limit *lims,
+                         size_t n, const uint64_t need[RDB_METRICS], int64_t now,
                          struct mlt_resv *resv, size_t *which);
 
 /* At end of message: checks `actual` bytes against the byte limits with the other
  * messages' reservations; on success turns *resv into usage {1, recipients, bytes} at
  * `now`, prunes entries older than `keep` seconds, zeroes *resv and returns 0. On a wait
  * nothing changes (the caller releases). */
-int64_t mlt_rate_commit(struct mlt_rate *r, const char *login, const struct mlt_limit *lims,
-                        size_t n, struct mlt_resv *resv, const uint64_t actual[MLT_METRICS],
+int64_t mlt_rate_commit(struct mlt_rate *r, const char *login, const struct rdb_limit *lims,
+                        size_t n, struct mlt_resv *resv, const uint64_t actual[RDB_METRICS],
                         int64_t now, int64_t keep, size_t *which);
 
 /* Gives back a reservation (idempotent: zeroes *resv). */
 void mlt_rate_release(struct mlt_rate *r, const char *login, struct mlt_resv *resv);
 
 /* For tests and `usage`: current sum of a metric over a window. */
-uint64_t mlt_rate_sum(struct mlt_rate *r, const char *login, enum mlt_metric m,
+uint64_t mlt_rate_sum(struct mlt_rate *r, const char *login, enum rdb_metric m,
                       int64_t window, int64_t now);
 
 #endif

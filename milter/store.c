@@ -22,16 +22,28 @@
 
 #include "log.h"
 #include "decide.h"
-#include "rdb.h"
+#include "limit.h"
 #include "policy.h"
+#include "rdb.h"
 
-/* The policy entry holds what the reader returns: a smaller copy would drop limits. */
+/* The policy entry holds what the reader returns: a smaller copy would drop limits, a
+ * shorter name buffer would cut logins the database holds. (struct mlt_limit is struct
+ * rdb_limit, sql/limit.h: limits are copied as they are.) */
 static_assert(MLT_LIMITS_MAX == RDB_LIMITS_MAX,
-              "milter/decide.h MLT_LIMITS_MAX must equal sql/policy.h RDB_LIMITS_MAX");
-static_assert((int)MLT_MESSAGES == (int)RDB_METRIC_MESSAGES &&
-              (int)MLT_RECIPIENTS == (int)RDB_METRIC_RECIPIENTS &&
-              (int)MLT_BYTES == (int)RDB_METRIC_BYTES,
-              "store.c casts enum rdb_metric to enum mlt_metric");
+              "milter/decide.h MLT_LIMITS_MAX must equal sql/limit.h RDB_LIMITS_MAX");
+static_assert(MLT_LOGIN_MAX == RDB_NAME_MAX,
+              "milter/decide.h MLT_LOGIN_MAX must equal sql/rdb.h RDB_NAME_MAX");
+
+/* The decision code's names for the states of the one rule (rdb_login_state_at()). */
+static enum mlt_login_state login_state(enum rdb_login_state st)
+{
+	switch (st) {
+	case RDB_LOGIN_ACTIVE: return MLT_LOGIN_ACTIVE;
+	case RDB_LOGIN_DISABLED: return MLT_LOGIN_DISABLED;
+	case RDB_LOGIN_EXPIRED: return MLT_LOGIN_EXPIRED;
+	}
+	return MLT_LOGIN_DISABLED; /* not reached: fail closed */
+}
 
 #define BUCKETS 1024
 #define ENTRIES_MAX 20000
@@ -304,17 +316,12 @@ static struct entry *load(struct mlt_store *s, const char *key, int64_t now, enu
 	lower(e->login.name, sizeof e->login.name, lp.name);
 	e->has_expiry = lp.has_expiry;
 	e->expires_at = lp.expires_at;
-	e->login.state = !lp.enabled ? MLT_LOGIN_DISABLED
-	               : (lp.has_expiry && now >= lp.expires_at) ? MLT_LOGIN_EXPIRED
-	               : MLT_LOGIN_ACTIVE;
+	e->login.state = login_state(rdb_login_state_at(lp.enabled, lp.has_expiry, lp.expires_at,
+	                                                now));
 	e->login.rate_exempt = lp.rate_exempt;
 	e->login.hold_over_limit = lp.hold_over_limit;
-	for (size_t k = 0; k < lp.nlimits && k < MLT_LIMITS_MAX; k++) {
-		e->login.limits[k].metric = (enum mlt_metric)lp.limits[k].metric;
-		e->login.limits[k].window = lp.limits[k].window_seconds;
-		e->login.limits[k].max = lp.limits[k].max_count;
-		e->login.nlimits++;
-	}
+	for (size_t k = 0; k < lp.nlimits && k < MLT_LIMITS_MAX; k++)
+		e->login.limits[e->login.nlimits++] = lp.limits[k];
 	e->pool = malloc(acc.bytes + 1);
 	e->login.senders = calloc(acc.n + 1, sizeof *e->login.senders);
 	if (e->pool == NULL || e->login.senders == NULL) {
@@ -368,8 +375,8 @@ enum mlt_lookup mlt_store_get(struct mlt_store *s, const char *name, int64_t now
 		if (strcmp(e->login.name, key) != 0)
 			continue;
 		/* an expiry that passed since the entry was built: rebuild it */
-		if (e->found && e->login.state == MLT_LOGIN_ACTIVE && e->has_expiry &&
-		    now >= e->expires_at) {
+		if (e->found && e->login.state == MLT_LOGIN_ACTIVE &&
+		    rdb_login_state_at(true, e->has_expiry, e->expires_at, now) != RDB_LOGIN_ACTIVE) {
 			*pp = e->next;
 			entry_unref(e);
 			s->n--;

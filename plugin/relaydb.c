@@ -52,7 +52,6 @@
 
 #include <sasl/sasl.h>
 #include <sasl/saslplug.h>
-#include <sqlite3.h>
 
 #include "rdb.h"
 
@@ -292,7 +291,7 @@ static int db_get(struct relaydb *rp, const sasl_utils_t *utils, struct rdb **ou
 		}
 		/* Wait this long for relay-admin's short write transactions before giving a
 		 * temporary failure. */
-		sqlite3_busy_timeout(rdb_handle(db), rp->busy_ms);
+		rdb_set_busy_timeout(db, rp->busy_ms);
 		rp->db = db;
 		rp->fd = fd;
 		rp->dev = st.st_dev;
@@ -307,27 +306,19 @@ static int db_get(struct relaydb *rp, const sasl_utils_t *utils, struct rdb **ou
  * A PLAIN attempt costs libsasl2 about 2.5 us; one SQLite read transaction on a
  * rollback-journal file costs more (shared lock and unlock with fcntl, a stat of the
  * journal, a header read, the query). smtpd processes see the same few logins again and
- * again, so the last answers are kept, keyed by name and by the file change counter that
- * SQLite increments in the header (offset 24) on every commit. Reading it is one pread on
- * our own fd, without a lock: a commit in progress either shows the new counter (we then
- * ask SQLite, which waits for the commit) or the old one (we answer with the last
- * committed state, which is what a reader inside a transaction would see too). WAL files
- * do not update the counter on commit, so the header's format bytes must say "rollback
- * journal" (1, 1) or nothing is kept. Entries also expire after ANSWER_TTL_MS, as the
+ * again, so the last answers are kept, keyed by name and by the commit counter of the
+ * file (rdb_commit_counter(): one pread on our own fd, without a lock; see rdb.h). A
+ * commit in progress either shows the new counter (we then ask the database, which waits
+ * for the commit) or the old one (we answer with the last committed state, which is what
+ * a reader inside a transaction would see too). When the layer cannot tell (a WAL file),
+ * nothing is kept. Entries also expire after ANSWER_TTL_MS, as the
  * disabled/expired state depends on the clock. Secrets kept here are wiped on eviction
  * and when the database is dropped.
  */
 
 static bool change_counter(const struct relaydb *rp, uint32_t *out)
 {
-	unsigned char h[10]; /* header bytes 18..27 */
-
-	if (rp->fd < 0 || pread(rp->fd, h, sizeof h, 18) != (ssize_t)sizeof h)
-		return false;
-	if (h[0] != 1 || h[1] != 1) /* file format write/read version: 1 = rollback journal */
-		return false;
-	*out = (uint32_t)h[6] << 24 | (uint32_t)h[7] << 16 | (uint32_t)h[8] << 8 | h[9];
-	return true;
+	return rp->fd >= 0 && rdb_commit_counter(rp->fd, out);
 }
 
 static int64_t monotonic_ms(void)

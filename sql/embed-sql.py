@@ -1,30 +1,21 @@
 #!/usr/bin/env python3
-"""embed-sql.py — turn SQL files into a C file of string constants (build time).
+"""embed-sql.py — turn SQL files into a C file of NUL-terminated byte arrays (build time).
 
 Usage: embed-sql.py OUT.c NAME=FILE.sql [NAME=FILE.sql ...]
-Each FILE becomes `const char NAME[] = "...";` with every byte outside printable ASCII
-(and the quote, backslash and '?' that could start a trigraph) written as an octal escape,
-so the SQL the program runs is byte for byte the file in the repository.
+Each FILE becomes `const char NAME[] = { 0x2d, ..., 0x00 };`, so the SQL the program runs
+is byte for byte the file in the repository. An array initialiser, not a string literal:
+ISO C only promises string literals of 4095 bytes (-Woverlength-strings under -pedantic
+would fail the build once a schema grows past that); an array has no such limit.
 """
 import sys
 
 
-def c_string(data: bytes) -> str:
-    out = []
-    line = []
-    for b in data:
-        ch = chr(b)
-        if b == 0x0A:
-            line.append("\\n")
-            out.append('\t"' + "".join(line) + '"')
-            line = []
-        elif 0x20 <= b < 0x7F and ch not in '"\\?':
-            line.append(ch)
-        else:
-            line.append("\\%03o" % b)
-    if line:
-        out.append('\t"' + "".join(line) + '"')
-    return "\n".join(out) if out else '\t""'
+def c_bytes(data: bytes) -> str:
+    data = data + b"\0"
+    rows = []
+    for i in range(0, len(data), 16):
+        rows.append("\t" + ", ".join("0x%02x" % b for b in data[i:i + 16]) + ",")
+    return "\n".join(rows)
 
 
 def main() -> int:
@@ -39,7 +30,8 @@ def main() -> int:
         if b"\0" in data:
             print(f"embed-sql.py: {path}: contains a NUL byte", file=sys.stderr)
             return 1
-        parts.append(f"extern const char {name}[];\nconst char {name}[] =\n{c_string(data)};\n")
+        parts.append(f"/* {path.rsplit('/', 1)[-1]}: {len(data)} bytes */\n"
+                     f"extern const char {name}[];\nconst char {name}[] = {{\n{c_bytes(data)}\n}};\n")
     with open(sys.argv[1], "w", encoding="ascii") as f:
         f.write("\n".join(parts))
     return 0

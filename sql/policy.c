@@ -1,154 +1,54 @@
 /*
  * policy.c — milter policy lookups and limit writes on the users database (see policy.h).
  *
- * Statements are prepared once, in rdb_policy_new(), on the rdb's connection; every path
- * resets them through one cleanup label. Every value is bound; every column's type is
- * checked before use.
+ * The statements are the users database's own (rdb.c's table, prepared when the file
+ * opens) and errors go to its one error holder; every path resets the statements it
+ * used. Every value is bound; every column's type is checked before use.
  */
 #include "policy.h"
 
-#include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-enum {
-	P_LOGIN,
-	P_LIMITS_EFFECTIVE,
-	P_SENDERS,
-	P_DATA_VERSION,
-	P_MAX_WINDOW,
-	P_LIMITS_OWN,
-	P_LIMITS_DEL_METRIC,
-	P_LIMITS_DEL_ALL,
-	P_LIMITS_INSERT,
-	P_SET_FLAGS,
-	P_LIMITS_OVER,
-	P_LIMITS_COUNT_OWN,
-	P_SAVEPOINT,
-	P_RELEASE,
-	P_ROLLBACK_TO,
-	P_COUNT_
-};
-
-static const char *const sql[P_COUNT_] = {
-	[P_LOGIN] = "SELECT id, name, enabled, expires_at, rate_exempt, hold_over_limit"
-	            " FROM logins WHERE name = ?1",
-	[P_LIMITS_EFFECTIVE] =
-		"SELECT metric, window_seconds, max_count FROM ("
-		"SELECT metric, window_seconds, max_count FROM limits WHERE login_id = ?1"
-		" UNION ALL"
-		" SELECT metric, window_seconds, max_count FROM limits d WHERE d.login_id = 0"
-		" AND NOT EXISTS (SELECT 1 FROM limits o WHERE o.login_id = ?1 AND o.metric = d.metric))"
-		" ORDER BY CASE metric WHEN 'messages' THEN 0 WHEN 'recipients' THEN 1 ELSE 2 END,"
-		" window_seconds LIMIT ?2",
-	[P_SENDERS] = "SELECT s.pattern FROM senders s JOIN logins l ON l.id = s.login_id"
-	              " WHERE l.name = ?1 ORDER BY s.pattern",
-	[P_DATA_VERSION] = "PRAGMA data_version",
-	[P_MAX_WINDOW] = "SELECT coalesce(max(window_seconds), 0) FROM limits",
-	[P_LIMITS_OWN] = "SELECT metric, window_seconds, max_count FROM limits WHERE login_id = ?1"
-	                 " ORDER BY CASE metric WHEN 'messages' THEN 0 WHEN 'recipients' THEN 1"
-	                 " ELSE 2 END, window_seconds LIMIT ?2",
-	[P_LIMITS_DEL_METRIC] = "DELETE FROM limits WHERE login_id = ?1 AND metric = ?2",
-	[P_LIMITS_DEL_ALL] = "DELETE FROM limits WHERE login_id = ?1",
-	[P_LIMITS_INSERT] = "INSERT INTO limits (login_id, metric, window_seconds, max_count)"
-	                    " VALUES (?1, ?2, ?3, ?4)",
-	[P_SET_FLAGS] = "UPDATE logins SET rate_exempt = coalesce(?2, rate_exempt),"
-	                " hold_over_limit = coalesce(?3, hold_over_limit), updated_at = ?4"
-	                " WHERE id = ?1",
-	/* What read_limits() would see for each login (?2: that login; 0: the defaults and
-	 * every login): its own rows, plus the defaults of each metric it has no row for —
-	 * the same rule as P_LIMITS_EFFECTIVE. Rows over ?1 are the ones the reader refuses. */
-	[P_LIMITS_OVER] =
-		"SELECT name, n FROM ("
-		"SELECT 0 AS id, NULL AS name, count(*) AS n FROM limits WHERE login_id = 0 AND ?2 = 0"
-		" UNION ALL"
-		" SELECT l.id, l.name, (SELECT count(*) FROM limits o WHERE o.login_id = l.id)"
-		" + (SELECT count(*) FROM limits d WHERE d.login_id = 0 AND NOT EXISTS"
-		" (SELECT 1 FROM limits o WHERE o.login_id = l.id AND o.metric = d.metric))"
-		" FROM logins l WHERE ?2 = 0 OR l.id = ?2)"
-		" WHERE n > ?1 ORDER BY id",
-	[P_LIMITS_COUNT_OWN] = "SELECT count(*) FROM limits WHERE login_id = ?1",
-	[P_SAVEPOINT] = "SAVEPOINT rdb_limits",
-	[P_RELEASE] = "RELEASE rdb_limits",
-	[P_ROLLBACK_TO] = "ROLLBACK TO rdb_limits",
-};
+#include "rdb-private.h"
 
 struct rdb_policy {
-	struct rdb *db;
-	sqlite3 *h;
-	sqlite3_stmt *st[P_COUNT_];
-	char err[256];
+	struct rdb *db;   /* borrowed; its statements and its error holder serve us */
 };
 
-static const char *const metric_names[RDB_METRICS] = { "messages", "recipients", "bytes" };
-
-const char *rdb_metric_name(enum rdb_metric m)
-{
-	return (unsigned)m < RDB_METRICS ? metric_names[m] : "?";
-}
-
-bool rdb_metric_parse(const char *s, enum rdb_metric *out)
-{
-	for (int m = 0; m < RDB_METRICS; m++) {
-		if (strcmp(s, metric_names[m]) == 0) {
-			*out = (enum rdb_metric)m;
-			return true;
-		}
-	}
-	return false;
-}
-
-__attribute__((format(printf, 3, 4)))
-static enum rdb_result failf(struct rdb_policy *p, enum rdb_result r, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(p->err, sizeof p->err, fmt, ap);
-	va_end(ap);
-	return r;
-}
-
-static enum rdb_result fail_sqlite(struct rdb_policy *p, const char *what)
-{
-	return failf(p, RDB_ERROR, "%s: %s", what, sqlite3_errmsg(p->h));
-}
+#define STMT(p, id) rdb_stmt((p)->db, STMT_P_##id)
+#define failf(p, ...) rdb_fail((p)->db, __VA_ARGS__)
+#define fail_sqlite(p, what) rdb_fail_sqlite((p)->db, what)
 
 enum rdb_result rdb_policy_new(struct rdb *db, struct rdb_policy **out)
 {
-	struct rdb_policy *p = calloc(1, sizeof *p);
+	struct rdb_policy *p;
 
 	*out = NULL;
+	if (db == NULL)
+		return RDB_INVALID;
+	/* The statements were prepared when the database opened (conn.h); a handle that
+	 * lost them is closed. Either way the message says why, never "no error". */
+	if (rdb_stmt(db, STMT_P_LOGIN) == NULL)
+		return rdb_fail(db, RDB_ERROR, "preparing policy queries: the database handle is closed");
+	p = calloc(1, sizeof *p);
 	if (p == NULL)
-		return RDB_ERROR;
+		return rdb_fail(db, RDB_ERROR, "preparing policy queries: out of memory");
 	p->db = db;
-	p->h = (sqlite3 *)rdb_handle(db);
-	for (int k = 0; k < P_COUNT_; k++) {
-		if (sqlite3_prepare_v3(p->h, sql[k], -1, SQLITE_PREPARE_PERSISTENT, &p->st[k], NULL) !=
-		    SQLITE_OK) {
-			rdb_policy_free(p);
-			return RDB_ERROR;
-		}
-	}
 	*out = p;
 	return RDB_OK;
 }
 
 void rdb_policy_free(struct rdb_policy *p)
 {
-	if (p == NULL)
-		return;
-	for (int k = 0; k < P_COUNT_; k++)
-		sqlite3_finalize(p->st[k]);
 	free(p);
 }
 
 const char *rdb_policy_errmsg(const struct rdb_policy *p)
 {
-	return p->err;
+	return rdb_errmsg(p->db);
 }
 
 static bool col_int(sqlite3_stmt *st, int c)
@@ -160,7 +60,7 @@ static bool col_int(sqlite3_stmt *st, int c)
 static enum rdb_result login_row(struct rdb_policy *p, const char *name, int64_t *id,
                                  struct rdb_login_policy *out)
 {
-	sqlite3_stmt *st = p->st[P_LOGIN];
+	sqlite3_stmt *st = STMT(p, LOGIN);
 	enum rdb_result r;
 	int rc;
 
@@ -228,7 +128,7 @@ static enum rdb_result read_limits(struct rdb_policy *p, sqlite3_stmt *st, struc
 enum rdb_result rdb_policy_login(struct rdb_policy *p, const char *name,
                                  struct rdb_login_policy *out)
 {
-	sqlite3_stmt *st = p->st[P_LIMITS_EFFECTIVE];
+	sqlite3_stmt *st = STMT(p, LIMITS_EFFECTIVE);
 	int64_t id;
 	enum rdb_result r;
 
@@ -248,7 +148,7 @@ enum rdb_result rdb_policy_login(struct rdb_policy *p, const char *name,
 enum rdb_result rdb_policy_senders(struct rdb_policy *p, const char *name,
                                    int (*fn)(const char *pattern, void *arg), void *arg)
 {
-	sqlite3_stmt *st = p->st[P_SENDERS];
+	sqlite3_stmt *st = STMT(p, SENDERS);
 	enum rdb_result r = RDB_OK;
 	int rc;
 
@@ -275,16 +175,17 @@ out:
 	return r;
 }
 
-static enum rdb_result one_int(struct rdb_policy *p, int which, int64_t *out)
+static enum rdb_result one_int(struct rdb_policy *p, enum rdb_stmt_id which, const char *what,
+                               int64_t *out)
 {
-	sqlite3_stmt *st = p->st[which];
+	sqlite3_stmt *st = rdb_stmt(p->db, which);
 	enum rdb_result r;
 
 	if (sqlite3_step(st) == SQLITE_ROW && col_int(st, 0)) {
 		*out = sqlite3_column_int64(st, 0);
 		r = RDB_OK;
 	} else {
-		r = fail_sqlite(p, sql[which]);
+		r = fail_sqlite(p, what);
 	}
 	sqlite3_reset(st);
 	return r;
@@ -292,12 +193,12 @@ static enum rdb_result one_int(struct rdb_policy *p, int which, int64_t *out)
 
 enum rdb_result rdb_policy_data_version(struct rdb_policy *p, int64_t *out)
 {
-	return one_int(p, P_DATA_VERSION, out);
+	return one_int(p, STMT_P_DATA_VERSION, "PRAGMA data_version", out);
 }
 
 enum rdb_result rdb_policy_max_window(struct rdb_policy *p, int64_t *out)
 {
-	return one_int(p, P_MAX_WINDOW, out);
+	return one_int(p, STMT_P_MAX_WINDOW, "longest window", out);
 }
 
 static enum rdb_result resolve(struct rdb_policy *p, const char *name, int64_t *id)
@@ -312,7 +213,7 @@ static enum rdb_result resolve(struct rdb_policy *p, const char *name, int64_t *
 enum rdb_result rdb_limits_get(struct rdb_policy *p, const char *name, struct rdb_limit *out,
                                size_t max, size_t *n)
 {
-	sqlite3_stmt *st = p->st[P_LIMITS_OWN];
+	sqlite3_stmt *st = STMT(p, LIMITS_OWN);
 	int64_t id;
 	enum rdb_result r;
 
@@ -331,15 +232,8 @@ enum rdb_result rdb_limits_get(struct rdb_policy *p, const char *name, struct rd
 	return r;
 }
 
-static enum rdb_result exec(struct rdb_policy *p, int which)
-{
-	sqlite3_stmt *st = p->st[which];
-	int rc = sqlite3_step(st);
-
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return rc == SQLITE_DONE ? RDB_OK : fail_sqlite(p, sql[which]);
-}
+/* Steps a bound statement that returns no row and resets it. */
+#define exec(p, id, what) rdb_conn_exec(&(p)->db->c, STMT_P_##id, what)
 
 /* Walks P_LIMITS_OVER for login `id` (0: the defaults and every login): fn(name or NULL
  * for the defaults, count, arg) for each whose limits in effect exceed RDB_LIMITS_MAX. A
@@ -347,7 +241,7 @@ static enum rdb_result exec(struct rdb_policy *p, int which)
 static enum rdb_result walk_over(struct rdb_policy *p, int64_t id,
                                  int (*fn)(const char *name, int64_t n, void *arg), void *arg)
 {
-	sqlite3_stmt *st = p->st[P_LIMITS_OVER];
+	sqlite3_stmt *st = STMT(p, LIMITS_OVER);
 	enum rdb_result r = RDB_OK;
 	int rc;
 
@@ -426,7 +320,7 @@ static enum rdb_result refuse_over(struct rdb_policy *p, int64_t id)
 static enum rdb_result refuse_own_rows(struct rdb_policy *p, const char *name, int64_t id,
                                        size_t adding)
 {
-	sqlite3_stmt *st = p->st[P_LIMITS_COUNT_OWN];
+	sqlite3_stmt *st = STMT(p, LIMITS_COUNT_OWN);
 	int64_t have = 0, total;
 	int rc;
 
@@ -438,7 +332,7 @@ static enum rdb_result refuse_own_rows(struct rdb_policy *p, const char *name, i
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	if (rc != SQLITE_ROW)
-		return fail_sqlite(p, sql[P_LIMITS_COUNT_OWN]);
+		return fail_sqlite(p, "counting limit rows");
 	total = have + (int64_t)adding;
 	if (total <= RDB_LIMITS_MAX)
 		return RDB_OK;
@@ -463,47 +357,48 @@ enum rdb_result rdb_limits_set(struct rdb_policy *p, const char *name,
 	for (size_t k = 0; k < n; k++) {
 		if ((unsigned)lims[k].metric >= RDB_METRICS)
 			return failf(p, RDB_INVALID, "unknown metric");
-		if (lims[k].window_seconds < 1 || lims[k].window_seconds > RDB_WINDOW_MAX)
+		if (lims[k].window < 1 || lims[k].window > RDB_WINDOW_MAX)
 			return failf(p, RDB_INVALID, "window must be 1s..366d");
-		if (lims[k].max_count > (uint64_t)INT64_MAX)
+		if (lims[k].max > (uint64_t)INT64_MAX)
 			return failf(p, RDB_INVALID, "limit too large");
 		for (size_t j = 0; j < k; j++)
 			if (lims[j].metric == lims[k].metric &&
-			    lims[j].window_seconds == lims[k].window_seconds)
+			    lims[j].window == lims[k].window)
 				return failf(p, RDB_INVALID, "two %s limits over the same window",
 				             rdb_metric_name(lims[k].metric));
 		touched[lims[k].metric] = true;
 	}
-	if ((r = exec(p, P_SAVEPOINT)) != RDB_OK)
+	if ((r = exec(p, SAVEPOINT, "savepoint")) != RDB_OK)
 		return r;
 	if ((r = resolve(p, name, &id)) != RDB_OK)
 		goto undo;
 	for (int m = 0; m < RDB_METRICS; m++) {
-		sqlite3_stmt *st = p->st[P_LIMITS_DEL_METRIC];
+		sqlite3_stmt *st = STMT(p, LIMITS_DEL_METRIC);
 
 		if (!touched[m])
 			continue;
 		if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
-		    sqlite3_bind_text(st, 2, metric_names[m], -1, SQLITE_STATIC) != SQLITE_OK) {
+		    sqlite3_bind_text(st, 2, rdb_metric_name((enum rdb_metric)m), -1,
+		                      SQLITE_STATIC) != SQLITE_OK) {
 			r = fail_sqlite(p, "bind");
 			goto undo;
 		}
-		if ((r = exec(p, P_LIMITS_DEL_METRIC)) != RDB_OK)
+		if ((r = exec(p, LIMITS_DEL_METRIC, "deleting limits")) != RDB_OK)
 			goto undo;
 	}
 	if ((r = refuse_own_rows(p, name, id, n)) != RDB_OK)
 		goto undo;
 	for (size_t k = 0; k < n; k++) {
-		sqlite3_stmt *st = p->st[P_LIMITS_INSERT];
+		sqlite3_stmt *st = STMT(p, LIMITS_INSERT);
 
 		if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
-		    sqlite3_bind_text(st, 2, metric_names[lims[k].metric], -1, SQLITE_STATIC) != SQLITE_OK ||
-		    sqlite3_bind_int64(st, 3, lims[k].window_seconds) != SQLITE_OK ||
-		    sqlite3_bind_int64(st, 4, (int64_t)lims[k].max_count) != SQLITE_OK) {
+		    sqlite3_bind_text(st, 2, rdb_metric_name(lims[k].metric), -1, SQLITE_STATIC) != SQLITE_OK ||
+		    sqlite3_bind_int64(st, 3, lims[k].window) != SQLITE_OK ||
+		    sqlite3_bind_int64(st, 4, (int64_t)lims[k].max) != SQLITE_OK) {
 			r = fail_sqlite(p, "bind");
 			goto undo;
 		}
-		if ((r = exec(p, P_LIMITS_INSERT)) != RDB_OK)
+		if ((r = exec(p, LIMITS_INSERT, "inserting a limit")) != RDB_OK)
 			goto undo;
 	}
 	/* Counted after the write, in the same transaction: only the whole database says how
@@ -511,10 +406,17 @@ enum rdb_result rdb_limits_set(struct rdb_policy *p, const char *name,
 	 * for a change of the defaults — every login that inherits them). */
 	if ((r = refuse_over(p, id)) != RDB_OK)
 		goto undo;
-	return exec(p, P_RELEASE);
+	return exec(p, RELEASE, "release savepoint");
 undo:
-	exec(p, P_ROLLBACK_TO);
-	exec(p, P_RELEASE);
+	{
+		char keep[sizeof p->db->c.err];
+
+		/* Keep the message of the failure that made us roll back. */
+		memcpy(keep, p->db->c.err, sizeof keep);
+		exec(p, ROLLBACK_TO, "roll back to savepoint");
+		exec(p, RELEASE, "release savepoint");
+		memcpy(p->db->c.err, keep, sizeof keep);
+	}
 	return r;
 }
 
@@ -522,7 +424,7 @@ undo:
  * writer keeps within RDB_LIMITS_MAX, and without defaults a login keeps only its own. */
 enum rdb_result rdb_limits_clear(struct rdb_policy *p, const char *name)
 {
-	sqlite3_stmt *st = p->st[P_LIMITS_DEL_ALL];
+	sqlite3_stmt *st = STMT(p, LIMITS_DEL_ALL);
 	int64_t id;
 	enum rdb_result r;
 
@@ -530,13 +432,13 @@ enum rdb_result rdb_limits_clear(struct rdb_policy *p, const char *name)
 		return r;
 	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK)
 		return fail_sqlite(p, "bind");
-	return exec(p, P_LIMITS_DEL_ALL);
+	return exec(p, LIMITS_DEL_ALL, "deleting limits");
 }
 
 enum rdb_result rdb_policy_set_flags(struct rdb_policy *p, const char *name, int rate_exempt,
                                      int hold_over_limit, int64_t now)
 {
-	sqlite3_stmt *st = p->st[P_SET_FLAGS];
+	sqlite3_stmt *st = STMT(p, SET_FLAGS);
 	int64_t id;
 	enum rdb_result r;
 
@@ -549,5 +451,5 @@ enum rdb_result rdb_policy_set_flags(struct rdb_policy *p, const char *name, int
 	                          : sqlite3_bind_null(st, 3)) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 4, now) != SQLITE_OK)
 		return fail_sqlite(p, "bind");
-	return exec(p, P_SET_FLAGS);
+	return exec(p, SET_FLAGS, "setting flags");
 }

@@ -3,12 +3,16 @@
  * command: a login's state and knobs, its allowed senders, its effective rate limits
  * (own rows per metric, else the defaults of login_id 0), and writing limits.
  *
- * Ownership: struct rdb_policy holds statements prepared once on a struct rdb (borrowed:
- * the rdb must outlive it); rdb_policy_free(NULL) is safe. Not thread safe: use one per
- * rdb handle, under the same lock as the handle.
+ * The limit domain itself (metrics, struct rdb_limit, RDB_LIMITS_MAX) is limit.h.
+ *
+ * Ownership: struct rdb_policy is a view of a struct rdb (borrowed: the rdb must outlive
+ * it) whose statements were prepared when the rdb opened; rdb_policy_free(NULL) is safe.
+ * Not thread safe: use one per rdb handle, under the same lock as the handle.
  *
  * Errors: RDB_NOTFOUND only for "no such login"; anything the database cannot answer is
- * RDB_ERROR (rdb_errmsg(db) or the policy's own message says why) and callers fail closed.
+ * RDB_ERROR and callers fail closed. Messages go to the rdb's one error holder:
+ * rdb_policy_errmsg(p) and rdb_errmsg(db) say the same, and a failed rdb_policy_new()
+ * always leaves a reason in rdb_errmsg(db).
  * Columns are type-checked; a row of the wrong shape is RDB_ERROR, never a default.
  */
 #ifndef RELAY_RDB_POLICY_H
@@ -18,24 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "limit.h"
 #include "rdb.h"
-
-/* The most limits in effect for one login (its own rows plus the defaults it inherits, all
- * metrics together), and for the defaults alone. One number for everyone: the reader
- * (rdb_policy_login, rdb_limits_get) refuses more as RDB_ERROR — the milter then tempfails
- * the login's mail — so the writer (rdb_limits_set) refuses any change that would leave
- * more, relay-admin check reports a database that already has more, and relay-milter's
- * MLT_LIMITS_MAX is held equal by a static_assert (milter/store.c). */
-#define RDB_LIMITS_MAX 32
-#define RDB_WINDOW_MAX 31622400    /* 366 days, as the schema's CHECK */
-
-enum rdb_metric { RDB_METRIC_MESSAGES, RDB_METRIC_RECIPIENTS, RDB_METRIC_BYTES, RDB_METRICS };
-
-struct rdb_limit {
-	enum rdb_metric metric;
-	int64_t window_seconds;
-	uint64_t max_count;
-};
 
 struct rdb_login_policy {
 	char name[RDB_NAME_MAX + 1];   /* as stored */
@@ -53,9 +41,6 @@ struct rdb_policy;
 enum rdb_result rdb_policy_new(struct rdb *db, struct rdb_policy **out);
 void rdb_policy_free(struct rdb_policy *p);
 const char *rdb_policy_errmsg(const struct rdb_policy *p);
-
-const char *rdb_metric_name(enum rdb_metric m);
-bool rdb_metric_parse(const char *s, enum rdb_metric *out);
 
 /* The login (case-insensitive) with its effective limits. */
 enum rdb_result rdb_policy_login(struct rdb_policy *p, const char *name,

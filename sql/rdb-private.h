@@ -1,16 +1,15 @@
 /*
- * rdb-private.h — internals shared by the modules of the rdb library (rdb.c, users.c,
- * migrations.c). Not installed, not for front ends.
+ * rdb-private.h — internals shared by the modules on the users database (rdb.c, users.c,
+ * policy.c). Not installed, not for front ends.
  *
- * struct rdb owns one SQLite connection and a cache of prepared statements: each
- * statement is prepared on first use (SQLITE_PREPARE_PERSISTENT) and finalized by
- * rdb_close(), so every statement is prepared at most once per connection.
+ * struct rdb is a connection core (conn.h) of the users kind: one SQLite connection, one
+ * error holder, and every statement of this header's table prepared when the file opens
+ * (rdb.c holds the texts, indexed by enum rdb_stmt_id), finalized by rdb_close().
  */
 #ifndef RELAY_RDB_PRIVATE_H
 #define RELAY_RDB_PRIVATE_H
 
-#include <sqlite3.h>
-
+#include "conn.h"
 #include "rdb.h"
 
 #define RDB_APPLICATION_ID 1919706212 /* 0x726C7964, "rlyd"; also in schema.sql */
@@ -34,23 +33,38 @@ enum rdb_stmt_id {
 	STMT_SENDER_INSERT,
 	STMT_SENDER_DELETE,
 	STMT_SENDER_LIST,
+	STMT_SENDER_SAVEPOINT,
+	STMT_SENDER_RELEASE,
+	STMT_SENDER_ROLLBACK_TO,
+	/* policy.c */
+	STMT_P_LOGIN,
+	STMT_P_LIMITS_EFFECTIVE,
+	STMT_P_SENDERS,
+	STMT_P_DATA_VERSION,
+	STMT_P_MAX_WINDOW,
+	STMT_P_LIMITS_OWN,
+	STMT_P_LIMITS_DEL_METRIC,
+	STMT_P_LIMITS_DEL_ALL,
+	STMT_P_LIMITS_INSERT,
+	STMT_P_SET_FLAGS,
+	STMT_P_LIMITS_OVER,
+	STMT_P_LIMITS_COUNT_OWN,
+	STMT_P_SAVEPOINT,
+	STMT_P_RELEASE,
+	STMT_P_ROLLBACK_TO,
 	STMT_COUNT_
 };
 
 struct rdb {
-	sqlite3 *h;
-	enum rdb_mode mode;
-	sqlite3_stmt *stmt[STMT_COUNT_];
-	char err[320];
+	struct rdb_conn c;
 };
 
-/* The cached statement, prepared on first use; NULL on error (db->err says why). The
- * caller binds, steps, and must sqlite3_reset() it on every path. */
-sqlite3_stmt *rdb_stmt(struct rdb *db, enum rdb_stmt_id id);
-
-/* Resets and unbinds a cached statement (NULL-safe): the one cleanup every path goes
- * through. */
-void rdb_done(sqlite3_stmt *st);
+/* The prepared statement (NULL only on a closed handle). The caller binds, steps, and
+ * must rdb_done() it on every path. */
+static inline sqlite3_stmt *rdb_stmt(struct rdb *db, enum rdb_stmt_id id)
+{
+	return rdb_conn_stmt(&db->c, id);
+}
 
 /* The lookup of one row by login name: binds `name` to parameter 1 of statement `id` and
  * steps it once. RDB_OK: the row is ready in *stp; the caller reads it, then rdb_done().
@@ -66,15 +80,8 @@ enum rdb_result rdb_fail_sqlite(struct rdb *db, const char *what);
 __attribute__((format(printf, 3, 4)))
 enum rdb_result rdb_fail(struct rdb *db, enum rdb_result r, const char *fmt, ...);
 
-/* Connection setup common to every open: extended codes, defensive mode, untrusted
- * schema, busy timeout. Returns false with the reason in err. */
-bool rdb_configure(sqlite3 *h, char *err, size_t errlen);
-
-/* Reads PRAGMA application_id and user_version (SQLITE_NOTADB and friends → false). */
-bool rdb_read_header(sqlite3 *h, int64_t *app_id, int64_t *version, char *err, size_t errlen);
-
-/* Brings a connection inside BEGIN IMMEDIATE from `from` to RDB_SCHEMA_VERSION (from 0:
- * the whole schema). Returns false with the reason in err. */
-bool rdb_migrate(sqlite3 *h, int64_t from, char *err, size_t errlen);
+/* The connection itself, for the white-box tests of this library (tests/unit/test-rdb.c)
+ * only: front ends go through the functions of rdb.h, policy.h and state.h. */
+struct sqlite3 *rdb_handle(struct rdb *db);
 
 #endif

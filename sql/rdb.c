@@ -1,9 +1,10 @@
 /*
  * rdb.c — opening, creating and checking the users database; the authentication lookup.
  *
- * What it is: the connection life cycle of struct rdb (see rdb.h for the contract and
- * rdb-private.h for the statement cache), rdb_init() (create or migrate in one
- * transaction), and rdb_lookup_secrets(), the one query on the authentication path.
+ * What it is: the users kind of the connection core (conn.h): its header, schema and
+ * migrations, connection settings and the one table of every statement run on it (by
+ * users.c, policy.c and here), prepared when the file opens; the life cycle of struct rdb;
+ * and rdb_lookup_secrets(), the one query on the authentication path.
  *
  * Ownership: rdb_open() hands out a struct rdb that rdb_close() frees with all its
  * statements. Not thread safe per handle (SQLITE_OPEN_NOMUTEX); separate handles are
@@ -12,16 +13,27 @@
  * Errors: anything SQLite reports, a missing or foreign file, or a schema of another
  * version is RDB_ERROR with the reason in the err buffer or rdb_errmsg().
  */
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
+#include "errbuf.h"
+#include "limit.h"
 #include "rdb-private.h"
 
 #define BUSY_TIMEOUT_MS 5000
+
+/* Embedded from sql/schema.sql and sql/migrations/NNN.sql by embed-sql.py. */
+extern const char rdb_schema_sql[];
+extern const char rdb_migration_002_sql[];
+
+static const char *const migrations[RDB_SCHEMA_VERSION + 1] = {
+	[0] = NULL, /* unused: version 0 is "no schema", served by schema.sql */
+	[1] = NULL, /* version 1 is the first schema */
+	[2] = rdb_migration_002_sql,
+};
 
 static const char *const stmt_sql[STMT_COUNT_] = {
 	/* One row always (the decoy key), with the login's columns NULL if there is none: a
@@ -62,6 +74,70 @@ static const char *const stmt_sql[STMT_COUNT_] = {
 	[STMT_SENDER_INSERT] = "INSERT INTO senders (login_id, pattern) VALUES (?1, ?2)",
 	[STMT_SENDER_DELETE] = "DELETE FROM senders WHERE login_id = ?1 AND pattern = ?2",
 	[STMT_SENDER_LIST] = "SELECT pattern FROM senders WHERE login_id = ?1 ORDER BY pattern",
+	[STMT_SENDER_SAVEPOINT] = "SAVEPOINT sender",
+	[STMT_SENDER_RELEASE] = "RELEASE sender",
+	[STMT_SENDER_ROLLBACK_TO] = "ROLLBACK TO sender",
+
+	/* policy.c: the milter's lookups and relay-admin's limit writes */
+	[STMT_P_LOGIN] = "SELECT id, name, enabled, expires_at, rate_exempt, hold_over_limit"
+	                 " FROM logins WHERE name = ?1",
+	/* ?2 is RDB_LIMITS_MAX + 1, bound: one row more than fits, so that too many is an
+	 * error rather than a silent cut */
+	[STMT_P_LIMITS_EFFECTIVE] =
+		"SELECT metric, window_seconds, max_count FROM ("
+		"SELECT metric, window_seconds, max_count FROM limits WHERE login_id = ?1"
+		" UNION ALL"
+		" SELECT metric, window_seconds, max_count FROM limits d WHERE d.login_id = 0"
+		" AND NOT EXISTS (SELECT 1 FROM limits o WHERE o.login_id = ?1 AND o.metric = d.metric))"
+		" ORDER BY CASE metric WHEN 'messages' THEN 0 WHEN 'recipients' THEN 1 ELSE 2 END,"
+		" window_seconds LIMIT ?2",
+	[STMT_P_SENDERS] = "SELECT s.pattern FROM senders s JOIN logins l ON l.id = s.login_id"
+	                   " WHERE l.name = ?1 ORDER BY s.pattern",
+	[STMT_P_DATA_VERSION] = "PRAGMA data_version",
+	[STMT_P_MAX_WINDOW] = "SELECT coalesce(max(window_seconds), 0) FROM limits",
+	[STMT_P_LIMITS_OWN] = "SELECT metric, window_seconds, max_count FROM limits WHERE login_id = ?1"
+	                      " ORDER BY CASE metric WHEN 'messages' THEN 0 WHEN 'recipients' THEN 1"
+	                      " ELSE 2 END, window_seconds LIMIT ?2",
+	[STMT_P_LIMITS_DEL_METRIC] = "DELETE FROM limits WHERE login_id = ?1 AND metric = ?2",
+	[STMT_P_LIMITS_DEL_ALL] = "DELETE FROM limits WHERE login_id = ?1",
+	[STMT_P_LIMITS_INSERT] = "INSERT INTO limits (login_id, metric, window_seconds, max_count)"
+	                         " VALUES (?1, ?2, ?3, ?4)",
+	[STMT_P_SET_FLAGS] = "UPDATE logins SET rate_exempt = coalesce(?2, rate_exempt),"
+	                     " hold_over_limit = coalesce(?3, hold_over_limit), updated_at = ?4"
+	                     " WHERE id = ?1",
+	/* What the reader would see for each login (?2: that login; 0: the defaults and every
+	 * login): its own rows, plus the defaults of each metric it has no row for — the same
+	 * rule as STMT_P_LIMITS_EFFECTIVE. Rows over ?1 are the ones the reader refuses. */
+	[STMT_P_LIMITS_OVER] =
+		"SELECT name, n FROM ("
+		"SELECT 0 AS id, NULL AS name, count(*) AS n FROM limits WHERE login_id = 0 AND ?2 = 0"
+		" UNION ALL"
+		" SELECT l.id, l.name, (SELECT count(*) FROM limits o WHERE o.login_id = l.id)"
+		" + (SELECT count(*) FROM limits d WHERE d.login_id = 0 AND NOT EXISTS"
+		" (SELECT 1 FROM limits o WHERE o.login_id = l.id AND o.metric = d.metric))"
+		" FROM logins l WHERE ?2 = 0 OR l.id = ?2)"
+		" WHERE n > ?1 ORDER BY id",
+	[STMT_P_LIMITS_COUNT_OWN] = "SELECT count(*) FROM limits WHERE login_id = ?1",
+	[STMT_P_SAVEPOINT] = "SAVEPOINT rdb_limits",
+	[STMT_P_RELEASE] = "RELEASE rdb_limits",
+	[STMT_P_ROLLBACK_TO] = "ROLLBACK TO rdb_limits",
+};
+
+static const struct rdb_kind users_kind = {
+	.what = "users",
+	.application_id = RDB_APPLICATION_ID,
+	.version = RDB_SCHEMA_VERSION,
+	.schema_sql = rdb_schema_sql,
+	.migrations = migrations,
+	.missing = "no such file (create it with relay-admin init)",
+	.busy_ms = BUSY_TIMEOUT_MS,
+	.nofollow = false,
+	.wal = false,
+	/* Writers get cascading deletes and overwrite freed pages (old secrets) with zeros;
+	 * readers can never write, whatever a bug upstream asks for. */
+	.setup = { "PRAGMA query_only = 1", "PRAGMA foreign_keys = 1; PRAGMA secure_delete = 1" },
+	.stmts = stmt_sql,
+	.nstmts = STMT_COUNT_,
 };
 
 const char *rdb_result_str(enum rdb_result r)
@@ -81,22 +157,14 @@ enum rdb_result rdb_fail(struct rdb *db, enum rdb_result r, const char *fmt, ...
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(db->err, sizeof db->err, fmt, ap);
+	vsnprintf(db->c.err, sizeof db->c.err, fmt, ap);
 	va_end(ap);
 	return r;
 }
 
 enum rdb_result rdb_fail_sqlite(struct rdb *db, const char *what)
 {
-	return rdb_fail(db, RDB_ERROR, "%s: %s", what, sqlite3_errmsg(db->h));
-}
-
-void rdb_done(sqlite3_stmt *st)
-{
-	if (st != NULL) {
-		sqlite3_reset(st);
-		sqlite3_clear_bindings(st);
-	}
+	return rdb_conn_fail_sqlite(&db->c, what);
 }
 
 enum rdb_result rdb_step_name(struct rdb *db, enum rdb_stmt_id id, const char *name,
@@ -123,169 +191,36 @@ enum rdb_result rdb_step_name(struct rdb *db, enum rdb_stmt_id id, const char *n
 	return r;
 }
 
-sqlite3_stmt *rdb_stmt(struct rdb *db, enum rdb_stmt_id id)
-{
-	if (db->stmt[id] == NULL &&
-	    sqlite3_prepare_v3(db->h, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &db->stmt[id],
-	                       NULL) != SQLITE_OK) {
-		rdb_fail_sqlite(db, "cannot prepare a statement (is the schema intact?)");
-		db->stmt[id] = NULL;
-	}
-	return db->stmt[id];
-}
-
-bool rdb_configure(sqlite3 *h, char *err, size_t errlen)
-{
-	int on = 1, off = 0;
-
-	sqlite3_extended_result_codes(h, 1);
-	/* Defensive: no writable_schema, no PRAGMA journal_mode=OFF tricks; untrusted schema:
-	 * SQL functions with side effects never run from views or triggers in the file. */
-	if (sqlite3_db_config(h, SQLITE_DBCONFIG_DEFENSIVE, on, NULL) != SQLITE_OK ||
-	    sqlite3_db_config(h, SQLITE_DBCONFIG_TRUSTED_SCHEMA, off, NULL) != SQLITE_OK ||
-	    sqlite3_busy_timeout(h, BUSY_TIMEOUT_MS) != SQLITE_OK) {
-		snprintf(err, errlen, "cannot configure the connection: %s", sqlite3_errmsg(h));
-		return false;
-	}
-	return true;
-}
-
-static bool pragma_int(sqlite3 *h, const char *sql, int64_t *out)
-{
-	sqlite3_stmt *st = NULL;
-	bool ok = false;
-
-	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER) {
-		*out = sqlite3_column_int64(st, 0);
-		ok = true;
-	}
-	sqlite3_finalize(st);
-	return ok;
-}
-
-bool rdb_read_header(sqlite3 *h, int64_t *app_id, int64_t *version, char *err, size_t errlen)
-{
-	if (!pragma_int(h, "PRAGMA application_id", app_id) ||
-	    !pragma_int(h, "PRAGMA user_version", version)) {
-		int code = sqlite3_extended_errcode(h);
-
-		snprintf(err, errlen, "%s", code == SQLITE_NOTADB ? "not an SQLite database" :
-		         sqlite3_errmsg(h));
-		return false;
-	}
-	return true;
-}
-
-/* A missing file gets a message that says what to do rather than SQLite's "unable to
- * open database file". */
-static bool check_exists(const char *path, char *err, size_t errlen)
-{
-	struct stat st;
-
-	if (stat(path, &st) != 0) {
-		if (errno == ENOENT)
-			snprintf(err, errlen, "%s: no such file (create it with relay-admin init)", path);
-		else
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return false;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s: not a regular file", path);
-		return false;
-	}
-	return true;
-}
-
-static bool check_schema(const char *path, int64_t app_id, int64_t version, char *err,
-                         size_t errlen)
-{
-	if (app_id != RDB_APPLICATION_ID) {
-		snprintf(err, errlen, "%s: not an smtp-relay users database", path);
-		return false;
-	}
-	if (version > RDB_SCHEMA_VERSION) {
-		snprintf(err, errlen, "%s: schema version %lld is newer than this program knows (%d)",
-		         path, (long long)version, RDB_SCHEMA_VERSION);
-		return false;
-	}
-	if (version < RDB_SCHEMA_VERSION) {
-		snprintf(err, errlen, "%s: schema version %lld is older than %d: run relay-admin init to migrate",
-		         path, (long long)version, RDB_SCHEMA_VERSION);
-		return false;
-	}
-	return true;
-}
-
 enum rdb_result rdb_open(const char *path, enum rdb_mode mode, struct rdb **out, char *err,
                          size_t errlen)
 {
-	char dummy[8];
 	struct rdb *db;
-	int64_t app_id = 0, version = 0;
-	int flags = SQLITE_OPEN_NOMUTEX;
-	const char *setup;
 
-	if (err == NULL || errlen == 0) {
-		err = dummy;
-		errlen = sizeof dummy;
-	}
-	err[0] = '\0';
-	if (out == NULL || path == NULL || path[0] == '\0') {
-		snprintf(err, errlen, "no database path");
+	if (out == NULL) {
+		rdb_seterr(err, errlen, "no handle to fill");
 		return RDB_INVALID;
 	}
 	*out = NULL;
-	if (!check_exists(path, err, errlen))
-		return RDB_ERROR;
 	db = calloc(1, sizeof *db);
 	if (db == NULL) {
-		snprintf(err, errlen, "out of memory");
+		rdb_seterr(err, errlen, "out of memory");
 		return RDB_ERROR;
 	}
-	db->mode = mode;
-	flags |= mode == RDB_READONLY ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
-	if (sqlite3_open_v2(path, &db->h, flags, NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, db->h ? sqlite3_errmsg(db->h) : "out of memory");
-		goto fail;
+	enum rdb_result r = rdb_conn_open(&db->c, &users_kind, path, mode, err, errlen);
+
+	if (r != RDB_OK) {
+		free(db);
+		return r;
 	}
-	if (!rdb_configure(db->h, err, errlen))
-		goto fail;
-	if (!rdb_read_header(db->h, &app_id, &version, db->err, sizeof db->err)) {
-		snprintf(err, errlen, "%s: %s", path, db->err);
-		goto fail;
-	}
-	if (!check_schema(path, app_id, version, err, errlen))
-		goto fail;
-	/* Writers get cascading deletes and overwrite freed pages (old secrets) with zeros;
-	 * readers can never write, whatever a bug upstream asks for. */
-	setup = mode == RDB_READONLY ? "PRAGMA query_only = 1" :
-	        "PRAGMA foreign_keys = 1; PRAGMA secure_delete = 1";
-	if (sqlite3_exec(db->h, setup, NULL, NULL, NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db->h));
-		goto fail;
-	}
-	/* Prepare the lookup now: it proves the tables are there and keeps the first
-	 * authentication as fast as the others. */
-	if (rdb_stmt(db, STMT_LOOKUP_SECRETS) == NULL) {
-		snprintf(err, errlen, "%s: %s", path, db->err);
-		goto fail;
-	}
-	db->err[0] = '\0';
 	*out = db;
 	return RDB_OK;
-fail:
-	rdb_close(db);
-	return RDB_ERROR;
 }
 
 void rdb_close(struct rdb *db)
 {
 	if (db == NULL)
 		return;
-	for (size_t i = 0; i < STMT_COUNT_; i++)
-		sqlite3_finalize(db->stmt[i]);
-	sqlite3_close(db->h);
+	rdb_conn_close(&db->c);
 	free(db);
 }
 
@@ -293,89 +228,41 @@ const char *rdb_errmsg(const struct rdb *db)
 {
 	if (db == NULL)
 		return "no database handle";
-	return db->err[0] ? db->err : "no error";
+	return rdb_conn_errmsg(&db->c);
+}
+
+enum rdb_result rdb_set_busy_timeout(struct rdb *db, int ms)
+{
+	if (db == NULL || db->c.h == NULL || ms < 0)
+		return RDB_INVALID;
+	if (sqlite3_busy_timeout(db->c.h, ms) != SQLITE_OK)
+		return rdb_fail_sqlite(db, "busy timeout");
+	return RDB_OK;
+}
+
+bool rdb_commit_counter(int fd, uint32_t *out)
+{
+	unsigned char h[10]; /* SQLite file header bytes 18..27 */
+
+	if (fd < 0 || pread(fd, h, sizeof h, 18) != (ssize_t)sizeof h)
+		return false;
+	/* file format write/read version 1 = rollback journal: WAL files (2) do not update
+	 * the file change counter (offset 24) on commit */
+	if (h[0] != 1 || h[1] != 1)
+		return false;
+	*out = (uint32_t)h[6] << 24 | (uint32_t)h[7] << 16 | (uint32_t)h[8] << 8 | h[9];
+	return true;
 }
 
 struct sqlite3 *rdb_handle(struct rdb *db)
 {
-	return db ? db->h : NULL;
+	return db ? db->c.h : NULL;
 }
 
 enum rdb_result rdb_init_versions(const char *path, int *before, int *after, char *err,
                                   size_t errlen)
 {
-	char dummy[8], why[256];
-	sqlite3 *h = NULL;
-	int64_t app_id = 0, version = 0, objects = 0;
-	enum rdb_result r = RDB_ERROR;
-	struct stat st;
-
-	if (err == NULL || errlen == 0) {
-		err = dummy;
-		errlen = sizeof dummy;
-	}
-	err[0] = '\0';
-	if (path == NULL || path[0] == '\0') {
-		snprintf(err, errlen, "no database path");
-		return RDB_INVALID;
-	}
-	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s: not a regular file", path);
-		return RDB_ERROR;
-	}
-	if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-	                    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, h ? sqlite3_errmsg(h) : "out of memory");
-		goto out;
-	}
-	if (!rdb_configure(h, err, errlen))
-		goto out;
-	/* Read the header before taking any lock so that a file that is not SQLite at all is
-	 * refused without SQLite ever writing to it. */
-	if (!rdb_read_header(h, &app_id, &version, why, sizeof why)) {
-		snprintf(err, errlen, "%s: %s", path, why);
-		goto out;
-	}
-	if (sqlite3_exec(h, "PRAGMA foreign_keys = 1; PRAGMA secure_delete = 1; BEGIN IMMEDIATE",
-	                 NULL, NULL, NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(h));
-		goto out;
-	}
-	/* Again inside the transaction: another process may have initialised it meanwhile. */
-	if (!rdb_read_header(h, &app_id, &version, why, sizeof why) ||
-	    !pragma_int(h, "SELECT count(*) FROM sqlite_schema", &objects)) {
-		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(h));
-		goto rollback;
-	}
-	if (before != NULL)
-		*before = (int)(version > RDB_SCHEMA_VERSION ? RDB_SCHEMA_VERSION + 1 : version);
-	if (app_id == 0 && version == 0 && objects == 0) {
-		/* an empty file or one we just created */
-	} else if (app_id != RDB_APPLICATION_ID) {
-		snprintf(err, errlen, "%s: not an smtp-relay users database; refusing to touch it", path);
-		goto rollback;
-	} else if (version > RDB_SCHEMA_VERSION) {
-		snprintf(err, errlen, "%s: schema version %lld is newer than this program knows (%d); refusing to touch it",
-		         path, (long long)version, RDB_SCHEMA_VERSION);
-		goto rollback;
-	}
-	if (version < RDB_SCHEMA_VERSION && !rdb_migrate(h, version, why, sizeof why)) {
-		snprintf(err, errlen, "%s: %s", path, why);
-		goto rollback;
-	}
-	if (sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(h));
-		goto rollback;
-	}
-	if (after != NULL)
-		*after = RDB_SCHEMA_VERSION;
-	r = RDB_OK;
-	goto out;
-rollback:
-	sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
-out:
-	sqlite3_close(h);
-	return r;
+	return rdb_conn_init(&users_kind, path, before, after, err, errlen);
 }
 
 enum rdb_result rdb_init(const char *path, char *err, size_t errlen)
@@ -433,12 +320,9 @@ enum rdb_result rdb_lookup_secrets(struct rdb *db, const char *name, int64_t now
 			memcpy(out->scram, sqlite3_column_text(st, 4), (size_t)sqlite3_column_bytes(st, 4));
 			out->scram[sqlite3_column_bytes(st, 4)] = '\0';
 		}
-		if (sqlite3_column_int64(st, 1) == 0)
-			out->state = RDB_LOGIN_DISABLED;
-		else if (sqlite3_column_type(st, 2) == SQLITE_INTEGER && now >= sqlite3_column_int64(st, 2))
-			out->state = RDB_LOGIN_EXPIRED;
-		else
-			out->state = RDB_LOGIN_ACTIVE;
+		out->state = rdb_login_state_at(sqlite3_column_int64(st, 1) != 0,
+		                                sqlite3_column_type(st, 2) == SQLITE_INTEGER,
+		                                sqlite3_column_int64(st, 2), now);
 	}
 	memcpy(out->decoy_key, sqlite3_column_blob(st, 5), RDB_DECOY_KEY_LEN);
 	out->has_decoy_key = true;

@@ -15,9 +15,11 @@
  * not answer" (I/O, corruption, busy past the timeout, wrong schema): callers must treat it as
  * a temporary failure, never as "not found" and never as "allowed". rdb_errmsg() says why.
  *
- * Security: every value is bound with sqlite3_bind_*; statements are prepared once per
- * connection; columns are type-checked before use; read-only handles are opened with
- * SQLITE_OPEN_READONLY and SQLITE_DBCONFIG_DEFENSIVE.
+ * Security: every value is bound with sqlite3_bind_*; every statement is prepared once,
+ * when the file opens (conn.h: one table per database kind); columns are type-checked
+ * before use; read-only handles are opened with SQLITE_OPEN_READONLY and
+ * SQLITE_DBCONFIG_DEFENSIVE. This header never exposes SQLite: front ends do not include
+ * <sqlite3.h>.
  */
 #ifndef RELAY_RDB_H
 #define RELAY_RDB_H
@@ -75,6 +77,17 @@ enum rdb_result rdb_open(const char *path, enum rdb_mode mode, struct rdb **out,
                          char *err, size_t errlen);
 void rdb_close(struct rdb *db);
 const char *rdb_errmsg(const struct rdb *db);
+
+/* How long a lookup waits for relay-admin's write lock before RDB_ERROR (the open sets
+ * 5000 ms; the plugin sets its relaydb_busy_timeout). */
+enum rdb_result rdb_set_busy_timeout(struct rdb *db, int ms);
+
+/* The users database's commit counter, read from the file behind `fd` (the caller's own
+ * read-only descriptor on the same file) with one pread and no lock: it changes with
+ * every commit, so an answer read under one value is still the database's answer while
+ * the value stays. false when the file cannot tell (a WAL file does not count commits
+ * in its header; a short read): the caller then caches nothing. */
+bool rdb_commit_counter(int fd, uint32_t *out);
 
 /* Creates the database, or migrates an older schema, in one transaction. Refuses (RDB_ERROR)
  * a schema newer than RDB_SCHEMA_VERSION or a file that is not an smtp-relay database. */
@@ -219,10 +232,5 @@ enum rdb_result rdb_sender_del(struct rdb *db, const char *name, const char *pat
 enum rdb_result rdb_sender_foreach(struct rdb *db, const char *name,
                                    int (*fn)(const char *pattern, void *arg), void *arg,
                                    int *fn_ret);
-
-/* Escape hatch for modules of this library that add their own prepared statements
- * (sql/policy.c for the milter). Not for front ends. */
-struct sqlite3;
-struct sqlite3 *rdb_handle(struct rdb *db);
 
 #endif

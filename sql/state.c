@@ -2,66 +2,35 @@
  * state.c — the state database: schema, open, and the few statements the milter writes
  * and relay-admin reads (see state.h).
  *
- * The schema lives here, beside the code that depends on it. Statements are prepared
- * once per connection, at open; every value is bound; every column is type-checked.
+ * The state kind of the connection core (conn.h): its schema is sql/state-schema.sql,
+ * created through the same migration path as the users database (migrations.c), and
+ * its statements (the table below) are prepared when the file opens. Every value is
+ * bound; every column is type-checked.
  */
 #include "state.h"
 
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "conn.h"
 #include "errbuf.h"
 
 #define BUSY_TIMEOUT_MS 3000  /* well below Postfix's 30 s milter_command_timeout */
 
-static const char schema_v1[] =
-	"PRAGMA application_id = 1919706227;\n"
-	/* one row per login and second with traffic: the sliding windows are sums over these */
-	"CREATE TABLE usage (\n"
-	"  login      TEXT    NOT NULL COLLATE NOCASE,\n"
-	"  ts         INTEGER NOT NULL,\n"
-	"  messages   INTEGER NOT NULL DEFAULT 0 CHECK (messages >= 0),\n"
-	"  recipients INTEGER NOT NULL DEFAULT 0 CHECK (recipients >= 0),\n"
-	"  bytes      INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),\n"
-	"  PRIMARY KEY (login, ts)\n"
-	") WITHOUT ROWID;\n"
-	"CREATE TABLE last_use (\n"
-	"  login       TEXT    NOT NULL COLLATE NOCASE PRIMARY KEY,\n"
-	"  ts          INTEGER NOT NULL,\n"
-	"  client_addr TEXT    NOT NULL DEFAULT ''\n"
-	") WITHOUT ROWID;\n"
-	"CREATE TABLE audit (\n"
-	"  id          INTEGER PRIMARY KEY,\n"
-	"  ts          INTEGER NOT NULL,\n"
-	"  login       TEXT    NOT NULL,\n"
-	"  client_addr TEXT    NOT NULL,\n"
-	"  tls_version TEXT    NOT NULL,\n"
-	"  cipher      TEXT    NOT NULL,\n"
-	"  env_from    TEXT    NOT NULL,\n"
-	"  header_from TEXT    NOT NULL,\n"
-	"  rcpt_count  INTEGER NOT NULL,\n"
-	"  size        INTEGER NOT NULL,\n"
-	"  queue_id    TEXT    NOT NULL,\n"
-	"  verdict     TEXT    NOT NULL,\n"
-	"  reason      TEXT    NOT NULL\n"
-	");\n"
-	"CREATE INDEX audit_ts ON audit (ts);\n"
-	"CREATE INDEX audit_login_ts ON audit (login COLLATE NOCASE, ts);\n"
-	"PRAGMA user_version = 1;\n";
+/* Embedded from sql/state-schema.sql by embed-sql.py. */
+extern const char rdb_state_schema_sql[];
 
-/* Version 2: relay-milter's crash journal (milter/journal.h). One row: the journal id and
- * sequence number of the last journal record applied, written in the same transaction as
- * the record, so that a record is never applied twice. */
-static const char migrate_v2[] =
-	"CREATE TABLE journal_mark (\n"
-	"  id         INTEGER PRIMARY KEY CHECK (id = 1),\n"
-	"  journal_id INTEGER NOT NULL,\n"
-	"  seq        INTEGER NOT NULL CHECK (seq >= 0)\n"
-	");\n"
-	"PRAGMA user_version = 2;\n";
+/* Version 2 added journal_mark (relay-milter's crash journal, milter/journal.h): one row,
+ * the journal id and sequence number of the last journal record applied, written in the
+ * same transaction as the record, so that a record is never applied twice. */
+extern const char rdb_state_migration_002_sql[];
+
+static const char *const state_migrations[RDB_STATE_SCHEMA_VERSION + 1] = {
+	[0] = NULL, /* unused: version 0 is "no schema", served by state-schema.sql */
+	[1] = NULL, /* version 1 is the first */
+	[2] = rdb_state_migration_002_sql,
+};
 
 enum {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
@@ -119,168 +88,60 @@ static const char *const sql[S_COUNT_] = {
 	                  " seq = excluded.seq",
 };
 
+static const struct rdb_kind state_kind = {
+	.what = "state",
+	.application_id = RDB_STATE_APPLICATION_ID,
+	.version = RDB_STATE_SCHEMA_VERSION,
+	.schema_sql = rdb_state_schema_sql,
+	.migrations = state_migrations,
+	.missing = "no state database (relay-milter creates it on start, or run relay-admin init)",
+	.busy_ms = BUSY_TIMEOUT_MS,
+	/* a folder owned by the milter's user must not steer root's relay-admin elsewhere */
+	.nofollow = true,
+	.wal = true,
+	.setup = { NULL, NULL },
+	.stmts = sql,
+	.nstmts = S_COUNT_,
+	/* relay-admin reads a version 1 file the milter has not migrated yet (the milter
+	 * migrates at start): everything but the journal mark, which version 1 lacks */
+	.read_min_version = 1,
+	.nstmts_read = S_JOURNAL_GET,
+};
+
 struct rdb_state {
-	sqlite3 *h;
-	sqlite3_stmt *st[S_COUNT_];
-	char err[320];
+	struct rdb_conn c;
 };
 
 static enum rdb_result fail(struct rdb_state *st, const char *what)
 {
-	rdb_seterr(st->err, sizeof st->err, "%s: %s", what, sqlite3_errmsg(st->h));
-	return RDB_ERROR;
-}
-
-static bool configure(sqlite3 *h, char *err, size_t errlen)
-{
-	int on = 1;
-
-	if (sqlite3_extended_result_codes(h, 1) != SQLITE_OK ||
-	    sqlite3_db_config(h, SQLITE_DBCONFIG_DEFENSIVE, on, NULL) != SQLITE_OK ||
-	    sqlite3_db_config(h, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL) != SQLITE_OK ||
-	    sqlite3_busy_timeout(h, BUSY_TIMEOUT_MS) != SQLITE_OK) {
-		rdb_seterr(err, errlen, "configuring the connection: %s", sqlite3_errmsg(h));
-		return false;
-	}
-	return true;
-}
-
-static bool pragma_int(sqlite3 *h, const char *q, int64_t *out)
-{
-	sqlite3_stmt *s = NULL;
-	bool okay = false;
-
-	if (sqlite3_prepare_v2(h, q, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW &&
-	    sqlite3_column_type(s, 0) == SQLITE_INTEGER) {
-		*out = sqlite3_column_int64(s, 0);
-		okay = true;
-	}
-	sqlite3_finalize(s);
-	return okay;
-}
-
-/* Checks that h is a state database of our version; `allow_new` accepts an empty file. */
-static enum rdb_result check_header(sqlite3 *h, const char *path, bool allow_new, int64_t *ver,
-                                    char *err, size_t errlen)
-{
-	int64_t app = 0, tables = 0;
-
-	if (!pragma_int(h, "PRAGMA application_id", &app) ||
-	    !pragma_int(h, "PRAGMA user_version", ver) ||
-	    !pragma_int(h, "SELECT count(*) FROM sqlite_schema", &tables)) {
-		rdb_seterr(err, errlen, "%s: cannot read the database header: %s", path, sqlite3_errmsg(h));
-		return RDB_ERROR;
-	}
-	if (app == 0 && *ver == 0 && tables == 0 && allow_new)
-		return RDB_OK;
-	if (app != RDB_STATE_APPLICATION_ID) {
-		rdb_seterr(err, errlen, "%s: not an smtp-relay state database", path);
-		return RDB_ERROR;
-	}
-	if (*ver > RDB_STATE_SCHEMA_VERSION || *ver < 1) {
-		rdb_seterr(err, errlen, "%s: state schema version %lld, this program knows %d", path,
-		       (long long)*ver, RDB_STATE_SCHEMA_VERSION);
-		return RDB_ERROR;
-	}
-	return RDB_OK;
-}
-
-/* Why sqlite3_open_v2 failed. SQLITE_OPEN_NOFOLLOW refuses a symbolic link anywhere in the
- * path (a folder owned by the milter's user must not steer root's relay-admin elsewhere);
- * SQLite's own message for that is only "unable to open database file". */
-static const char *open_errmsg(sqlite3 *h)
-{
-	if (h == NULL)
-		return "out of memory";
-	if (sqlite3_extended_errcode(h) == SQLITE_CANTOPEN_SYMLINK)
-		return "the path contains a symbolic link, which the state database refuses";
-	return sqlite3_errmsg(h);
+	return rdb_conn_fail_sqlite(&st->c, what);
 }
 
 enum rdb_result rdb_state_init(const char *path, char *err, size_t errlen)
 {
-	sqlite3 *h = NULL;
-	int64_t ver = 0;
-	enum rdb_result r = RDB_ERROR;
-	char *msg = NULL;
+	return rdb_conn_init(&state_kind, path, NULL, NULL, err, errlen);
+}
 
-	if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-	                    SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
-		rdb_seterr(err, errlen, "%s: %s", path, open_errmsg(h));
-		goto out;
-	}
-	if (!configure(h, err, errlen))
-		goto out;
-	if (sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) {
-		rdb_seterr(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(h));
-		goto out;
-	}
-	if ((r = check_header(h, path, true, &ver, err, errlen)) != RDB_OK) {
-		sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
-		goto out;
-	}
-	if ((ver == 0 && sqlite3_exec(h, schema_v1, NULL, NULL, &msg) != SQLITE_OK) ||
-	    (ver < 2 && sqlite3_exec(h, migrate_v2, NULL, NULL, &msg) != SQLITE_OK)) {
-		rdb_seterr(err, errlen, "%s: creating the schema: %s", path, msg ? msg : "?");
-		sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
-		r = RDB_ERROR;
-		goto out;
-	}
-	if (sqlite3_exec(h, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
-		rdb_seterr(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(h));
-		r = RDB_ERROR;
-		goto out;
-	}
-	sqlite3_free(msg);
-	msg = NULL;
-	if (sqlite3_exec(h, "PRAGMA journal_mode = WAL", NULL, NULL, &msg) != SQLITE_OK) {
-		rdb_seterr(err, errlen, "%s: enabling WAL: %s", path, msg ? msg : sqlite3_errmsg(h));
-		r = RDB_ERROR;
-		goto out;
-	}
-	r = RDB_OK;
-out:
-	sqlite3_free(msg);
-	sqlite3_close(h);
-	return r;
+enum rdb_result rdb_state_probe(const char *path, int64_t *version, char *err, size_t errlen)
+{
+	return rdb_conn_probe(&state_kind, path, version, err, errlen);
 }
 
 enum rdb_result rdb_state_open(const char *path, enum rdb_mode mode, struct rdb_state **out,
                                char *err, size_t errlen)
 {
 	struct rdb_state *st;
-	int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
-	            (mode == RDB_READONLY ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE);
-	int64_t ver;
+	enum rdb_result r;
 
 	*out = NULL;
-	if (access(path, F_OK) != 0) {
-		rdb_seterr(err, errlen, "%s: no state database (relay-milter creates it on start, or run"
-		       " relay-admin init)", path);
-		return RDB_ERROR;
-	}
 	st = calloc(1, sizeof *st);
 	if (st == NULL) {
 		rdb_seterr(err, errlen, "out of memory");
 		return RDB_ERROR;
 	}
-	if (sqlite3_open_v2(path, &st->h, flags, NULL) != SQLITE_OK) {
-		rdb_seterr(err, errlen, "%s: %s", path, open_errmsg(st->h));
-		rdb_state_close(st);
-		return RDB_ERROR;
-	}
-	if (!configure(st->h, err, errlen) ||
-	    check_header(st->h, path, false, &ver, err, errlen) != RDB_OK) {
-		rdb_state_close(st);
-		return RDB_ERROR;
-	}
-	for (int k = 0; k < (mode == RDB_READONLY ? S_JOURNAL_GET : S_COUNT_); k++) {
-		if (sqlite3_prepare_v3(st->h, sql[k], -1, SQLITE_PREPARE_PERSISTENT, &st->st[k], NULL) !=
-		    SQLITE_OK) {
-			rdb_seterr(err, errlen, "%s: preparing statements: %s", path, sqlite3_errmsg(st->h));
-			rdb_state_close(st);
-			return RDB_ERROR;
-		}
+	if ((r = rdb_conn_open(&st->c, &state_kind, path, mode, err, errlen)) != RDB_OK) {
+		free(st);
+		return r;
 	}
 	*out = st;
 	return RDB_OK;
@@ -290,20 +151,18 @@ void rdb_state_close(struct rdb_state *st)
 {
 	if (st == NULL)
 		return;
-	for (int k = 0; k < S_COUNT_; k++)
-		sqlite3_finalize(st->st[k]);
-	sqlite3_close(st->h);
+	rdb_conn_close(&st->c);
 	free(st);
 }
 
 const char *rdb_state_errmsg(const struct rdb_state *st)
 {
-	return st->err;
+	return st->c.err;
 }
 
 static enum rdb_result step_done(struct rdb_state *st, int which)
 {
-	sqlite3_stmt *s = st->st[which];
+	sqlite3_stmt *s = st->c.st[which];
 	int rc = sqlite3_step(s);
 
 	sqlite3_reset(s);
@@ -325,7 +184,7 @@ enum rdb_result rdb_state_commit(struct rdb_state *st)
 
 void rdb_state_rollback(struct rdb_state *st)
 {
-	if (!sqlite3_get_autocommit(st->h))
+	if (rdb_conn_in_tx(&st->c))
 		step_done(st, S_ROLLBACK);
 }
 
@@ -348,7 +207,7 @@ static int64_t clamp64(uint64_t v)
 
 enum rdb_result rdb_state_audit_add(struct rdb_state *st, const struct rdb_audit *a)
 {
-	sqlite3_stmt *s = st->st[S_AUDIT_ADD];
+	sqlite3_stmt *s = st->c.st[S_AUDIT_ADD];
 
 	if (sqlite3_bind_int64(s, 1, a->ts) != SQLITE_OK ||
 	    bind_clean(s, 2, a->login) != SQLITE_OK || bind_clean(s, 3, a->client_addr) != SQLITE_OK ||
@@ -367,7 +226,7 @@ enum rdb_result rdb_state_audit_add(struct rdb_state *st, const struct rdb_audit
 enum rdb_result rdb_state_usage_add(struct rdb_state *st, const char *login, int64_t ts,
                                     uint64_t messages, uint64_t recipients, uint64_t bytes)
 {
-	sqlite3_stmt *s = st->st[S_USAGE_ADD];
+	sqlite3_stmt *s = st->c.st[S_USAGE_ADD];
 
 	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 2, ts) != SQLITE_OK ||
@@ -383,7 +242,7 @@ enum rdb_result rdb_state_usage_add(struct rdb_state *st, const char *login, int
 enum rdb_result rdb_state_touch(struct rdb_state *st, const char *login, int64_t ts,
                                 const char *client_addr)
 {
-	sqlite3_stmt *s = st->st[S_TOUCH];
+	sqlite3_stmt *s = st->c.st[S_TOUCH];
 
 	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 2, ts) != SQLITE_OK || bind_clean(s, 3, client_addr) != SQLITE_OK) {
@@ -397,10 +256,10 @@ enum rdb_result rdb_state_prune(struct rdb_state *st, int64_t usage_before, int6
 {
 	enum rdb_result r;
 
-	if (sqlite3_bind_int64(st->st[S_PRUNE_USAGE], 1, usage_before) != SQLITE_OK ||
+	if (sqlite3_bind_int64(st->c.st[S_PRUNE_USAGE], 1, usage_before) != SQLITE_OK ||
 	    (r = step_done(st, S_PRUNE_USAGE)) != RDB_OK)
 		return fail(st, "pruning usage");
-	if (sqlite3_bind_int64(st->st[S_PRUNE_AUDIT], 1, audit_before) != SQLITE_OK ||
+	if (sqlite3_bind_int64(st->c.st[S_PRUNE_AUDIT], 1, audit_before) != SQLITE_OK ||
 	    (r = step_done(st, S_PRUNE_AUDIT)) != RDB_OK)
 		return fail(st, "pruning the audit log");
 	return RDB_OK;
@@ -411,7 +270,7 @@ enum rdb_result rdb_state_usage_foreach(struct rdb_state *st, const char *login,
                                                   const uint64_t v[3], void *arg),
                                         void *arg)
 {
-	sqlite3_stmt *s = st->st[login ? S_USAGE_ONE : S_USAGE_ALL];
+	sqlite3_stmt *s = st->c.st[login ? S_USAGE_ONE : S_USAGE_ALL];
 	enum rdb_result r = RDB_OK;
 	int rc;
 
@@ -424,13 +283,13 @@ enum rdb_result rdb_state_usage_foreach(struct rdb_state *st, const char *login,
 		uint64_t v[3];
 
 		if (sqlite3_column_type(s, 0) != SQLITE_TEXT) {
-			rdb_seterr(st->err, sizeof st->err, "usage row has an unexpected shape");
+			rdb_seterr(st->c.err, sizeof st->c.err, "usage row has an unexpected shape");
 			r = RDB_ERROR;
 			goto out;
 		}
 		for (int c = 1; c <= 4; c++) {
 			if (sqlite3_column_type(s, c) != SQLITE_INTEGER || sqlite3_column_int64(s, c) < 0) {
-				rdb_seterr(st->err, sizeof st->err, "usage row has an unexpected shape");
+				rdb_seterr(st->c.err, sizeof st->c.err, "usage row has an unexpected shape");
 				r = RDB_ERROR;
 				goto out;
 			}
@@ -438,7 +297,7 @@ enum rdb_result rdb_state_usage_foreach(struct rdb_state *st, const char *login,
 		for (int m = 0; m < 3; m++)
 			v[m] = (uint64_t)sqlite3_column_int64(s, 2 + m);
 		if (fn((const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1), v, arg)) {
-			rdb_seterr(st->err, sizeof st->err, "a usage row could not be kept (out of memory?)");
+			rdb_seterr(st->c.err, sizeof st->c.err, "a usage row could not be kept (out of memory?)");
 			r = RDB_ERROR;
 			goto out;
 		}
@@ -456,7 +315,7 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
                                         int (*fn)(const struct rdb_audit *a, void *arg),
                                         void *arg)
 {
-	sqlite3_stmt *s = st->st[login ? S_AUDIT_ONE : S_AUDIT_ALL];
+	sqlite3_stmt *s = st->c.st[login ? S_AUDIT_ONE : S_AUDIT_ALL];
 	enum rdb_result r = RDB_OK;
 	int rc;
 
@@ -493,7 +352,7 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
 			.reason = (const char *)sqlite3_column_text(s, 12),
 		};
 		if (fn(&a, arg)) {
-			rdb_seterr(st->err, sizeof st->err, "an audit record could not be kept");
+			rdb_seterr(st->c.err, sizeof st->c.err, "an audit record could not be kept");
 			r = RDB_ERROR;
 			goto out;
 		}
@@ -502,7 +361,7 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
 		r = fail(st, "reading the audit log");
 	goto out;
 shape:
-	rdb_seterr(st->err, sizeof st->err, "audit row has an unexpected shape");
+	rdb_seterr(st->c.err, sizeof st->c.err, "audit row has an unexpected shape");
 	r = RDB_ERROR;
 out:
 	sqlite3_reset(s);
@@ -513,7 +372,7 @@ out:
 enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int64_t *ts,
                                    char *client, size_t clientlen)
 {
-	sqlite3_stmt *s = st->st[S_LAST_USE];
+	sqlite3_stmt *s = st->c.st[S_LAST_USE];
 	enum rdb_result r;
 	int rc;
 
@@ -528,7 +387,7 @@ enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int6
 		r = fail(st, "reading last use");
 	} else if (sqlite3_column_type(s, 0) != SQLITE_INTEGER ||
 	           sqlite3_column_type(s, 1) != SQLITE_TEXT) {
-		rdb_seterr(st->err, sizeof st->err, "last_use row has an unexpected shape");
+		rdb_seterr(st->c.err, sizeof st->c.err, "last_use row has an unexpected shape");
 		r = RDB_ERROR;
 	} else {
 		*ts = sqlite3_column_int64(s, 0);
@@ -545,7 +404,7 @@ out:
 enum rdb_result rdb_state_usage_merge(struct rdb_state *st, const char *login, int64_t ts,
                                       const uint64_t v[3])
 {
-	sqlite3_stmt *s = st->st[S_USAGE_MERGE];
+	sqlite3_stmt *s = st->c.st[S_USAGE_MERGE];
 
 	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 2, ts) != SQLITE_OK ||
@@ -561,7 +420,7 @@ enum rdb_result rdb_state_usage_merge(struct rdb_state *st, const char *login, i
 enum rdb_result rdb_state_last_use_merge(struct rdb_state *st, const char *login, int64_t ts,
                                          const char *client_addr)
 {
-	sqlite3_stmt *s = st->st[S_LAST_USE_MERGE];
+	sqlite3_stmt *s = st->c.st[S_LAST_USE_MERGE];
 
 	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 2, ts) != SQLITE_OK || bind_clean(s, 3, client_addr) != SQLITE_OK) {
@@ -576,7 +435,7 @@ enum rdb_result rdb_state_last_use_foreach(struct rdb_state *st,
                                                      const char *client_addr, void *arg),
                                            void *arg)
 {
-	sqlite3_stmt *s = st->st[S_LAST_USE_ALL];
+	sqlite3_stmt *s = st->c.st[S_LAST_USE_ALL];
 	enum rdb_result r = RDB_OK;
 	int rc;
 
@@ -584,13 +443,13 @@ enum rdb_result rdb_state_last_use_foreach(struct rdb_state *st,
 		if (sqlite3_column_type(s, 0) != SQLITE_TEXT ||
 		    sqlite3_column_type(s, 1) != SQLITE_INTEGER ||
 		    sqlite3_column_type(s, 2) != SQLITE_TEXT) {
-			rdb_seterr(st->err, sizeof st->err, "last_use row has an unexpected shape");
+			rdb_seterr(st->c.err, sizeof st->c.err, "last_use row has an unexpected shape");
 			r = RDB_ERROR;
 			goto out;
 		}
 		if (fn((const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1),
 		       (const char *)sqlite3_column_text(s, 2), arg)) {
-			rdb_seterr(st->err, sizeof st->err, "a last_use row could not be kept");
+			rdb_seterr(st->c.err, sizeof st->c.err, "a last_use row could not be kept");
 			r = RDB_ERROR;
 			goto out;
 		}
@@ -604,7 +463,7 @@ out:
 
 enum rdb_result rdb_state_checkpoint(struct rdb_state *st)
 {
-	sqlite3_stmt *s = st->st[S_CHECKPOINT];
+	sqlite3_stmt *s = st->c.st[S_CHECKPOINT];
 	enum rdb_result r = RDB_OK;
 	int rc = sqlite3_step(s);
 
@@ -613,7 +472,7 @@ enum rdb_result rdb_state_checkpoint(struct rdb_state *st)
 	if (rc != SQLITE_ROW) {
 		r = fail(st, "checkpoint");
 	} else if (sqlite3_column_int(s, 0) != 0) {
-		rdb_seterr(st->err, sizeof st->err, "checkpoint: the WAL is still in use by a reader");
+		rdb_seterr(st->c.err, sizeof st->c.err, "checkpoint: the WAL is still in use by a reader");
 		r = RDB_ERROR;
 	}
 	sqlite3_reset(s);
@@ -627,26 +486,23 @@ void rdb_state_close_moved(struct rdb_state *st)
 	/* SQLite deletes "<path>-wal" and "<path>-shm" by name when its last connection
 	 * closes; those names now belong to whatever file sits at the path. */
 	if (st != NULL)
-		sqlite3_file_control(st->h, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+		sqlite3_file_control(st->c.h, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
 	rdb_state_close(st);
 }
 
 enum rdb_result rdb_state_journal_get(struct rdb_state *st, uint64_t *journal_id, uint64_t *seq)
 {
-	sqlite3_stmt *s = st->st[S_JOURNAL_GET];
+	sqlite3_stmt *s = rdb_conn_stmt(&st->c, S_JOURNAL_GET);
 	enum rdb_result r = RDB_NOTFOUND;
 	int rc;
 
-	if (s == NULL) {
-		rdb_seterr(st->err, sizeof st->err, "journal mark: not on a read-only handle");
-		return RDB_ERROR;
-	}
+	if (s == NULL)
+		return rdb_conn_fail(&st->c, RDB_ERROR, "journal mark: not on a read-only handle");
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		if (sqlite3_column_type(s, 0) != SQLITE_INTEGER ||
 		    sqlite3_column_type(s, 1) != SQLITE_INTEGER) {
-			rdb_seterr(st->err, sizeof st->err, "journal mark: not integers");
-			r = RDB_ERROR;
+			r = rdb_conn_fail(&st->c, RDB_ERROR, "journal mark: not integers");
 		} else {
 			*journal_id = (uint64_t)sqlite3_column_int64(s, 0);
 			*seq = (uint64_t)sqlite3_column_int64(s, 1);
@@ -655,20 +511,21 @@ enum rdb_result rdb_state_journal_get(struct rdb_state *st, uint64_t *journal_id
 	} else if (rc != SQLITE_DONE) {
 		r = fail(st, "reading the journal mark");
 	}
-	sqlite3_reset(s);
+	rdb_done(s);
 	return r;
 }
 
 enum rdb_result rdb_state_journal_set(struct rdb_state *st, uint64_t journal_id, uint64_t seq)
 {
-	sqlite3_stmt *s = st->st[S_JOURNAL_SET];
+	sqlite3_stmt *s = rdb_conn_stmt(&st->c, S_JOURNAL_SET);
 
-	if (s == NULL) {
-		rdb_seterr(st->err, sizeof st->err, "journal mark: not on a read-only handle");
-		return RDB_ERROR;
-	}
+	if (s == NULL)
+		return rdb_conn_fail(&st->c, RDB_ERROR, "journal mark: not on a read-only handle");
 	/* the id is 64 random bits: stored as the int64 with the same bits */
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)journal_id);
-	sqlite3_bind_int64(s, 2, clamp64(seq));
+	if (sqlite3_bind_int64(s, 1, (sqlite3_int64)journal_id) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, clamp64(seq)) != SQLITE_OK) {
+		rdb_done(s);
+		return fail(st, "bind");
+	}
 	return step_done(st, S_JOURNAL_SET);
 }

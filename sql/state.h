@@ -5,7 +5,8 @@
  * Written only by relay-milter (one writer thread, batched transactions); read by
  * relay-admin (`usage`, `log`, `user list`). WAL journal, so readers never block the
  * writer; the folder must belong to the milter's user because WAL creates files beside
- * the database. Schema versioned with PRAGMA user_version, marked with its own
+ * the database. Schema in state-schema.sql, versioned with PRAGMA user_version and
+ * created through the same migration path as the users database; marked with its own
  * application_id so neither database can be mistaken for the other.
  *
  * Ownership: struct rdb_state is opaque, from rdb_state_open(), freed by rdb_state_close()
@@ -33,6 +34,12 @@ struct rdb_state;
 /* Creates the database (WAL) or checks/migrates an existing one. Refuses a foreign file or
  * a newer schema. The folder must exist; file modes follow the caller's umask. */
 enum rdb_result rdb_state_init(const char *path, char *err, size_t errlen);
+
+/* Reads the header only, read-only (relay-admin check): RDB_OK with *version for a state
+ * database of any version, RDB_NOTFOUND for an empty SQLite file, RDB_INVALID for any
+ * other file (a users database, a foreign SQLite file), RDB_ERROR if it cannot be read;
+ * err says which. */
+enum rdb_result rdb_state_probe(const char *path, int64_t *version, char *err, size_t errlen);
 
 /* Opens an existing state database; RDB_READONLY for readers, RDB_READWRITE for the milter. */
 enum rdb_result rdb_state_open(const char *path, enum rdb_mode mode, struct rdb_state **out,

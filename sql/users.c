@@ -47,13 +47,13 @@ enum rdb_result rdb_commit(struct rdb *db)
 
 void rdb_rollback(struct rdb *db)
 {
-	if (db != NULL && db->h != NULL && !sqlite3_get_autocommit(db->h)) {
-		char keep[sizeof db->err];
+	if (db != NULL && rdb_conn_in_tx(&db->c)) {
+		char keep[sizeof db->c.err];
 
 		/* Keep the message of the failure that made us roll back. */
-		memcpy(keep, db->err, sizeof keep);
+		memcpy(keep, db->c.err, sizeof keep);
 		exec_simple(db, STMT_ROLLBACK, "cannot roll back");
-		memcpy(db->err, keep, sizeof keep);
+		memcpy(db->c.err, keep, sizeof keep);
 	}
 }
 
@@ -164,7 +164,7 @@ static enum rdb_result step_write(struct rdb *db, sqlite3_stmt *st, const char *
 	if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
 		r = rdb_fail(db, RDB_EXISTS, "%s: already exists", what);
 	else if ((rc & 0xff) == SQLITE_CONSTRAINT)
-		r = rdb_fail(db, RDB_INVALID, "%s: %s", what, sqlite3_errmsg(db->h));
+		r = rdb_fail(db, RDB_INVALID, "%s: %s", what, sqlite3_errmsg(db->c.h));
 	else if (rc != SQLITE_DONE)
 		r = rdb_fail_sqlite(db, what);
 	rdb_done(st);
@@ -473,8 +473,8 @@ static enum rdb_result sender_change(struct rdb *db, const char *name, const cha
 		r = check_pattern(db, pattern, canon);
 	if (r != RDB_OK)
 		return r;
-	if (sqlite3_exec(db->h, "SAVEPOINT sender", NULL, NULL, NULL) != SQLITE_OK)
-		return rdb_fail_sqlite(db, "savepoint");
+	if ((r = rdb_conn_exec(&db->c, STMT_SENDER_SAVEPOINT, "savepoint")) != RDB_OK)
+		return r;
 	r = login_id(db, name, &login);
 	if (r != RDB_OK)
 		goto out;
@@ -492,21 +492,22 @@ static enum rdb_result sender_change(struct rdb *db, const char *name, const cha
 	r = step_write(db, st, add ? "add sender" : "delete sender");
 	if (r == RDB_EXISTS)
 		r = rdb_fail(db, RDB_EXISTS, "%s already has sender %s", name, canon);
-	else if (r == RDB_OK && !add && sqlite3_changes(db->h) == 0)
+	else if (r == RDB_OK && !add && sqlite3_changes(db->c.h) == 0)
 		r = rdb_fail(db, RDB_NOTFOUND, "%s has no sender %s", name, canon);
 	if (r == RDB_OK)
 		r = touch(db, login, now);
 out:
 	if (r != RDB_OK) {
-		char keep[sizeof db->err];
+		char keep[sizeof db->c.err];
 
-		memcpy(keep, db->err, sizeof keep);
-		sqlite3_exec(db->h, "ROLLBACK TO sender", NULL, NULL, NULL);
-		memcpy(db->err, keep, sizeof keep);
+		/* Keep the message of the failure that made us roll back. */
+		memcpy(keep, db->c.err, sizeof keep);
+		rdb_conn_exec(&db->c, STMT_SENDER_ROLLBACK_TO, "roll back to savepoint");
+		rdb_conn_exec(&db->c, STMT_SENDER_RELEASE, "release savepoint");
+		memcpy(db->c.err, keep, sizeof keep);
+		return r;
 	}
-	if (sqlite3_exec(db->h, "RELEASE sender", NULL, NULL, NULL) != SQLITE_OK && r == RDB_OK)
-		r = rdb_fail_sqlite(db, "release savepoint");
-	return r;
+	return rdb_conn_exec(&db->c, STMT_SENDER_RELEASE, "release savepoint");
 }
 
 enum rdb_result rdb_sender_add(struct rdb *db, const char *name, const char *pattern, int64_t now)

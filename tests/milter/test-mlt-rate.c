@@ -12,14 +12,14 @@
 
 static struct mlt_rate *shared;
 static atomic_int admitted;
-static const struct mlt_limit race_lim[] = { { MLT_MESSAGES, 3600, 25 } };
+static const struct rdb_limit race_lim[] = { { RDB_METRIC_MESSAGES, 3600, 25 } };
 
 static void *racer(void *arg)
 {
 	for (int i = 0; i < 20; i++) {
 		struct mlt_resv resv = { { 0, 0, 0 } };
-		const uint64_t need[MLT_METRICS] = { 1, 0, 0 };
-		const uint64_t actual[MLT_METRICS] = { 1, 1, 100 };
+		const uint64_t need[RDB_METRICS] = { 1, 0, 0 };
+		const uint64_t actual[RDB_METRICS] = { 1, 1, 100 };
 		size_t which;
 
 		if (mlt_rate_reserve(shared, "racer", race_lim, 1, need, 1000, &resv, &which) == 0) {
@@ -36,11 +36,11 @@ static void *racer(void *arg)
 int main(void)
 {
 	struct mlt_rate *r = mlt_rate_new();
-	const struct mlt_limit lims[] = {
-		{ MLT_MESSAGES, 60, 2 }, { MLT_RECIPIENTS, 60, 3 }, { MLT_BYTES, 60, 1000 },
+	const struct rdb_limit lims[] = {
+		{ RDB_METRIC_MESSAGES, 60, 2 }, { RDB_METRIC_RECIPIENTS, 60, 3 }, { RDB_METRIC_BYTES, 60, 1000 },
 	};
 	struct mlt_resv a = { { 0, 0, 0 } }, b = { { 0, 0, 0 } }, c = { { 0, 0, 0 } };
-	const uint64_t mail[MLT_METRICS] = { 1, 0, 0 }, rcpt[MLT_METRICS] = { 0, 1, 0 };
+	const uint64_t mail[RDB_METRICS] = { 1, 0, 0 }, rcpt[RDB_METRICS] = { 0, 1, 0 };
 	size_t which = 99;
 
 	/* two messages in flight fill the message limit; a third waits */
@@ -48,7 +48,7 @@ int main(void)
 	is_int(mlt_rate_reserve(r, "x", lims, 3, mail, 100, &b, &which), 0, "b admitted");
 	ok(mlt_rate_reserve(r, "x", lims, 3, mail, 100, &c, &which) > 0, "c waits while a, b fly");
 	is_int(which, 0, "the message limit decides");
-	is_int(c.v[MLT_MESSAGES], 0, "nothing reserved for c");
+	is_int(c.v[RDB_METRIC_MESSAGES], 0, "nothing reserved for c");
 	/* recipients: 3 between a and b */
 	is_int(mlt_rate_reserve(r, "x", lims, 3, rcpt, 100, &a, &which), 0, "a rcpt 1");
 	is_int(mlt_rate_reserve(r, "x", lims, 3, rcpt, 100, &a, &which), 0, "a rcpt 2");
@@ -57,23 +57,23 @@ int main(void)
 	is_int(which, 1, "the recipient limit decides");
 	/* a aborts: its slot frees */
 	mlt_rate_release(r, "x", &a);
-	is_int(a.v[MLT_MESSAGES] + a.v[MLT_RECIPIENTS], 0, "release zeroes the reservation");
+	is_int(a.v[RDB_METRIC_MESSAGES] + a.v[RDB_METRIC_RECIPIENTS], 0, "release zeroes the reservation");
 	is_int(mlt_rate_reserve(r, "x", lims, 3, mail, 100, &c, &which), 0, "c admitted after abort");
 	/* b commits 600 bytes; c then cannot commit 500 (1100 > 1000) but can commit 400 */
 	is_int(mlt_rate_commit(r, "x", lims, 3, &b, (const uint64_t[]){ 1, 1, 600 }, 101, 60, &which),
 	       0, "b commits");
-	is_int(mlt_rate_sum(r, "x", MLT_MESSAGES, 60, 101), 1, "one message counted");
-	is_int(mlt_rate_sum(r, "x", MLT_BYTES, 60, 101), 600, "600 bytes counted");
+	is_int(mlt_rate_sum(r, "x", RDB_METRIC_MESSAGES, 60, 101), 1, "one message counted");
+	is_int(mlt_rate_sum(r, "x", RDB_METRIC_BYTES, 60, 101), 600, "600 bytes counted");
 	ok(mlt_rate_commit(r, "x", lims, 3, &c, (const uint64_t[]){ 1, 0, 500 }, 102, 60, &which) > 0,
 	   "c's real size breaks the byte limit at end of message");
 	is_int(which, 2, "the byte limit decides");
-	is_int(c.v[MLT_MESSAGES], 1, "a refused commit keeps the reservation for the caller");
+	is_int(c.v[RDB_METRIC_MESSAGES], 1, "a refused commit keeps the reservation for the caller");
 	is_int(mlt_rate_commit(r, "x", lims, 3, &c, (const uint64_t[]){ 1, 0, 400 }, 102, 60, &which),
 	       0, "400 bytes fit");
-	is_int(mlt_rate_sum(r, "x", MLT_MESSAGES, 60, 102), 2, "two messages counted");
+	is_int(mlt_rate_sum(r, "x", RDB_METRIC_MESSAGES, 60, 102), 2, "two messages counted");
 	/* SIZE= larger than the limit can never fit */
 	is_int(mlt_rate_reserve(r, "y", lims, 3, (const uint64_t[]){ 1, 0, 5000 }, 100, &a, &which),
-	       MLT_WAIT_NEVER, "SIZE= over the byte limit: never");
+	       RDB_WAIT_NEVER, "SIZE= over the byte limit: never");
 	/* persisted usage loaded at start counts: a row written 10 s ago (wall clock 1090 of
 	 * 1100) lands 10 s before the limiter clock's 100 */
 	ok(mlt_rate_load(r, "z", 1090, (const uint64_t[]){ 2, 2, 10 }, 1100, 100), "load");
@@ -85,7 +85,7 @@ int main(void)
 	       "a future row counts, as written at the restart: one window, not 360 s");
 	ok(mlt_rate_load(r, "old", INT64_MIN + 5, (const uint64_t[]){ 2, 0, 0 }, 1100, 100),
 	   "an absurdly old row is no error");
-	is_int(mlt_rate_sum(r, "old", MLT_MESSAGES, 60, 100), 0, "and counts nowhere");
+	is_int(mlt_rate_sum(r, "old", RDB_METRIC_MESSAGES, 60, 100), 0, "and counts nowhere");
 	mlt_rate_free(r);
 	mlt_rate_free(NULL);
 
@@ -117,9 +117,9 @@ int main(void)
 		for (int i = 0; i < 8; i++)
 			pthread_join(t[i], NULL);
 	}
-	ok(mlt_rate_sum(shared, "racer", MLT_MESSAGES, 3600, 1000) <= 25,
+	ok(mlt_rate_sum(shared, "racer", RDB_METRIC_MESSAGES, 3600, 1000) <= 25,
 	   "no more than the limit committed under contention (%llu)",
-	   (unsigned long long)mlt_rate_sum(shared, "racer", MLT_MESSAGES, 3600, 1000));
+	   (unsigned long long)mlt_rate_sum(shared, "racer", RDB_METRIC_MESSAGES, 3600, 1000));
 	ok(atomic_load(&admitted) >= 25, "every free slot was usable (%d admissions)",
 	   atomic_load(&admitted));
 	mlt_rate_free(shared);

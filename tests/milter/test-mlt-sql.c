@@ -3,7 +3,8 @@
  * folder: sql/policy.c (login state, senders, effective limits with defaults, limit
  * writes and their validation, flags, data_version) and sql/state.c (create, refuse a
  * foreign file, usage upsert and reads, last use, audit records with clamping and
- * control characters, pruning).
+ * control characters, pruning), and that a users database whose statements do not prepare
+ * is refused with the reason.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -136,9 +137,9 @@ static void test_policy(void)
 	ok(rdb_policy_max_window(pr, &w) == RDB_OK && w == 86400, "max window 1d");
 	is_int(rdb_policy_login(pr, "alice", &lp), RDB_OK, "alice");
 	is_int(lp.nlimits, 2, "own messages replace the default messages; bytes default stays");
-	ok(lp.limits[0].metric == RDB_METRIC_MESSAGES && lp.limits[0].window_seconds == 60 &&
-	   lp.limits[0].max_count == 5, "own 5/1m first");
-	ok(lp.limits[1].metric == RDB_METRIC_BYTES && lp.limits[1].max_count == 1 << 20,
+	ok(lp.limits[0].metric == RDB_METRIC_MESSAGES && lp.limits[0].window == 60 &&
+	   lp.limits[0].max == 5, "own 5/1m first");
+	ok(lp.limits[1].metric == RDB_METRIC_BYTES && lp.limits[1].max == 1 << 20,
 	   "default bytes second");
 	is_int(rdb_policy_login(pr, "bob@example.com", &lp), RDB_OK, "bob");
 	is_int(lp.nlimits, 3, "bob has the defaults");
@@ -412,6 +413,89 @@ static void test_state(void)
 	rdb_state_close(NULL);
 }
 
+/* A users database whose policy statements cannot be prepared (its `limits` table is
+ * gone: a damaged or hand-edited file). relay-milter and relay-admin read the reason from
+ * rdb_errmsg(); rdb_policy_new() used to fail without recording one, so they said
+ * "preparing policy queries: no error". Now every statement is prepared when the file
+ * opens: whichever call refuses, the message names what is missing. */
+static void test_policy_prepare_error(void)
+{
+	const char *p = path_in("damaged.db");
+	char err[256] = "";
+	struct rdb *db = NULL;
+	struct rdb_policy *pol = NULL;
+	enum rdb_result opened, made = RDB_ERROR;
+	const char *why;
+	sqlite3 *h = NULL;
+
+	ok(rdb_init(p, err, sizeof err) == RDB_OK, "init damaged.db: %s", err);
+	ok(sqlite3_open(p, &h) == SQLITE_OK &&
+	   sqlite3_exec(h, "DROP TABLE limits", NULL, NULL, NULL) == SQLITE_OK,
+	   "drop the limits table behind the layer's back");
+	sqlite3_close(h);
+	opened = rdb_open(p, RDB_READONLY, &db, err, sizeof err);
+	if (opened == RDB_OK)
+		made = rdb_policy_new(db, &pol);
+	ok(opened != RDB_OK || made != RDB_OK, "a users database without limits is refused");
+	why = opened != RDB_OK ? err : rdb_errmsg(db);
+	ok(strstr(why, "no such table") != NULL && strstr(why, "limits") != NULL,
+	   "the reason names the missing table: %s", why);
+	ok(strcmp(why, "no error") != 0 && why[0] != '\0', "never \"no error\"");
+	rdb_policy_free(pol);
+	rdb_close(db);
+	unlink(p);
+}
+
+/* The state schema is sql/state-schema.sql, run through the users database's migration
+ * path: its header constants agree with state.h, the file it makes is a state database
+ * (WAL), and neither kind of database passes for the other. */
+static void test_state_kind(void)
+{
+	extern const char rdb_state_schema_sql[];
+	const char *state = path_in("kind-state.db"), *users = path_in("kind-users.db");
+	const char *p;
+	char err[256];
+	int64_t version = -1;
+	struct rdb_state *st = NULL;
+	struct rdb *db = NULL;
+	sqlite3 *h = NULL;
+	sqlite3_stmt *q = NULL;
+
+	p = strstr(rdb_state_schema_sql, "PRAGMA application_id = ");
+	ok(p != NULL && strtoll(p + 24, NULL, 10) == RDB_STATE_APPLICATION_ID,
+	   "state-schema.sql's application_id is RDB_STATE_APPLICATION_ID");
+	p = strstr(rdb_state_schema_sql, "PRAGMA user_version = ");
+	ok(p != NULL && strtoll(p + 22, NULL, 10) == RDB_STATE_SCHEMA_VERSION,
+	   "state-schema.sql's user_version is RDB_STATE_SCHEMA_VERSION");
+
+	is_int(rdb_state_init(state, err, sizeof err), RDB_OK, "state init (%s)", err);
+	is_int(rdb_state_init(state, err, sizeof err), RDB_OK, "state init again");
+	ok(sqlite3_open(state, &h) == SQLITE_OK &&
+	   sqlite3_prepare_v2(h, "PRAGMA journal_mode", -1, &q, NULL) == SQLITE_OK &&
+	   sqlite3_step(q) == SQLITE_ROW &&
+	   strcmp((const char *)sqlite3_column_text(q, 0), "wal") == 0, "the state file is WAL");
+	sqlite3_finalize(q);
+	sqlite3_close(h);
+	is_int(rdb_state_probe(state, &version, err, sizeof err), RDB_OK, "probe a state file");
+	is_int(version, RDB_STATE_SCHEMA_VERSION, "probe reads its version");
+
+	is_int(rdb_init(users, err, sizeof err), RDB_OK, "users init");
+	is_int(rdb_state_probe(users, &version, err, sizeof err), RDB_INVALID,
+	       "probe: the users database is no state database");
+	ok(strstr(err, "not an smtp-relay state database") != NULL, "says so: %s", err);
+	is_int(rdb_state_init(users, err, sizeof err), RDB_ERROR, "state init refuses it");
+	is_int(rdb_state_open(users, RDB_READONLY, &st, err, sizeof err), RDB_ERROR,
+	       "state open refuses it");
+	is_int(rdb_open(state, RDB_READONLY, &db, err, sizeof err), RDB_ERROR,
+	       "users open refuses a state file");
+	ok(strstr(err, "not an smtp-relay users database") != NULL, "says so: %s", err);
+	ok(st == NULL && db == NULL, "no handles");
+	unlink(users);
+	unlink(state);
+	unlink(path_in("kind-state.db-wal"));
+	unlink(path_in("kind-state.db-shm"));
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -423,6 +507,8 @@ int main(void)
 	}
 	test_policy();
 	test_limits_max();
+	test_policy_prepare_error();
+	test_state_kind();
 	test_state();
 	{
 		static const char *const files[] = { "users.db", "users.db-journal", "state.db",

@@ -188,6 +188,31 @@ class Check(unittest.TestCase):
         self.assertEqual(self.status(c, 'milter' + self.svc), 'fail')
         self.assertIn('pass unchecked', c['milter' + self.svc]['detail'])
 
+    def test_foreign_state_db_refused(self):
+        # A foreign SQLite file (any schema version) at the state database's path was read
+        # with a raw open that looked only at user_version, so it passed as "ok". The data
+        # layer checks the application_id: neither a foreign file nor the users database
+        # is a state database.
+        state = os.path.join(self.dir, 'state.db')
+        with sqlite3.connect(state) as con:
+            con.execute('CREATE TABLE t (x)')
+            con.execute('PRAGMA user_version = 1')
+        con.close()
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'state-db'), 'fail', self.explain(c))
+        self.assertIn('not an smtp-relay state database', c['state-db']['detail'])
+        shutil.copy(self.db, state)   # the users database named as the state database
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'state-db'), 'fail', self.explain(c))
+        self.assertIn('not an smtp-relay state database', c['state-db']['detail'])
+        os.unlink(state)              # the real one passes
+        p = subprocess.run([RELAY_ADMIN, '--db', self.db, '--state-db', state, 'init'],
+                           capture_output=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        c = self.run_check()
+        self.assertEqual(self.status(c, 'state-db'), 'ok', self.explain(c))
+        self.assertIn('schema version 2', c['state-db']['detail'])
+
     def test_upstream_levels(self):
         # judged on the transport the relay services name, not in main.cf
         self.main['smtp_tls_security_level'] = 'secure'

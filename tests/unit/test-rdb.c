@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "policy.h"
+#include "rdb-private.h" /* rdb_handle(): white-box checks of the connection */
 #include "rdb.h"
 #include "tap.h"
 

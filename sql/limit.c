@@ -1,10 +1,13 @@
 /*
- * window.c — sliding-window arithmetic over a per-second usage log (see window.h).
+ * limit.c — the limit domain (see limit.h): sliding-window arithmetic over a per-second
+ * usage log, units, metric names and the rule that makes a login active, disabled or
+ * expired.
  *
  * The log is a ring buffer ordered by time; appends happen at the newest end, pruning at
- * the oldest, so both are O(1) amortised and sums are O(entries in the window).
+ * the oldest, so both are O(1) amortised and sums are O(entries in the window). Pure: no
+ * I/O, no locks (callers hold theirs), no database.
  */
-#include "window.h"
+#include "limit.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -14,20 +17,20 @@
 
 struct entry {
 	int64_t t;
-	uint64_t v[MLT_METRICS];
+	uint64_t v[RDB_METRICS];
 };
 
-struct mlt_usage {
+struct rdb_usage {
 	struct entry *e;
 	size_t cap, head, len; /* ring: oldest at head */
 };
 
-struct mlt_usage *mlt_usage_new(void)
+struct rdb_usage *rdb_usage_new(void)
 {
-	return calloc(1, sizeof(struct mlt_usage));
+	return calloc(1, sizeof(struct rdb_usage));
 }
 
-void mlt_usage_free(struct mlt_usage *u)
+void rdb_usage_free(struct rdb_usage *u)
 {
 	if (u == NULL)
 		return;
@@ -35,7 +38,7 @@ void mlt_usage_free(struct mlt_usage *u)
 	free(u);
 }
 
-static struct entry *at(const struct mlt_usage *u, size_t k)
+static struct entry *at(const struct rdb_usage *u, size_t k)
 {
 	return &u->e[(u->head + k) % u->cap];
 }
@@ -45,13 +48,13 @@ static uint64_t sat_add(uint64_t a, uint64_t b)
 	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
-static bool grow(struct mlt_usage *u)
+static bool grow(struct rdb_usage *u)
 {
 	size_t cap = u->cap ? u->cap * 2 : 16;
 	struct entry *e;
 
-	if (cap > MLT_USAGE_MAX)
-		cap = MLT_USAGE_MAX;
+	if (cap > RDB_USAGE_MAX)
+		cap = RDB_USAGE_MAX;
 	e = malloc(cap * sizeof *e);
 	if (e == NULL)
 		return false;
@@ -66,11 +69,11 @@ static bool grow(struct mlt_usage *u)
 
 /* The log is full: merge the two oldest entries into the later one. Over-counts a little
  * for windows that see only the later second; never under-counts. */
-static void squeeze(struct mlt_usage *u)
+static void squeeze(struct rdb_usage *u)
 {
 	struct entry *a = at(u, 0), *b = at(u, 1);
 
-	for (int m = 0; m < MLT_METRICS; m++)
+	for (int m = 0; m < RDB_METRICS; m++)
 		b->v[m] = sat_add(b->v[m], a->v[m]);
 	u->head = (u->head + 1) % u->cap;
 	u->len--;
@@ -80,7 +83,7 @@ static void squeeze(struct mlt_usage *u)
  * after `t` exist only if the clock stepped back since they were written: they stay counted
  * in full (a step must not hand out the quota again) but leave the windows at most one
  * window after `t`, instead of one window after the clock catches up with them. */
-void mlt_usage_clamp(struct mlt_usage *u, int64_t t)
+void rdb_usage_clamp(struct rdb_usage *u, int64_t t)
 {
 	struct entry *last;
 
@@ -90,7 +93,7 @@ void mlt_usage_clamp(struct mlt_usage *u, int64_t t)
 	while (u->len > 1 && at(u, u->len - 2)->t >= t) {
 		struct entry *prev = at(u, u->len - 2);
 
-		for (int m = 0; m < MLT_METRICS; m++)
+		for (int m = 0; m < RDB_METRICS; m++)
 			prev->v[m] = sat_add(prev->v[m], last->v[m]);
 		u->len--;
 		last = prev;
@@ -98,18 +101,18 @@ void mlt_usage_clamp(struct mlt_usage *u, int64_t t)
 	last->t = t;
 }
 
-bool mlt_usage_add(struct mlt_usage *u, int64_t t, const uint64_t v[MLT_METRICS])
+bool rdb_usage_add(struct rdb_usage *u, int64_t t, const uint64_t v[RDB_METRICS])
 {
-	mlt_usage_clamp(u, t);
+	rdb_usage_clamp(u, t);
 	if (u->len > 0 && at(u, u->len - 1)->t == t) {
 		struct entry *last = at(u, u->len - 1);
 
-		for (int m = 0; m < MLT_METRICS; m++)
+		for (int m = 0; m < RDB_METRICS; m++)
 			last->v[m] = sat_add(last->v[m], v[m]);
 		return true;
 	}
 	if (u->len == u->cap) {
-		if (u->cap < MLT_USAGE_MAX) {
+		if (u->cap < RDB_USAGE_MAX) {
 			if (!grow(u))
 				return false;
 		} else {
@@ -124,7 +127,7 @@ bool mlt_usage_add(struct mlt_usage *u, int64_t t, const uint64_t v[MLT_METRICS]
 	return true;
 }
 
-uint64_t mlt_usage_sum(const struct mlt_usage *u, enum mlt_metric metric, int64_t window,
+uint64_t rdb_usage_sum(const struct rdb_usage *u, enum rdb_metric metric, int64_t window,
                        int64_t now)
 {
 	uint64_t sum = 0;
@@ -136,12 +139,12 @@ uint64_t mlt_usage_sum(const struct mlt_usage *u, enum mlt_metric metric, int64_
 
 		if (e->t <= now - window)
 			break;
-		sum = sat_add(sum, e->v[metric]); /* also an entry after `now`: see window.h */
+		sum = sat_add(sum, e->v[metric]); /* also an entry after `now`: see limit.h */
 	}
 	return sum;
 }
 
-void mlt_usage_prune(struct mlt_usage *u, int64_t now, int64_t keep)
+void rdb_usage_prune(struct rdb_usage *u, int64_t now, int64_t keep)
 {
 	while (u->len > 0 && at(u, 0)->t <= now - keep) {
 		u->head = (u->head + 1) % u->cap;
@@ -149,18 +152,18 @@ void mlt_usage_prune(struct mlt_usage *u, int64_t now, int64_t keep)
 	}
 }
 
-size_t mlt_usage_len(const struct mlt_usage *u)
+size_t rdb_usage_len(const struct rdb_usage *u)
 {
 	return u == NULL ? 0 : u->len;
 }
 
-int64_t mlt_window_wait(const struct mlt_usage *u, const struct mlt_limit *lim,
+int64_t rdb_window_wait(const struct rdb_usage *u, const struct rdb_limit *lim,
                         uint64_t reserved, uint64_t need, int64_t now)
 {
-	uint64_t used = mlt_usage_sum(u, lim->metric, lim->window, now);
+	uint64_t used = rdb_usage_sum(u, lim->metric, lim->window, now);
 
 	if (need > lim->max)
-		return MLT_WAIT_NEVER;
+		return RDB_WAIT_NEVER;
 	if (sat_add(sat_add(used, reserved), need) <= lim->max)
 		return 0;
 	/* Walk the window from its oldest entry: entry e leaves the window at e.t + window, an
@@ -181,22 +184,22 @@ int64_t mlt_window_wait(const struct mlt_usage *u, const struct mlt_limit *lim,
 	return lim->window;
 }
 
-int64_t mlt_limits_wait(const struct mlt_usage *u, const struct mlt_limit *lims, size_t n,
-                        const uint64_t reserved[MLT_METRICS], const uint64_t need[MLT_METRICS],
+int64_t rdb_limits_wait(const struct rdb_usage *u, const struct rdb_limit *lims, size_t n,
+                        const uint64_t reserved[RDB_METRICS], const uint64_t need[RDB_METRICS],
                         int64_t now, size_t *which)
 {
 	int64_t worst = 0;
 
 	for (size_t k = 0; k < n; k++) {
-		const struct mlt_limit *l = &lims[k];
+		const struct rdb_limit *l = &lims[k];
 
 		if (need[l->metric] == 0)
 			continue;
-		int64_t w = mlt_window_wait(u, l, reserved[l->metric], need[l->metric], now);
+		int64_t w = rdb_window_wait(u, l, reserved[l->metric], need[l->metric], now);
 
 		if (w == 0)
 			continue;
-		if (worst != MLT_WAIT_NEVER && (w == MLT_WAIT_NEVER || w > worst)) {
+		if (worst != RDB_WAIT_NEVER && (w == RDB_WAIT_NEVER || w > worst)) {
 			worst = w;
 			if (which != NULL)
 				*which = k;
@@ -223,7 +226,7 @@ static bool parse_number(const char *s, uint64_t *n, const char **rest)
 	return true;
 }
 
-bool mlt_parse_duration(const char *s, int64_t max, int64_t *out)
+bool rdb_parse_duration(const char *s, int64_t max, int64_t *out)
 {
 	static const struct { char unit; int64_t mul; } units[] = {
 		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 }, { 'w', 604800 },
@@ -245,7 +248,7 @@ bool mlt_parse_duration(const char *s, int64_t max, int64_t *out)
 	return true;
 }
 
-bool mlt_parse_size(const char *s, uint64_t *out)
+bool rdb_parse_size(const char *s, uint64_t *out)
 {
 	uint64_t n, mul = 0;
 	const char *rest;
@@ -269,7 +272,7 @@ bool mlt_parse_size(const char *s, uint64_t *out)
 	return true;
 }
 
-void mlt_format_duration(int64_t s, char *out, size_t outlen)
+void rdb_format_duration(int64_t s, char *out, size_t outlen)
 {
 	if (s > 0 && s % 604800 == 0)
 		snprintf(out, outlen, "%" PRId64 "w", s / 604800);
@@ -283,12 +286,33 @@ void mlt_format_duration(int64_t s, char *out, size_t outlen)
 		snprintf(out, outlen, "%" PRId64 "s", s);
 }
 
-const char *mlt_metric_name(enum mlt_metric m)
+/* ---- metrics and the login rule ------------------------------------------------------ */
+
+/* The spelling in the users database's `limits.metric` column (its CHECK lists the same). */
+static const char *const metric_names[RDB_METRICS] = { "messages", "recipients", "bytes" };
+
+const char *rdb_metric_name(enum rdb_metric m)
 {
-	switch (m) {
-	case MLT_MESSAGES: return "messages";
-	case MLT_RECIPIENTS: return "recipients";
-	case MLT_BYTES: return "bytes";
-	default: return "?";
+	return (unsigned)m < RDB_METRICS ? metric_names[m] : "?";
+}
+
+bool rdb_metric_parse(const char *s, enum rdb_metric *out)
+{
+	for (int m = 0; m < RDB_METRICS; m++) {
+		if (strcmp(s, metric_names[m]) == 0) {
+			*out = (enum rdb_metric)m;
+			return true;
+		}
 	}
+	return false;
+}
+
+enum rdb_login_state rdb_login_state_at(bool enabled, bool has_expiry, int64_t expires_at,
+                                        int64_t now)
+{
+	if (!enabled)
+		return RDB_LOGIN_DISABLED;
+	if (has_expiry && now >= expires_at)
+		return RDB_LOGIN_EXPIRED;
+	return RDB_LOGIN_ACTIVE;
 }

@@ -1,0 +1,245 @@
+/*
+ * conn.c — the connection core (see conn.h): opening a file of a known kind, its
+ * settings, the header check, the statement table and the one error holder.
+ *
+ * Every open goes through here, so every connection gets the same protection: extended
+ * result codes, SQLITE_DBCONFIG_DEFENSIVE (no writable_schema tricks), an untrusted schema
+ * (no side-effect functions from views or triggers in the file), a busy timeout, and the
+ * application_id check that tells our files from any other SQLite file.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "errbuf.h"
+
+enum rdb_result rdb_conn_fail(struct rdb_conn *c, enum rdb_result r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->err, sizeof c->err, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+enum rdb_result rdb_conn_fail_sqlite(struct rdb_conn *c, const char *what)
+{
+	return rdb_conn_fail(c, RDB_ERROR, "%s: %s", what,
+	                     c->h ? sqlite3_errmsg(c->h) : "no connection");
+}
+
+const char *rdb_conn_errmsg(const struct rdb_conn *c)
+{
+	return c->err[0] ? c->err : "no error";
+}
+
+bool rdb_conn_in_tx(const struct rdb_conn *c)
+{
+	return c->h != NULL && !sqlite3_get_autocommit(c->h);
+}
+
+void rdb_done(sqlite3_stmt *st)
+{
+	if (st != NULL) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
+}
+
+sqlite3_stmt *rdb_conn_stmt(struct rdb_conn *c, size_t id)
+{
+	return c->st != NULL && id < c->kind->nstmts ? c->st[id] : NULL;
+}
+
+enum rdb_result rdb_conn_exec(struct rdb_conn *c, size_t id, const char *what)
+{
+	sqlite3_stmt *st = rdb_conn_stmt(c, id);
+	enum rdb_result r = RDB_OK;
+
+	if (st == NULL)
+		return rdb_conn_fail(c, RDB_ERROR, "%s: no such statement", what);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		r = rdb_conn_fail_sqlite(c, what);
+	rdb_done(st);
+	return r;
+}
+
+bool rdb_conn_configure(sqlite3 *h, const struct rdb_kind *k, char *err, size_t errlen)
+{
+	sqlite3_extended_result_codes(h, 1);
+	if (sqlite3_db_config(h, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL) != SQLITE_OK ||
+	    sqlite3_db_config(h, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL) != SQLITE_OK ||
+	    sqlite3_busy_timeout(h, k->busy_ms) != SQLITE_OK) {
+		rdb_seterr(err, errlen, "cannot configure the connection: %s", sqlite3_errmsg(h));
+		return false;
+	}
+	return true;
+}
+
+bool rdb_conn_pragma_int(sqlite3 *h, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	bool ok = false;
+
+	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER) {
+		*out = sqlite3_column_int64(st, 0);
+		ok = true;
+	}
+	sqlite3_finalize(st);
+	return ok;
+}
+
+bool rdb_conn_read_header(sqlite3 *h, struct rdb_header *hd, char *err, size_t errlen)
+{
+	if (!rdb_conn_pragma_int(h, "PRAGMA application_id", &hd->app_id) ||
+	    !rdb_conn_pragma_int(h, "PRAGMA user_version", &hd->version) ||
+	    !rdb_conn_pragma_int(h, "SELECT count(*) FROM sqlite_schema", &hd->objects)) {
+		int code = sqlite3_extended_errcode(h);
+
+		rdb_seterr(err, errlen, "%s", code == SQLITE_NOTADB ? "not an SQLite database" :
+		           sqlite3_errmsg(h));
+		return false;
+	}
+	return true;
+}
+
+const char *rdb_conn_open_errmsg(sqlite3 *h)
+{
+	if (h == NULL)
+		return "out of memory";
+	/* SQLITE_OPEN_NOFOLLOW's refusal: SQLite only says "unable to open database file". */
+	if (sqlite3_extended_errcode(h) == SQLITE_CANTOPEN_SYMLINK)
+		return "the path contains a symbolic link, which this database refuses";
+	return sqlite3_errmsg(h);
+}
+
+/* A missing file gets the kind's advice rather than SQLite's "unable to open database
+ * file". A symbolic link is left to SQLite when the kind refuses links (it says so). */
+static bool check_exists(const struct rdb_kind *k, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if ((k->nofollow ? lstat(path, &st) : stat(path, &st)) != 0) {
+		if (errno == ENOENT)
+			rdb_seterr(err, errlen, "%s: %s", path, k->missing);
+		else
+			rdb_seterr(err, errlen, "%s: %s", path, strerror(errno));
+		return false;
+	}
+	if (!S_ISREG(st.st_mode) && !(k->nofollow && S_ISLNK(st.st_mode))) {
+		rdb_seterr(err, errlen, "%s: not a regular file", path);
+		return false;
+	}
+	return true;
+}
+
+static bool check_version(const struct rdb_kind *k, const char *path, enum rdb_mode mode,
+                          const struct rdb_header *hd, char *err, size_t errlen)
+{
+	if (hd->app_id != k->application_id) {
+		rdb_seterr(err, errlen, "%s: not an smtp-relay %s database", path, k->what);
+		return false;
+	}
+	if (hd->version > k->version) {
+		rdb_seterr(err, errlen, "%s: schema version %lld is newer than this program knows (%lld)",
+		           path, (long long)hd->version, (long long)k->version);
+		return false;
+	}
+	if (hd->version < k->version &&
+	    !(mode == RDB_READONLY && k->read_min_version > 0 &&
+	      hd->version >= k->read_min_version)) {
+		rdb_seterr(err, errlen, "%s: schema version %lld is older than %lld: run relay-admin "
+		           "init to migrate", path, (long long)hd->version, (long long)k->version);
+		return false;
+	}
+	return true;
+}
+
+/* How many of the kind's statements an open in `mode` prepares (see nstmts_read); the
+ * others stay NULL, which rdb_conn_stmt() hands back for the caller to refuse. */
+static size_t prepared_count(const struct rdb_kind *k, enum rdb_mode mode)
+{
+	if (mode == RDB_READONLY && k->nstmts_read > 0 && k->nstmts_read < k->nstmts)
+		return k->nstmts_read;
+	return k->nstmts;
+}
+
+static int open_flags(const struct rdb_kind *k, int rw)
+{
+	return SQLITE_OPEN_NOMUTEX | (k->nofollow ? SQLITE_OPEN_NOFOLLOW : 0) | rw;
+}
+
+enum rdb_result rdb_conn_open(struct rdb_conn *c, const struct rdb_kind *k, const char *path,
+                              enum rdb_mode mode, char *err, size_t errlen)
+{
+	struct rdb_header hd;
+	char why[256];
+	const char *setup = k->setup[mode == RDB_READONLY ? 0 : 1];
+
+	c->kind = k;
+	c->mode = mode;
+	c->err[0] = '\0';
+	rdb_seterr(err, errlen, "%s", ""); /* callers may print it after a success */
+	if (path == NULL || path[0] == '\0') {
+		rdb_seterr(err, errlen, "no database path");
+		return RDB_INVALID;
+	}
+	if (!check_exists(k, path, err, errlen))
+		return RDB_ERROR;
+	if (sqlite3_open_v2(path, &c->h, open_flags(k, mode == RDB_READONLY ? SQLITE_OPEN_READONLY
+	                                                   : SQLITE_OPEN_READWRITE), NULL) != SQLITE_OK) {
+		rdb_seterr(err, errlen, "%s: %s", path, rdb_conn_open_errmsg(c->h));
+		goto fail;
+	}
+	if (!rdb_conn_configure(c->h, k, err, errlen))
+		goto fail;
+	if (!rdb_conn_read_header(c->h, &hd, why, sizeof why)) {
+		rdb_seterr(err, errlen, "%s: %s", path, why);
+		goto fail;
+	}
+	if (!check_version(k, path, mode, &hd, err, errlen))
+		goto fail;
+	if (setup != NULL && sqlite3_exec(c->h, setup, NULL, NULL, NULL) != SQLITE_OK) {
+		rdb_seterr(err, errlen, "%s: %s", path, sqlite3_errmsg(c->h));
+		goto fail;
+	}
+	/* Every statement now: it proves the tables are there, keeps the first request as
+	 * fast as the others, and no call later can fail for want of one. */
+	c->st = calloc(k->nstmts ? k->nstmts : 1, sizeof *c->st);
+	if (c->st == NULL) {
+		rdb_seterr(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < prepared_count(k, mode); i++) {
+		if (sqlite3_prepare_v3(c->h, k->stmts[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i],
+		                       NULL) != SQLITE_OK) {
+			rdb_seterr(err, errlen, "%s: cannot prepare the %s database's statements (is "
+			           "the schema intact?): %s", path, k->what, sqlite3_errmsg(c->h));
+			goto fail;
+		}
+	}
+	return RDB_OK;
+fail:
+	rdb_conn_close(c);
+	return RDB_ERROR;
+}
+
+void rdb_conn_close(struct rdb_conn *c)
+{
+	if (c == NULL)
+		return;
+	if (c->st != NULL)
+		for (size_t i = 0; i < c->kind->nstmts; i++)
+			sqlite3_finalize(c->st[i]);
+	free(c->st);
+	c->st = NULL;
+	sqlite3_close(c->h);
+	c->h = NULL;
+}

@@ -1,0 +1,53 @@
+-- smtp-relay state database, schema version 2 (PRAGMA user_version = 2).
+--
+-- Written only by relay-milter (one writer thread, batched transactions, WAL journal);
+-- read by relay-admin (usage, log, user list). Times are unix seconds (UTC).
+-- The application_id marks the file as ours, and as a state database: neither database
+-- can be mistaken for the other or for a foreign SQLite file.
+-- Created by sql/migrations.c (relay-admin init, relay-milter at start) in one transaction,
+-- the same path as the users database; version N adds a migration like sql/migrations/.
+
+PRAGMA application_id = 1919706227;  -- 0x726C7973, "rlys"
+
+-- one row per login and second with traffic: the sliding windows are sums over these
+CREATE TABLE usage (
+  login      TEXT    NOT NULL COLLATE NOCASE,
+  ts         INTEGER NOT NULL,
+  messages   INTEGER NOT NULL DEFAULT 0 CHECK (messages >= 0),
+  recipients INTEGER NOT NULL DEFAULT 0 CHECK (recipients >= 0),
+  bytes      INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),
+  PRIMARY KEY (login, ts)
+) WITHOUT ROWID;
+CREATE TABLE last_use (
+  login       TEXT    NOT NULL COLLATE NOCASE PRIMARY KEY,
+  ts          INTEGER NOT NULL,
+  client_addr TEXT    NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE TABLE audit (
+  id          INTEGER PRIMARY KEY,
+  ts          INTEGER NOT NULL,
+  login       TEXT    NOT NULL,
+  client_addr TEXT    NOT NULL,
+  tls_version TEXT    NOT NULL,
+  cipher      TEXT    NOT NULL,
+  env_from    TEXT    NOT NULL,
+  header_from TEXT    NOT NULL,
+  rcpt_count  INTEGER NOT NULL,
+  size        INTEGER NOT NULL,
+  queue_id    TEXT    NOT NULL,
+  verdict     TEXT    NOT NULL,
+  reason      TEXT    NOT NULL
+);
+CREATE INDEX audit_ts ON audit (ts);
+CREATE INDEX audit_login_ts ON audit (login COLLATE NOCASE, ts);
+
+-- relay-milter's crash journal (milter/journal.h): the journal id and sequence number of
+-- the last journal record applied, written in the same transaction as the record, so that
+-- a record is never applied twice. Added in version 2 (migrations/state-002.sql).
+CREATE TABLE journal_mark (
+  id         INTEGER PRIMARY KEY CHECK (id = 1),
+  journal_id INTEGER NOT NULL,
+  seq        INTEGER NOT NULL CHECK (seq >= 0)
+);
+
+PRAGMA user_version = 2;
