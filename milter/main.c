@@ -4,7 +4,8 @@
  * Start-up order (why): parse and validate the configuration; fork (before any thread
  * exists); block the signals in every future thread; write the PID file while still root;
  * drop privileges; open the databases (a SQLite connection must not cross fork()); create
- * the socket as the milter's user; start the SIGUSR1 reload thread; run smfi_main().
+ * the socket as the milter's user; start the SIGUSR1 reload thread; run libmilter's loop
+ * (seam.c, the only module that calls smfi_*).
  * libmilter's own signal thread turns SIGHUP, SIGTERM and SIGINT into a stop; afterwards
  * the state writer flushes so that counters survive the restart, retrying for up to
  * stop_flush_timeout seconds; records it still cannot write make the exit status 1.
@@ -27,12 +28,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libmilter/mfapi.h>
-
 #include "callbacks.h"
 #include "log.h"
 #include "relay-config.h"
 #include "safefs.h"
+#include "seam.h"
 
 struct reload_ctx {
 	const char *path;
@@ -319,15 +319,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	mlt_callbacks_init(&d);
-	if (smfi_setconn(cfg.socket) != MI_SUCCESS || smfi_settimeout((int)cfg.timeout) != MI_SUCCESS ||
-	    smfi_register(mlt_filter) != MI_SUCCESS) {
-		mlt_log(LOG_ERR, "libmilter refused the socket %s or the filter", cfg.socket);
-		goto out;
-	}
 	umask(~cfg.socket_mode & 0777);
-	if (smfi_opensocket(true) != MI_SUCCESS) {
-		mlt_log(LOG_ERR, "cannot listen on %s (does its folder exist and belong to us?)",
-		        cfg.socket);
+	if (mlt_seam_listen(&cfg, err, sizeof err) != 0) {
+		mlt_log(LOG_ERR, "%s", err);
 		goto out;
 	}
 	umask(077);
@@ -342,7 +336,7 @@ int main(int argc, char **argv)
 	mlt_log_startup(false);
 	if (!foreground)
 		detach_stdio(ready_fd, cfg.log == MLT_LOG_STDERR);
-	status = smfi_main() == MI_SUCCESS ? 0 : 1;
+	status = mlt_seam_run() == 0 ? 0 : 1;
 	mlt_log(LOG_NOTICE, "stopping");
 out:
 	if (reloader_started) {

@@ -20,6 +20,7 @@ enum {
 	P_SENDERS,
 	P_DATA_VERSION,
 	P_MAX_WINDOW,
+	P_METRICS,
 	P_LIMITS_OWN,
 	P_LIMITS_DEL_METRIC,
 	P_LIMITS_DEL_ALL,
@@ -48,6 +49,9 @@ static const char *const sql[P_COUNT_] = {
 	              " WHERE l.name = ?1 ORDER BY s.pattern",
 	[P_DATA_VERSION] = "PRAGMA data_version",
 	[P_MAX_WINDOW] = "SELECT coalesce(max(window_seconds), 0) FROM limits",
+	/* the distinct metrics as bits 1 << enum rdb_metric: the sum of distinct powers of 2 */
+	[P_METRICS] = "SELECT coalesce(sum(DISTINCT CASE metric WHEN 'messages' THEN 1"
+	              " WHEN 'recipients' THEN 2 WHEN 'bytes' THEN 4 ELSE 0 END), 0) FROM limits",
 	[P_LIMITS_OWN] = "SELECT metric, window_seconds, max_count FROM limits WHERE login_id = ?1"
 	                 " ORDER BY CASE metric WHEN 'messages' THEN 0 WHEN 'recipients' THEN 1"
 	                 " ELSE 2 END, window_seconds LIMIT ?2",
@@ -298,6 +302,15 @@ enum rdb_result rdb_policy_data_version(struct rdb_policy *p, int64_t *out)
 enum rdb_result rdb_policy_max_window(struct rdb_policy *p, int64_t *out)
 {
 	return one_int(p, P_MAX_WINDOW, out);
+}
+
+enum rdb_result rdb_policy_metrics(struct rdb_policy *p, unsigned *mask)
+{
+	int64_t v = 0;
+	enum rdb_result r = one_int(p, P_METRICS, &v);
+
+	*mask = r == RDB_OK ? (unsigned)(v & ((1 << RDB_METRICS) - 1)) : 0;
+	return r;
 }
 
 static enum rdb_result resolve(struct rdb_policy *p, const char *name, int64_t *id)

@@ -164,7 +164,7 @@ int main(void)
 		m.max = 2;
 		mlt_verdict_rate(&alice, &m, MLT_WAIT_NEVER, &v);
 		is_str(S(v.rcode), "550", "count alone over the limit: 550");
-		mlt_verdict_tempfail(&v, "state-db-error", "state database unavailable");
+		mlt_verdict_tempfail(&v, MLT_WHY_STATE_DB_ERROR, "state database unavailable");
 		is_str(S(v.rcode), "451", "internal error: 451");
 		is_str(S(v.xcode), "4.3.0", "internal error: 4.3.0");
 	}

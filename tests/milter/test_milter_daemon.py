@@ -128,7 +128,7 @@ def send(sock, login, sender, rcpts=("<to@dest.example>",), header_from=None, ar
         last = None
         for rc in rcpts:
             last = m.rcpt(rc)
-            if last.code == "c":
+            if last is None or last.code == "c":  # None: no reply negotiated (NR_RCPT)
                 accepted += 1
         if accepted == 0:
             m.abort()
