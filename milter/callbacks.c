@@ -542,6 +542,11 @@ sfsistat mlt_cb_eom(const struct mlt_mta *mta)
 	m->bytes = msg_size(c, m);
 	if (m->late)
 		return refuse_msg(mta, c, &m->late_v);
+	/* negotiated without headers (no From: check then), and a reload switched the check
+	 * on: the headers never came, so "no From:" would be a lie; a new session has them */
+	if (c->no_hdrs && m->cfg->c.check_header_from)
+		return internal(mta, c, MLT_WHY_STALE_SESSION,
+		                "the From: check was switched on during this session");
 	if (m->from_overflow) {
 		mlt_verdict_set(&v, MLT_WHY_FROM_INVALID, "Too many or too long From: headers");
 		return refuse_msg(mta, c, &v);

@@ -56,6 +56,7 @@ static const struct {
 	[MLT_WHY_NO_CONFIG]          = { MLT_TEMPFAIL, "451", "4.3.0", "no-config" },
 	[MLT_WHY_OUT_OF_MEMORY]      = { MLT_TEMPFAIL, "451", "4.3.0", "out-of-memory" },
 	[MLT_WHY_QUARANTINE_FAILED]  = { MLT_TEMPFAIL, "451", "4.3.0", "quarantine-failed" },
+	[MLT_WHY_STALE_SESSION]      = { MLT_TEMPFAIL, "451", "4.3.0", "stale-session" },
 };
 
 const char *mlt_why_tag(enum mlt_why why)

@@ -71,6 +71,7 @@ enum mlt_why {
 	MLT_WHY_NO_CONFIG,
 	MLT_WHY_OUT_OF_MEMORY,
 	MLT_WHY_QUARANTINE_FAILED,
+	MLT_WHY_STALE_SESSION,      /* the session negotiated before the policy needed more */
 	MLT_WHY_COUNT_
 };
 

@@ -403,8 +403,12 @@ static void negotiation_from_policy(struct mlt_daemon *d)
 	publish(false);
 	sess_open(&fresh, "kay");
 	ok(fresh.steps & SMFIP_NOHDRS, "no byte limit, no From: check: no headers either");
+	publish(true); /* a reload switches the check on: this session has no headers */
+	is_int(mail(&fresh, "<kay@example.com>", NULL), SMFIS_CONTINUE, "headerless: MAIL");
+	is_int(content(&fresh, "kay@example.com", 10), SMFIS_TEMPFAIL,
+	       "From: check on, headers never sent: tempfail, not \"no From:\"");
+	is_str(fresh.f.rcode, "451", "stale session: 451");
 	sess_close(&fresh);
-	publish(true);
 
 	/* a recipient limit appears while `s` runs without RCPT replies: that connection
 	 * cannot refuse one recipient, so the message is refused at end of message */
@@ -468,7 +472,7 @@ int main(void)
 	is_int(mlt_writer_stop(d.writer, 5), 0, "writer flushed everything");
 	ok(rdb_state_open(state, RDB_READONLY, &st, err, sizeof err) == RDB_OK, "state db");
 	ok(rdb_state_audit_foreach(st, "kay", 0, 100, audit_row, &aw) == RDB_OK, "kay's audit");
-	is_str(aw.verdicts, "rejected accepted tempfailed accepted ", "kay's verdicts");
+	is_str(aw.verdicts, "rejected accepted tempfailed tempfailed accepted ", "kay's verdicts");
 	is_int(aw.rcpts[1], 3, "RCPT without replies: the audit record still counts 3 recipients");
 	is_int(aw.size[1], 5000, "without the body the audit size is SIZE=");
 	ok(rdb_state_audit_foreach(st, "hol", 0, 100, audit_row, &hw) == RDB_OK, "hol's audit");
