@@ -81,12 +81,11 @@ CONFIGS = {
 }
 
 
-def make_message(size=4096):
-    """A plain-text message of about `size` bytes (at least its headers) with the headers
-    a mail client writes."""
+def make_message(size=None):
+    """A plain-text message with the headers a mail client writes: ~4 KiB (36 paragraphs,
+    as before --size existed), or about `size` bytes (at least the headers)."""
     para = (b'The quarterly figures are attached to the ticket; this paragraph only gives the '
             b'message a realistic size.\r\n')
-    body = b''.join(para for _ in range(max(1, (size - 462 + len(para) // 2) // len(para))))
     head = (b'From: Bench Sender <' + SENDER.encode() + b'>\r\n'
             b'To: Alice <alice@example.net>, Bob <bob@example.net>\r\n'
             b'Cc: carol@example.net\r\n'
@@ -97,6 +96,8 @@ def make_message(size=4096):
             b'Content-Type: text/plain; charset=utf-8\r\n'
             b'Content-Transfer-Encoding: 7bit\r\n'
             b'User-Agent: smtp-relay bench/e2e\r\n\r\n')
+    n = 36 if size is None else max(1, round((size - len(head)) / len(para)))
+    body = b''.join(para for _ in range(n))
     return head, body
 
 
@@ -394,8 +395,9 @@ def main():
                     help='measured rounds per configuration, after one warm-up (6)')
     ap.add_argument('--configs', default='a,b,c,d', help='which of a,b,c,d to run (a,b,c,d)')
     ap.add_argument('--rcpts', type=int, default=3, help='recipients per message, 1-3 (3)')
-    ap.add_argument('--size', type=int, default=4096,
-                    help='approximate message size in bytes (4096; 1024 = the small case)')
+    ap.add_argument('--size', type=int, default=None,
+                    help='approximate message size in bytes (default ~4 KiB; 1024 = the small '
+                         'case)')
     ap.add_argument('--keep', action='store_true', help='keep the lab folder')
     ap.add_argument('--perf', metavar='DIR',
                     help='record a system-wide perf profile of the last round of each '
@@ -404,7 +406,7 @@ def main():
     configs = [c for c in a.configs.split(',') if c]
     if not configs or any(c not in CONFIGS for c in configs):
         ap.error('--configs takes a comma-separated subset of a,b,c,d')
-    if not 1 <= a.rcpts <= len(RCPTS) or a.size < 0:
+    if not 1 <= a.rcpts <= len(RCPTS) or (a.size is not None and a.size < 0):
         ap.error('need 1 <= --rcpts <= %d and --size >= 0' % len(RCPTS))
     rcpts = RCPTS[:a.rcpts]
     if a.rounds < 1 or a.sessions < 1 or a.seconds <= 0 or a.sessions > 200:
