@@ -103,13 +103,9 @@ static int f_setsymlist(void *ctx, int stage, const char *macros)
 	return 0;
 }
 
+/* in the order of struct mlt_mta_ops */
 static const struct mlt_mta_ops fake_ops = {
-	.getpriv = f_getpriv,
-	.setpriv = f_setpriv,
-	.getsymval = f_getsymval,
-	.setreply = f_setreply,
-	.quarantine = f_quarantine,
-	.setsymlist = f_setsymlist,
+	f_getpriv, f_setpriv, f_getsymval, f_setreply, f_quarantine, f_setsymlist,
 };
 
 struct sess {
