@@ -293,6 +293,9 @@ sfsistat mlt_cb_negotiate(const struct mlt_mta *mta, unsigned long f0, unsigned 
 	c->nr_rcpt = (*pf1 & SMFIP_NR_RCPT) != 0;
 	c->no_body = (*pf1 & SMFIP_NOBODY) != 0;
 	c->no_hdrs = (*pf1 & SMFIP_NOHDRS) != 0;
+	mlt_log(LOG_DEBUG, "session negotiated: body %s, RCPT %s, headers %s",
+	        c->no_body ? "skipped" : "sent", c->nr_rcpt ? "without replies" : "answered",
+	        c->no_hdrs ? "skipped" : "sent");
 	if (f0 & SMFIF_SETSYMLIST) {
 		mta->ops->setsymlist(mta->ctx, SMFIM_ENVFROM,
 		                     "i {auth_type} {auth_authen} {tls_version} {cipher}"

@@ -7,8 +7,10 @@ real relay-milter (relaylab's Milter, as user postfix) runs beside it on a socke
 lab folder, with its own state database. Covers: spoofed envelope sender (553 5.7.1 with a clear text), spoofed header
 From (550 5.7.1), 5 messages per window (6th gets 450 4.7.1, passes once the window has
 room), the recipient limit counting recipients, refused mail not counted, counters across
-a milter restart, hold over limit (Postfix hold queue), and the milter killed with -9 (451,
-nothing passes unchecked; service resumes after a restart).
+a milter restart, hold over limit (Postfix hold queue), the milter killed with -9 (451,
+nothing passes unchecked; service resumes after a restart), and with no recipient or byte
+limit left the stages negotiated away (RCPT without replies, no body) with recipients still
+counted in the audit log.
 
 Needs root; exits 77 (meson's "skipped") otherwise.
 Run: RELAY_BUILD_ROOT=<build dir> /usr/bin/python3 tests/e2e/test_milter.py [-v]
@@ -41,7 +43,7 @@ class MilterE2E(LabCase):
     # relay-admin setup --milter; reads policy changes at once, flushes counters quickly
     relay_options = {'milter': True,
                      'milter_conf': 'policy_refresh_ms = 0\nstate_flush_ms = 20\n'
-                                    'daemon_name = ORIGINATING\n'}
+                                    'daemon_name = ORIGINATING\nlog_level = debug\n'}
 
     @classmethod
     def setUpLab(cls):
@@ -195,6 +197,34 @@ class MilterE2E(LabCase):
         code, refused = self.send('alice')
         self.assertEqual((code, refused), (250, {}))
         self.up.wait_messages(before + 1)
+
+    def test_j_stages_follow_the_policy(self):
+        # without any recipient limit the milter takes RCPT without replies (and, with no
+        # byte limit anywhere, no body): real Postfix must still deliver, and the audit
+        # record must still count the recipients
+        self.relay.admin('limit', 'clear', 'rcpt3')
+        mark = len(self.milter.log())
+        before = len(self.up.messages())
+        to = ('one@example.net', 'two@example.net')
+        code, refused = self.send('kim', to=to)
+        self.assertEqual((code, refused), (250, {}))
+        self.up.wait_messages(before + 1)
+        rec = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            log = json.loads(self.admin('--json', 'log', '--user', 'kim').stdout)
+            if log and log[-1]['verdict'] == 'accepted':
+                rec = log[-1]
+                break
+            time.sleep(0.1)
+        self.assertIsNotNone(rec, 'no audit record for kim')
+        self.assertEqual(rec['recipients'], 2, rec)
+        self.assertGreater(rec['size'], 0, rec)
+        self.assertIn('session negotiated: body skipped, RCPT without replies, headers sent',
+                      self.milter.log()[mark:])
+        # a sender the login does not own is still refused at MAIL
+        code, text = self.send('kim', sender='ceo@bank.example', to=to)
+        self.assertEqual(code, 553, text)
 
 
 if __name__ == '__main__':
