@@ -7,6 +7,19 @@
  * and end of message (From:, real size, commit). The From: check runs at end of message
  * rather than end of headers: the SMTP client hears the answer after its final dot either
  * way, so the earlier stage would only add a round trip to every message.
+ *
+ * The rest follows the policy at negotiation (every packet costs the MTA and us CPU, and
+ * every reply a round trip the smtpd process waits for):
+ *   - no limit in the users database counts bytes: no body (NOBODY). The size in the
+ *     audit log is then the larger of the headers' bytes and the client's SIZE=;
+ *   - no limit counts recipients: RCPT needs no reply (NR_RCPT). Postfix 3.7 has no
+ *     recipient-count macro at end of message ({nrcpts} is Sendmail's), so the RCPT
+ *     packets still come and are counted for the audit record, without a round trip;
+ *   - neither bytes nor the From: check (check_header_from = no): no headers (NOHDRS).
+ * A limit added later applies from the next connection. Within a connection negotiated
+ * without RCPT replies, a recipient over a limit added meanwhile cannot be refused alone:
+ * the message is refused (or held) at end of message instead; without the body, the
+ * byte check uses SIZE=. If the users database cannot answer, every stage is asked for.
  */
 #include "callbacks.h"
 
@@ -33,6 +46,8 @@ struct mlt_cfgref {
 static struct mlt_daemon *daemon_state;
 static pthread_mutex_t cfg_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct mlt_cfgref *cfg_current;
+/* the usage horizon last handed to the writer: pushed again only when it changes */
+static atomic_int_fast64_t keep_pushed;
 
 struct msg {
 	struct mlt_cfgref *cfg;
@@ -40,7 +55,9 @@ struct msg {
 	struct mlt_resv resv;
 	bool hold;                          /* over a limit with hold_over_limit: quarantine */
 	char hold_text[240];
-	char refusal[64];                   /* last per-recipient refusal, for the audit log */
+	const char *refusal;                /* last per-recipient refusal, for the audit log */
+	bool late;                          /* refuse at end of message with `late_v` */
+	struct mlt_verdict late_v;          /* (a RCPT that could not be answered) */
 	char auth[MLT_LOGIN_MAX + 1];
 	char sender[MLT_ADDR_MAX + 1];
 	char header_from[MLT_ADDR_MAX + 1];
@@ -53,13 +70,15 @@ struct msg {
 };
 
 struct conn {
-	bool nr_hdr, nr_body;
+	bool nr_hdr, nr_body, nr_rcpt;      /* stages that send no reply */
+	bool no_body, no_hdrs;              /* stages the MTA does not send at all */
 	struct msg *msg;
 };
 
 void mlt_callbacks_init(struct mlt_daemon *d)
 {
 	daemon_state = d;
+	atomic_store(&keep_pushed, -1);
 }
 
 static void cfg_put(struct mlt_cfgref *c)
@@ -128,9 +147,9 @@ static void msg_free(struct msg *m)
 	free(m);
 }
 
-static void copy_macro(SMFICTX *ctx, const char *name, char *out, size_t outlen)
+static void copy_macro(const struct mlt_mta *mta, const char *name, char *out, size_t outlen)
 {
-	const char *v = smfi_getsymval(ctx, (char *)(uintptr_t)name);
+	const char *v = mta->ops->getsymval(mta->ctx, name);
 
 	mlt_sanitize(out, outlen, v);
 }
@@ -139,9 +158,9 @@ static void copy_macro(SMFICTX *ctx, const char *name, char *out, size_t outlen)
  * control or non-ASCII bytes, characters no login may have) is copied sanitized, for the
  * logs only, and false: it must match no login. mlt_sanitize() alone would turn '%' (valid
  * in a login) and control bytes into '?' and cut long values, i.e. look up another login. */
-static bool copy_login(SMFICTX *ctx, char *out, size_t outlen)
+static bool copy_login(const struct mlt_mta *mta, char *out, size_t outlen)
 {
-	const char *v = smfi_getsymval(ctx, (char *)(uintptr_t)"{auth_authen}");
+	const char *v = mta->ops->getsymval(mta->ctx, "{auth_authen}");
 
 	if (v != NULL && strnlen(v, outlen) < outlen && rdb_name_valid(v, NULL, 0)) {
 		memcpy(out, v, strlen(v) + 1);
@@ -154,8 +173,8 @@ static bool copy_login(SMFICTX *ctx, char *out, size_t outlen)
 /* Queues the audit record (and usage when counted) for the writer thread. A counted
  * record is in the crash journal when this returns true (writer.h); false: it is not, and
  * the message must not be accepted. */
-static bool audit(SMFICTX *ctx, const struct msg *m, const char *verdict, const char *reason,
-                  bool counted)
+static bool audit(const struct mlt_mta *mta, const struct msg *m, const char *verdict,
+                  const char *reason, bool counted)
 {
 	struct mlt_record *r = calloc(1, sizeof *r);
 	char shown_from[sizeof r->env_from], line[2048];
@@ -177,8 +196,7 @@ static bool audit(SMFICTX *ctx, const struct msg *m, const char *verdict, const 
 	snprintf(r->cipher, sizeof r->cipher, "%s", m->cipher);
 	snprintf(r->env_from, sizeof r->env_from, "%s", m->sender);
 	snprintf(r->header_from, sizeof r->header_from, "%s", m->header_from);
-	if (ctx != NULL)
-		copy_macro(ctx, "i", r->queue_id, sizeof r->queue_id);
+	copy_macro(mta, "i", r->queue_id, sizeof r->queue_id);
 	snprintf(r->verdict, sizeof r->verdict, "%s", verdict);
 	snprintf(r->reason, sizeof r->reason, "%s", reason);
 	r->rcpt_count = m->rcpts;
@@ -197,15 +215,10 @@ static bool audit(SMFICTX *ctx, const struct msg *m, const char *verdict, const 
 }
 
 /* Sets the reply for a refusal and maps the verdict onto a libmilter status. */
-static sfsistat reply(SMFICTX *ctx, const struct mlt_verdict *v)
+static sfsistat reply(const struct mlt_mta *mta, const struct mlt_verdict *v)
 {
-	char text[sizeof v->text];
-
-	snprintf(text, sizeof text, "%s", v->text);
-	if (v->rcode[0] != '\0' &&
-	    smfi_setreply(ctx, (char *)(uintptr_t)v->rcode, (char *)(uintptr_t)v->xcode, text) !=
-	    MI_SUCCESS)
-		mlt_log(LOG_WARNING, "smfi_setreply failed for %s %s", v->rcode, v->xcode);
+	if (v->rcode[0] != '\0' && mta->ops->setreply(mta->ctx, v->rcode, v->xcode, v->text) != 0)
+		mlt_log(LOG_WARNING, "setting the reply failed for %s %s", v->rcode, v->xcode);
 	return v->action == MLT_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
 }
 
@@ -215,56 +228,86 @@ static const char *verdict_word(const struct mlt_verdict *v)
 }
 
 /* Refuses the whole message: audit, reply, free the message context. */
-static sfsistat refuse_msg(SMFICTX *ctx, struct conn *c, const struct mlt_verdict *v)
+static sfsistat refuse_msg(const struct mlt_mta *mta, struct conn *c,
+                           const struct mlt_verdict *v)
 {
 	sfsistat s;
 
-	audit(ctx, c->msg, verdict_word(v), v->reason, false);
-	s = reply(ctx, v);
+	audit(mta, c->msg, verdict_word(v), v->reason, false);
+	s = reply(mta, v);
 	msg_free(c->msg);
 	c->msg = NULL;
 	return s;
 }
 
-static sfsistat internal(SMFICTX *ctx, struct conn *c, const char *reason, const char *what)
+static sfsistat internal(const struct mlt_mta *mta, struct conn *c, enum mlt_why why,
+                         const char *what)
 {
 	struct mlt_verdict v;
 
-	mlt_verdict_tempfail(&v, reason, what);
-	mlt_log(LOG_ERR, "%s: tempfail (%s)", reason, what);
+	mlt_verdict_tempfail(&v, why, what);
+	mlt_log(LOG_ERR, "%s: tempfail (%s)", v.reason, what);
 	if (c != NULL && c->msg != NULL)
-		return refuse_msg(ctx, c, &v);
-	return reply(ctx, &v);
+		return refuse_msg(mta, c, &v);
+	return reply(mta, &v);
 }
 
-static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
-                             unsigned long f2, unsigned long f3, unsigned long *pf0,
-                             unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+static struct conn *conn_of(const struct mlt_mta *mta)
 {
-	const unsigned long steps = SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOUNKNOWN |
-	                            SMFIP_NODATA | SMFIP_NOEOH | SMFIP_NR_HDR | SMFIP_NR_BODY;
+	return mta->ops->getpriv(mta->ctx);
+}
+
+/* The stages this connection asks for, from the policy now (see the top of this file). */
+static unsigned long wanted_steps(void)
+{
+	unsigned long steps = SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NODATA |
+	                      SMFIP_NOEOH | SMFIP_NR_HDR | SMFIP_NR_BODY;
+	int metrics = mlt_store_metrics(daemon_state->store);
+	struct mlt_cfgref *cfg;
+
+	if (metrics < 0)
+		return steps; /* the database cannot say: ask for everything, MAIL will tempfail */
+	if (!(metrics & (1 << MLT_RECIPIENTS)))
+		steps |= SMFIP_NR_RCPT;
+	if (!(metrics & (1 << MLT_BYTES))) {
+		steps |= SMFIP_NOBODY;
+		cfg = cfg_get();
+		if (cfg != NULL && !cfg->c.check_header_from)
+			steps |= SMFIP_NOHDRS;
+		cfg_put(cfg);
+	}
+	return steps;
+}
+
+sfsistat mlt_cb_negotiate(const struct mlt_mta *mta, unsigned long f0, unsigned long f1,
+                          unsigned long *pf0, unsigned long *pf1)
+{
 	struct conn *c = calloc(1, sizeof *c);
 
-	if (c == NULL || smfi_setpriv(ctx, c) != MI_SUCCESS) {
+	if (c == NULL || mta->ops->setpriv(mta->ctx, c) != 0) {
 		free(c);
 		mlt_log(LOG_ERR, "out of memory at negotiate");
 		/* Not REJECT: that means "skip this milter", i.e. fail open. Without a context
-		 * every MAIL of this session is answered 451 (cb_envfrom). */
+		 * every MAIL of this session is answered 451 (mlt_cb_envfrom). */
 		return SMFIS_ALL_OPTS;
 	}
 	if (!(f0 & SMFIF_QUARANTINE))
 		mlt_log(LOG_WARNING, "MTA does not offer quarantine: holding is unavailable");
 	*pf0 = f0 & (SMFIF_QUARANTINE | SMFIF_SETSYMLIST);
-	*pf1 = f1 & steps;
-	*pf2 = 0;
-	*pf3 = 0;
+	*pf1 = f1 & wanted_steps();
 	c->nr_hdr = (*pf1 & SMFIP_NR_HDR) != 0;
 	c->nr_body = (*pf1 & SMFIP_NR_BODY) != 0;
+	c->nr_rcpt = (*pf1 & SMFIP_NR_RCPT) != 0;
+	c->no_body = (*pf1 & SMFIP_NOBODY) != 0;
+	c->no_hdrs = (*pf1 & SMFIP_NOHDRS) != 0;
+	mlt_log(LOG_DEBUG, "session negotiated: body %s, RCPT %s, headers %s",
+	        c->no_body ? "skipped" : "sent", c->nr_rcpt ? "without replies" : "answered",
+	        c->no_hdrs ? "skipped" : "sent");
 	if (f0 & SMFIF_SETSYMLIST) {
-		smfi_setsymlist(ctx, SMFIM_ENVFROM,
-		                (char *)(uintptr_t)"i {auth_type} {auth_authen} {tls_version} {cipher}"
-		                " {client_addr} {daemon_name} {mail_addr}");
-		smfi_setsymlist(ctx, SMFIM_EOM, (char *)(uintptr_t)"i");
+		mta->ops->setsymlist(mta->ctx, SMFIM_ENVFROM,
+		                     "i {auth_type} {auth_authen} {tls_version} {cipher}"
+		                     " {client_addr} {daemon_name} {mail_addr}");
+		mta->ops->setsymlist(mta->ctx, SMFIM_EOM, "i");
 	}
 	return SMFIS_CONTINUE;
 }
@@ -282,7 +325,7 @@ static bool hold_over_limit(struct msg *m, size_t which, int64_t wait, struct ml
 	return true;
 }
 
-static uint64_t size_param(char **argv)
+static uint64_t size_param(const char *const *argv)
 {
 	for (size_t k = 1; argv[k] != NULL; k++) {
 		if (strncasecmp(argv[k], "SIZE=", 5) == 0) {
@@ -295,9 +338,29 @@ static uint64_t size_param(char **argv)
 	return 0;
 }
 
-static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
+/* MAIL's reservation: 1 message and the declared size. */
+static sfsistat reserve_mail(const struct mlt_mta *mta, struct conn *c, struct msg *m)
 {
-	struct conn *c = smfi_getpriv(ctx);
+	const uint64_t need[MLT_METRICS] = { 1, 0, m->size_hint };
+	struct mlt_verdict v;
+	size_t which = 0;
+	int64_t wait = mlt_rate_reserve(daemon_state->rate, m->login->name, m->login->limits,
+	                                m->login->nlimits, need, mlt_rate_clock(), &m->resv,
+	                                &which);
+
+	if (wait == MLT_RATE_ERROR)
+		return internal(mta, c, MLT_WHY_OUT_OF_MEMORY, "out of memory");
+	if (wait != 0) {
+		if (!hold_over_limit(m, which, wait, &v))
+			return refuse_msg(mta, c, &v);
+		mlt_rate_release(daemon_state->rate, m->login->name, &m->resv);
+	}
+	return SMFIS_CONTINUE;
+}
+
+sfsistat mlt_cb_envfrom(const struct mlt_mta *mta, const char *const *argv)
+{
+	struct conn *c = conn_of(mta);
 	struct mlt_mail_facts f;
 	struct mlt_verdict v;
 	struct msg *m;
@@ -307,21 +370,21 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 	bool login_ok;
 
 	if (c == NULL) /* negotiate did not run or failed: refuse rather than pass */
-		return internal(ctx, NULL, "no-context", "milter session state missing");
+		return internal(mta, NULL, MLT_WHY_NO_CONTEXT, "milter session state missing");
 	if (argv == NULL || argv[0] == NULL)
-		return internal(ctx, NULL, "no-sender", "MAIL without an address");
+		return internal(mta, NULL, MLT_WHY_NO_SENDER, "MAIL without an address");
 	msg_free(c->msg);
 	c->msg = m = calloc(1, sizeof *m);
 	if (m == NULL)
-		return internal(ctx, NULL, "out-of-memory", "out of memory");
+		return internal(mta, NULL, MLT_WHY_OUT_OF_MEMORY, "out of memory");
 	m->cfg = cfg_get();
 	if (m->cfg == NULL)
-		return internal(ctx, c, "no-config", "no configuration");
-	login_ok = copy_login(ctx, m->auth, sizeof m->auth);
-	copy_macro(ctx, "{tls_version}", m->tls, sizeof m->tls);
-	copy_macro(ctx, "{cipher}", m->cipher, sizeof m->cipher);
-	copy_macro(ctx, "{client_addr}", m->client, sizeof m->client);
-	copy_macro(ctx, "{daemon_name}", daemon_name, sizeof daemon_name);
+		return internal(mta, c, MLT_WHY_NO_CONFIG, "no configuration");
+	login_ok = copy_login(mta, m->auth, sizeof m->auth);
+	copy_macro(mta, "{tls_version}", m->tls, sizeof m->tls);
+	copy_macro(mta, "{cipher}", m->cipher, sizeof m->cipher);
+	copy_macro(mta, "{client_addr}", m->client, sizeof m->client);
+	copy_macro(mta, "{daemon_name}", daemon_name, sizeof daemon_name);
 	/* the audit log shows the canonical sender when it parses, else the raw text */
 	if (mlt_envaddr_parse(argv[0], m->sender, NULL, 0) == MLT_ADDR_INVALID)
 		mlt_sanitize(m->sender, sizeof m->sender, argv[0]);
@@ -333,72 +396,86 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 	};
 	mlt_decide_session(&m->cfg->c, &f, &v);
 	if (v.action != MLT_CONTINUE)
-		return refuse_msg(ctx, c, &v);
+		return refuse_msg(mta, c, &v);
 	if (!mlt_writer_healthy(daemon_state->writer))
-		return internal(ctx, c, "state-db-error", "state database unavailable");
+		return internal(mta, c, MLT_WHY_STATE_DB_ERROR, "state database unavailable");
 	lk = login_ok ? mlt_store_get(daemon_state->store, m->auth, now, &m->login)
 	              : MLT_LOOKUP_NOTFOUND;
 	mlt_decide_mail(&f, lk, m->login, m->sender, &v);
 	if (v.action != MLT_CONTINUE)
-		return refuse_msg(ctx, c, &v);
+		return refuse_msg(mta, c, &v);
+	m->size_hint = size_param(argv);
 	if (m->login->rate_exempt)
 		return SMFIS_CONTINUE;
-	m->size_hint = size_param(argv);
-	{
-		const uint64_t need[MLT_METRICS] = { 1, 0, m->size_hint };
-		size_t which = 0;
-		int64_t wait = mlt_rate_reserve(daemon_state->rate, m->login->name, m->login->limits,
-		                                m->login->nlimits, need, mlt_rate_clock(), &m->resv,
-		                                &which);
-
-		if (wait == MLT_RATE_ERROR)
-			return internal(ctx, c, "out-of-memory", "out of memory");
-		if (wait != 0) {
-			if (!hold_over_limit(m, which, wait, &v))
-				return refuse_msg(ctx, c, &v);
-			mlt_rate_release(daemon_state->rate, m->login->name, &m->resv);
-		}
-	}
-	return SMFIS_CONTINUE;
+	return reserve_mail(mta, c, m);
 }
 
-static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
+/* A recipient over a limit in a connection that negotiated RCPT without replies: the
+ * MTA will not hear an answer now, so the whole message is refused at end of message
+ * (the first such verdict wins). */
+static sfsistat refuse_later(struct msg *m, const struct mlt_verdict *v)
 {
-	struct conn *c = smfi_getpriv(ctx);
+	if (!m->late) {
+		m->late = true;
+		m->late_v = *v;
+	}
+	return SMFIS_NOREPLY;
+}
+
+sfsistat mlt_cb_envrcpt(const struct mlt_mta *mta, const char *const *argv)
+{
+	struct conn *c = conn_of(mta);
 	struct msg *m = c ? c->msg : NULL;
+	sfsistat ok_status = (c != NULL && c->nr_rcpt) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 	struct mlt_verdict v;
 	size_t which = 0;
 	int64_t wait;
 	const uint64_t need[MLT_METRICS] = { 0, 1, 0 };
 
-	if (m == NULL || m->login == NULL)
-		return internal(ctx, c, "no-context", "recipient without a sender");
+	(void)argv;
+	if (m == NULL || m->login == NULL) {
+		if (m != NULL && c->nr_rcpt) {
+			mlt_verdict_tempfail(&v, MLT_WHY_NO_CONTEXT, "recipient without a sender");
+			return refuse_later(m, &v);
+		}
+		/* without a message nothing reaches end of message: that stage tempfails too */
+		if (c != NULL && c->nr_rcpt)
+			return SMFIS_NOREPLY;
+		return internal(mta, c, MLT_WHY_NO_CONTEXT, "recipient without a sender");
+	}
 	if (m->login->rate_exempt || m->hold) {
 		m->rcpts++;
-		return SMFIS_CONTINUE;
+		return ok_status;
 	}
 	wait = mlt_rate_reserve(daemon_state->rate, m->login->name, m->login->limits,
 	                        m->login->nlimits, need, mlt_rate_clock(), &m->resv, &which);
-	if (wait == MLT_RATE_ERROR)
-		return internal(ctx, NULL, "out-of-memory", "out of memory");
+	if (wait == MLT_RATE_ERROR) {
+		if (!c->nr_rcpt)
+			return internal(mta, NULL, MLT_WHY_OUT_OF_MEMORY, "out of memory");
+		mlt_log(LOG_ERR, "out-of-memory: tempfail at end of message");
+		mlt_verdict_tempfail(&v, MLT_WHY_OUT_OF_MEMORY, "out of memory");
+		return refuse_later(m, &v);
+	}
 	if (wait != 0) {
 		if (hold_over_limit(m, which, wait, &v)) {
 			mlt_rate_release(daemon_state->rate, m->login->name, &m->resv);
 			m->rcpts++;
-			return SMFIS_CONTINUE;
+			return ok_status;
 		}
-		/* refuse this recipient only; the message goes on with the others */
-		snprintf(m->refusal, sizeof m->refusal, "%s", v.reason);
 		mlt_log(LOG_INFO, "login=%s recipient refused: %s", m->login->name, v.text);
-		return reply(ctx, &v);
+		if (c->nr_rcpt)
+			return refuse_later(m, &v);
+		/* refuse this recipient only; the message goes on with the others */
+		m->refusal = v.reason;
+		return reply(mta, &v);
 	}
 	m->rcpts++;
-	return SMFIS_CONTINUE;
+	return ok_status;
 }
 
-static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
+sfsistat mlt_cb_header(const struct mlt_mta *mta, const char *name, const char *value)
 {
-	struct conn *c = smfi_getpriv(ctx);
+	struct conn *c = conn_of(mta);
 	struct msg *m = c ? c->msg : NULL;
 	sfsistat ok_status = (c != NULL && c->nr_hdr) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 	size_t vlen = strlen(value);
@@ -422,102 +499,111 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
 	return ok_status;
 }
 
-static sfsistat cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
+sfsistat mlt_cb_body(const struct mlt_mta *mta, size_t len)
 {
-	struct conn *c = smfi_getpriv(ctx);
+	struct conn *c = conn_of(mta);
 
 	if (c != NULL && c->msg != NULL)
 		c->msg->bytes += len;
 	return (c != NULL && c->nr_body) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
-static sfsistat cb_eom(SMFICTX *ctx)
+/* The message's size: counted from headers and body, or, when the body was negotiated
+ * away, at least what the client declared with SIZE=. */
+static uint64_t msg_size(const struct conn *c, const struct msg *m)
 {
-	struct conn *c = smfi_getpriv(ctx);
+	if (c->no_body && m->size_hint > m->bytes)
+		return m->size_hint;
+	return m->bytes;
+}
+
+/* End of message for a limited login: the real size against the byte limits, then the
+ * reservation turns into usage. SMFIS_CONTINUE to go on (maybe held now). */
+static sfsistat commit_usage(const struct mlt_mta *mta, struct conn *c, struct msg *m)
+{
+	const uint64_t actual[MLT_METRICS] = { 1, m->rcpts, m->bytes };
+	struct mlt_verdict v;
+	size_t which = 0;
+	int64_t keep = mlt_store_horizon(daemon_state->store);
+	int64_t wait = mlt_rate_commit(daemon_state->rate, m->login->name, m->login->limits,
+	                               m->login->nlimits, &m->resv, actual, mlt_rate_clock(),
+	                               keep, &which);
+
+	if (wait == MLT_RATE_ERROR)
+		return internal(mta, c, MLT_WHY_OUT_OF_MEMORY, "out of memory");
+	if (wait != 0 && !hold_over_limit(m, which, wait, &v))
+		return refuse_msg(mta, c, &v);
+	/* the horizon changes only when the users database does: tell the writer then */
+	if (atomic_exchange(&keep_pushed, keep) != keep)
+		mlt_writer_set(daemon_state->writer, m->cfg->c.state_flush_ms,
+		               m->cfg->c.audit_retention, keep);
+	return SMFIS_CONTINUE;
+}
+
+sfsistat mlt_cb_eom(const struct mlt_mta *mta)
+{
+	struct conn *c = conn_of(mta);
 	struct msg *m = c ? c->msg : NULL;
 	struct mlt_verdict v;
+	sfsistat st;
 
 	if (m == NULL || m->login == NULL)
-		return internal(ctx, c, "no-context", "end of message without a sender");
+		return internal(mta, c, MLT_WHY_NO_CONTEXT, "end of message without a sender");
+	m->bytes = msg_size(c, m);
+	if (m->late)
+		return refuse_msg(mta, c, &m->late_v);
+	/* negotiated without headers (no From: check then), and a reload switched the check
+	 * on: the headers never came, so "no From:" would be a lie; a new session has them */
+	if (c->no_hdrs && m->cfg->c.check_header_from)
+		return internal(mta, c, MLT_WHY_STALE_SESSION,
+		                "the From: check was switched on during this session");
 	if (m->from_overflow) {
-		mlt_verdict_set(&v, MLT_REJECT, "5.7.1", "from-invalid",
-		                "Too many or too long From: headers");
-		return refuse_msg(ctx, c, &v);
+		mlt_verdict_set(&v, MLT_WHY_FROM_INVALID, "Too many or too long From: headers");
+		return refuse_msg(mta, c, &v);
 	}
 	mlt_decide_from(&m->cfg->c, m->login, (const char *const *)m->from, m->fromlen, m->nfrom,
 	                m->header_from, &v);
 	if (v.action != MLT_CONTINUE)
-		return refuse_msg(ctx, c, &v);
-	if (!m->login->rate_exempt && !m->hold) {
-		const uint64_t actual[MLT_METRICS] = { 1, m->rcpts, m->bytes };
-		size_t which = 0;
-		int64_t keep = mlt_store_horizon(daemon_state->store);
-		int64_t wait = mlt_rate_commit(daemon_state->rate, m->login->name, m->login->limits,
-		                               m->login->nlimits, &m->resv, actual, mlt_rate_clock(),
-		                               keep, &which);
-
-		if (wait == MLT_RATE_ERROR)
-			return internal(ctx, c, "out-of-memory", "out of memory");
-		if (wait != 0 && !hold_over_limit(m, which, wait, &v))
-			return refuse_msg(ctx, c, &v);
-		mlt_writer_set(daemon_state->writer, m->cfg->c.state_flush_ms,
-		               m->cfg->c.audit_retention, keep);
-	}
+		return refuse_msg(mta, c, &v);
+	if (!m->login->rate_exempt && !m->hold &&
+	    (st = commit_usage(mta, c, m)) != SMFIS_CONTINUE)
+		return st;
 	if (m->hold) {
-		if (smfi_quarantine(ctx, m->hold_text) != MI_SUCCESS)
-			return internal(ctx, c, "quarantine-failed", "cannot hold the message");
-		audit(ctx, m, "held", "held-over-limit", false);
+		if (mta->ops->quarantine(mta->ctx, m->hold_text) != 0)
+			return internal(mta, c, MLT_WHY_QUARANTINE_FAILED, "cannot hold the message");
+		audit(mta, m, "held", mlt_why_tag(MLT_WHY_HELD), false);
 	} else {
 		/* exempt logins are counted too: not limited, but `relay-admin usage` shows them.
 		 * The count and audit record must be in the journal before Postfix hears "accept". */
-		if (!audit(ctx, m, "accepted", m->login->rate_exempt ? "exempt" : "ok", true))
-			return internal(ctx, c, "state-journal-error", "cannot record the message");
+		if (!audit(mta, m, "accepted", m->login->rate_exempt ? "exempt" : "ok", true))
+			return internal(mta, c, MLT_WHY_JOURNAL_ERROR, "cannot record the message");
 	}
 	msg_free(m);
 	c->msg = NULL;
 	return SMFIS_CONTINUE;
 }
 
-static sfsistat cb_abort(SMFICTX *ctx)
+sfsistat mlt_cb_abort(const struct mlt_mta *mta)
 {
-	struct conn *c = smfi_getpriv(ctx);
+	struct conn *c = conn_of(mta);
 
 	if (c == NULL || c->msg == NULL)
 		return SMFIS_CONTINUE;
-	if (c->msg->refusal[0] != '\0')
-		audit(ctx, c->msg, "tempfailed", c->msg->refusal, false);
+	if (c->msg->refusal != NULL)
+		audit(mta, c->msg, "tempfailed", c->msg->refusal, false);
 	msg_free(c->msg);
 	c->msg = NULL;
 	return SMFIS_CONTINUE;
 }
 
-static sfsistat cb_close(SMFICTX *ctx)
+sfsistat mlt_cb_close(const struct mlt_mta *mta)
 {
-	struct conn *c = smfi_getpriv(ctx);
+	struct conn *c = conn_of(mta);
 
 	if (c == NULL)
 		return SMFIS_CONTINUE;
 	msg_free(c->msg);
 	free(c);
-	smfi_setpriv(ctx, NULL);
+	mta->ops->setpriv(mta->ctx, NULL);
 	return SMFIS_CONTINUE;
 }
-
-struct smfiDesc mlt_filter = {
-	.xxfi_name = (char *)(uintptr_t)"relay-milter",
-	.xxfi_version = SMFI_VERSION,
-	.xxfi_flags = SMFIF_QUARANTINE | SMFIF_SETSYMLIST,
-	.xxfi_connect = NULL,
-	.xxfi_helo = NULL,
-	.xxfi_envfrom = cb_envfrom,
-	.xxfi_envrcpt = cb_envrcpt,
-	.xxfi_header = cb_header,
-	.xxfi_eoh = NULL,
-	.xxfi_body = cb_body,
-	.xxfi_eom = cb_eom,
-	.xxfi_abort = cb_abort,
-	.xxfi_close = cb_close,
-	.xxfi_unknown = NULL,
-	.xxfi_data = NULL,
-	.xxfi_negotiate = cb_negotiate,
-};

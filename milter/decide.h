@@ -42,13 +42,54 @@ enum mlt_action {
 	MLT_HOLD,       /* accept into Postfix's hold queue */
 };
 
+/* Why a decision was taken. Each value has one row in decide.c's table: the action, the
+ * SMTP reply code, the enhanced status code (RFC 3463) and the audit log's reason tag. A
+ * verdict's codes come from that row only, never from comparing strings. */
+enum mlt_why {
+	MLT_WHY_OK,                 /* continue / accept */
+	MLT_WHY_NO_TLS,
+	MLT_WHY_TLS_TOO_OLD,
+	MLT_WHY_NO_AUTH,
+	MLT_WHY_UNKNOWN_LOGIN,
+	MLT_WHY_LOGIN_DISABLED,
+	MLT_WHY_LOGIN_EXPIRED,
+	MLT_WHY_SENDER_INVALID,
+	MLT_WHY_SENDER_NOT_ALLOWED,
+	MLT_WHY_FROM_MISSING,
+	MLT_WHY_FROM_INVALID,
+	MLT_WHY_FROM_NOT_ALLOWED,
+	MLT_WHY_TOO_BIG_ALONE,      /* one message over a byte limit: 552 5.3.4 */
+	MLT_WHY_TOO_MANY_ALONE,     /* one message over a count limit: 550 5.7.1 */
+	MLT_WHY_RATE_LIMIT,         /* 450 4.7.1, with the wait */
+	MLT_WHY_HELD,               /* over a limit, held instead (no reply code) */
+	/* internal trouble: 451 4.3.0, fail closed */
+	MLT_WHY_WRONG_SERVICE,
+	MLT_WHY_USERS_DB_ERROR,
+	MLT_WHY_STATE_DB_ERROR,
+	MLT_WHY_NO_CONTEXT,
+	MLT_WHY_NO_SENDER,
+	MLT_WHY_NO_CONFIG,
+	MLT_WHY_OUT_OF_MEMORY,
+	MLT_WHY_QUARANTINE_FAILED,
+	MLT_WHY_STALE_SESSION,      /* the session negotiated before the policy needed more */
+	MLT_WHY_JOURNAL_ERROR,      /* an accepted message's record not in the crash journal */
+	MLT_WHY_COUNT_
+};
+
+/* A decision. rcode, xcode and reason point into decide.c's table (static strings, ""
+ * when the action has no reply, e.g. MLT_CONTINUE and MLT_HOLD); text is this decision's
+ * client-visible wording. A plain value: copy it freely. */
 struct mlt_verdict {
 	enum mlt_action action;
-	char rcode[4];       /* "550" */
-	char xcode[8];       /* "5.7.1" */
+	enum mlt_why why;
+	const char *rcode;   /* "550" */
+	const char *xcode;   /* "5.7.1" */
+	const char *reason;  /* short tag for the audit log: "sender-not-allowed", … */
 	char text[240];      /* client-visible; printable ASCII, no '%' */
-	char reason[64];     /* short tag for the audit log: "sender-not-allowed", … */
 };
+
+/* The audit log's tag for a reason ("sender-not-allowed"). */
+const char *mlt_why_tag(enum mlt_why why);
 
 /* What the MTA told us at MAIL. Strings may be NULL (macro absent). */
 struct mlt_mail_facts {
@@ -91,13 +132,14 @@ void mlt_decide_from(const struct mlt_config *cfg, const struct mlt_login *l,
 void mlt_verdict_rate(const struct mlt_login *l, const struct mlt_limit *lim, int64_t wait,
                       struct mlt_verdict *v);
 
-/* Internal trouble: 451 4.3.0 with `what` (client-safe) — fail closed. */
-void mlt_verdict_tempfail(struct mlt_verdict *v, const char *reason, const char *what);
+/* Internal trouble (`why` one of the internal reasons): 451 4.3.0 with `what`
+ * (client-safe) — fail closed. */
+void mlt_verdict_tempfail(struct mlt_verdict *v, enum mlt_why why, const char *what);
 
-/* Sets any verdict; the text is sanitized (printable ASCII, '%' → '?', clamped). */
-__attribute__((format(printf, 5, 6)))
-void mlt_verdict_set(struct mlt_verdict *v, enum mlt_action a, const char *xcode,
-                     const char *reason, const char *fmt, ...);
+/* Sets the verdict for `why` (action and codes from the table); the text is sanitized
+ * (printable ASCII, '%' → '?', clamped). */
+__attribute__((format(printf, 3, 4)))
+void mlt_verdict_set(struct mlt_verdict *v, enum mlt_why why, const char *fmt, ...);
 
 /* Copies client-supplied text for logs and replies: printable ASCII only, clamped. */
 void mlt_sanitize(char *out, size_t outlen, const char *in);

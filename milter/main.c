@@ -6,7 +6,8 @@
  * drop privileges; open the databases (a SQLite connection must not cross fork()), the
  * state writer first applying what a killed milter left in its crash journal, so counters
  * and audit log are whole before anyone is answered; load the counters; create the socket
- * as the milter's user; start the SIGUSR1 reload thread; run smfi_main().
+ * as the milter's user; start the SIGUSR1 reload thread; run libmilter's loop (seam.c,
+ * the only module that calls smfi_*).
  * libmilter's own signal thread turns SIGHUP, SIGTERM and SIGINT into a stop; afterwards
  * the state writer flushes so that counters survive the restart, retrying for up to
  * stop_flush_timeout seconds; records it still cannot write make the exit status 1.
@@ -29,12 +30,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libmilter/mfapi.h>
-
 #include "callbacks.h"
 #include "log.h"
 #include "relay-config.h"
 #include "safefs.h"
+#include "seam.h"
 
 struct reload_ctx {
 	const char *path;
@@ -321,15 +321,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	mlt_callbacks_init(&d);
-	if (smfi_setconn(cfg.socket) != MI_SUCCESS || smfi_settimeout((int)cfg.timeout) != MI_SUCCESS ||
-	    smfi_register(mlt_filter) != MI_SUCCESS) {
-		mlt_log(LOG_ERR, "libmilter refused the socket %s or the filter", cfg.socket);
-		goto out;
-	}
 	umask(~cfg.socket_mode & 0777);
-	if (smfi_opensocket(true) != MI_SUCCESS) {
-		mlt_log(LOG_ERR, "cannot listen on %s (does its folder exist and belong to us?)",
-		        cfg.socket);
+	if (mlt_seam_listen(&cfg, err, sizeof err) != 0) {
+		mlt_log(LOG_ERR, "%s", err);
 		goto out;
 	}
 	umask(077);
@@ -344,7 +338,7 @@ int main(int argc, char **argv)
 	mlt_log_startup(false);
 	if (!foreground)
 		detach_stdio(ready_fd, cfg.log == MLT_LOG_STDERR);
-	status = smfi_main() == MI_SUCCESS ? 0 : 1;
+	status = mlt_seam_run() == 0 ? 0 : 1;
 	mlt_log(LOG_NOTICE, "stopping");
 out:
 	if (reloader_started) {

@@ -69,6 +69,7 @@ struct mlt_store {
 	int64_t last_check_ms;
 	int64_t refresh_ms;
 	int64_t horizon;
+	unsigned metrics;              /* bits 1 << enum mlt_metric of every limit in the db */
 	size_t n;
 	struct entry *bucket[BUCKETS];
 };
@@ -177,13 +178,17 @@ static int refresh(struct mlt_store *s, char *err, size_t errlen)
 		return -1;
 	}
 	if (v != s->version) {
-		if (rdb_policy_max_window(s->pol, &w) != RDB_OK) {
+		unsigned metrics;
+
+		if (rdb_policy_max_window(s->pol, &w) != RDB_OK ||
+		    rdb_policy_metrics(s->pol, &metrics) != RDB_OK) {
 			snprintf(err, errlen, "%s", rdb_policy_errmsg(s->pol));
 			return -1;
 		}
 		flush(s);
 		s->version = v;
 		s->horizon = w > MLT_HORIZON_MIN ? w : MLT_HORIZON_MIN;
+		s->metrics = metrics;
 	}
 	return 0;
 }
@@ -233,6 +238,32 @@ void mlt_store_set_refresh(struct mlt_store *s, int64_t refresh_ms)
 	pthread_mutex_lock(&s->mu);
 	s->refresh_ms = refresh_ms;
 	pthread_mutex_unlock(&s->mu);
+}
+
+/* Refreshes when policy_refresh_ms has passed since the last check. Lock held. */
+static int refresh_due(struct mlt_store *s)
+{
+	int64_t ms = mono_ms();
+	char err[512];
+
+	if (ms - s->last_check_ms < s->refresh_ms)
+		return 0;
+	if (refresh(s, err, sizeof err) != 0) {
+		mlt_log(LOG_ERR, "users database: %s", err);
+		return -1;
+	}
+	s->last_check_ms = ms;
+	return 0;
+}
+
+int mlt_store_metrics(struct mlt_store *s)
+{
+	int m;
+
+	pthread_mutex_lock(&s->mu);
+	m = refresh_due(s) == 0 ? (int)s->metrics : -1;
+	pthread_mutex_unlock(&s->mu);
+	return m;
 }
 
 int64_t mlt_store_horizon(struct mlt_store *s)
@@ -352,7 +383,6 @@ enum mlt_lookup mlt_store_get(struct mlt_store *s, const char *name, int64_t now
 	char key[MLT_LOGIN_MAX + 1];
 	struct entry *e, **pp;
 	enum mlt_lookup r;
-	int64_t ms = mono_ms();
 	unsigned b;
 
 	*out = NULL;
@@ -361,15 +391,9 @@ enum mlt_lookup mlt_store_get(struct mlt_store *s, const char *name, int64_t now
 	lower(key, sizeof key, name);
 	b = hash(key);
 	pthread_mutex_lock(&s->mu);
-	if (ms - s->last_check_ms >= s->refresh_ms) {
-		char err[512];
-
-		if (refresh(s, err, sizeof err) != 0) {
-			mlt_log(LOG_ERR, "users database: %s", err);
-			pthread_mutex_unlock(&s->mu);
-			return MLT_LOOKUP_ERROR;
-		}
-		s->last_check_ms = ms;
+	if (refresh_due(s) != 0) {
+		pthread_mutex_unlock(&s->mu);
+		return MLT_LOOKUP_ERROR;
 	}
 	for (pp = &s->bucket[b]; (e = *pp) != NULL; pp = &e->next) {
 		if (strcmp(e->login.name, key) != 0)

@@ -35,6 +35,11 @@ void mlt_store_put(const struct mlt_login *l);
  * refresh, and at least a day (so a limit added later still sees the last day's traffic,
  * and `relay-admin usage` has something to show). */
 #define MLT_HORIZON_MIN 86400
+
+/* Which metrics any limit in the database counts, as bits 1 << enum mlt_metric, as of a
+ * refresh at most policy_refresh_ms old (refreshing if due): negotiation asks the MTA only
+ * for the stages these need. -1 when the database cannot answer (ask for everything). */
+int mlt_store_metrics(struct mlt_store *s);
 int64_t mlt_store_horizon(struct mlt_store *s);
 
 #endif

@@ -201,6 +201,15 @@ enum rdb_result rdb_policy_max_window(struct rdb_policy *p, int64_t *out)
 	return one_int(p, STMT_P_MAX_WINDOW, "longest window", out);
 }
 
+enum rdb_result rdb_policy_metrics(struct rdb_policy *p, unsigned *mask)
+{
+	int64_t v = 0;
+	enum rdb_result r = one_int(p, STMT_P_METRICS, "metrics in use", &v);
+
+	*mask = r == RDB_OK ? (unsigned)(v & ((1 << RDB_METRICS) - 1)) : 0;
+	return r;
+}
+
 static enum rdb_result resolve(struct rdb_policy *p, const char *name, int64_t *id)
 {
 	if (name == NULL) {

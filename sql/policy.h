@@ -57,6 +57,10 @@ enum rdb_result rdb_policy_data_version(struct rdb_policy *p, int64_t *out);
 /* The longest window of any limit in the database (0 if none). */
 enum rdb_result rdb_policy_max_window(struct rdb_policy *p, int64_t *out);
 
+/* Which metrics any limit in the database counts (defaults or any login's own rows), as
+ * bits 1 << enum rdb_metric (0 if there are no limits). */
+enum rdb_result rdb_policy_metrics(struct rdb_policy *p, unsigned *mask);
+
 /* ---- relay-admin: limits as stored (name NULL = the defaults) ----------------------- */
 
 /* The login's own rows (or the defaults), ordered by metric and window. */

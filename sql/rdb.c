@@ -95,6 +95,9 @@ static const char *const stmt_sql[STMT_COUNT_] = {
 	                   " WHERE l.name = ?1 ORDER BY s.pattern",
 	[STMT_P_DATA_VERSION] = "PRAGMA data_version",
 	[STMT_P_MAX_WINDOW] = "SELECT coalesce(max(window_seconds), 0) FROM limits",
+	/* the distinct metrics as bits 1 << enum rdb_metric: the sum of distinct powers of 2 */
+	[STMT_P_METRICS] = "SELECT coalesce(sum(DISTINCT CASE metric WHEN 'messages' THEN 1"
+	                   " WHEN 'recipients' THEN 2 WHEN 'bytes' THEN 4 ELSE 0 END), 0) FROM limits",
 	[STMT_P_LIMITS_OWN] = "SELECT metric, window_seconds, max_count FROM limits WHERE login_id = ?1"
 	                      " ORDER BY CASE metric WHEN 'messages' THEN 0 WHEN 'recipients' THEN 1"
 	                      " ELSE 2 END, window_seconds LIMIT ?2",

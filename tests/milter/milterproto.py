@@ -160,9 +160,13 @@ class MilterClient:
         return self._reply()
 
     def rcpt(self, rcpt, macros=None):
+        """The RCPT reply, or None when the filter negotiated RCPT away or asked for no
+        reply (NR_RCPT): the MTA then accepts the recipient as far as the filter goes."""
+        if self.steps & SMFIP_NORCPT:
+            return None
         self._macros(b"R", macros)
         self._send(b"R", rcpt.encode() + b"\0")
-        return self._reply()
+        return None if self.steps & SMFIP_NR_RCPT else self._reply()
 
     def data(self):
         if self.steps & SMFIP_NODATA:

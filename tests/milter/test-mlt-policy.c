@@ -164,9 +164,28 @@ int main(void)
 		m.max = 2;
 		mlt_verdict_rate(&alice, &m, MLT_WAIT_NEVER, &v);
 		is_str(S(v.rcode), "550", "count alone over the limit: 550");
-		mlt_verdict_tempfail(&v, "state-db-error", "state database unavailable");
+		mlt_verdict_tempfail(&v, MLT_WHY_STATE_DB_ERROR, "state database unavailable");
 		is_str(S(v.rcode), "451", "internal error: 451");
 		is_str(S(v.xcode), "4.3.0", "internal error: 4.3.0");
 	}
+	/* the reply table: every reason's codes agree with its action, and no code is picked
+	 * by anything but the reason */
+	for (int w = 0; w < MLT_WHY_COUNT_; w++) {
+		mlt_verdict_set(&v, (enum mlt_why)w, "text %d", w);
+		is_int(v.why, w, "why %d kept", w);
+		if (v.action == MLT_REJECT)
+			ok(v.rcode[0] == '5' && v.xcode[0] == '5', "why %d (%s): 5xx reject", w, v.reason);
+		else if (v.action == MLT_TEMPFAIL)
+			ok(v.rcode[0] == '4' && v.xcode[0] == '4', "why %d (%s): 4xx tempfail", w, v.reason);
+		else
+			ok(v.rcode[0] == '\0' && v.xcode[0] == '\0', "why %d (%s): no reply code", w,
+			   v.reason);
+		ok(w == MLT_WHY_OK || v.reason[0] != '\0', "why %d has an audit tag", w);
+		is_str(mlt_why_tag((enum mlt_why)w), v.reason, "why %d: mlt_why_tag agrees", w);
+	}
+	mlt_verdict_tempfail(&v, MLT_WHY_SENDER_NOT_ALLOWED, "not internal");
+	is_str(v.rcode, "451", "tempfail with a non-internal reason stays a 451");
+	mlt_verdict_set(&v, (enum mlt_why)9999, "out of range");
+	is_int(v.action, MLT_TEMPFAIL, "an unknown reason fails closed");
 	return tap_done();
 }

@@ -24,7 +24,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from milterproto import (MilterClient, SMFIP_NOCONNECT, SMFIP_NOHELO, SMFIP_NODATA,  # noqa: E402
-                         SMFIP_NOEOH, SMFIP_NR_HDR, SMFIP_NR_BODY, SMFIP_NOUNKNOWN)
+                         SMFIP_NOEOH, SMFIP_NR_HDR, SMFIP_NR_BODY, SMFIP_NOUNKNOWN,
+                         SMFIP_NOBODY, SMFIP_NOHDRS, SMFIP_NR_RCPT)
 
 MILTER = ADMIN = None
 TLS = {"{tls_version}": "TLSv1.3", "{cipher}": "TLS_AES_256_GCM_SHA384",
@@ -117,7 +118,7 @@ def admin(tmp, *args, stdin=None, check=True, state_db=None):
 
 
 def send(sock, login, sender, rcpts=("<to@dest.example>",), header_from=None, args=(),
-         body=b"Hello.\r\n", mac=None):
+         body=b"Hello.\r\n", mac=None, queue_id="QTEST"):
     """One message; returns (stage, reply) of the first refusal or ('eom', reply)."""
     with MilterClient(sock) as m:
         m.negotiate()
@@ -128,13 +129,13 @@ def send(sock, login, sender, rcpts=("<to@dest.example>",), header_from=None, ar
         last = None
         for rc in rcpts:
             last = m.rcpt(rc)
-            if last.code == "c":
+            if last is None or last.code == "c":  # None: no reply negotiated (NR_RCPT)
                 accepted += 1
         if accepted == 0:
             m.abort()
             return "rcpt", last
         hf = header_from if header_from is not None else sender.strip("<>")
-        r = m.message([("From", hf), ("Subject", "test")], body, eom_macros={"i": "QTEST"})
+        r = m.message([("From", hf), ("Subject", "test")], body, eom_macros={"i": queue_id})
         return "eom", r
 
 
@@ -174,8 +175,10 @@ class MilterDaemonTest(unittest.TestCase):
             print(open(cls.d.log).read(), file=sys.stderr)
         cls.tmpdir.cleanup()
 
-    def usage(self, login):
-        time.sleep(0.2)  # the writer commits every state_flush_ms (20 ms here)
+    def usage(self, login, last_verdict):
+        """relay-admin usage once the writer has committed the login's newest record
+        (`last_verdict`): it commits in queue order, so every count before it is in."""
+        wait_audit(self.tmp, login, last_verdict)
         r = admin(self.tmp, "--json", "usage", login)
         return {(x["metric"], x["window_seconds"]): x for x in json.loads(r.stdout)[0]["limits"]}
 
@@ -189,6 +192,34 @@ class MilterDaemonTest(unittest.TestCase):
             self.assertTrue(actions & 0x20, "quarantine requested")
             self.assertIn("{auth_authen}", m.macro_lists.get(2, ""))
             self.assertIn("{tls_version}", m.macro_lists.get(2, ""))
+
+    def test_negotiation_follows_policy(self):
+        # no byte limit in the fixture: no body; carol's recipient limit: RCPT answered
+        with MilterClient(self.d.sock) as m:
+            _, steps = m.negotiate()
+            self.assertTrue(steps & SMFIP_NOBODY, hex(steps))
+            self.assertFalse(steps & (SMFIP_NR_RCPT | SMFIP_NOHDRS), hex(steps))
+        try:
+            admin(self.tmp, "limit", "set", "--default", "--bytes", "1G/1d")
+            with MilterClient(self.d.sock) as m:
+                _, steps = m.negotiate()
+                self.assertFalse(steps & SMFIP_NOBODY, "a byte limit: the body again")
+            admin(self.tmp, "limit", "clear", "carol")
+            with MilterClient(self.d.sock) as m:
+                _, steps = m.negotiate()
+                self.assertTrue(steps & SMFIP_NR_RCPT, "no recipient limit: no RCPT replies")
+                r = m.mail("<hal@example.com>", macros=macros("hal"))
+                self.assertEqual(r.code, "c", r)
+                self.assertIsNone(m.rcpt("<a@x.example>"))
+                self.assertIsNone(m.rcpt("<b@x.example>"))
+                r = m.message([("From", "hal@example.com")], eom_macros={"i": "QNRRCPT"})
+                self.assertEqual(r.code, "c", r)
+            rec = wait_audit(self.tmp, "hal", "accepted", queue_id="QNRRCPT")[-1]
+            self.assertEqual(rec["recipients"], 2, "counted without replies")
+        finally:
+            admin(self.tmp, "limit", "clear", "--default")
+            admin(self.tmp, "limit", "set", "--default", "--messages", "1000/1h")
+            admin(self.tmp, "limit", "set", "carol", "--recipients", "4/1h")
 
     def test_check_only(self):
         r = subprocess.run([MILTER, "-n", "-c", self.d.conf], capture_output=True, text=True)
@@ -282,7 +313,7 @@ class MilterDaemonTest(unittest.TestCase):
         self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
         self.assertRegex(r.smtp, r"retry in \d+ seconds")
         # a message refused for its From: is not counted either
-        u = self.usage("alice")
+        u = self.usage("alice", "tempfailed")
         self.assertEqual(u[("messages", 3600)]["used"], 5)
 
     def test_limits_beyond_reader_refused_mail_flows(self):
@@ -307,8 +338,15 @@ class MilterDaemonTest(unittest.TestCase):
             self.assertEqual(send(self.d.sock, "gina", "<gina@example.com>")[1].code, "c")
         stage, r = send(self.d.sock, "gina", "<gina@example.com>")
         self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
-        time.sleep(3)  # the 2 s window has room again
-        stage, r = send(self.d.sock, "gina", "<gina@example.com>")
+        # the 2 s window has room again: poll (bounded) until a message passes; a refused
+        # attempt counts nothing, so polling does not delay the window
+        deadline = time.monotonic() + 30
+        while True:
+            stage, r = send(self.d.sock, "gina", "<gina@example.com>")
+            if r.code == "c" or time.monotonic() > deadline:
+                break
+            self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
+            time.sleep(0.1)
         self.assertEqual((stage, r.code), ("eom", "c"), r)
 
     def test_recipient_limit_counts_recipients(self):
@@ -323,7 +361,7 @@ class MilterDaemonTest(unittest.TestCase):
             self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
             r = m.message([("From", "carol@example.com")])
             self.assertEqual(r.code, "c")
-        self.assertEqual(self.usage("carol")[("recipients", 3600)]["used"], 4)
+        self.assertEqual(self.usage("carol", "accepted")[("recipients", 3600)]["used"], 4)
 
     def test_concurrent_sessions_cannot_slip_past(self):
         sessions = [MilterClient(self.d.sock) for _ in range(8)]
@@ -340,7 +378,7 @@ class MilterDaemonTest(unittest.TestCase):
         finally:
             for m in sessions:
                 m.close()
-        self.assertEqual(self.usage("dave")[("messages", 3600)]["used"], 3)
+        self.assertEqual(self.usage("dave", "accepted")[("messages", 3600)]["used"], 3)
 
     def test_aborted_message_gives_back_its_reservation(self):
         with MilterClient(self.d.sock) as m:
@@ -364,22 +402,20 @@ class MilterDaemonTest(unittest.TestCase):
         stage, r = send(self.d.sock, "app@shop.example", "<app@shop.example>")
         self.assertEqual((stage, r.code), ("eom", "c"), r)
         self.assertEqual([a[0] for a in r.actions], ["q"], r)
-        time.sleep(0.2)
-        log = json.loads(admin(self.tmp, "--json", "log", "--user", "app@shop.example").stdout)
+        log = wait_audit(self.tmp, "app@shop.example", "held")
         self.assertEqual([x["verdict"] for x in log], ["accepted", "held"])
 
     def test_audit_record_fields(self):
         send(self.d.sock, "hal", "<hal@example.com>", header_from="Hal <hal@example.com>",
-             rcpts=["<a@x.example>", "<b@x.example>"])
-        time.sleep(0.2)
-        rec = json.loads(admin(self.tmp, "--json", "log", "--user", "hal", "--limit", "1").stdout)[0]
+             rcpts=["<a@x.example>", "<b@x.example>"], queue_id="QAUDIT")
+        rec = wait_audit(self.tmp, "hal", "accepted", queue_id="QAUDIT")[-1]
         self.assertEqual(rec["verdict"], "accepted")
         self.assertEqual(rec["envelope_from"], "hal@example.com")
         self.assertEqual(rec["header_from"], "hal@example.com")
         self.assertEqual(rec["recipients"], 2)
         self.assertEqual(rec["tls_version"], "TLSv1.3")
         self.assertEqual(rec["client_addr"], "192.0.2.10")
-        self.assertEqual(rec["queue_id"], "QTEST")
+        self.assertEqual(rec["queue_id"], "QAUDIT")
         self.assertGreater(rec["size"], 10)
 
     # ---- ordered scenarios that restart or reconfigure the daemon ----------------------
@@ -418,18 +454,21 @@ class MilterDaemonTest(unittest.TestCase):
         with MilterClient(self.d.sock) as open_session:
             open_session.negotiate()
             self.d.write_conf("check_header_from = no\n")
-            self.d.proc.send_signal(signal.SIGUSR1)
-            time.sleep(0.5)
+            self.reload("configuration reloaded")
             stage, r = send(self.d.sock, "hal", "<hal@example.com>", header_from="ceo@bank.example")
             self.assertEqual((stage, r.code), ("eom", "c"), r)
             self.assertEqual(open_session.mail("<hal@example.com>", macros=macros("hal")).code, "c")
         self.d.write_conf("bogus_key = 1\n")
-        self.d.proc.send_signal(signal.SIGUSR1)
-        time.sleep(0.5)
+        self.reload("reload refused")
         self.assertIsNone(self.d.proc.poll(), "a bad reload must not stop the daemon")
         self.d.write_conf()
+        self.reload("configuration reloaded")
+
+    def reload(self, outcome):
+        """SIGUSR1, then waits (bounded) until the log says `outcome`."""
+        since = len(self.d.log_text())
         self.d.proc.send_signal(signal.SIGUSR1)
-        time.sleep(0.5)
+        self.d.wait_log(outcome, since=since)
 
     def test_z3_broken_users_db_fails_closed(self):
         with open(self.tmp + "/users.db", "r+b") as f:
@@ -437,6 +476,23 @@ class MilterDaemonTest(unittest.TestCase):
         stage, r = send(self.d.sock, "hal", "<hal@example.com>")
         self.assertEqual(stage, "mail")
         self.assertTrue(r.smtp.startswith("451 4.3.0") or r.code == "t", r.smtp)
+
+
+def wait_audit(tmp, login, verdict, state_db=None, queue_id=None, seconds=20):
+    """Polls (bounded) `relay-admin log` until the login's newest audit record has `verdict`
+    (and `queue_id`); returns the login's records, oldest first (the last poll's, if the
+    deadline passed: the caller's assertions judge)."""
+    log = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        r = admin(tmp, "--json", "log", "--user", login, state_db=state_db, check=False)
+        if r.returncode == 0:
+            log = json.loads(r.stdout)
+            if log and log[-1]["verdict"] == verdict and \
+                    (queue_id is None or log[-1]["queue_id"] == queue_id):
+                break
+        time.sleep(0.05)
+    return log
 
 
 def wait_used(tmp, state_db, login, want, metric=("messages", 3600)):

@@ -584,15 +584,18 @@ static void test_db_failures(void)
 	}
 	{
 		sqlite3_stmt *st = NULL;
-		bool wal = false;
+		char mode[16] = "";
 
+		/* The users database keeps a rollback journal: smtpd (user postfix) opens it
+		 * read-only and could not create WAL's -shm file beside it. So a writer can
+		 * block the plugin, and that path must fail closed: check the mode, then the
+		 * lock (no branch that passes without testing anything). */
 		if (sqlite3_prepare_v2(h, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
-		    sqlite3_step(st) == SQLITE_ROW)
-			wal = strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+		    sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
+			snprintf(mode, sizeof mode, "%s", (const char *)sqlite3_column_text(st, 0));
 		sqlite3_finalize(st);
-		if (wal) {
-			ok(1, "# SKIP the users database is in WAL mode: writers never block readers");
-		} else if (sqlite3_exec(h, "BEGIN EXCLUSIVE", NULL, NULL, NULL) == SQLITE_OK) {
+		is_str(mode, "delete", "the users database keeps a rollback journal, not WAL");
+		if (sqlite3_exec(h, "BEGIN EXCLUSIVE", NULL, NULL, NULL) == SQLITE_OK) {
 			/* alice's answer was just read under the same change counter: nothing has
 			 * been committed since, so it is still the last committed state */
 			is_int(plain(NULL, "alice", PW_ALICE), SASL_OK,
