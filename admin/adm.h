@@ -2,6 +2,8 @@
  * adm.h — relay-admin's shared interface: the command context, exit codes, and the
  * helpers every command uses (errors, JSON and text output, reading a secret, dates).
  *
+ * All of admin/ but main.c is one static library (libadm); tests link it (adm_dep).
+ *
  * HOW TO ADD A COMMAND
  *   1. Write admin/cmd_<name>.c with one function per (sub)command:
  *          int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv);
@@ -14,9 +16,11 @@
  *      JSON document on ctx->out (use struct adm_json below) and still report errors on
  *      stderr.
  *   2. Add its prototype to the "command handlers" list at the end of this header.
- *   3. Add one line to the `commands` table in admin/main.c:
- *          { "limit", "set", adm_cmd_limit_set, "NAME|default METRIC WINDOW MAX", "set a rate limit" },
- *      (name, sub or NULL, handler, argument synopsis, one-line help).
+ *   3. Add one entry to the `adm_commands` table in admin/commands.c:
+ *          { "limit", "set", adm_cmd_limit_set, "NAME [--json]", "set a rate limit", NULL },
+ *      (name, sub or NULL, handler, synopsis naming every option it reads, one-line help,
+ *      longer help or NULL). `COMMAND --help` is answered from this entry by the
+ *      dispatcher: the handler never sees --help.
  *   4. Append the file to adm_sources in admin/meson.build, and document the command in
  *      man/relay-admin.8 (or your own page, listed in man/meson.build).
  *
@@ -71,13 +75,30 @@ struct adm_cmd {
 	const char *name;          /* first word: "user" */
 	const char *sub;           /* second word ("add"), or NULL for one-word commands */
 	int (*run)(struct adm_ctx *ctx, int argc, char **argv);
-	const char *args;          /* synopsis of the arguments, for usage messages */
+	const char *args;          /* synopsis of the arguments: every option the handler reads */
 	const char *help;          /* one line */
+	const char *more;          /* longer text for `COMMAND --help`, or NULL */
 };
+
+/* ---- the command table and the dispatcher (commands.c, dispatch.c) ---------------------- */
+
+/* Every command, in the order `relay-admin --help` lists them. */
+extern const struct adm_cmd adm_commands[];
+extern const size_t adm_ncommands;
+
+/* The whole program: global options, the command (or its --help, answered from the
+ * table on stdout with exit 0), the exit code. main() returns what this returns. */
+int adm_main(int argc, char **argv);
+
+/* "usage: relay-admin [--db PATH] [--json] WORDS SYNOPSIS\n" on f. */
+void adm_usage_line(FILE *f, const struct adm_ctx *ctx, const struct adm_cmd *c);
+
+/* The milter socket `setup` registers by default (also in its --help). */
+#define ADM_DEFAULT_MILTER "unix:/run/relay-milter/milter.sock"
 
 /* ---- messages ------------------------------------------------------------------------- */
 
-/* "relay-admin: <message>\n" on stderr. */
+/* "relay-admin: <message>\n" on stderr: the one way a diagnostic leaves relay-admin. */
 __attribute__((format(printf, 2, 3)))
 void adm_err(const struct adm_ctx *ctx, const char *fmt, ...);
 
@@ -113,6 +134,10 @@ int adm_name_arg(const struct adm_ctx *ctx, int argc, char **argv, const char **
 /* Writes s to f with every byte outside printable ASCII (and backslash) as \xNN, so a
  * hostile string from a database or log can never drive the terminal. */
 void adm_print_safe(FILE *f, const char *s);
+
+/* The same escaping into buf (truncated to fit, always terminated), for adm_err()'s
+ * arguments. Returns buf. */
+const char *adm_safe(const char *s, char *buf, size_t len);
 
 /* ---- JSON output ---------------------------------------------------------------------- */
 

@@ -1198,23 +1198,12 @@ static void check_postfix(struct check *c)
 
 /* ---- the command ---------------------------------------------------------------------- */
 
-static void help(FILE *f)
-{
-	fprintf(f,
-	        "usage: relay-admin [--db FILE] [--state-db FILE] check [--postfix-config DIR]\n"
-	        "         [--json] [--verbose]\n"
-	        "Static health of the relay: users and state databases, the relaydb plugin,\n"
-	        "smtpd.conf, the Postfix settings relay-admin setup writes, the milter socket\n"
-	        "and the certificates. Exit status: the number of failures (at most 100).\n");
-}
-
 int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "postfix-config", required_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct check c = { .ctx = ctx, .dir = "/etc/postfix" };
@@ -1228,7 +1217,6 @@ int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv)
 		case 'c': c.dir = optarg; break;
 		case 'j': json = true; break;
 		case 'v': verbose = true; break;
-		case 'h': help(ctx->out); return ADM_EXIT_OK;
 		default:
 			return adm_usage(ctx, "unknown option or missing value: %s", argv[optind - 1]);
 		}

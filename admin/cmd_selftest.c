@@ -734,23 +734,6 @@ out:
 
 /* ---- the command --------------------------------------------------------------------- */
 
-static void help(FILE *f)
-{
-	fprintf(f,
-	        "usage: relay-admin selftest --host HOST --port PORT --user NAME\n"
-	        "         [--tls starttls|implicit] [--ca FILE] [--tls-name NAME]\n"
-	        "         [--from ADDR] [--send TO] [--timeout SECONDS] [--insecure]\n"
-	        "         [--json] [--verbose]\n"
-	        "         [--upstream HOST:PORT [--upstream-tls starttls|implicit]\n"
-	        "          [--upstream-ca FILE] [--upstream-user NAME]]\n"
-	        "The password comes from RELAY_PASSWORD or the first line of stdin; the upstream\n"
-	        "password from RELAY_UPSTREAM_PASSWORD or the next line of stdin.\n"
-	        "No password is sent unless the server's certificate verifies against --ca\n"
-	        "(--upstream-ca) or the system CAs, for --tls-name (the host); --insecure sends\n"
-	        "the relay's anyway (never the upstream's) and the report says INSECURE.\n"
-	        "Exit status: the number of failed checks (at most 100); 2 for a usage error.\n");
-}
-
 static void default_names(struct selftest *t)
 {
 	char h[256];
@@ -785,7 +768,7 @@ static bool address_ok(const char *a)
 }
 
 enum { OPT_CA = 256, OPT_TLS_NAME, OPT_SEND, OPT_FROM, OPT_UP, OPT_UP_TLS, OPT_UP_USER,
-       OPT_UP_CA, OPT_TIMEOUT, OPT_JSON, OPT_INSECURE, OPT_HELP };
+       OPT_UP_CA, OPT_TIMEOUT, OPT_JSON, OPT_INSECURE };
 
 static const struct option longopts[] = {
 	{ "host", required_argument, NULL, 'H' },
@@ -804,7 +787,6 @@ static const struct option longopts[] = {
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "insecure", no_argument, NULL, OPT_INSECURE },
 	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -840,7 +822,6 @@ static int parse_args(const struct adm_ctx *ctx, struct selftest *t, int argc, c
 		case OPT_JSON: t->json = true; break;
 		case OPT_INSECURE: t->relay.insecure = true; break;
 		case 'v': t->verbose = true; break;
-		case OPT_HELP: help(ctx->out); return ADM_EXIT_OK;
 		default:
 			return adm_usage(ctx, "unknown option or missing value: %s", argv[optind - 1]);
 		}

@@ -57,7 +57,7 @@
 #define RELAY_SASL_PLUGINDIR "/usr/lib/x86_64-linux-gnu/sasl2"
 #endif
 #define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
-#define DEFAULT_MILTER "unix:/run/relay-milter/milter.sock"
+#define DEFAULT_MILTER ADM_DEFAULT_MILTER
 #define MILTER_MACROS "i {auth_type} {auth_authen} {auth_author} {mail_addr} {mail_host} " \
 	"{mail_mailer} {tls_version} {cipher} {cipher_bits} {client_addr} {client_name} " \
 	"{daemon_name}"
@@ -1101,7 +1101,7 @@ fail:
 enum {
 	OPT_CONFIG = 256, OPT_PORT, OPT_TLS_PORT, OPT_CERT, OPT_KEY, OPT_HOSTNAME, OPT_DB,
 	OPT_PLUGIN, OPT_RATE, OPT_UP, OPT_UP_TLS, OPT_UP_USER, OPT_UP_CA, OPT_UP_INSECURE,
-	OPT_MILTER, OPT_NO_MILTER, OPT_NO_RELOAD, OPT_DRY_RUN, OPT_HELP,
+	OPT_MILTER, OPT_NO_MILTER, OPT_NO_RELOAD, OPT_DRY_RUN,
 };
 
 int adm_cmd_setup(struct adm_ctx *ctx, int argc, char **argv)
@@ -1125,7 +1125,6 @@ int adm_cmd_setup(struct adm_ctx *ctx, int argc, char **argv)
 		{ "no-milter", no_argument, NULL, OPT_NO_MILTER },
 		{ "no-reload", no_argument, NULL, OPT_NO_RELOAD },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
-		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct setup_opts o = {
@@ -1169,7 +1168,6 @@ int adm_cmd_setup(struct adm_ctx *ctx, int argc, char **argv)
 		case OPT_NO_MILTER: o.no_milter = true; break;
 		case OPT_NO_RELOAD: o.no_reload = true; break;
 		case OPT_DRY_RUN: o.dry_run = true; break;
-		case OPT_HELP: usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}

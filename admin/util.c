@@ -46,9 +46,7 @@ int adm_usage(const struct adm_ctx *ctx, const char *fmt, ...)
 	vmessage(ctx, fmt, ap);
 	va_end(ap);
 	if (ctx->cmd != NULL)
-		fprintf(stderr, "usage: %s [--db PATH] [--json] %s%s%s %s\n", ctx->prog,
-		        ctx->cmd->name, ctx->cmd->sub ? " " : "", ctx->cmd->sub ? ctx->cmd->sub : "",
-		        ctx->cmd->args);
+		adm_usage_line(stderr, ctx, ctx->cmd);
 	return ADM_EXIT_USAGE;
 }
 
@@ -136,6 +134,26 @@ void adm_print_safe(FILE *f, const char *s)
 		else
 			fputc(*p, f);
 	}
+}
+
+const char *adm_safe(const char *s, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	if (len == 0)
+		return buf;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		bool esc = *p < 0x20 || *p > 0x7e || *p == '\\';
+
+		if (n + (esc ? 4 : 1) >= len)
+			break;
+		if (esc)
+			n += (size_t)snprintf(buf + n, len - n, "\\x%02x", *p);
+		else
+			buf[n++] = (char)*p;
+	}
+	buf[n] = '\0';
+	return buf;
 }
 
 /* ---- secrets from stdin ----------------------------------------------------------------- */
