@@ -98,9 +98,20 @@ void adm_usage_line(FILE *f, const struct adm_ctx *ctx, const struct adm_cmd *c)
 
 /* ---- messages ------------------------------------------------------------------------- */
 
-/* "relay-admin: <message>\n" on stderr: the one way a diagnostic leaves relay-admin. */
+/* The one way a diagnostic leaves relay-admin: "relay-admin: [warning: |note: ]<message>\n"
+ * on stderr, after flushing ctx->out so that the two streams interleave in order. Results
+ * (and notes that are part of a result) go to ctx->out instead. */
+enum adm_diag { ADM_DIAG_ERROR, ADM_DIAG_WARNING, ADM_DIAG_NOTE };
+__attribute__((format(printf, 3, 4)))
+void adm_diag(const struct adm_ctx *ctx, enum adm_diag kind, const char *fmt, ...);
+
+/* adm_diag(ctx, ADM_DIAG_ERROR, ...): "relay-admin: <message>\n". */
 __attribute__((format(printf, 2, 3)))
 void adm_err(const struct adm_ctx *ctx, const char *fmt, ...);
+__attribute__((format(printf, 2, 3)))
+void adm_warn(const struct adm_ctx *ctx, const char *fmt, ...);
+__attribute__((format(printf, 2, 3)))
+void adm_note(const struct adm_ctx *ctx, const char *fmt, ...);
 
 /* Prints the message and the command's synopsis on stderr; returns ADM_EXIT_USAGE. */
 __attribute__((format(printf, 2, 3)))

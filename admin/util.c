@@ -18,15 +18,27 @@
 
 #include "adm.h"
 
-/* "prog: message\n" on stderr, after flushing ctx->out so that the two streams
- * interleave in the order they were written. */
-__attribute__((format(printf, 2, 0)))
-static void vmessage(const struct adm_ctx *ctx, const char *fmt, va_list ap)
+/* The sink of every diagnostic: "prog: [kind: ]message\n" on stderr, after flushing
+ * ctx->out so that the two streams interleave in the order they were written. */
+__attribute__((format(printf, 3, 0)))
+static void vmessage(const struct adm_ctx *ctx, enum adm_diag kind, const char *fmt,
+                     va_list ap)
 {
+	static const char *const kinds[] = { "", "warning: ", "note: " };
+
 	fflush(ctx->out);
-	fprintf(stderr, "%s: ", ctx->prog);
+	fprintf(stderr, "%s: %s", ctx->prog, kinds[kind]);
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
+}
+
+void adm_diag(const struct adm_ctx *ctx, enum adm_diag kind, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmessage(ctx, kind, fmt, ap);
+	va_end(ap);
 }
 
 void adm_err(const struct adm_ctx *ctx, const char *fmt, ...)
@@ -34,7 +46,25 @@ void adm_err(const struct adm_ctx *ctx, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vmessage(ctx, fmt, ap);
+	vmessage(ctx, ADM_DIAG_ERROR, fmt, ap);
+	va_end(ap);
+}
+
+void adm_warn(const struct adm_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmessage(ctx, ADM_DIAG_WARNING, fmt, ap);
+	va_end(ap);
+}
+
+void adm_note(const struct adm_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmessage(ctx, ADM_DIAG_NOTE, fmt, ap);
 	va_end(ap);
 }
 
@@ -43,7 +73,7 @@ int adm_usage(const struct adm_ctx *ctx, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vmessage(ctx, fmt, ap);
+	vmessage(ctx, ADM_DIAG_ERROR, fmt, ap);
 	va_end(ap);
 	if (ctx->cmd != NULL)
 		adm_usage_line(stderr, ctx, ctx->cmd);
