@@ -34,6 +34,7 @@
 #include <sasl/prop.h>
 
 #include "adm.h"
+#include "render.h"
 
 #define LIST_OUTPUT_MAX (16u << 20)  /* bytes of sasldblistusers2 output we accept */
 #define PASSWORD_MAX 1024
@@ -392,56 +393,34 @@ static enum rdb_result store(struct rdb *db, struct import *im, int64_t now)
 static void report(const struct adm_ctx *ctx, const struct import *im, const char *path)
 {
 	static const char *const word[] = { "imported", "exists", "skipped" };
+	size_t counts[3] = { 0, 0, 0 };
+	struct adm_out o;
 
-	if (ctx->json) {
-		struct adm_json j;
-
-		adm_json_init(&j, ctx->out);
-		adm_json_obj(&j);
-		adm_json_key(&j, "sasldb");
-		adm_json_str(&j, path);
-		adm_json_key(&j, "logins");
-		adm_json_arr(&j);
-		for (size_t i = 0; i < im->n; i++) {
-			const struct entry *e = &im->e[i];
-
-			adm_json_obj(&j);
-			adm_json_key(&j, "name");
-			adm_json_str(&j, e->name);
-			adm_json_key(&j, "result");
-			adm_json_str(&j, word[e->outcome]);
-			if (e->outcome != IMPORTED) {
-				adm_json_key(&j, "reason");
-				adm_json_str(&j, e->reason);
-			} else {
-				adm_json_key(&j, "weak_password");
-				adm_json_bool(&j, e->weak);
-			}
-			adm_json_end(&j);
-		}
-		adm_json_finish(&j);
-		return;
-	}
+	adm_out_begin(&o, ctx);
+	adm_out_obj(&o, NULL);
+	adm_out_str(&o, "sasldb", path, NULL);
+	adm_out_arr(&o, "logins");
 	for (size_t i = 0; i < im->n; i++) {
 		const struct entry *e = &im->e[i];
 
-		fprintf(ctx->out, "%s ", word[e->outcome]);
-		adm_print_safe(ctx->out, e->name);
-		if (e->outcome != IMPORTED)
-			fprintf(ctx->out, ": %s", e->reason);
-		else if (e->weak)
-			fprintf(ctx->out, " (warning: password shorter than %d characters; "
-			        "consider relay-admin user passwd)", WEAK_BELOW);
-		fputc('\n', ctx->out);
+		counts[e->outcome]++;
+		adm_out_obj(&o, NULL);
+		adm_out_str(&o, "result", word[e->outcome], "%s ");
+		adm_out_safe(&o, "name", e->name, "%s");
+		if (e->outcome != IMPORTED) {
+			adm_out_str(&o, "reason", e->reason, ": %s");
+		} else {
+			adm_out_bool(&o, "weak_password", e->weak, NULL);
+			if (e->weak)
+				adm_out_text(&o, " (warning: password shorter than %d characters; "
+				             "consider relay-admin user passwd)", WEAK_BELOW);
+		}
+		adm_out_text(&o, "\n");
+		adm_out_end(&o);
 	}
-	{
-		size_t counts[3] = { 0, 0, 0 };
-
-		for (size_t i = 0; i < im->n; i++)
-			counts[im->e[i].outcome]++;
-		fprintf(ctx->out, "%zu imported, %zu already present, %zu skipped\n", counts[IMPORTED],
-		        counts[EXISTS], counts[SKIPPED]);
-	}
+	adm_out_text(&o, "%zu imported, %zu already present, %zu skipped\n", counts[IMPORTED],
+	             counts[EXISTS], counts[SKIPPED]);
+	adm_out_finish(&o);
 }
 
 int adm_cmd_import_sasldb(struct adm_ctx *ctx, int argc, char **argv)
