@@ -19,7 +19,7 @@
  *   3. Add one entry to the `adm_commands` table in admin/commands.c:
  *          { "limit", "set", adm_cmd_limit_set, "NAME [--json]", "set a rate limit", NULL },
  *      (name, sub or NULL, handler, synopsis naming every option it reads, one-line help,
- *      longer help or NULL). `COMMAND --help` is answered from this entry by the
+ *      longer help or NULL, and `true` if its output must be all or nothing). `COMMAND --help` is answered from this entry by the
  *      dispatcher: the handler never sees --help.
  *   4. Append the file to adm_sources in admin/meson.build, and document the command in
  *      man/relay-admin.8 (or your own page, listed in man/meson.build).
@@ -78,6 +78,7 @@ struct adm_cmd {
 	const char *args;          /* synopsis of the arguments: every option the handler reads */
 	const char *help;          /* one line */
 	const char *more;          /* longer text for `COMMAND --help`, or NULL */
+	bool buffered;             /* run through adm_run_buffered(): all of stdout or nothing */
 };
 
 /* ---- the command table and the dispatcher (commands.c, dispatch.c) ---------------------- */
@@ -105,13 +106,10 @@ enum adm_diag { ADM_DIAG_ERROR, ADM_DIAG_WARNING, ADM_DIAG_NOTE };
 __attribute__((format(printf, 3, 4)))
 void adm_diag(const struct adm_ctx *ctx, enum adm_diag kind, const char *fmt, ...);
 
-/* adm_diag(ctx, ADM_DIAG_ERROR, ...): "relay-admin: <message>\n". */
-__attribute__((format(printf, 2, 3)))
-void adm_err(const struct adm_ctx *ctx, const char *fmt, ...);
-__attribute__((format(printf, 2, 3)))
-void adm_warn(const struct adm_ctx *ctx, const char *fmt, ...);
-__attribute__((format(printf, 2, 3)))
-void adm_note(const struct adm_ctx *ctx, const char *fmt, ...);
+/* The three kinds, by name: adm_err(ctx, "cannot open %s", path). */
+#define adm_err(ctx, ...) adm_diag((ctx), ADM_DIAG_ERROR, __VA_ARGS__)
+#define adm_warn(ctx, ...) adm_diag((ctx), ADM_DIAG_WARNING, __VA_ARGS__)
+#define adm_note(ctx, ...) adm_diag((ctx), ADM_DIAG_NOTE, __VA_ARGS__)
 
 /* Prints the message and the command's synopsis on stderr; returns ADM_EXIT_USAGE. */
 __attribute__((format(printf, 2, 3)))

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "adm.h"
+#include "render.h"
 #include "limits_fmt.h"
 #include "policy.h"
 #include "window.h"
@@ -42,44 +43,37 @@ static int target_arg(const struct adm_ctx *ctx, int argc, char **argv, bool def
 	return adm_check_name(ctx, *name);
 }
 
-/* `"key": "NAME"`, or null for the defaults. */
-static void json_target(struct adm_json *j, const char *key, const char *name)
+/* `"key": "NAME"`, or null for the defaults (JSON only). */
+static void out_target(struct adm_out *o, const char *key, const char *name)
 {
-	adm_json_key(j, key);
 	if (name)
-		adm_json_str(j, name);
+		adm_out_str(o, key, name, NULL);
 	else
-		adm_json_null(j);
+		adm_out_null(o, key, NULL);
 }
 
-static void print_limits(struct adm_ctx *ctx, struct adm_json *j, const char *key,
-                         const struct rdb_limit *l, size_t n)
+/* Limits: in JSON every row under `key`; in text (label not NULL) one line per metric,
+ * "  LABEL METRIC SPEC, SPEC", or "(none)". */
+static void out_limits(struct adm_out *o, const char *key, const char *label,
+                       const struct rdb_limit *l, size_t n)
 {
 	char buf[64];
 
-	if (ctx->json) {
-		adm_json_key(j, key);
-		adm_json_arr(j);
-		for (size_t k = 0; k < n; k++) {
-			adm_json_obj(j);
-			adm_json_key(j, "metric");
-			adm_json_str(j, rdb_metric_name(l[k].metric));
-			adm_json_key(j, "max");
-			adm_json_int(j, (int64_t)l[k].max_count);
-			adm_json_key(j, "window_seconds");
-			adm_json_int(j, l[k].window_seconds);
-			adm_limit_format(&l[k], buf, sizeof buf);
-			adm_json_key(j, "spec");
-			adm_json_str(j, buf);
-			adm_json_end(j);
-		}
-		adm_json_end(j);
-		return;
+	adm_out_arr(o, key);
+	for (size_t k = 0; k < n; k++) {
+		adm_limit_format(&l[k], buf, sizeof buf);
+		adm_out_obj(o, NULL);
+		adm_out_str(o, "metric", rdb_metric_name(l[k].metric), NULL);
+		adm_out_int(o, "max", (int64_t)l[k].max_count, NULL);
+		adm_out_int(o, "window_seconds", l[k].window_seconds, NULL);
+		adm_out_str(o, "spec", buf, NULL);
+		adm_out_end(o);
 	}
-	if (n == 0) {
-		fprintf(ctx->out, "  %-10s (none)\n", key);
+	adm_out_end(o);
+	if (label == NULL)
 		return;
-	}
+	if (n == 0)
+		adm_out_text(o, "  %-10s (none)\n", label);
 	for (int m = 0; m < RDB_METRICS; m++) {
 		bool any = false;
 
@@ -88,13 +82,13 @@ static void print_limits(struct adm_ctx *ctx, struct adm_json *j, const char *ke
 				continue;
 			adm_limit_format(&l[k], buf, sizeof buf);
 			if (!any)
-				fprintf(ctx->out, "  %-10s %-11s %s", key, rdb_metric_name(l[k].metric), buf);
+				adm_out_text(o, "  %-10s %-11s %s", label, rdb_metric_name(l[k].metric), buf);
 			else
-				fprintf(ctx->out, ", %s", buf);
+				adm_out_text(o, ", %s", buf);
 			any = true;
 		}
 		if (any)
-			fprintf(ctx->out, "\n");
+			adm_out_text(o, "\n");
 	}
 }
 
@@ -120,6 +114,7 @@ int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv)
 	char why[128];
 	struct rdb *db = NULL;
 	struct rdb_policy *pol = NULL;
+	struct adm_out o;
 	enum rdb_result r;
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -172,18 +167,12 @@ int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv)
 		rc = adm_rdb_fail(ctx, db, r);
 		goto rollback;
 	}
-	if (ctx->json) {
-		struct adm_json j;
-
-		adm_json_init(&j, ctx->out);
-		adm_json_obj(&j);
-		json_target(&j, "login", name);
-		print_limits(ctx, &j, "set", lims, n);
-		adm_json_end(&j);
-		adm_json_finish(&j);
-	} else {
-		fprintf(ctx->out, "limits of %s updated\n", name ? name : "the defaults");
-	}
+	adm_out_begin(&o, ctx);
+	adm_out_obj(&o, NULL);
+	out_target(&o, "login", name);
+	out_limits(&o, "set", NULL, lims, n);
+	adm_out_text(&o, "limits of %s updated\n", name ? name : "the defaults");
+	adm_out_finish(&o);
 	rc = ADM_EXIT_OK;
 	goto out;
 rollback:
@@ -197,7 +186,7 @@ out:
 struct show_ctx {
 	struct adm_ctx *ctx;
 	struct rdb_policy *pol;
-	struct adm_json *j;
+	struct adm_out o;
 	enum rdb_result r;
 	char names[64][RDB_NAME_MAX + 1];
 	size_t nnames;
@@ -229,31 +218,22 @@ static int show_login(struct show_ctx *s, const char *name, bool only_if_special
 		return policy_fail(s->ctx, s->pol, r);
 	if (only_if_special && nown == 0 && !lp.rate_exempt && !lp.hold_over_limit)
 		return ADM_EXIT_OK;
-	if (s->ctx->json) {
-		adm_json_obj(s->j);
-		adm_json_key(s->j, "login");
-		adm_json_str(s->j, lp.name);
-		adm_json_key(s->j, "rate_exempt");
-		adm_json_bool(s->j, lp.rate_exempt);
-		adm_json_key(s->j, "hold_over_limit");
-		adm_json_bool(s->j, lp.hold_over_limit);
-		print_limits(s->ctx, s->j, "own", own, nown);
-		print_limits(s->ctx, s->j, "effective", lp.limits, lp.nlimits);
-		adm_json_end(s->j);
-	} else {
-		fprintf(s->ctx->out, "%s%s%s\n", lp.name, lp.rate_exempt ? " (exempt)" : "",
-		        lp.hold_over_limit ? " (holds over limit)" : "");
-		print_limits(s->ctx, NULL, "own", own, nown);
-		print_limits(s->ctx, NULL, "effective", lp.limits, lp.nlimits);
-	}
+	adm_out_obj(&s->o, NULL);
+	adm_out_str(&s->o, "login", lp.name, "%s");
+	adm_out_bool(&s->o, "rate_exempt", lp.rate_exempt, NULL);
+	adm_out_bool(&s->o, "hold_over_limit", lp.hold_over_limit, NULL);
+	adm_out_text(&s->o, "%s%s\n", lp.rate_exempt ? " (exempt)" : "",
+	             lp.hold_over_limit ? " (holds over limit)" : "");
+	out_limits(&s->o, "own", "own", own, nown);
+	out_limits(&s->o, "effective", "effective", lp.limits, lp.nlimits);
+	adm_out_end(&s->o);
 	return ADM_EXIT_OK;
 }
 
-static int limit_show_run(struct adm_ctx *ctx, int argc, char **argv)
+int adm_cmd_limit_show(struct adm_ctx *ctx, int argc, char **argv)
 {
 	struct rdb_limit defs[RDB_LIMITS_MAX];
 	struct show_ctx *s;
-	struct adm_json j;
 	struct rdb *db = NULL;
 	struct rdb_policy *pol = NULL;
 	size_t ndefs = 0;
@@ -272,7 +252,6 @@ static int limit_show_run(struct adm_ctx *ctx, int argc, char **argv)
 	}
 	s->ctx = ctx;
 	s->pol = pol;
-	s->j = &j;
 	if ((r = rdb_limits_get(pol, NULL, defs, RDB_LIMITS_MAX, &ndefs)) != RDB_OK) {
 		rc = policy_fail(ctx, pol, r);
 		goto out;
@@ -281,16 +260,11 @@ static int limit_show_run(struct adm_ctx *ctx, int argc, char **argv)
 		rc = adm_rdb_fail(ctx, db, r);
 		goto out;
 	}
-	if (ctx->json) {
-		adm_json_init(&j, ctx->out);
-		adm_json_obj(&j);
-		print_limits(ctx, &j, "defaults", defs, ndefs);
-		adm_json_key(&j, "logins");
-		adm_json_arr(&j);
-	} else {
-		fprintf(ctx->out, "defaults\n");
-		print_limits(ctx, NULL, "limits", defs, ndefs);
-	}
+	adm_out_begin(&s->o, ctx);
+	adm_out_obj(&s->o, NULL);
+	adm_out_text(&s->o, "defaults\n");
+	out_limits(&s->o, "defaults", "limits", defs, ndefs);
+	adm_out_arr(&s->o, "logins");
 	if (argc - optind == 1) {
 		rc = show_login(s, argv[optind], false);
 	} else {
@@ -298,14 +272,10 @@ static int limit_show_run(struct adm_ctx *ctx, int argc, char **argv)
 		for (size_t k = 0; k < s->nnames && rc == ADM_EXIT_OK; k++)
 			rc = show_login(s, s->names[k], true);
 	}
-	if (ctx->json) {
-		adm_json_end(&j);
-		adm_json_end(&j);
-		adm_json_finish(&j);
-	} else if (s->more) {
-		fprintf(ctx->out, "(only the first %zu logins were examined; name one to see it)\n",
-		        s->nnames);
-	}
+	if (s->more)
+		adm_out_text(&s->o, "(only the first %zu logins were examined; name one to see "
+		             "it)\n", s->nnames);
+	adm_out_finish(&s->o);
 out:
 	free(s);
 	rdb_policy_free(pol);
@@ -313,11 +283,6 @@ out:
 	return rc;
 }
 
-/* Buffered: on failure stdout holds nothing, never a partial document. */
-int adm_cmd_limit_show(struct adm_ctx *ctx, int argc, char **argv)
-{
-	return adm_run_buffered(ctx, limit_show_run, argc, argv);
-}
 
 int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv)
 {
@@ -353,17 +318,15 @@ int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv)
 	} else if ((r = rdb_commit(db)) != RDB_OK) {
 		rc = adm_rdb_fail(ctx, db, r);
 		rdb_rollback(db);
-	} else if (ctx->json) {
-		struct adm_json j;
-
-		adm_json_init(&j, ctx->out);
-		adm_json_obj(&j);
-		json_target(&j, "cleared", name);
-		adm_json_end(&j);
-		adm_json_finish(&j);
 	} else {
-		fprintf(ctx->out, "limits of %s cleared%s\n", name ? name : "the defaults",
-		        name ? " (the defaults apply)" : "");
+		struct adm_out o;
+
+		adm_out_begin(&o, ctx);
+		adm_out_obj(&o, NULL);
+		out_target(&o, "cleared", name);
+		adm_out_text(&o, "limits of %s cleared%s\n", name ? name : "the defaults",
+		             name ? " (the defaults apply)" : "");
+		adm_out_finish(&o);
 	}
 	rdb_policy_free(pol);
 	rdb_close(db);

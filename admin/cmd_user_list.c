@@ -166,7 +166,7 @@ static void list_close(struct list_ctx *lc)
 	rdb_close(lc->db);
 }
 
-static int user_list_run(struct adm_ctx *ctx, int argc, char **argv)
+int adm_cmd_user_list(struct adm_ctx *ctx, int argc, char **argv)
 {
 	static const struct option none[] = { { NULL, 0, NULL, 0 } };
 	struct list_ctx lc = { .ctx = ctx };
@@ -199,7 +199,7 @@ static int user_list_run(struct adm_ctx *ctx, int argc, char **argv)
 	return rc;
 }
 
-static int user_show_run(struct adm_ctx *ctx, int argc, char **argv)
+int adm_cmd_user_show(struct adm_ctx *ctx, int argc, char **argv)
 {
 	struct list_ctx lc = { .ctx = ctx };
 	struct rdb_login l;
@@ -224,16 +224,4 @@ static int user_show_run(struct adm_ctx *ctx, int argc, char **argv)
 		adm_out_finish(&lc.o);
 	list_close(&lc);
 	return rc;
-}
-
-/* Buffered: output is assembled in memory and written only once complete, so a failure
- * half-way never leaves a truncated listing or JSON document on stdout. */
-int adm_cmd_user_list(struct adm_ctx *ctx, int argc, char **argv)
-{
-	return adm_run_buffered(ctx, user_list_run, argc, argv);
-}
-
-int adm_cmd_user_show(struct adm_ctx *ctx, int argc, char **argv)
-{
-	return adm_run_buffered(ctx, user_show_run, argc, argv);
 }

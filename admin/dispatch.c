@@ -191,7 +191,8 @@ int adm_main(int argc, char **argv)
 	} else {
 		optind = 0;
 		opterr = 0;
-		rc = cmd->run(&ctx, argc, argv);
+		rc = cmd->buffered ? adm_run_buffered(&ctx, cmd->run, argc, argv)
+		                   : cmd->run(&ctx, argc, argv);
 	}
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		adm_err(&ctx, "cannot write the output");

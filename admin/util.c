@@ -41,33 +41,6 @@ void adm_diag(const struct adm_ctx *ctx, enum adm_diag kind, const char *fmt, ..
 	va_end(ap);
 }
 
-void adm_err(const struct adm_ctx *ctx, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vmessage(ctx, ADM_DIAG_ERROR, fmt, ap);
-	va_end(ap);
-}
-
-void adm_warn(const struct adm_ctx *ctx, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vmessage(ctx, ADM_DIAG_WARNING, fmt, ap);
-	va_end(ap);
-}
-
-void adm_note(const struct adm_ctx *ctx, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vmessage(ctx, ADM_DIAG_NOTE, fmt, ap);
-	va_end(ap);
-}
-
 int adm_usage(const struct adm_ctx *ctx, const char *fmt, ...)
 {
 	va_list ap;
