@@ -136,6 +136,10 @@ int adm_db_open(const struct adm_ctx *ctx, enum rdb_mode mode, struct rdb **db);
  * ADM_EXIT_USAGE. */
 int adm_check_name(const struct adm_ctx *ctx, const char *name);
 
+/* For commands without options: exactly n operands after argv[0] (left at argv[optind]),
+ * else the usage error with `expected` ("expected a login name and a pattern"). */
+int adm_operands(const struct adm_ctx *ctx, int argc, char **argv, int n, const char *expected);
+
 /* For commands that take exactly one NAME and no options: parses argv (getopt_long),
  * validates the name and sets *name; returns ADM_EXIT_OK or the usage error. */
 int adm_name_arg(const struct adm_ctx *ctx, int argc, char **argv, const char **name);

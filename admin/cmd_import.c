@@ -425,7 +425,6 @@ static void report(const struct adm_ctx *ctx, const struct import *im, const cha
 
 int adm_cmd_import_sasldb(struct adm_ctx *ctx, int argc, char **argv)
 {
-	static const struct option none[] = { { NULL, 0, NULL, 0 } };
 	struct sasl_env env = { 0 };
 	sasl_callback_t callbacks[] = {
 		{ SASL_CB_GETOPT, (int (*)(void))(void (*)(void))sasl_getopt_cb, &env },
@@ -440,10 +439,9 @@ int adm_cmd_import_sasldb(struct adm_ctx *ctx, int argc, char **argv)
 	enum rdb_result r;
 	int rc;
 
-	if (getopt_long(argc, argv, "", none, NULL) != -1)
-		return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
-	if (argc - optind != 1)
-		return adm_usage(ctx, "expected the path of a sasldb2 file");
+	if ((rc = adm_operands(ctx, argc, argv, 1, "expected the path of a sasldb2 file")) !=
+	    ADM_EXIT_OK)
+		return rc;
 	env.path = argv[optind];
 	if (stat(env.path, &st) != 0 || access(env.path, R_OK) != 0) {
 		adm_err(ctx, "%s: %s", env.path, strerror(errno));

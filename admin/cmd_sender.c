@@ -13,14 +13,11 @@
 static int args(const struct adm_ctx *ctx, int argc, char **argv, const char **name,
                 const char **pattern)
 {
-	static const struct option none[] = { { NULL, 0, NULL, 0 } };
 	char why[128];
-	int rc;
+	int rc = adm_operands(ctx, argc, argv, 2, "expected a login name and a sender pattern");
 
-	if (getopt_long(argc, argv, "", none, NULL) != -1)
-		return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
-	if (argc - optind != 2)
-		return adm_usage(ctx, "expected a login name and a sender pattern");
+	if (rc != ADM_EXIT_OK)
+		return rc;
 	*name = argv[optind];
 	if ((rc = adm_check_name(ctx, *name)) != ADM_EXIT_OK)
 		return rc;

@@ -160,23 +160,30 @@ static int list_open(struct adm_ctx *ctx, struct list_ctx *lc)
 	return ADM_EXIT_OK;
 }
 
-static void list_close(struct list_ctx *lc)
+/* Ends the read snapshot, renders the result or reports the failure r, closes both
+ * databases. Returns the exit code. */
+static int list_close(struct list_ctx *lc, enum rdb_result r)
 {
+	int rc = ADM_EXIT_OK;
+
+	rdb_rollback(lc->db);
+	if (r != RDB_OK)
+		rc = adm_rdb_fail(lc->ctx, lc->db, r);
+	else
+		adm_out_finish(&lc->o);
 	rdb_state_close(lc->st);
 	rdb_close(lc->db);
+	return rc;
 }
 
 int adm_cmd_user_list(struct adm_ctx *ctx, int argc, char **argv)
 {
-	static const struct option none[] = { { NULL, 0, NULL, 0 } };
 	struct list_ctx lc = { .ctx = ctx };
 	enum rdb_result r;
-	int rc;
+	int rc = adm_operands(ctx, argc, argv, 0, "user list takes no arguments");
 
-	if (getopt_long(argc, argv, "", none, NULL) != -1)
-		return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
-	if (argc - optind != 0)
-		return adm_usage(ctx, "user list takes no arguments");
+	if (rc != ADM_EXIT_OK)
+		return rc;
 	rc = list_open(ctx, &lc);
 	if (rc != ADM_EXIT_OK)
 		return rc;
@@ -190,13 +197,7 @@ int adm_cmd_user_list(struct adm_ctx *ctx, int argc, char **argv)
 		r = rdb_login_foreach(lc.db, list_row, &lc, NULL);
 	if (r == RDB_OK)
 		r = lc.r;
-	rdb_rollback(lc.db);
-	if (r != RDB_OK)
-		rc = adm_rdb_fail(ctx, lc.db, r);
-	else
-		adm_out_finish(&lc.o);
-	list_close(&lc);
-	return rc;
+	return list_close(&lc, r);
 }
 
 int adm_cmd_user_show(struct adm_ctx *ctx, int argc, char **argv)
@@ -217,11 +218,5 @@ int adm_cmd_user_show(struct adm_ctx *ctx, int argc, char **argv)
 		r = rdb_login_get(lc.db, name, &l);
 	if (r == RDB_OK)
 		r = login_fields(&lc, &l, true);
-	rdb_rollback(lc.db);
-	if (r != RDB_OK)
-		rc = adm_rdb_fail(ctx, lc.db, r);
-	else
-		adm_out_finish(&lc.o);
-	list_close(&lc);
-	return rc;
+	return list_close(&lc, r);
 }

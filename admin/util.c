@@ -117,14 +117,23 @@ int adm_check_name(const struct adm_ctx *ctx, const char *name)
 	return ADM_EXIT_OK;
 }
 
-int adm_name_arg(const struct adm_ctx *ctx, int argc, char **argv, const char **name)
+int adm_operands(const struct adm_ctx *ctx, int argc, char **argv, int n, const char *expected)
 {
 	static const struct option none[] = { { NULL, 0, NULL, 0 } };
 
 	if (getopt_long(argc, argv, "", none, NULL) != -1)
 		return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
-	if (argc - optind != 1)
-		return adm_usage(ctx, "expected one login name");
+	if (argc - optind != n)
+		return adm_usage(ctx, "%s", expected);
+	return ADM_EXIT_OK;
+}
+
+int adm_name_arg(const struct adm_ctx *ctx, int argc, char **argv, const char **name)
+{
+	int rc = adm_operands(ctx, argc, argv, 1, "expected one login name");
+
+	if (rc != ADM_EXIT_OK)
+		return rc;
 	*name = argv[optind];
 	return adm_check_name(ctx, *name);
 }
