@@ -298,31 +298,16 @@ static bool same_file_path(const char *a, const char *b)
 	return realpath(a, ra) && realpath(b, rb) && strcmp(ra, rb) == 0;
 }
 
-void chk_smtpd_conf(struct check *c)
-{
-	struct adm_check *ck = adm_checklist_add(c->cl, "smtpd-conf",
-	                                         "SASL configuration for relaydb");
-	char err[256], path[PATH_MAX + 64], line[1024];
-	char *cfg = chk_pf_main(c, "cyrus_sasl_config_path", err, sizeof(err));
-	char *app = chk_pf_main(c, "smtpd_sasl_path", err, sizeof(err));
-	bool auxprop = false, relaydb = false, mechs = false, path_ok = false, empty = false;
-	char dbpath[PATH_MAX] = "";
-	FILE *f;
+/* What smtpd.conf says, as libsasl2 reads it ("key: value" lines, # comments). */
+struct sasl_conf {
+	bool auxprop, relaydb, mechs, empty;
+	char dbpath[PATH_MAX];
+};
 
-	/* Debian's smtpd reads <config_directory>/sasl/<smtpd_sasl_path>.conf; other builds
-	 * honour cyrus_sasl_config_path. setup makes both the same folder. */
-	if (cfg && cfg[0])
-		snprintf(path, sizeof(path), "%s/%s.conf", cfg, app && app[0] ? app : "smtpd");
-	else
-		snprintf(path, sizeof(path), "%s/sasl/%s.conf", c->dir, app && app[0] ? app : "smtpd");
-	free(cfg);
-	free(app);
-	f = fopen(path, "re");
-	if (!f) {
-		adm_check_set(ck, ADM_CHECK_FAIL, "%s: %s", path, strerror(errno));
-		adm_check_fix(ck, "relay-admin setup --postfix-config %s writes it", c->dir);
-		return;
-	}
+static void read_sasl_conf(FILE *f, struct adm_check *ck, struct sasl_conf *sc)
+{
+	char line[1024];
+
 	while (fgets(line, sizeof(line), f)) {
 		char *k = line, *v, *e;
 
@@ -340,15 +325,15 @@ void chk_smtpd_conf(struct check *c)
 		while (e > v && (e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
 			*--e = '\0';
 		if (*v == '\0') {
-			empty = true;   /* libsasl2 fails init on an empty value: AUTH dies */
+			sc->empty = true;   /* libsasl2 fails init on an empty value: AUTH dies */
 			adm_check_line(ck, "empty value for %s", k);
 		}
 		if (strcmp(k, "pwcheck_method") == 0)
-			auxprop = strcmp(v, "auxprop") == 0;
+			sc->auxprop = strcmp(v, "auxprop") == 0;
 		else if (strcmp(k, "auxprop_plugin") == 0)
-			relaydb = strcmp(v, "relaydb") == 0;
+			sc->relaydb = strcmp(v, "relaydb") == 0;
 		else if (strcmp(k, "relaydb_path") == 0)
-			snprintf(dbpath, sizeof(dbpath), "%s", v);
+			snprintf(sc->dbpath, sizeof(sc->dbpath), "%s", v);
 		else if (strcmp(k, "mech_list") == 0) {
 			char low[1024];
 			size_t i;
@@ -356,22 +341,51 @@ void chk_smtpd_conf(struct check *c)
 			for (i = 0; v[i] && i + 1 < sizeof(low); i++)
 				low[i] = (char)((v[i] >= 'A' && v[i] <= 'Z') ? v[i] + 32 : v[i]);
 			low[i] = '\0';
-			mechs = strstr(low, "plain") != NULL || strstr(low, "login") != NULL;
+			sc->mechs = strstr(low, "plain") != NULL || strstr(low, "login") != NULL;
 		}
 	}
+}
+
+void chk_smtpd_conf(struct check *c)
+{
+	struct adm_check *ck = adm_checklist_add(c->cl, "smtpd-conf",
+	                                         "SASL configuration for relaydb");
+	char err[256], path[PATH_MAX + 64];
+	char *cfg = chk_pf_main(c, "cyrus_sasl_config_path", err, sizeof(err));
+	char *app = chk_pf_main(c, "smtpd_sasl_path", err, sizeof(err));
+	struct sasl_conf sc = { .auxprop = false };
+	const char *dbpath = sc.dbpath;
+	bool path_ok;
+	FILE *f;
+
+	/* Debian's smtpd reads <config_directory>/sasl/<smtpd_sasl_path>.conf; other builds
+	 * honour cyrus_sasl_config_path. setup makes both the same folder. */
+	if (cfg && cfg[0])
+		snprintf(path, sizeof(path), "%s/%s.conf", cfg, app && app[0] ? app : "smtpd");
+	else
+		snprintf(path, sizeof(path), "%s/sasl/%s.conf", c->dir, app && app[0] ? app : "smtpd");
+	free(cfg);
+	free(app);
+	f = fopen(path, "re");
+	if (!f) {
+		adm_check_set(ck, ADM_CHECK_FAIL, "%s: %s", path, strerror(errno));
+		adm_check_fix(ck, "relay-admin setup --postfix-config %s writes it", c->dir);
+		return;
+	}
+	read_sasl_conf(f, ck, &sc);
 	fclose(f);
 	path_ok = dbpath[0] && same_file_path(dbpath, c->ctx->db_path);
 	adm_check_line(ck, "%s: relaydb_path %s", path, dbpath[0] ? dbpath : "(not set)");
-	if (empty) {
+	if (sc.empty) {
 		adm_check_set(ck, ADM_CHECK_FAIL, "%s has an empty value: libsasl2 refuses to start "
 		              "and every AUTH fails", path);
-	} else if (!auxprop || !relaydb) {
+	} else if (!sc.auxprop || !sc.relaydb) {
 		adm_check_set(ck, ADM_CHECK_FAIL, "%s does not use pwcheck_method: auxprop with "
 		              "auxprop_plugin: relaydb", path);
 	} else if (!path_ok) {
 		adm_check_set(ck, ADM_CHECK_FAIL, "relaydb_path is %s, but this check uses the users "
 		              "database %s", dbpath[0] ? dbpath : "not set", c->ctx->db_path);
-	} else if (!mechs) {
+	} else if (!sc.mechs) {
 		adm_check_set(ck, ADM_CHECK_WARN, "mech_list has neither PLAIN nor LOGIN: most "
 		              "clients cannot log in");
 	} else {

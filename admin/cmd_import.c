@@ -73,12 +73,50 @@ static bool buf_add(struct buf *b, const char *p, size_t n)
 }
 
 /* Runs sasldblistusers2 -f path; collects stdout and stderr separately. */
+/* Reads the child's stdout and stderr until both close; more than LIST_OUTPUT_MAX in all
+ * kills it and leaves "output too large" in err. */
+static void drain(pid_t pid, int outfd, int errfd, struct buf *out, struct buf *err)
+{
+	struct pollfd fds[2];
+
+	fds[0] = (struct pollfd){ .fd = outfd, .events = POLLIN };
+	fds[1] = (struct pollfd){ .fd = errfd, .events = POLLIN };
+	while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+		char chunk[4096];
+
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (int i = 0; i < 2; i++) {
+			ssize_t n;
+
+			if (fds[i].fd < 0 || fds[i].revents == 0)
+				continue;
+			n = read(fds[i].fd, chunk, sizeof chunk);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				fds[i].fd = -1;
+				continue;
+			}
+			if (out->len + err->len + (size_t)n > LIST_OUTPUT_MAX ||
+			    !buf_add(i == 0 ? out : err, chunk, (size_t)n)) {
+				kill(pid, SIGTERM);
+				fds[0].fd = fds[1].fd = -1;
+				err->len = 0;
+				buf_add(err, "output too large", 16);
+			}
+		}
+	}
+}
+
 static int run_listusers(const struct adm_ctx *ctx, const char *path, struct buf *out,
                          struct buf *err)
 {
 	const char *prog = NULL;
 	int po[2] = { -1, -1 }, pe[2] = { -1, -1 }, status = 0, rc = ADM_EXIT_IO;
-	struct pollfd fds[2];
 	pid_t pid;
 
 	for (size_t i = 0; i < sizeof listusers_paths / sizeof listusers_paths[0]; i++)
@@ -112,37 +150,7 @@ static int run_listusers(const struct adm_ctx *ctx, const char *path, struct buf
 	close(po[1]);
 	close(pe[1]);
 	po[1] = pe[1] = -1;
-	fds[0] = (struct pollfd){ .fd = po[0], .events = POLLIN };
-	fds[1] = (struct pollfd){ .fd = pe[0], .events = POLLIN };
-	while (fds[0].fd >= 0 || fds[1].fd >= 0) {
-		char chunk[4096];
-
-		if (poll(fds, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		for (int i = 0; i < 2; i++) {
-			ssize_t n;
-
-			if (fds[i].fd < 0 || fds[i].revents == 0)
-				continue;
-			n = read(fds[i].fd, chunk, sizeof chunk);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				fds[i].fd = -1;
-				continue;
-			}
-			if (out->len + err->len + (size_t)n > LIST_OUTPUT_MAX ||
-			    !buf_add(i == 0 ? out : err, chunk, (size_t)n)) {
-				kill(pid, SIGTERM);
-				fds[0].fd = fds[1].fd = -1;
-				err->len = 0;
-				buf_add(err, "output too large", 16);
-			}
-		}
-	}
+	drain(pid, po[0], pe[0], out, err);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {

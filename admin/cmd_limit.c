@@ -92,7 +92,15 @@ static void out_limits(struct adm_out *o, const char *key, const char *label,
 	}
 }
 
-int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv)
+/* What `limit set` was asked to do, validated before the database is opened. */
+struct set_req {
+	struct rdb_limit lims[RDB_LIMITS_MAX];
+	size_t n;
+	const char *name;      /* NULL: the defaults */
+	int exempt, hold;      /* -1: unchanged */
+};
+
+static int set_options(struct adm_ctx *ctx, int argc, char **argv, struct set_req *q)
 {
 	static const struct option opts[] = {
 		{ "default", no_argument, NULL, 'D' },
@@ -106,16 +114,9 @@ int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv)
 		{ "json", no_argument, NULL, 'J' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct rdb_limit lims[RDB_LIMITS_MAX];
-	size_t n = 0;
 	bool defaults = false;
-	int exempt = -1, hold = -1, opt, rc;
-	const char *name = NULL;
 	char why[128];
-	struct rdb *db = NULL;
-	struct rdb_policy *pol = NULL;
-	struct adm_out o;
-	enum rdb_result r;
+	int opt, rc;
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		enum rdb_metric m;
@@ -123,63 +124,88 @@ int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv)
 		switch (opt) {
 		case 'D': defaults = true; continue;
 		case 'J': ctx->json = true; continue;
-		case 'e': exempt = 1; continue;
-		case 'E': exempt = 0; continue;
-		case 'o': hold = 1; continue;
-		case 'O': hold = 0; continue;
+		case 'e': q->exempt = 1; continue;
+		case 'E': q->exempt = 0; continue;
+		case 'o': q->hold = 1; continue;
+		case 'O': q->hold = 0; continue;
 		case 'm': m = RDB_METRIC_MESSAGES; break;
 		case 'r': m = RDB_METRIC_RECIPIENTS; break;
 		case 'b': m = RDB_METRIC_BYTES; break;
 		default: return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
 		}
-		if (n == RDB_LIMITS_MAX)
+		if (q->n == RDB_LIMITS_MAX)
 			return adm_usage(ctx, "at most %d limits", RDB_LIMITS_MAX);
-		if (!adm_limit_parse(optarg, m, &lims[n], why, sizeof why))
+		if (!adm_limit_parse(optarg, m, &q->lims[q->n], why, sizeof why))
 			return adm_usage(ctx, "--%s %s: %s", rdb_metric_name(m), optarg, why);
-		for (size_t k = 0; k < n; k++)
-			if (lims[k].metric == m && lims[k].window_seconds == lims[n].window_seconds)
+		for (size_t k = 0; k < q->n; k++)
+			if (q->lims[k].metric == m &&
+			    q->lims[k].window_seconds == q->lims[q->n].window_seconds)
 				return adm_usage(ctx, "two --%s limits over the same period", rdb_metric_name(m));
-		n++;
+		q->n++;
 	}
-	if ((rc = target_arg(ctx, argc, argv, defaults, &name)) != ADM_EXIT_OK)
+	if ((rc = target_arg(ctx, argc, argv, defaults, &q->name)) != ADM_EXIT_OK)
 		return rc;
-	if (defaults && (exempt >= 0 || hold >= 0))
+	if (defaults && (q->exempt >= 0 || q->hold >= 0))
 		return adm_usage(ctx, "--exempt and --hold apply to a login, not to --default");
-	if (n == 0 && exempt < 0 && hold < 0)
+	if (q->n == 0 && q->exempt < 0 && q->hold < 0)
 		return adm_usage(ctx, "nothing to set: give --messages, --recipients, --bytes, --exempt or --hold");
-	if ((rc = adm_open_policy(ctx, RDB_READWRITE, &db, &pol)) != ADM_EXIT_OK)
-		return rc;
-	r = rdb_begin(db);
-	if (r != RDB_OK) {
-		rc = adm_rdb_fail(ctx, db, r);
-		goto out;
-	}
-	if (n > 0 && (r = rdb_limits_set(pol, name, lims, n)) != RDB_OK) {
-		rc = policy_fail(ctx, pol, r);
-		goto rollback;
-	}
-	if ((exempt >= 0 || hold >= 0) &&
-	    (r = rdb_policy_set_flags(pol, name, exempt, hold, ctx->now)) != RDB_OK) {
-		rc = policy_fail(ctx, pol, r);
-		goto rollback;
-	}
+	return ADM_EXIT_OK;
+}
+
+/* The rows and the flags in one transaction. Returns an exit code, having said why. */
+static int set_write(struct adm_ctx *ctx, struct rdb *db, struct rdb_policy *pol,
+                     const struct set_req *q)
+{
+	enum rdb_result r = rdb_begin(db);
+	int rc;
+
+	if (r != RDB_OK)
+		return adm_rdb_fail(ctx, db, r);
+	if (q->n > 0 && (r = rdb_limits_set(pol, q->name, q->lims, q->n)) != RDB_OK)
+		goto policy;
+	if ((q->exempt >= 0 || q->hold >= 0) &&
+	    (r = rdb_policy_set_flags(pol, q->name, q->exempt, q->hold, ctx->now)) != RDB_OK)
+		goto policy;
 	if ((r = rdb_commit(db)) != RDB_OK) {
-		rc = adm_rdb_fail(ctx, db, r);
-		goto rollback;
+		rc = adm_rdb_fail(ctx, db, r);   /* the message before the rollback resets it */
+		rdb_rollback(db);
+		return rc;
 	}
+	return ADM_EXIT_OK;
+policy:
+	rc = policy_fail(ctx, pol, r);
+	rdb_rollback(db);
+	return rc;
+}
+
+int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv)
+{
+	struct set_req *q = calloc(1, sizeof *q);
+	struct rdb *db = NULL;
+	struct rdb_policy *pol = NULL;
+	struct adm_out o;
+	int rc;
+
+	if (q == NULL) {
+		adm_err(ctx, "out of memory");
+		return ADM_EXIT_FAIL;
+	}
+	q->exempt = q->hold = -1;
+	if ((rc = set_options(ctx, argc, argv, q)) != ADM_EXIT_OK ||
+	    (rc = adm_open_policy(ctx, RDB_READWRITE, &db, &pol)) != ADM_EXIT_OK)
+		goto out;
+	if ((rc = set_write(ctx, db, pol, q)) != ADM_EXIT_OK)
+		goto out;
 	adm_out_begin(&o, ctx);
 	adm_out_obj(&o, NULL);
-	out_target(&o, "login", name);
-	out_limits(&o, "set", NULL, lims, n);
-	adm_out_text(&o, "limits of %s updated\n", name ? name : "the defaults");
+	out_target(&o, "login", q->name);
+	out_limits(&o, "set", NULL, q->lims, q->n);
+	adm_out_text(&o, "limits of %s updated\n", q->name ? q->name : "the defaults");
 	adm_out_finish(&o);
-	rc = ADM_EXIT_OK;
-	goto out;
-rollback:
-	rdb_rollback(db);
 out:
 	rdb_policy_free(pol);
 	rdb_close(db);
+	free(q);
 	return rc;
 }
 
