@@ -1,6 +1,7 @@
 /*
- * adm.h — relay-admin's shared interface: the command context, exit codes, and the
- * helpers every command uses (errors, JSON and text output, reading a secret, dates).
+ * adm.h — relay-admin's shared interface: the command context, exit codes, the command
+ * table, and the helpers every command uses (diagnostics, JSON writer, reading a secret,
+ * dates). Results are rendered through render.h.
  *
  * All of admin/ but main.c is one static library (libadm); tests link it (adm_dep).
  *
@@ -8,19 +9,21 @@
  *   1. Write admin/cmd_<name>.c with one function per (sub)command:
  *          int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv);
  *      argv[0] is the last command word ("set" for `relay-admin limit set ...`), so
- *      getopt_long(argc, argv, "...", longopts, NULL) works directly: main() has reset
- *      optind (= 0) and set opterr = 0 — report a bad option with
+ *      getopt_long(argc, argv, "...", longopts, NULL) works directly: the dispatcher has
+ *      reset optind (= 0) and set opterr = 0 — report a bad option with
  *      `return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);`.
- *      Return an ADM_EXIT_* code; never call exit(). Print results to ctx->out, errors
- *      with adm_err() (stderr, "relay-admin: " prefix). With ctx->json, print exactly one
- *      JSON document on ctx->out (use struct adm_json below) and still report errors on
- *      stderr.
+ *      Parse and validate, act, then describe the result once through the renderer
+ *      (render.h): it prints the text or, with --json, one JSON document on ctx->out;
+ *      never test ctx->json. Return an ADM_EXIT_* code; never call exit(). Diagnostics
+ *      go through adm_err()/adm_warn()/adm_note() (stderr, "relay-admin: " prefix).
  *   2. Add its prototype to the "command handlers" list at the end of this header.
  *   3. Add one entry to the `adm_commands` table in admin/commands.c:
- *          { "limit", "set", adm_cmd_limit_set, "NAME [--json]", "set a rate limit", NULL },
+ *          { "limit", "set", adm_cmd_limit_set, "NAME [--json]", "set a rate limit", NULL,
+ *            false },
  *      (name, sub or NULL, handler, synopsis naming every option it reads, one-line help,
- *      longer help or NULL, and `true` if its output must be all or nothing). `COMMAND --help` is answered from this entry by the
- *      dispatcher: the handler never sees --help.
+ *      longer help or NULL, and `true` if its output must be all or nothing).
+ *      `COMMAND --help` is answered from this entry by the dispatcher: the handler never
+ *      sees --help.
  *   4. Append the file to adm_sources in admin/meson.build, and document the command in
  *      man/relay-admin.8 (or your own page, listed in man/meson.build).
  *
@@ -152,7 +155,7 @@ void adm_print_safe(FILE *f, const char *s);
  * arguments. Returns buf. */
 const char *adm_safe(const char *s, char *buf, size_t len);
 
-/* ---- JSON output ---------------------------------------------------------------------- */
+/* ---- JSON writer (used by render.c and checklist.c; commands use render.h) ------------ */
 
 /* A minimal streaming JSON writer: commas and nesting are tracked for you.
  *     struct adm_json j; adm_json_init(&j, ctx->out);
