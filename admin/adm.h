@@ -1,22 +1,29 @@
 /*
- * adm.h — relay-admin's shared interface: the command context, exit codes, and the
- * helpers every command uses (errors, JSON and text output, reading a secret, dates).
+ * adm.h — relay-admin's shared interface: the command context, exit codes, the command
+ * table, and the helpers every command uses (diagnostics, JSON writer, reading a secret,
+ * dates). Results are rendered through render.h.
+ *
+ * All of admin/ but main.c is one static library (libadm); tests link it (adm_dep).
  *
  * HOW TO ADD A COMMAND
  *   1. Write admin/cmd_<name>.c with one function per (sub)command:
  *          int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv);
  *      argv[0] is the last command word ("set" for `relay-admin limit set ...`), so
- *      getopt_long(argc, argv, "...", longopts, NULL) works directly: main() has reset
- *      optind (= 0) and set opterr = 0 — report a bad option with
+ *      getopt_long(argc, argv, "...", longopts, NULL) works directly: the dispatcher has
+ *      reset optind (= 0) and set opterr = 0 — report a bad option with
  *      `return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);`.
- *      Return an ADM_EXIT_* code; never call exit(). Print results to ctx->out, errors
- *      with adm_err() (stderr, "relay-admin: " prefix). With ctx->json, print exactly one
- *      JSON document on ctx->out (use struct adm_json below) and still report errors on
- *      stderr.
+ *      Parse and validate, act, then describe the result once through the renderer
+ *      (render.h): it prints the text or, with --json, one JSON document on ctx->out;
+ *      never test ctx->json. Return an ADM_EXIT_* code; never call exit(). Diagnostics
+ *      go through adm_err()/adm_warn()/adm_note() (stderr, "relay-admin: " prefix).
  *   2. Add its prototype to the "command handlers" list at the end of this header.
- *   3. Add one line to the `commands` table in admin/main.c:
- *          { "limit", "set", adm_cmd_limit_set, "NAME|default METRIC WINDOW MAX", "set a rate limit" },
- *      (name, sub or NULL, handler, argument synopsis, one-line help).
+ *   3. Add one entry to the `adm_commands` table in admin/commands.c:
+ *          { "limit", "set", adm_cmd_limit_set, "NAME [--json]", "set a rate limit", NULL,
+ *            false },
+ *      (name, sub or NULL, handler, synopsis naming every option it reads, one-line help,
+ *      longer help or NULL, and `true` if its output must be all or nothing).
+ *      `COMMAND --help` is answered from this entry by the dispatcher: the handler never
+ *      sees --help.
  *   4. Append the file to adm_sources in admin/meson.build, and document the command in
  *      man/relay-admin.8 (or your own page, listed in man/meson.build).
  *
@@ -71,15 +78,41 @@ struct adm_cmd {
 	const char *name;          /* first word: "user" */
 	const char *sub;           /* second word ("add"), or NULL for one-word commands */
 	int (*run)(struct adm_ctx *ctx, int argc, char **argv);
-	const char *args;          /* synopsis of the arguments, for usage messages */
+	const char *args;          /* synopsis of the arguments: every option the handler reads */
 	const char *help;          /* one line */
+	const char *more;          /* longer text for `COMMAND --help`, or NULL */
+	bool buffered;             /* run through adm_run_buffered(): all of stdout or nothing */
 };
+
+/* ---- the command table and the dispatcher (commands.c, dispatch.c) ---------------------- */
+
+/* Every command, in the order `relay-admin --help` lists them. */
+extern const struct adm_cmd adm_commands[];
+extern const size_t adm_ncommands;
+
+/* The whole program: global options, the command (or its --help, answered from the
+ * table on stdout with exit 0), the exit code. main() returns what this returns. */
+int adm_main(int argc, char **argv);
+
+/* "usage: relay-admin [--db PATH] [--json] WORDS SYNOPSIS\n" on f. */
+void adm_usage_line(FILE *f, const struct adm_ctx *ctx, const struct adm_cmd *c);
+
+/* The milter socket `setup` registers by default (also in its --help). */
+#define ADM_DEFAULT_MILTER "unix:/run/relay-milter/milter.sock"
 
 /* ---- messages ------------------------------------------------------------------------- */
 
-/* "relay-admin: <message>\n" on stderr. */
-__attribute__((format(printf, 2, 3)))
-void adm_err(const struct adm_ctx *ctx, const char *fmt, ...);
+/* The one way a diagnostic leaves relay-admin: "relay-admin: [warning: |note: ]<message>\n"
+ * on stderr, after flushing ctx->out so that the two streams interleave in order. Results
+ * (and notes that are part of a result) go to ctx->out instead. */
+enum adm_diag { ADM_DIAG_ERROR, ADM_DIAG_WARNING, ADM_DIAG_NOTE };
+__attribute__((format(printf, 3, 4)))
+void adm_diag(const struct adm_ctx *ctx, enum adm_diag kind, const char *fmt, ...);
+
+/* The three kinds, by name: adm_err(ctx, "cannot open %s", path). */
+#define adm_err(ctx, ...) adm_diag((ctx), ADM_DIAG_ERROR, __VA_ARGS__)
+#define adm_warn(ctx, ...) adm_diag((ctx), ADM_DIAG_WARNING, __VA_ARGS__)
+#define adm_note(ctx, ...) adm_diag((ctx), ADM_DIAG_NOTE, __VA_ARGS__)
 
 /* Prints the message and the command's synopsis on stderr; returns ADM_EXIT_USAGE. */
 __attribute__((format(printf, 2, 3)))
@@ -106,6 +139,10 @@ int adm_db_open(const struct adm_ctx *ctx, enum rdb_mode mode, struct rdb **db);
  * ADM_EXIT_USAGE. */
 int adm_check_name(const struct adm_ctx *ctx, const char *name);
 
+/* For commands without options: exactly n operands after argv[0] (left at argv[optind]),
+ * else the usage error with `expected` ("expected a login name and a pattern"). */
+int adm_operands(const struct adm_ctx *ctx, int argc, char **argv, int n, const char *expected);
+
 /* For commands that take exactly one NAME and no options: parses argv (getopt_long),
  * validates the name and sets *name; returns ADM_EXIT_OK or the usage error. */
 int adm_name_arg(const struct adm_ctx *ctx, int argc, char **argv, const char **name);
@@ -114,7 +151,11 @@ int adm_name_arg(const struct adm_ctx *ctx, int argc, char **argv, const char **
  * hostile string from a database or log can never drive the terminal. */
 void adm_print_safe(FILE *f, const char *s);
 
-/* ---- JSON output ---------------------------------------------------------------------- */
+/* The same escaping into buf (truncated to fit, always terminated), for adm_err()'s
+ * arguments. Returns buf. */
+const char *adm_safe(const char *s, char *buf, size_t len);
+
+/* ---- JSON writer (used by render.c and checklist.c; commands use render.h) ------------ */
 
 /* A minimal streaming JSON writer: commas and nesting are tracked for you.
  *     struct adm_json j; adm_json_init(&j, ctx->out);

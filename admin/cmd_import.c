@@ -34,6 +34,7 @@
 #include <sasl/prop.h>
 
 #include "adm.h"
+#include "render.h"
 
 #define LIST_OUTPUT_MAX (16u << 20)  /* bytes of sasldblistusers2 output we accept */
 #define PASSWORD_MAX 1024
@@ -72,12 +73,50 @@ static bool buf_add(struct buf *b, const char *p, size_t n)
 }
 
 /* Runs sasldblistusers2 -f path; collects stdout and stderr separately. */
+/* Reads the child's stdout and stderr until both close; more than LIST_OUTPUT_MAX in all
+ * kills it and leaves "output too large" in err. */
+static void drain(pid_t pid, int outfd, int errfd, struct buf *out, struct buf *err)
+{
+	struct pollfd fds[2];
+
+	fds[0] = (struct pollfd){ .fd = outfd, .events = POLLIN };
+	fds[1] = (struct pollfd){ .fd = errfd, .events = POLLIN };
+	while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+		char chunk[4096];
+
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (int i = 0; i < 2; i++) {
+			ssize_t n;
+
+			if (fds[i].fd < 0 || fds[i].revents == 0)
+				continue;
+			n = read(fds[i].fd, chunk, sizeof chunk);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				fds[i].fd = -1;
+				continue;
+			}
+			if (out->len + err->len + (size_t)n > LIST_OUTPUT_MAX ||
+			    !buf_add(i == 0 ? out : err, chunk, (size_t)n)) {
+				kill(pid, SIGTERM);
+				fds[0].fd = fds[1].fd = -1;
+				err->len = 0;
+				buf_add(err, "output too large", 16);
+			}
+		}
+	}
+}
+
 static int run_listusers(const struct adm_ctx *ctx, const char *path, struct buf *out,
                          struct buf *err)
 {
 	const char *prog = NULL;
 	int po[2] = { -1, -1 }, pe[2] = { -1, -1 }, status = 0, rc = ADM_EXIT_IO;
-	struct pollfd fds[2];
 	pid_t pid;
 
 	for (size_t i = 0; i < sizeof listusers_paths / sizeof listusers_paths[0]; i++)
@@ -111,37 +150,7 @@ static int run_listusers(const struct adm_ctx *ctx, const char *path, struct buf
 	close(po[1]);
 	close(pe[1]);
 	po[1] = pe[1] = -1;
-	fds[0] = (struct pollfd){ .fd = po[0], .events = POLLIN };
-	fds[1] = (struct pollfd){ .fd = pe[0], .events = POLLIN };
-	while (fds[0].fd >= 0 || fds[1].fd >= 0) {
-		char chunk[4096];
-
-		if (poll(fds, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		for (int i = 0; i < 2; i++) {
-			ssize_t n;
-
-			if (fds[i].fd < 0 || fds[i].revents == 0)
-				continue;
-			n = read(fds[i].fd, chunk, sizeof chunk);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				fds[i].fd = -1;
-				continue;
-			}
-			if (out->len + err->len + (size_t)n > LIST_OUTPUT_MAX ||
-			    !buf_add(i == 0 ? out : err, chunk, (size_t)n)) {
-				kill(pid, SIGTERM);
-				fds[0].fd = fds[1].fd = -1;
-				err->len = 0;
-				buf_add(err, "output too large", 16);
-			}
-		}
-	}
+	drain(pid, po[0], pe[0], out, err);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -392,61 +401,38 @@ static enum rdb_result store(struct rdb *db, struct import *im, int64_t now)
 static void report(const struct adm_ctx *ctx, const struct import *im, const char *path)
 {
 	static const char *const word[] = { "imported", "exists", "skipped" };
+	size_t counts[3] = { 0, 0, 0 };
+	struct adm_out o;
 
-	if (ctx->json) {
-		struct adm_json j;
-
-		adm_json_init(&j, ctx->out);
-		adm_json_obj(&j);
-		adm_json_key(&j, "sasldb");
-		adm_json_str(&j, path);
-		adm_json_key(&j, "logins");
-		adm_json_arr(&j);
-		for (size_t i = 0; i < im->n; i++) {
-			const struct entry *e = &im->e[i];
-
-			adm_json_obj(&j);
-			adm_json_key(&j, "name");
-			adm_json_str(&j, e->name);
-			adm_json_key(&j, "result");
-			adm_json_str(&j, word[e->outcome]);
-			if (e->outcome != IMPORTED) {
-				adm_json_key(&j, "reason");
-				adm_json_str(&j, e->reason);
-			} else {
-				adm_json_key(&j, "weak_password");
-				adm_json_bool(&j, e->weak);
-			}
-			adm_json_end(&j);
-		}
-		adm_json_finish(&j);
-		return;
-	}
+	adm_out_begin(&o, ctx);
+	adm_out_obj(&o, NULL);
+	adm_out_str(&o, "sasldb", path, NULL);
+	adm_out_arr(&o, "logins");
 	for (size_t i = 0; i < im->n; i++) {
 		const struct entry *e = &im->e[i];
 
-		fprintf(ctx->out, "%s ", word[e->outcome]);
-		adm_print_safe(ctx->out, e->name);
-		if (e->outcome != IMPORTED)
-			fprintf(ctx->out, ": %s", e->reason);
-		else if (e->weak)
-			fprintf(ctx->out, " (warning: password shorter than %d characters; "
-			        "consider relay-admin user passwd)", WEAK_BELOW);
-		fputc('\n', ctx->out);
+		counts[e->outcome]++;
+		adm_out_obj(&o, NULL);
+		adm_out_str(&o, "result", word[e->outcome], "%s ");
+		adm_out_safe(&o, "name", e->name, "%s");
+		if (e->outcome != IMPORTED) {
+			adm_out_str(&o, "reason", e->reason, ": %s");
+		} else {
+			adm_out_bool(&o, "weak_password", e->weak, NULL);
+			if (e->weak)
+				adm_out_text(&o, " (warning: password shorter than %d characters; "
+				             "consider relay-admin user passwd)", WEAK_BELOW);
+		}
+		adm_out_text(&o, "\n");
+		adm_out_end(&o);
 	}
-	{
-		size_t counts[3] = { 0, 0, 0 };
-
-		for (size_t i = 0; i < im->n; i++)
-			counts[im->e[i].outcome]++;
-		fprintf(ctx->out, "%zu imported, %zu already present, %zu skipped\n", counts[IMPORTED],
-		        counts[EXISTS], counts[SKIPPED]);
-	}
+	adm_out_text(&o, "%zu imported, %zu already present, %zu skipped\n", counts[IMPORTED],
+	             counts[EXISTS], counts[SKIPPED]);
+	adm_out_finish(&o);
 }
 
 int adm_cmd_import_sasldb(struct adm_ctx *ctx, int argc, char **argv)
 {
-	static const struct option none[] = { { NULL, 0, NULL, 0 } };
 	struct sasl_env env = { 0 };
 	sasl_callback_t callbacks[] = {
 		{ SASL_CB_GETOPT, (int (*)(void))(void (*)(void))sasl_getopt_cb, &env },
@@ -461,10 +447,9 @@ int adm_cmd_import_sasldb(struct adm_ctx *ctx, int argc, char **argv)
 	enum rdb_result r;
 	int rc;
 
-	if (getopt_long(argc, argv, "", none, NULL) != -1)
-		return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
-	if (argc - optind != 1)
-		return adm_usage(ctx, "expected the path of a sasldb2 file");
+	if ((rc = adm_operands(ctx, argc, argv, 1, "expected the path of a sasldb2 file")) !=
+	    ADM_EXIT_OK)
+		return rc;
 	env.path = argv[optind];
 	if (stat(env.path, &st) != 0 || access(env.path, R_OK) != 0) {
 		adm_err(ctx, "%s: %s", env.path, strerror(errno));

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "adm.h"
+#include "render.h"
 #include "relay-config.h"
 #include "safefs.h"
 #include "state.h"
@@ -184,6 +185,38 @@ static int init_state(const struct adm_ctx *ctx, const char *milter_user, const 
 	return rc;
 }
 
+/* The result: which database was created, migrated or left, and the state database's fate
+ * ("skipped" unless want_state). */
+static void report(const struct adm_ctx *ctx, const char *action, int before, int after,
+                   bool owned, const char *state_action, bool want_state)
+{
+	struct adm_out o;
+
+	adm_out_begin(&o, ctx);
+	adm_out_obj(&o, NULL);
+	adm_out_str(&o, "db", ctx->db_path, NULL);
+	adm_out_str(&o, "action", action, NULL);
+	adm_out_int(&o, "from_version", before, NULL);
+	adm_out_int(&o, "schema_version", after, NULL);
+	adm_out_bool(&o, "owner_set", owned, NULL);
+	adm_out_str(&o, "state_db", ctx->state_db_path, NULL);
+	adm_out_str(&o, "state_action", state_action, NULL);
+	if (before == 0)
+		adm_out_text(&o, "%s: created (schema version %d)%s\n", ctx->db_path, after,
+		             owned ? ", owner root:postfix, mode 0640" : "");
+	else if (before < after)
+		adm_out_text(&o, "%s: migrated from schema version %d to %d\n", ctx->db_path,
+		             before, after);
+	else
+		adm_out_text(&o, "%s: up to date (schema version %d)\n", ctx->db_path, after);
+	if (want_state)
+		adm_out_text(&o, "%s: state database %s\n", ctx->state_db_path, state_action);
+	else
+		adm_out_text(&o, "state database not touched (only --db was given; add --state-db "
+		             "PATH to create one)\n");
+	adm_out_finish(&o);
+}
+
 int adm_cmd_init(struct adm_ctx *ctx, int argc, char **argv)
 {
 	enum { O_MILTER_USER = 1 };
@@ -227,40 +260,6 @@ int adm_cmd_init(struct adm_ctx *ctx, int argc, char **argv)
 			return rc;
 	}
 	action = before == 0 ? "created" : before < after ? "migrated" : "unchanged";
-	if (ctx->json) {
-		struct adm_json j;
-
-		adm_json_init(&j, ctx->out);
-		adm_json_obj(&j);
-		adm_json_key(&j, "db");
-		adm_json_str(&j, ctx->db_path);
-		adm_json_key(&j, "action");
-		adm_json_str(&j, action);
-		adm_json_key(&j, "from_version");
-		adm_json_int(&j, before);
-		adm_json_key(&j, "schema_version");
-		adm_json_int(&j, after);
-		adm_json_key(&j, "owner_set");
-		adm_json_bool(&j, owned);
-		adm_json_key(&j, "state_db");
-		adm_json_str(&j, ctx->state_db_path);
-		adm_json_key(&j, "state_action");
-		adm_json_str(&j, state_action);
-		adm_json_finish(&j);
-		return ADM_EXIT_OK;
-	} else if (before == 0) {
-		fprintf(ctx->out, "%s: created (schema version %d)%s\n", ctx->db_path, after,
-		        owned ? ", owner root:postfix, mode 0640" : "");
-	} else if (before < after) {
-		fprintf(ctx->out, "%s: migrated from schema version %d to %d\n", ctx->db_path,
-		        before, after);
-	} else {
-		fprintf(ctx->out, "%s: up to date (schema version %d)\n", ctx->db_path, after);
-	}
-	if (want_state)
-		fprintf(ctx->out, "%s: state database %s\n", ctx->state_db_path, state_action);
-	else
-		fprintf(ctx->out, "state database not touched (only --db was given; add --state-db "
-		        "PATH to create one)\n");
+	report(ctx, action, before, after, owned, state_action, want_state);
 	return ADM_EXIT_OK;
 }

@@ -18,110 +18,15 @@
 #include <string.h>
 
 #include "adm.h"
+#include "render.h"
 #include "limits_fmt.h"
 #include "policy.h"
 #include "limit.h"
-
-bool adm_limit_parse(const char *spec, enum rdb_metric m, struct rdb_limit *out, char *why,
-                     size_t whylen)
-{
-	char buf[64];
-	char *slash;
-	int64_t window;
-	uint64_t max;
-
-	if (strlen(spec) >= sizeof buf) {
-		snprintf(why, whylen, "too long");
-		return false;
-	}
-	memcpy(buf, spec, strlen(spec) + 1);
-	slash = strchr(buf, '/');
-	if (slash == NULL) {
-		snprintf(why, whylen, "expected %s/PERIOD, e.g. %s", m == RDB_METRIC_BYTES ? "SIZE" : "N",
-		         m == RDB_METRIC_BYTES ? "50M/1d" : "100/1h");
-		return false;
-	}
-	*slash = '\0';
-	if (m == RDB_METRIC_BYTES ? !rdb_parse_size(buf, &max)
-	                          : !(buf[0] >= '0' && buf[0] <= '9' && rdb_parse_size(buf, &max) &&
-	                              strspn(buf, "0123456789") == strlen(buf))) {
-		snprintf(why, whylen, m == RDB_METRIC_BYTES ? "bad size \"%s\" (e.g. 50M, 1G, 1000)"
-		                                            : "bad count \"%s\"", buf);
-		return false;
-	}
-	if (max > (uint64_t)INT64_MAX) {
-		snprintf(why, whylen, "limit too large");
-		return false;
-	}
-	if (!rdb_parse_duration(slash + 1, RDB_WINDOW_MAX, &window)) {
-		snprintf(why, whylen, "bad period \"%s\" (e.g. 30s, 10m, 1h, 1d, 1w; at most 366d)",
-		         slash + 1);
-		return false;
-	}
-	*out = (struct rdb_limit){ m, window, max };
-	return true;
-}
-
-void adm_limit_format(const struct rdb_limit *l, char *out, size_t outlen)
-{
-	char period[24];
-
-	rdb_format_duration(l->window, period, sizeof period);
-	if (l->metric == RDB_METRIC_BYTES) {
-		static const char units[] = "KMGT";
-		uint64_t v = l->max;
-		int u = -1;
-
-		while (v >= 1024 && v % 1024 == 0 && u < 3) {
-			v /= 1024;
-			u++;
-		}
-		if (u >= 0)
-			snprintf(out, outlen, "%" PRIu64 "%c/%s", v, units[u], period);
-		else
-			snprintf(out, outlen, "%" PRIu64 "/%s", v, period);
-	} else {
-		snprintf(out, outlen, "%" PRIu64 "/%s", l->max, period);
-	}
-}
-
-int adm_open_policy(const struct adm_ctx *ctx, enum rdb_mode mode, struct rdb **db,
-                    struct rdb_policy **pol)
-{
-	int rc = adm_db_open(ctx, mode, db);
-
-	if (rc != ADM_EXIT_OK)
-		return rc;
-	if (rdb_policy_new(*db, pol) != RDB_OK) {
-		adm_err(ctx, "preparing limit queries: %s", rdb_errmsg(*db));
-		rdb_close(*db);
-		*db = NULL;
-		return ADM_EXIT_DB;
-	}
-	return ADM_EXIT_OK;
-}
 
 static int policy_fail(struct adm_ctx *ctx, struct rdb_policy *p, enum rdb_result r)
 {
 	adm_err(ctx, "%s", rdb_policy_errmsg(p));
 	return adm_exit_for(r);
-}
-
-int adm_json_name_args(struct adm_ctx *ctx, int argc, char **argv)
-{
-	static const struct option json_only[] = {
-		{ "json", no_argument, NULL, 'J' },
-		{ NULL, 0, NULL, 0 },
-	};
-
-	for (int opt; (opt = getopt_long(argc, argv, "", json_only, NULL)) != -1;) {
-		if (opt != 'J')
-			return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
-		ctx->json = true;
-	}
-	if (argc - optind > 1)
-		return adm_usage(ctx, "expected at most one login name");
-	return ADM_EXIT_OK;
 }
 
 /* The NAME|--default operand of `set` and `clear`, after the options: *name is the login,
@@ -138,44 +43,37 @@ static int target_arg(const struct adm_ctx *ctx, int argc, char **argv, bool def
 	return adm_check_name(ctx, *name);
 }
 
-/* `"key": "NAME"`, or null for the defaults. */
-static void json_target(struct adm_json *j, const char *key, const char *name)
+/* `"key": "NAME"`, or null for the defaults (JSON only). */
+static void out_target(struct adm_out *o, const char *key, const char *name)
 {
-	adm_json_key(j, key);
 	if (name)
-		adm_json_str(j, name);
+		adm_out_str(o, key, name, NULL);
 	else
-		adm_json_null(j);
+		adm_out_null(o, key, NULL);
 }
 
-static void print_limits(struct adm_ctx *ctx, struct adm_json *j, const char *key,
-                         const struct rdb_limit *l, size_t n)
+/* Limits: in JSON every row under `key`; in text (label not NULL) one line per metric,
+ * "  LABEL METRIC SPEC, SPEC", or "(none)". */
+static void out_limits(struct adm_out *o, const char *key, const char *label,
+                       const struct rdb_limit *l, size_t n)
 {
 	char buf[64];
 
-	if (ctx->json) {
-		adm_json_key(j, key);
-		adm_json_arr(j);
-		for (size_t k = 0; k < n; k++) {
-			adm_json_obj(j);
-			adm_json_key(j, "metric");
-			adm_json_str(j, rdb_metric_name(l[k].metric));
-			adm_json_key(j, "max");
-			adm_json_int(j, (int64_t)l[k].max);
-			adm_json_key(j, "window_seconds");
-			adm_json_int(j, l[k].window);
-			adm_limit_format(&l[k], buf, sizeof buf);
-			adm_json_key(j, "spec");
-			adm_json_str(j, buf);
-			adm_json_end(j);
-		}
-		adm_json_end(j);
-		return;
+	adm_out_arr(o, key);
+	for (size_t k = 0; k < n; k++) {
+		adm_limit_format(&l[k], buf, sizeof buf);
+		adm_out_obj(o, NULL);
+		adm_out_str(o, "metric", rdb_metric_name(l[k].metric), NULL);
+		adm_out_int(o, "max", (int64_t)l[k].max, NULL);
+		adm_out_int(o, "window_seconds", l[k].window, NULL);
+		adm_out_str(o, "spec", buf, NULL);
+		adm_out_end(o);
 	}
-	if (n == 0) {
-		fprintf(ctx->out, "  %-10s (none)\n", key);
+	adm_out_end(o);
+	if (label == NULL)
 		return;
-	}
+	if (n == 0)
+		adm_out_text(o, "  %-10s (none)\n", label);
 	for (int m = 0; m < RDB_METRICS; m++) {
 		bool any = false;
 
@@ -184,17 +82,25 @@ static void print_limits(struct adm_ctx *ctx, struct adm_json *j, const char *ke
 				continue;
 			adm_limit_format(&l[k], buf, sizeof buf);
 			if (!any)
-				fprintf(ctx->out, "  %-10s %-11s %s", key, rdb_metric_name(l[k].metric), buf);
+				adm_out_text(o, "  %-10s %-11s %s", label, rdb_metric_name(l[k].metric), buf);
 			else
-				fprintf(ctx->out, ", %s", buf);
+				adm_out_text(o, ", %s", buf);
 			any = true;
 		}
 		if (any)
-			fprintf(ctx->out, "\n");
+			adm_out_text(o, "\n");
 	}
 }
 
-int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv)
+/* What `limit set` was asked to do, validated before the database is opened. */
+struct set_req {
+	struct rdb_limit lims[RDB_LIMITS_MAX];
+	size_t n;
+	const char *name;      /* NULL: the defaults */
+	int exempt, hold;      /* -1: unchanged */
+};
+
+static int set_options(struct adm_ctx *ctx, int argc, char **argv, struct set_req *q)
 {
 	static const struct option opts[] = {
 		{ "default", no_argument, NULL, 'D' },
@@ -208,15 +114,9 @@ int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv)
 		{ "json", no_argument, NULL, 'J' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct rdb_limit lims[RDB_LIMITS_MAX];
-	size_t n = 0;
 	bool defaults = false;
-	int exempt = -1, hold = -1, opt, rc;
-	const char *name = NULL;
 	char why[128];
-	struct rdb *db = NULL;
-	struct rdb_policy *pol = NULL;
-	enum rdb_result r;
+	int opt, rc;
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		enum rdb_metric m;
@@ -224,76 +124,95 @@ int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv)
 		switch (opt) {
 		case 'D': defaults = true; continue;
 		case 'J': ctx->json = true; continue;
-		case 'e': exempt = 1; continue;
-		case 'E': exempt = 0; continue;
-		case 'o': hold = 1; continue;
-		case 'O': hold = 0; continue;
+		case 'e': q->exempt = 1; continue;
+		case 'E': q->exempt = 0; continue;
+		case 'o': q->hold = 1; continue;
+		case 'O': q->hold = 0; continue;
 		case 'm': m = RDB_METRIC_MESSAGES; break;
 		case 'r': m = RDB_METRIC_RECIPIENTS; break;
 		case 'b': m = RDB_METRIC_BYTES; break;
 		default: return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
 		}
-		if (n == RDB_LIMITS_MAX)
+		if (q->n == RDB_LIMITS_MAX)
 			return adm_usage(ctx, "at most %d limits", RDB_LIMITS_MAX);
-		if (!adm_limit_parse(optarg, m, &lims[n], why, sizeof why))
+		if (!adm_limit_parse(optarg, m, &q->lims[q->n], why, sizeof why))
 			return adm_usage(ctx, "--%s %s: %s", rdb_metric_name(m), optarg, why);
-		for (size_t k = 0; k < n; k++)
-			if (lims[k].metric == m && lims[k].window == lims[n].window)
+		for (size_t k = 0; k < q->n; k++)
+			if (q->lims[k].metric == m &&
+			    q->lims[k].window == q->lims[q->n].window)
 				return adm_usage(ctx, "two --%s limits over the same period", rdb_metric_name(m));
-		n++;
+		q->n++;
 	}
-	if ((rc = target_arg(ctx, argc, argv, defaults, &name)) != ADM_EXIT_OK)
+	if ((rc = target_arg(ctx, argc, argv, defaults, &q->name)) != ADM_EXIT_OK)
 		return rc;
-	if (defaults && (exempt >= 0 || hold >= 0))
+	if (defaults && (q->exempt >= 0 || q->hold >= 0))
 		return adm_usage(ctx, "--exempt and --hold apply to a login, not to --default");
-	if (n == 0 && exempt < 0 && hold < 0)
+	if (q->n == 0 && q->exempt < 0 && q->hold < 0)
 		return adm_usage(ctx, "nothing to set: give --messages, --recipients, --bytes, --exempt or --hold");
-	if ((rc = adm_open_policy(ctx, RDB_READWRITE, &db, &pol)) != ADM_EXIT_OK)
-		return rc;
-	r = rdb_begin(db);
-	if (r != RDB_OK) {
-		rc = adm_rdb_fail(ctx, db, r);
-		goto out;
-	}
-	if (n > 0 && (r = rdb_limits_set(pol, name, lims, n)) != RDB_OK) {
-		rc = policy_fail(ctx, pol, r);
-		goto rollback;
-	}
-	if ((exempt >= 0 || hold >= 0) &&
-	    (r = rdb_policy_set_flags(pol, name, exempt, hold, ctx->now)) != RDB_OK) {
-		rc = policy_fail(ctx, pol, r);
-		goto rollback;
-	}
-	if ((r = rdb_commit(db)) != RDB_OK) {
-		rc = adm_rdb_fail(ctx, db, r);
-		goto rollback;
-	}
-	if (ctx->json) {
-		struct adm_json j;
+	return ADM_EXIT_OK;
+}
 
-		adm_json_init(&j, ctx->out);
-		adm_json_obj(&j);
-		json_target(&j, "login", name);
-		print_limits(ctx, &j, "set", lims, n);
-		adm_json_end(&j);
-		adm_json_finish(&j);
-	} else {
-		fprintf(ctx->out, "limits of %s updated\n", name ? name : "the defaults");
+/* The rows and the flags in one transaction. Returns an exit code, having said why. */
+static int set_write(struct adm_ctx *ctx, struct rdb *db, struct rdb_policy *pol,
+                     const struct set_req *q)
+{
+	enum rdb_result r = rdb_begin(db);
+	int rc;
+
+	if (r != RDB_OK)
+		return adm_rdb_fail(ctx, db, r);
+	if (q->n > 0 && (r = rdb_limits_set(pol, q->name, q->lims, q->n)) != RDB_OK)
+		goto policy;
+	if ((q->exempt >= 0 || q->hold >= 0) &&
+	    (r = rdb_policy_set_flags(pol, q->name, q->exempt, q->hold, ctx->now)) != RDB_OK)
+		goto policy;
+	if ((r = rdb_commit(db)) != RDB_OK) {
+		rc = adm_rdb_fail(ctx, db, r);   /* the message before the rollback resets it */
+		rdb_rollback(db);
+		return rc;
 	}
-	rc = ADM_EXIT_OK;
-	goto out;
-rollback:
+	return ADM_EXIT_OK;
+policy:
+	rc = policy_fail(ctx, pol, r);
 	rdb_rollback(db);
+	return rc;
+}
+
+int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv)
+{
+	struct set_req *q = calloc(1, sizeof *q);
+	struct rdb *db = NULL;
+	struct rdb_policy *pol = NULL;
+	struct adm_out o;
+	int rc;
+
+	if (q == NULL) {
+		adm_err(ctx, "out of memory");
+		return ADM_EXIT_FAIL;
+	}
+	q->exempt = q->hold = -1;
+	if ((rc = set_options(ctx, argc, argv, q)) != ADM_EXIT_OK ||
+	    (rc = adm_open_policy(ctx, RDB_READWRITE, &db, &pol)) != ADM_EXIT_OK)
+		goto out;
+	if ((rc = set_write(ctx, db, pol, q)) != ADM_EXIT_OK)
+		goto out;
+	adm_out_begin(&o, ctx);
+	adm_out_obj(&o, NULL);
+	out_target(&o, "login", q->name);
+	out_limits(&o, "set", NULL, q->lims, q->n);
+	adm_out_text(&o, "limits of %s updated\n", q->name ? q->name : "the defaults");
+	adm_out_finish(&o);
 out:
 	rdb_policy_free(pol);
 	rdb_close(db);
+	free(q);
 	return rc;
 }
 
 struct show_ctx {
 	struct adm_ctx *ctx;
 	struct rdb_policy *pol;
-	struct adm_json *j;
+	struct adm_out o;
 	enum rdb_result r;
 	char names[64][RDB_NAME_MAX + 1];
 	size_t nnames;
@@ -325,31 +244,22 @@ static int show_login(struct show_ctx *s, const char *name, bool only_if_special
 		return policy_fail(s->ctx, s->pol, r);
 	if (only_if_special && nown == 0 && !lp.rate_exempt && !lp.hold_over_limit)
 		return ADM_EXIT_OK;
-	if (s->ctx->json) {
-		adm_json_obj(s->j);
-		adm_json_key(s->j, "login");
-		adm_json_str(s->j, lp.name);
-		adm_json_key(s->j, "rate_exempt");
-		adm_json_bool(s->j, lp.rate_exempt);
-		adm_json_key(s->j, "hold_over_limit");
-		adm_json_bool(s->j, lp.hold_over_limit);
-		print_limits(s->ctx, s->j, "own", own, nown);
-		print_limits(s->ctx, s->j, "effective", lp.limits, lp.nlimits);
-		adm_json_end(s->j);
-	} else {
-		fprintf(s->ctx->out, "%s%s%s\n", lp.name, lp.rate_exempt ? " (exempt)" : "",
-		        lp.hold_over_limit ? " (holds over limit)" : "");
-		print_limits(s->ctx, NULL, "own", own, nown);
-		print_limits(s->ctx, NULL, "effective", lp.limits, lp.nlimits);
-	}
+	adm_out_obj(&s->o, NULL);
+	adm_out_str(&s->o, "login", lp.name, "%s");
+	adm_out_bool(&s->o, "rate_exempt", lp.rate_exempt, NULL);
+	adm_out_bool(&s->o, "hold_over_limit", lp.hold_over_limit, NULL);
+	adm_out_text(&s->o, "%s%s\n", lp.rate_exempt ? " (exempt)" : "",
+	             lp.hold_over_limit ? " (holds over limit)" : "");
+	out_limits(&s->o, "own", "own", own, nown);
+	out_limits(&s->o, "effective", "effective", lp.limits, lp.nlimits);
+	adm_out_end(&s->o);
 	return ADM_EXIT_OK;
 }
 
-static int limit_show_run(struct adm_ctx *ctx, int argc, char **argv)
+int adm_cmd_limit_show(struct adm_ctx *ctx, int argc, char **argv)
 {
 	struct rdb_limit defs[RDB_LIMITS_MAX];
 	struct show_ctx *s;
-	struct adm_json j;
 	struct rdb *db = NULL;
 	struct rdb_policy *pol = NULL;
 	size_t ndefs = 0;
@@ -368,7 +278,6 @@ static int limit_show_run(struct adm_ctx *ctx, int argc, char **argv)
 	}
 	s->ctx = ctx;
 	s->pol = pol;
-	s->j = &j;
 	if ((r = rdb_limits_get(pol, NULL, defs, RDB_LIMITS_MAX, &ndefs)) != RDB_OK) {
 		rc = policy_fail(ctx, pol, r);
 		goto out;
@@ -377,16 +286,11 @@ static int limit_show_run(struct adm_ctx *ctx, int argc, char **argv)
 		rc = adm_rdb_fail(ctx, db, r);
 		goto out;
 	}
-	if (ctx->json) {
-		adm_json_init(&j, ctx->out);
-		adm_json_obj(&j);
-		print_limits(ctx, &j, "defaults", defs, ndefs);
-		adm_json_key(&j, "logins");
-		adm_json_arr(&j);
-	} else {
-		fprintf(ctx->out, "defaults\n");
-		print_limits(ctx, NULL, "limits", defs, ndefs);
-	}
+	adm_out_begin(&s->o, ctx);
+	adm_out_obj(&s->o, NULL);
+	adm_out_text(&s->o, "defaults\n");
+	out_limits(&s->o, "defaults", "limits", defs, ndefs);
+	adm_out_arr(&s->o, "logins");
 	if (argc - optind == 1) {
 		rc = show_login(s, argv[optind], false);
 	} else {
@@ -394,14 +298,10 @@ static int limit_show_run(struct adm_ctx *ctx, int argc, char **argv)
 		for (size_t k = 0; k < s->nnames && rc == ADM_EXIT_OK; k++)
 			rc = show_login(s, s->names[k], true);
 	}
-	if (ctx->json) {
-		adm_json_end(&j);
-		adm_json_end(&j);
-		adm_json_finish(&j);
-	} else if (s->more) {
-		fprintf(ctx->out, "(only the first %zu logins were examined; name one to see it)\n",
-		        s->nnames);
-	}
+	if (s->more)
+		adm_out_text(&s->o, "(only the first %zu logins were examined; name one to see "
+		             "it)\n", s->nnames);
+	adm_out_finish(&s->o);
 out:
 	free(s);
 	rdb_policy_free(pol);
@@ -409,11 +309,6 @@ out:
 	return rc;
 }
 
-/* Buffered: on failure stdout holds nothing, never a partial document. */
-int adm_cmd_limit_show(struct adm_ctx *ctx, int argc, char **argv)
-{
-	return adm_run_buffered(ctx, limit_show_run, argc, argv);
-}
 
 int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv)
 {
@@ -449,17 +344,15 @@ int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv)
 	} else if ((r = rdb_commit(db)) != RDB_OK) {
 		rc = adm_rdb_fail(ctx, db, r);
 		rdb_rollback(db);
-	} else if (ctx->json) {
-		struct adm_json j;
-
-		adm_json_init(&j, ctx->out);
-		adm_json_obj(&j);
-		json_target(&j, "cleared", name);
-		adm_json_end(&j);
-		adm_json_finish(&j);
 	} else {
-		fprintf(ctx->out, "limits of %s cleared%s\n", name ? name : "the defaults",
-		        name ? " (the defaults apply)" : "");
+		struct adm_out o;
+
+		adm_out_begin(&o, ctx);
+		adm_out_obj(&o, NULL);
+		out_target(&o, "cleared", name);
+		adm_out_text(&o, "limits of %s cleared%s\n", name ? name : "the defaults",
+		             name ? " (the defaults apply)" : "");
+		adm_out_finish(&o);
 	}
 	rdb_policy_free(pol);
 	rdb_close(db);

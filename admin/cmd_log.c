@@ -12,70 +12,40 @@
 #include <stdlib.h>
 
 #include "adm.h"
+#include "render.h"
 #include "state.h"
 #include "limit.h"
 
 struct out_ctx {
-	struct adm_ctx *ctx;
-	struct adm_json *j;
+	struct adm_out o;
 	size_t n;
 };
 
-static void field(struct out_ctx *o, const char *key, const char *v)
-{
-	adm_json_key(o->j, key);
-	adm_json_str(o->j, v);
-}
-
+/* One record: every string through adm_out_safe() (it came from clients). JSON carries
+ * the id and an empty queue_id as ""; text shows "-" for it. */
 static int print_one(const struct rdb_audit *a, void *arg)
 {
-	struct out_ctx *o = arg;
-	FILE *f = o->ctx->out;
-	char when[ADM_TIME_LEN];
+	struct out_ctx *x = arg;
+	struct adm_out *o = &x->o;
 
-	o->n++;
-	if (o->ctx->json) {
-		adm_json_obj(o->j);
-		adm_json_key(o->j, "id");
-		adm_json_int(o->j, a->id);
-		adm_json_key(o->j, "time");
-		adm_json_time(o->j, a->ts);
-		field(o, "login", a->login);
-		field(o, "client_addr", a->client_addr);
-		field(o, "tls_version", a->tls_version);
-		field(o, "cipher", a->cipher);
-		field(o, "envelope_from", a->env_from);
-		field(o, "header_from", a->header_from);
-		adm_json_key(o->j, "recipients");
-		adm_json_int(o->j, (int64_t)a->rcpt_count);
-		adm_json_key(o->j, "size");
-		adm_json_int(o->j, (int64_t)a->size);
-		field(o, "queue_id", a->queue_id);
-		field(o, "verdict", a->verdict);
-		field(o, "reason", a->reason);
-		adm_json_end(o->j);
-		return 0;
-	}
-	adm_format_time(a->ts, when);
-	fprintf(f, "%s ", when);
-	adm_print_safe(f, a->verdict);
-	fprintf(f, " login=");
-	adm_print_safe(f, a->login);
-	fprintf(f, " client=");
-	adm_print_safe(f, a->client_addr);
-	fprintf(f, " tls=");
-	adm_print_safe(f, a->tls_version);
-	fprintf(f, "/");
-	adm_print_safe(f, a->cipher);
-	fprintf(f, " from=<");
-	adm_print_safe(f, a->env_from);
-	fprintf(f, "> header_from=<");
-	adm_print_safe(f, a->header_from);
-	fprintf(f, "> rcpts=%" PRIu64 " size=%" PRIu64 " queue_id=", a->rcpt_count, a->size);
-	adm_print_safe(f, a->queue_id[0] ? a->queue_id : "-");
-	fprintf(f, " reason=");
-	adm_print_safe(f, a->reason);
-	fprintf(f, "\n");
+	x->n++;
+	adm_out_obj(o, NULL);
+	adm_out_int(o, "id", a->id, NULL);
+	adm_out_time(o, "time", a->ts, "%s ");
+	adm_out_text_safe(o, "%s", a->verdict);   /* first in text, in JSON after queue_id */
+	adm_out_safe(o, "login", a->login, " login=%s");
+	adm_out_safe(o, "client_addr", a->client_addr, " client=%s");
+	adm_out_safe(o, "tls_version", a->tls_version, " tls=%s");
+	adm_out_safe(o, "cipher", a->cipher, "/%s");
+	adm_out_safe(o, "envelope_from", a->env_from, " from=<%s>");
+	adm_out_safe(o, "header_from", a->header_from, " header_from=<%s>");
+	adm_out_int(o, "recipients", (int64_t)a->rcpt_count, " rcpts=%lld");
+	adm_out_int(o, "size", (int64_t)a->size, " size=%lld");
+	adm_out_safe(o, "queue_id", a->queue_id, NULL);
+	adm_out_text_safe(o, " queue_id=%s", a->queue_id[0] ? a->queue_id : "-");
+	adm_out_safe(o, "verdict", a->verdict, NULL);
+	adm_out_safe(o, "reason", a->reason, " reason=%s\n");
+	adm_out_end(o);
 	return 0;
 }
 
@@ -91,8 +61,7 @@ int adm_cmd_log(struct adm_ctx *ctx, int argc, char **argv)
 	const char *user = NULL;
 	int64_t since = 0, limit = 100;
 	struct rdb_state *st = NULL;
-	struct adm_json j;
-	struct out_ctx o = { .ctx = ctx, .j = &j };
+	struct out_ctx o = { .n = 0 };
 	char err[512], why[128];
 	int opt;
 
@@ -136,21 +105,16 @@ int adm_cmd_log(struct adm_ctx *ctx, int argc, char **argv)
 		adm_err(ctx, "%s", err);
 		return ADM_EXIT_DB;
 	}
-	if (ctx->json) {
-		adm_json_init(&j, ctx->out);
-		adm_json_arr(&j);
-	}
+	adm_out_begin(&o.o, ctx);
+	adm_out_arr(&o.o, NULL);
 	if (rdb_state_audit_foreach(st, user, since, limit, print_one, &o) != RDB_OK) {
 		adm_err(ctx, "state database: %s", rdb_state_errmsg(st));
 		rdb_state_close(st);
 		return ADM_EXIT_DB;
 	}
-	if (ctx->json) {
-		adm_json_end(&j);
-		adm_json_finish(&j);
-	} else if (o.n == 0) {
-		fprintf(ctx->out, "no records\n");
-	}
+	if (o.n == 0)
+		adm_out_text(&o.o, "no records\n");
+	adm_out_finish(&o.o);
 	rdb_state_close(st);
 	return ADM_EXIT_OK;
 }

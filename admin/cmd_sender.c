@@ -7,19 +7,17 @@
 #include <stdio.h>
 
 #include "adm.h"
+#include "render.h"
 
 /* NAME PATTERN, both validated (`list` takes NAME alone: adm_name_arg). */
 static int args(const struct adm_ctx *ctx, int argc, char **argv, const char **name,
                 const char **pattern)
 {
-	static const struct option none[] = { { NULL, 0, NULL, 0 } };
 	char why[128];
-	int rc;
+	int rc = adm_operands(ctx, argc, argv, 2, "expected a login name and a sender pattern");
 
-	if (getopt_long(argc, argv, "", none, NULL) != -1)
-		return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
-	if (argc - optind != 2)
-		return adm_usage(ctx, "expected a login name and a sender pattern");
+	if (rc != ADM_EXIT_OK)
+		return rc;
 	*name = argv[optind];
 	if ((rc = adm_check_name(ctx, *name)) != ADM_EXIT_OK)
 		return rc;
@@ -33,6 +31,7 @@ static int change(struct adm_ctx *ctx, int argc, char **argv, bool add)
 {
 	char canon[RDB_PATTERN_MAX + 1];
 	const char *name = NULL, *pattern = NULL;
+	struct adm_out o;
 	struct rdb *db = NULL;
 	enum rdb_result r;
 	int rc = args(ctx, argc, argv, &name, &pattern);
@@ -56,22 +55,14 @@ static int change(struct adm_ctx *ctx, int argc, char **argv, bool add)
 	if (rc != ADM_EXIT_OK)
 		return rc;
 	rdb_pattern_canon(pattern, canon);
-	if (ctx->json) {
-		struct adm_json j;
-
-		adm_json_init(&j, ctx->out);
-		adm_json_obj(&j);
-		adm_json_key(&j, "name");
-		adm_json_str(&j, name);
-		adm_json_key(&j, "sender");
-		adm_json_str(&j, canon);
-		adm_json_key(&j, add ? "added" : "deleted");
-		adm_json_bool(&j, true);
-		adm_json_finish(&j);
-	} else {
-		fprintf(ctx->out, "%s sender %s %s %s\n", add ? "added" : "deleted", canon,
-		        add ? "to" : "from", name);
-	}
+	adm_out_begin(&o, ctx);
+	adm_out_obj(&o, NULL);
+	adm_out_str(&o, "name", name, NULL);
+	adm_out_str(&o, "sender", canon, NULL);
+	adm_out_bool(&o, add ? "added" : "deleted", true, NULL);
+	adm_out_text(&o, "%s sender %s %s %s\n", add ? "added" : "deleted", canon,
+	             add ? "to" : "from", name);
+	adm_out_finish(&o);
 	return ADM_EXIT_OK;
 }
 
@@ -85,17 +76,9 @@ int adm_cmd_sender_del(struct adm_ctx *ctx, int argc, char **argv)
 	return change(ctx, argc, argv, false);
 }
 
-static int print_one(const char *pattern, void *arg)
+static int one(const char *pattern, void *arg)
 {
-	const struct adm_ctx *ctx = arg;
-
-	fprintf(ctx->out, "%s\n", pattern);
-	return 0;
-}
-
-static int json_one(const char *pattern, void *arg)
-{
-	adm_json_str(arg, pattern);
+	adm_out_str(arg, NULL, pattern, "%s\n");
 	return 0;
 }
 
@@ -103,7 +86,7 @@ int adm_cmd_sender_list(struct adm_ctx *ctx, int argc, char **argv)
 {
 	const char *name = NULL;
 	struct rdb *db = NULL;
-	struct adm_json j;
+	struct adm_out o;
 	enum rdb_result r;
 	int rc = adm_name_arg(ctx, argc, argv, &name);
 
@@ -125,21 +108,15 @@ int adm_cmd_sender_list(struct adm_ctx *ctx, int argc, char **argv)
 		rdb_close(db);
 		return rc;
 	}
-	if (ctx->json) {
-		adm_json_init(&j, ctx->out);
-		adm_json_obj(&j);
-		adm_json_key(&j, "name");
-		adm_json_str(&j, name);
-		adm_json_key(&j, "senders");
-		adm_json_arr(&j);
-		r = rdb_sender_foreach(db, name, json_one, &j, NULL);
-	} else {
-		r = rdb_sender_foreach(db, name, print_one, ctx, NULL);
-	}
+	adm_out_begin(&o, ctx);
+	adm_out_obj(&o, NULL);
+	adm_out_str(&o, "name", name, NULL);
+	adm_out_arr(&o, "senders");
+	r = rdb_sender_foreach(db, name, one, &o, NULL);
 	if (r != RDB_OK)
 		rc = adm_rdb_fail(ctx, db, r);
-	else if (ctx->json)
-		adm_json_finish(&j);
+	else
+		adm_out_finish(&o);
 	rdb_rollback(db);
 	rdb_close(db);
 	return rc;

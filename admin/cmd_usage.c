@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "adm.h"
+#include "render.h"
 #include "limits_fmt.h"
 #include "policy.h"
 #include "state.h"
@@ -58,13 +59,64 @@ static void lower(char *s)
 			*s = (char)(*s - 'A' + 'a');
 }
 
-static int one(struct adm_ctx *ctx, struct adm_json *j, struct rdb_policy *pol,
+/* A login's part of the result: JSON fields; text "NAME[ (exempt)]  last use: ...". The
+ * client address was written by the milter's user, not by us: escaped like every stored
+ * string. */
+static void out_login(struct adm_out *o, const struct rdb_login_policy *lp, bool have_last,
+                      int64_t last, const char *client)
+{
+	adm_out_obj(o, NULL);
+	adm_out_str(o, "login", lp->name, "%s");
+	adm_out_bool(o, "rate_exempt", lp->rate_exempt, NULL);
+	adm_out_text(o, "%s", lp->rate_exempt ? " (exempt)" : "");
+	adm_out_bool(o, "hold_over_limit", lp->hold_over_limit, NULL);
+	if (have_last) {
+		adm_out_time(o, "last_use", last, "  last use: %s");
+		adm_out_text(o, "%s", client[0] ? " from " : "");
+		adm_out_text_safe(o, "%s", client);
+	} else {
+		adm_out_null(o, "last_use", "  last use: never");
+	}
+	adm_out_text(o, "\n");
+	if (lp->nlimits == 0)
+		adm_out_text(o, "  no limits\n");
+	adm_out_arr(o, "limits");
+}
+
+/* One limit: the count against it and when room frees up (null/"limit is 0": never). */
+static void out_limit(struct adm_out *o, const struct rdb_limit *l, const char *spec,
+                      uint64_t used, int64_t wait)
+{
+	char room[48];
+
+	adm_out_obj(o, NULL);
+	adm_out_str(o, "metric", rdb_metric_name(l->metric), NULL);
+	adm_out_str(o, "spec", spec, NULL);
+	adm_out_int(o, "max", (int64_t)l->max, NULL);
+	adm_out_int(o, "window_seconds", l->window, NULL);
+	adm_out_int(o, "used", used > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)used, NULL);
+	if (wait == RDB_WAIT_NEVER)
+		adm_out_null(o, "room_in_seconds", NULL);
+	else
+		adm_out_int(o, "room_in_seconds", wait, NULL);
+	adm_out_end(o);
+	if (wait == 0)
+		snprintf(room, sizeof room, "room now");
+	else if (wait == RDB_WAIT_NEVER)
+		snprintf(room, sizeof room, "limit is 0");
+	else
+		snprintf(room, sizeof room, "room in %" PRId64 "s", wait);
+	adm_out_text(o, "  %-10s %12" PRIu64 " of %-14s %s\n", rdb_metric_name(l->metric), used,
+	             spec, room);
+}
+
+static int one(struct adm_ctx *ctx, struct adm_out *o, struct rdb_policy *pol,
                struct rdb_state *st, const char *name)
 {
 	struct rdb_login_policy lp;
 	struct rdb_usage *u;
 	int64_t since = ctx->now - RDB_WINDOW_MAX, last = 0;
-	char key[RDB_NAME_MAX + 1], client[64] = "", when[ADM_TIME_LEN];
+	char key[RDB_NAME_MAX + 1], client[64] = "";
 	enum rdb_result r;
 	bool have_last;
 
@@ -87,33 +139,7 @@ static int one(struct adm_ctx *ctx, struct adm_json *j, struct rdb_policy *pol,
 		return ADM_EXIT_DB;
 	}
 	have_last = r == RDB_OK;
-	if (ctx->json) {
-		adm_json_obj(j);
-		adm_json_key(j, "login");
-		adm_json_str(j, lp.name);
-		adm_json_key(j, "rate_exempt");
-		adm_json_bool(j, lp.rate_exempt);
-		adm_json_key(j, "hold_over_limit");
-		adm_json_bool(j, lp.hold_over_limit);
-		adm_json_key(j, "last_use");
-		if (have_last)
-			adm_json_time(j, last);
-		else
-			adm_json_null(j);
-		adm_json_key(j, "limits");
-		adm_json_arr(j);
-	} else {
-		if (have_last)
-			adm_format_time(last, when);
-		fprintf(ctx->out, "%s%s  last use: %s%s", lp.name, lp.rate_exempt ? " (exempt)" : "",
-		        have_last ? when : "never", have_last && client[0] ? " from " : "");
-		/* written by the milter's user, not by us: escaped like every stored string */
-		if (have_last)
-			adm_print_safe(ctx->out, client);
-		fputc('\n', ctx->out);
-		if (lp.nlimits == 0)
-			fprintf(ctx->out, "  no limits\n");
-	}
+	out_login(o, &lp, have_last, last, client);
 	for (size_t k = 0; k < lp.nlimits; k++) {
 		const struct rdb_limit *l = &lp.limits[k];
 		uint64_t used = rdb_usage_sum(u, l->metric, l->window, ctx->now);
@@ -121,52 +147,21 @@ static int one(struct adm_ctx *ctx, struct adm_json *j, struct rdb_policy *pol,
 		char spec[64];
 
 		adm_limit_format(&lp.limits[k], spec, sizeof spec);
-		if (ctx->json) {
-			adm_json_obj(j);
-			adm_json_key(j, "metric");
-			adm_json_str(j, rdb_metric_name(lp.limits[k].metric));
-			adm_json_key(j, "spec");
-			adm_json_str(j, spec);
-			adm_json_key(j, "max");
-			adm_json_int(j, (int64_t)l->max);
-			adm_json_key(j, "window_seconds");
-			adm_json_int(j, l->window);
-			adm_json_key(j, "used");
-			adm_json_int(j, used > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)used);
-			adm_json_key(j, "room_in_seconds");
-			if (wait == RDB_WAIT_NEVER)
-				adm_json_null(j);
-			else
-				adm_json_int(j, wait);
-			adm_json_end(j);
-		} else {
-			char room[48];
-
-			if (wait == 0)
-				snprintf(room, sizeof room, "room now");
-			else if (wait == RDB_WAIT_NEVER)
-				snprintf(room, sizeof room, "limit is 0");
-			else
-				snprintf(room, sizeof room, "room in %" PRId64 "s", wait);
-			fprintf(ctx->out, "  %-10s %12" PRIu64 " of %-14s %s\n",
-			        rdb_metric_name(lp.limits[k].metric), used, spec, room);
-		}
+		out_limit(o, &lp.limits[k], spec, used, wait);
 	}
-	if (ctx->json) {
-		adm_json_end(j);
-		adm_json_end(j);
-	}
+	adm_out_end(o);
+	adm_out_end(o);
 	rdb_usage_free(u);
 	return ADM_EXIT_OK;
 }
 
-static int usage_run(struct adm_ctx *ctx, int argc, char **argv)
+int adm_cmd_usage(struct adm_ctx *ctx, int argc, char **argv)
 {
 	struct names nm = { 0 };
 	struct rdb *db = NULL;
 	struct rdb_policy *pol = NULL;
 	struct rdb_state *st = NULL;
-	struct adm_json j;
+	struct adm_out o;
 	char err[512];
 	enum rdb_result r;
 	int rc;
@@ -190,27 +185,16 @@ static int usage_run(struct adm_ctx *ctx, int argc, char **argv)
 	} else if (collect(&(struct rdb_login){ 0 }, &nm) == 0) {
 		snprintf(nm.v[0], RDB_NAME_MAX + 1, "%s", argv[optind]);
 	}
-	if (ctx->json) {
-		adm_json_init(&j, ctx->out);
-		adm_json_arr(&j);
-	}
+	adm_out_begin(&o, ctx);
+	adm_out_arr(&o, NULL);
 	rc = ADM_EXIT_OK;
 	for (size_t k = 0; k < nm.n && rc == ADM_EXIT_OK; k++)
-		rc = one(ctx, &j, pol, st, nm.v[k]);
-	if (ctx->json) {
-		adm_json_end(&j);
-		adm_json_finish(&j);
-	}
+		rc = one(ctx, &o, pol, st, nm.v[k]);
+	adm_out_finish(&o);
 out:
 	free(nm.v);
 	rdb_state_close(st);
 	rdb_policy_free(pol);
 	rdb_close(db);
 	return rc;
-}
-
-/* Buffered: on failure stdout holds nothing, never a partial document. */
-int adm_cmd_usage(struct adm_ctx *ctx, int argc, char **argv)
-{
-	return adm_run_buffered(ctx, usage_run, argc, argv);
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "adm.h"
+#include "render.h"
 
 #define PASSWORD_MAX 1024   /* bytes of a password read from stdin */
 #define WEAK_BELOW 16       /* characters: shorter chosen passwords need --allow-weak */
@@ -137,26 +138,16 @@ static void report_done(const struct adm_ctx *ctx, const char *name, const char 
                         const char *text, const char *generated)
 {
 	bool show = generated != NULL && generated[0] != '\0';
+	struct adm_out o;
 
-	if (ctx->json) {
-		struct adm_json j;
-
-		adm_json_init(&j, ctx->out);
-		adm_json_obj(&j);
-		adm_json_key(&j, "name");
-		adm_json_str(&j, name);
-		adm_json_key(&j, key);
-		adm_json_bool(&j, true);
-		if (show) {
-			adm_json_key(&j, "password");
-			adm_json_str(&j, generated);
-		}
-		adm_json_finish(&j);
-	} else {
-		fprintf(ctx->out, "%s %s\n", text, name);
-		if (show)
-			fprintf(ctx->out, "password (shown once): %s\n", generated);
-	}
+	adm_out_begin(&o, ctx);
+	adm_out_obj(&o, NULL);
+	adm_out_str(&o, "name", name, NULL);
+	adm_out_bool(&o, key, true, NULL);
+	adm_out_text(&o, "%s %s\n", text, name);
+	if (show)
+		adm_out_str(&o, "password", generated, "password (shown once): %s\n");
+	adm_out_finish(&o);
 }
 
 /* The second half of add and passwd, once the login has been checked: gets the password

@@ -70,6 +70,85 @@ static void flatten(char *s)
 			*p = '?';
 }
 
+/* Feeds stdin and drains stdout/stderr together so neither side can block the other;
+ * closes the three descriptors (set to -1) as each side finishes. */
+static void pump(int *in, const char *input, int *out, int *err,
+                 struct sink *so, struct sink *se)
+{
+	size_t inlen = input ? strlen(input) : 0, inoff = 0;
+	struct pollfd fds[3];
+	void (*old)(int) = signal(SIGPIPE, SIG_IGN);
+
+	if (inlen == 0) {
+		close(*in);
+		*in = -1;
+	}
+	for (;;) {
+		nfds_t n = 0;
+		int iw = -1, io = -1, ie = -1;
+
+		if (*in >= 0) {
+			fds[n] = (struct pollfd){ .fd = *in, .events = POLLOUT };
+			iw = (int)n++;
+		}
+		if (*out >= 0) {
+			fds[n] = (struct pollfd){ .fd = *out, .events = POLLIN };
+			io = (int)n++;
+		}
+		if (*err >= 0) {
+			fds[n] = (struct pollfd){ .fd = *err, .events = POLLIN };
+			ie = (int)n++;
+		}
+		if (n == 0)
+			break;
+		if (poll(fds, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (iw >= 0 && fds[iw].revents) {
+			ssize_t w = write(*in, input + inoff, inlen - inoff);
+
+			if (w > 0)
+				inoff += (size_t)w;
+			if (w <= 0 || inoff == inlen) {
+				close(*in);
+				*in = -1;
+			}
+		}
+		for (int k = 0; k < 2; k++) {
+			int idx = k == 0 ? io : ie;
+			int *fd = k == 0 ? out : err;
+			char chunk[4096];
+			ssize_t r;
+
+			if (idx < 0 || fds[idx].revents == 0)
+				continue;
+			r = read(*fd, chunk, sizeof chunk);
+			if (r > 0) {
+				sink_add(k == 0 ? so : se, chunk, (size_t)r);
+			} else if (r == 0 || errno != EINTR) {
+				close(*fd);
+				*fd = -1;
+			}
+		}
+	}
+	signal(SIGPIPE, old);
+}
+
+/* In the child: the pipes onto 0, 1 and 2, then the program. Never returns. */
+__attribute__((noreturn))
+static void exec_child(const char *path, const char *const argv[], int in, int out, int err)
+{
+	dup2(in, 0);
+	dup2(out, 1);
+	dup2(err, 2);
+	signal(SIGPIPE, SIG_DFL);
+	execv(path, (char *const *)(uintptr_t)argv);
+	dprintf(2, "exec %s: %s\n", path, strerror(errno));
+	_exit(127);
+}
+
 int adm_run(const char *const argv[], const char *input, char **out, int *status,
             char *err, size_t errlen)
 {
@@ -106,15 +185,8 @@ int adm_run(const char *const argv[], const char *input, char **out, int *status
 		rdb_seterr(err, errlen, "fork: %s", strerror(errno));
 		goto out;
 	}
-	if (pid == 0) {
-		dup2(pin[0], 0);
-		dup2(pout[1], 1);
-		dup2(perr[1], 2);
-		signal(SIGPIPE, SIG_DFL);
-		execv(path, (char *const *)(uintptr_t)argv);
-		dprintf(2, "exec %s: %s\n", path, strerror(errno));
-		_exit(127);
-	}
+	if (pid == 0)
+		exec_child(path, argv, pin[0], pout[1], perr[1]);
 	close(pin[0]);
 	pin[0] = -1;
 	close(pout[1]);
@@ -122,68 +194,7 @@ int adm_run(const char *const argv[], const char *input, char **out, int *status
 	close(perr[1]);
 	perr[1] = -1;
 
-	/* Feed stdin and drain stdout/stderr together so neither side can block the other. */
-	{
-		size_t inlen = input ? strlen(input) : 0, inoff = 0;
-		struct pollfd fds[3];
-		void (*old)(int) = signal(SIGPIPE, SIG_IGN);
-
-		if (inlen == 0) {
-			close(pin[1]);
-			pin[1] = -1;
-		}
-		for (;;) {
-			nfds_t n = 0;
-			int iw = -1, io = -1, ie = -1;
-
-			if (pin[1] >= 0) {
-				fds[n] = (struct pollfd){ .fd = pin[1], .events = POLLOUT };
-				iw = (int)n++;
-			}
-			if (pout[0] >= 0) {
-				fds[n] = (struct pollfd){ .fd = pout[0], .events = POLLIN };
-				io = (int)n++;
-			}
-			if (perr[0] >= 0) {
-				fds[n] = (struct pollfd){ .fd = perr[0], .events = POLLIN };
-				ie = (int)n++;
-			}
-			if (n == 0)
-				break;
-			if (poll(fds, n, -1) < 0) {
-				if (errno == EINTR)
-					continue;
-				break;
-			}
-			if (iw >= 0 && fds[iw].revents) {
-				ssize_t w = write(pin[1], input + inoff, inlen - inoff);
-
-				if (w > 0)
-					inoff += (size_t)w;
-				if (w <= 0 || inoff == inlen) {
-					close(pin[1]);
-					pin[1] = -1;
-				}
-			}
-			for (int k = 0; k < 2; k++) {
-				int idx = k == 0 ? io : ie;
-				int *fd = k == 0 ? &pout[0] : &perr[0];
-				char chunk[4096];
-				ssize_t r;
-
-				if (idx < 0 || fds[idx].revents == 0)
-					continue;
-				r = read(*fd, chunk, sizeof chunk);
-				if (r > 0) {
-					sink_add(k == 0 ? &so : &se, chunk, (size_t)r);
-				} else if (r == 0 || errno != EINTR) {
-					close(*fd);
-					*fd = -1;
-				}
-			}
-		}
-		signal(SIGPIPE, old);
-	}
+	pump(&pin[1], input, &pout[0], &perr[0], &so, &se);
 	while (waitpid(pid, &wst, 0) < 0 && errno == EINTR)
 		;
 	flatten(errbuf);

@@ -18,23 +18,26 @@
 
 #include "adm.h"
 
-/* "prog: message\n" on stderr, after flushing ctx->out so that the two streams
- * interleave in the order they were written. */
-__attribute__((format(printf, 2, 0)))
-static void vmessage(const struct adm_ctx *ctx, const char *fmt, va_list ap)
+/* The sink of every diagnostic: "prog: [kind: ]message\n" on stderr, after flushing
+ * ctx->out so that the two streams interleave in the order they were written. */
+__attribute__((format(printf, 3, 0)))
+static void vmessage(const struct adm_ctx *ctx, enum adm_diag kind, const char *fmt,
+                     va_list ap)
 {
+	static const char *const kinds[] = { "", "warning: ", "note: " };
+
 	fflush(ctx->out);
-	fprintf(stderr, "%s: ", ctx->prog);
+	fprintf(stderr, "%s: %s", ctx->prog, kinds[kind]);
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 }
 
-void adm_err(const struct adm_ctx *ctx, const char *fmt, ...)
+void adm_diag(const struct adm_ctx *ctx, enum adm_diag kind, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vmessage(ctx, fmt, ap);
+	vmessage(ctx, kind, fmt, ap);
 	va_end(ap);
 }
 
@@ -43,12 +46,10 @@ int adm_usage(const struct adm_ctx *ctx, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vmessage(ctx, fmt, ap);
+	vmessage(ctx, ADM_DIAG_ERROR, fmt, ap);
 	va_end(ap);
 	if (ctx->cmd != NULL)
-		fprintf(stderr, "usage: %s [--db PATH] [--json] %s%s%s %s\n", ctx->prog,
-		        ctx->cmd->name, ctx->cmd->sub ? " " : "", ctx->cmd->sub ? ctx->cmd->sub : "",
-		        ctx->cmd->args);
+		adm_usage_line(stderr, ctx, ctx->cmd);
 	return ADM_EXIT_USAGE;
 }
 
@@ -116,14 +117,23 @@ int adm_check_name(const struct adm_ctx *ctx, const char *name)
 	return ADM_EXIT_OK;
 }
 
-int adm_name_arg(const struct adm_ctx *ctx, int argc, char **argv, const char **name)
+int adm_operands(const struct adm_ctx *ctx, int argc, char **argv, int n, const char *expected)
 {
 	static const struct option none[] = { { NULL, 0, NULL, 0 } };
 
 	if (getopt_long(argc, argv, "", none, NULL) != -1)
 		return adm_usage(ctx, "unknown option: %s", argv[optind - 1]);
-	if (argc - optind != 1)
-		return adm_usage(ctx, "expected one login name");
+	if (argc - optind != n)
+		return adm_usage(ctx, "%s", expected);
+	return ADM_EXIT_OK;
+}
+
+int adm_name_arg(const struct adm_ctx *ctx, int argc, char **argv, const char **name)
+{
+	int rc = adm_operands(ctx, argc, argv, 1, "expected one login name");
+
+	if (rc != ADM_EXIT_OK)
+		return rc;
 	*name = argv[optind];
 	return adm_check_name(ctx, *name);
 }
@@ -136,6 +146,26 @@ void adm_print_safe(FILE *f, const char *s)
 		else
 			fputc(*p, f);
 	}
+}
+
+const char *adm_safe(const char *s, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	if (len == 0)
+		return buf;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		bool esc = *p < 0x20 || *p > 0x7e || *p == '\\';
+
+		if (n + (esc ? 4 : 1) >= len)
+			break;
+		if (esc)
+			n += (size_t)snprintf(buf + n, len - n, "\\x%02x", *p);
+		else
+			buf[n++] = (char)*p;
+	}
+	buf[n] = '\0';
+	return buf;
 }
 
 /* ---- secrets from stdin ----------------------------------------------------------------- */

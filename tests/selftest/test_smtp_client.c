@@ -8,6 +8,7 @@
 #include "smtp_client.h"
 #include "tap.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -367,6 +368,8 @@ static void test_session(void)
 	is_int(finish(c, false), 0, "fake server saw exactly the expected commands");
 }
 
+static void test_free(void);
+
 static void test_failures(void)
 {
 	static const struct step greet[] = { { NULL, "220 fake\r\n" }, { NULL, NULL } };
@@ -418,8 +421,35 @@ static void test_failures(void)
 	is_int(adm_smtp_connect("", "25", 100, &c, trace_buf, sizeof(trace_buf)), ADM_SMTP_EINVAL,
 	       "empty host refused");
 	ok(c == NULL, "no connection on error");
-	adm_smtp_free(NULL);
-	ok(1, "adm_smtp_free(NULL) is safe");
+	test_free();
+}
+
+/* adm_smtp_free(NULL) returns normally (run in a child, so a crash fails the test rather
+ * than the run), and freeing a connection closes its socket: the peer reads end of file.
+ * A deadline bounds the wait; nothing is timed. */
+static void test_free(void)
+{
+	struct pollfd p;
+	int sv[2], status = -1;
+	char b;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		adm_smtp_free(NULL);
+		_exit(0);
+	}
+	ok(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	   WEXITSTATUS(status) == 0, "adm_smtp_free(NULL) returns normally");
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) {
+		ok(0, "socketpair");
+		return;
+	}
+	adm_smtp_free(adm_smtp_attach_fd(sv[0], 1000));
+	p = (struct pollfd){ .fd = sv[1], .events = POLLIN };
+	ok(poll(&p, 1, 10000) == 1 && read(sv[1], &b, 1) == 0,
+	   "adm_smtp_free closes the connection's socket (the peer reads end of file)");
+	close(sv[1]);
 }
 
 int main(void)

@@ -1,0 +1,107 @@
+/*
+ * commands.c — relay-admin's command table: every command's words, handler, synopsis,
+ * one-line help and (optionally) a longer text for `COMMAND --help`.
+ *
+ * The dispatcher (dispatch.c) finds commands here, prints `relay-admin --help` from it and
+ * answers `COMMAND [SUB] --help` from it, so a command's usage is written once. A
+ * synopsis names every option its handler reads (tests/admin/test_help.py checks that
+ * each one is accepted as documented). Adding a command is one entry below (see adm.h).
+ */
+#include <stddef.h>
+
+#include "adm.h"
+#include "relay-config.h"
+
+#define SELFTEST_ARGS \
+	"--host HOST --port PORT --user NAME\n" \
+	"         [--tls starttls|implicit] [--ca FILE] [--tls-name NAME]\n" \
+	"         [--from ADDR] [--send TO] [--timeout SECONDS] [--insecure]\n" \
+	"         [--json] [--verbose]\n" \
+	"         [--upstream HOST:PORT [--upstream-tls starttls|implicit]\n" \
+	"          [--upstream-ca FILE] [--upstream-user NAME]]"
+
+#define SELFTEST_MORE \
+	"The password comes from RELAY_PASSWORD or the first line of stdin; the upstream\n" \
+	"password from RELAY_UPSTREAM_PASSWORD or the next line of stdin.\n" \
+	"No password is sent unless the server's certificate verifies against --ca\n" \
+	"(--upstream-ca) or the system CAs, for --tls-name (the host); --insecure sends\n" \
+	"the relay's anyway (never the upstream's) and the report says INSECURE.\n" \
+	"Exit status: the number of failed checks (at most 100); 2 for a usage error.\n"
+
+#define CHECK_MORE \
+	"Static health of the relay: users and state databases, the relaydb plugin,\n" \
+	"smtpd.conf, the Postfix settings relay-admin setup writes, the milter socket\n" \
+	"and the certificates. Exit status: the number of failures (at most 100).\n"
+
+#define SETUP_ARGS \
+	"[--postfix-config DIR] [--port [ADDR:]PORT] [--tls-port [ADDR:]PORT]\n" \
+	"         [--cert FILE --key FILE] [--hostname NAME] [--db FILE]\n" \
+	"         [--sasl-plugin-dir DIR] [--rate-limit N]\n" \
+	"         [--upstream HOST[:PORT] [--upstream-tls starttls|implicit]\n" \
+	"          [--upstream-user NAME] [--upstream-ca FILE] [--upstream-insecure]]\n" \
+	"         [--milter SOCKET|--no-milter] [--no-reload] [--dry-run]"
+
+#define SETUP_MORE \
+	"  --postfix-config DIR    Postfix instance to configure (default /etc/postfix)\n" \
+	"  --port [ADDR:]PORT      submission service with mandatory STARTTLS (default 443)\n" \
+	"  --tls-port [ADDR:]PORT  also an implicit-TLS service on this port\n" \
+	"  --cert FILE --key FILE  server certificate (PEM, chain allowed) and its key;\n" \
+	"                          without them a self-signed certificate is generated\n" \
+	"  --hostname NAME         name for a generated certificate (default: $myhostname)\n" \
+	"  --db FILE               users database for relaydb (default: relay-admin --db,\n" \
+	"                          $RELAY_DB, else " RELAY_DEFAULT_DB ")\n" \
+	"  --sasl-plugin-dir DIR   load librelaydb.so from DIR (sets SASL_PATH for Postfix)\n" \
+	"  --rate-limit N          AUTH commands per client IP and minute (default 20, 0 = off)\n" \
+	"  --upstream HOST[:PORT]  smarthost for the relay services' mail (port 587 if omitted)\n" \
+	"  --upstream-tls starttls|implicit  (default: implicit on 465, else starttls)\n" \
+	"  --upstream-user NAME    upstream login; password from RELAY_UPSTREAM_PASSWORD or stdin\n" \
+	"  --upstream-ca FILE      CA file to verify the upstream with (default: system CAs)\n" \
+	"  --upstream-insecure     do not verify the upstream certificate (warns)\n" \
+	"  --milter SOCKET         register relay-milter on the service (default\n" \
+	"                          " ADM_DEFAULT_MILTER " when relay-milter is installed)\n" \
+	"  --no-milter             do not register a milter\n" \
+	"  --no-reload             do not reload a running Postfix\n" \
+	"  --dry-run               print the changes; change nothing\n"
+
+const struct adm_cmd adm_commands[] = {
+	{ "init", NULL, adm_cmd_init, "[--milter-user USER]",
+	  "create the databases, or migrate them to the current schema", NULL, false },
+	{ "user", "add", adm_cmd_user_add,
+	  "NAME [--password-stdin] [--allow-weak] [--expires DATE] [--note TEXT] [--sender PATTERN]...",
+	  "create a login (prints a generated password unless --password-stdin)", NULL, false },
+	{ "user", "passwd", adm_cmd_user_passwd, "NAME [--password-stdin] [--allow-weak]",
+	  "set a new password (generated unless --password-stdin)", NULL, false },
+	{ "user", "del", adm_cmd_user_del, "NAME", "delete a login with its senders and limits", NULL, false },
+	{ "user", "enable", adm_cmd_user_enable, "NAME", "allow a login to authenticate", NULL, false },
+	{ "user", "disable", adm_cmd_user_disable, "NAME", "stop a login from authenticating", NULL, false },
+	{ "user", "set", adm_cmd_user_set, "NAME [--expires DATE|never] [--note TEXT]",
+	  "change a login's expiry or note", NULL, false },
+	{ "user", "list", adm_cmd_user_list, "", "list logins", NULL, true },
+	{ "user", "show", adm_cmd_user_show, "NAME", "show one login and its senders", NULL, true },
+	{ "sender", "add", adm_cmd_sender_add, "NAME PATTERN",
+	  "allow a sender (local@domain, @domain or <>)", NULL, false },
+	{ "sender", "del", adm_cmd_sender_del, "NAME PATTERN", "remove an allowed sender", NULL, false },
+	{ "sender", "list", adm_cmd_sender_list, "NAME", "list a login's allowed senders", NULL, true },
+	{ "limit", "set", adm_cmd_limit_set, "(NAME|--default) [--messages N/PERIOD]... [--recipients N/PERIOD]... [--bytes SIZE/PERIOD]... [--exempt|--no-exempt] [--hold|--no-hold] [--json]",
+	  "set rate limits (see relay-admin-limits(8))", NULL, false },
+	{ "limit", "show", adm_cmd_limit_show, "[NAME] [--json]",
+	  "show the default limits, or a login's own and effective limits", NULL, true },
+	{ "limit", "clear", adm_cmd_limit_clear, "(NAME|--default) [--json]",
+	  "remove a login's own limits (the defaults apply again)", NULL, false },
+	{ "usage", NULL, adm_cmd_usage, "[NAME] [--json]",
+	  "current counts against each limit and when room frees up", NULL, true },
+	{ "log", NULL, adm_cmd_log, "[--user NAME] [--since TIME] [--limit N] [--json]",
+	  "the milter's audit log, one record per message", NULL, true },
+	{ "import-sasldb", NULL, adm_cmd_import_sasldb, "PATH",
+	  "import the logins of a sasldb2 file (Cyrus saslpasswd2), keeping their passwords", NULL, false },
+	{ "selftest", NULL, adm_cmd_selftest, SELFTEST_ARGS,
+	  "test a running relay live, as the how-to does by hand (password on stdin)",
+	  SELFTEST_MORE, false },
+	{ "check", NULL, adm_cmd_check, "[--postfix-config DIR] [--json] [--verbose]",
+	  "static health: databases, plugin, smtpd.conf, Postfix settings, milter, certificates",
+	  CHECK_MORE, false },
+	{ "setup", NULL, adm_cmd_setup, SETUP_ARGS,
+	  "configure Postfix as the authenticated relay (idempotent; --dry-run)", SETUP_MORE, false },
+};
+
+const size_t adm_ncommands = sizeof adm_commands / sizeof adm_commands[0];
