@@ -34,12 +34,16 @@ Quick use
 
 API
 ---
-``Lab(build_root=None, keep=False, prefix='relaylab-', dir=None)``
+``Lab(build_root=None, keep=False, prefix='relaylab-', dir=None, installed=None)``
     Context manager. ``build_root`` is the meson build folder holding ``admin/relay-admin``
     and ``plugin/librelaydb.so`` (default: env ``RELAY_BUILD_ROOT``, else ``<repo>/build``).
+    ``installed='/usr'`` uses the installed programs instead (``<prefix>/sbin/relay-admin``,
+    ``<prefix>/sbin/relay-milter``) and the plugin from libsasl2's own folder: ``setup``
+    gets no ``--sasl-plugin-dir``, so smtpd has no SASL_PATH (tests/package/).
     ``keep=True`` (or env ``RELAYLAB_KEEP=1``) leaves the folder for inspection after stop.
     Attributes: ``dir``, ``build_root``, ``relay_admin`` (path of the binary),
-    ``plugin_dir`` (folder with librelaydb.so), ``ca`` (a ``CA``).
+    ``plugin_dir`` (folder with librelaydb.so; None with ``installed``), ``relay_milter``
+    (path of the milter binary), ``ca`` (a ``CA``).
     ``dir`` — use this (new or empty) folder instead of a temporary one (the demo does).
     ``lab.upstream(**kw)`` -> started ``Upstream``; ``lab.relay(upstream, **kw)`` -> started
     ``Relay``; ``lab.stop()`` stops every instance (also called on ``__exit__`` and, as a
@@ -113,7 +117,7 @@ API
         relay = lab.relay(up, upstream_ca=relaylab.make_ca(lab.dir + '/other').cert)
 
 ``Milter`` (made by ``Relay(milter=True)``, reachable as ``relay.milter``): relay-milter
-    from the build, run as user postfix with the relay's users database and its own state
+    from the build (or the installed one: ``Lab(installed=...)``), run as user postfix with the relay's users database and its own state
     database (``state_db``, made by ``relay-admin --state-db ... init --milter-user
     postfix``); ``sock`` ('unix:/...'), ``log()``, ``start()`` (returns once the socket
     accepts; a socket left by a killed milter is removed first), ``stop(sig=SIGTERM)`` ->
@@ -615,9 +619,10 @@ class Relay(Instance):
             milter = self.milter.sock
         argv = [lab.relay_admin, '--db', self.db, 'setup', '--postfix-config', self.config_dir,
                 '--port', '%s:%d' % (HOST, self.port),
-                '--sasl-plugin-dir', lab.plugin_dir,
                 '--upstream', '[%s]:%d' % (upstream.hostname, upstream.port),
                 '--upstream-user', upstream.user]
+        if lab.plugin_dir:
+            argv += ['--sasl-plugin-dir', lab.plugin_dir]
         argv += (['--cert', self.cert, '--key', self.key] if cert == 'lab'
                  else ['--hostname', self.hostname])
         if upstream_insecure:
@@ -699,7 +704,7 @@ class Milter:
 
     def __init__(self, lab, relay, extra=''):
         self.lab = lab
-        self.binary = os.path.join(lab.build_root, 'milter', 'relay-milter')
+        self.binary = lab.relay_milter
         self.dir = os.path.join(lab.dir, lab._unique_name('milter'))
         os.makedirs(self.dir)
         uid, gid = _postfix_ids()
@@ -891,11 +896,20 @@ def _exit_on_sigterm():
 class Lab:
     """A temporary folder with a CA and the instances started in it (see module docstring)."""
 
-    def __init__(self, build_root=None, keep=None, prefix='relaylab-', dir=None):
+    def __init__(self, build_root=None, keep=None, prefix='relaylab-', dir=None,
+                 installed=None):
         self.build_root = (os.path.abspath(build_root) if build_root
                            else default_build_root())
-        self.relay_admin = os.path.join(self.build_root, 'admin', 'relay-admin')
-        self.plugin_dir = os.path.join(self.build_root, 'plugin')
+        if installed:
+            # what a package or `meson install` put on this machine; libsasl2 finds the
+            # plugin in its own folder, so no SASL_PATH at all
+            self.relay_admin = os.path.join(installed, 'sbin', 'relay-admin')
+            self.relay_milter = os.path.join(installed, 'sbin', 'relay-milter')
+            self.plugin_dir = None
+        else:
+            self.relay_admin = os.path.join(self.build_root, 'admin', 'relay-admin')
+            self.relay_milter = os.path.join(self.build_root, 'milter', 'relay-milter')
+            self.plugin_dir = os.path.join(self.build_root, 'plugin')
         self.keep = keep if keep is not None else os.environ.get('RELAYLAB_KEEP') == '1'
         if dir is None:
             self.dir = tempfile.mkdtemp(prefix=prefix)
