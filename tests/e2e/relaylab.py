@@ -102,6 +102,9 @@ API
     ``smtp(starttls=True)`` / ``smtps()`` -> connected ``smtplib`` clients (EHLO done, CA
     verified); ``client_context()`` -> SSLContext trusting the relay's certificate;
     ``service_name``/``tls_service_name`` (master.cf names).
+    With the build's plugin and another librelaydb.so in libsasl2's own folder (a package,
+    ``meson install``), the relay's SASL_PATH is narrowed to a lab folder holding the build's
+    plugin and links to the other plugins, so the build's relaydb is the only one loaded.
     ``upstream`` may also be an ``ExternalUpstream(host, port, user, password, tls=None)``:
     a real smarthost, verified against the system CAs.
 
@@ -638,6 +641,7 @@ class Relay(Instance):
         pw = upstream.password if upstream_password is None else upstream_password
         p = _run(argv, input=(pw + '\n').encode())
         self.setup_output = p.stdout.decode(errors='replace') + p.stderr.decode(errors='replace')
+        self._only_the_build_plugin()
         self.set_main_dict(main_overrides or {})
         for svc in filter(None, (self.service_name, self.tls_service_name)):
             for k, v in (service_overrides or {}).items():
@@ -647,6 +651,33 @@ class Relay(Instance):
 
     def _ports(self):
         return [p for p in (self.port, self.tls_port) if p]
+
+    def _only_the_build_plugin(self):
+        """setup keeps libsasl2's own folder after --sasl-plugin-dir in SASL_PATH (for the
+        mechanism plugins). If a relaydb is installed there too (the Debian package, or
+        `meson install`), libsasl2 loads both, puts the one loaded last first and asks it
+        first: smtpd would authenticate through the installed copy, not the build's. Then
+        SASL_PATH becomes one lab folder: the build's librelaydb.so and links to every
+        other plugin of those folders, so the build's relaydb is the only one."""
+        if not self.lab.plugin_dir:
+            return
+        env = self.postconf('-h', 'import_environment').split()
+        path = next((w[len('SASL_PATH='):] for w in env if w.startswith('SASL_PATH=')), '')
+        system = [d for d in path.split(':') if d and d != self.lab.plugin_dir]
+        if not any(os.path.exists(os.path.join(d, 'librelaydb.so')) for d in system):
+            return
+        folder = os.path.join(self.dir, 'sasl-plugins')
+        os.makedirs(folder, exist_ok=True)
+        os.chmod(folder, 0o755)
+        os.symlink(os.path.join(self.lab.plugin_dir, 'librelaydb.so'),
+                   os.path.join(folder, 'librelaydb.so'))
+        for d in system:
+            for name in sorted(os.listdir(d)):
+                if not name.startswith('librelaydb') and \
+                        not os.path.lexists(os.path.join(folder, name)):
+                    os.symlink(os.path.join(d, name), os.path.join(folder, name))
+        env = [w for w in env if not w.startswith('SASL_PATH=')] + ['SASL_PATH=' + folder]
+        self.set_main(import_environment=' '.join(env))
 
     def start(self):
         if self.milter is not None and self.milter.pid is None:

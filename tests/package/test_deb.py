@@ -23,9 +23,12 @@ Suite 'package', root only (exit 77 otherwise), on the machine the suite runs on
 
 Why purge, and why alone (is_parallel : false): libsasl2 loads every plugin on its path
 and calls every one named relaydb; the copy in its own folder is loaded last, put first,
-and answers first. Other suites put the build's plugin first in SASL_PATH but keep the
-system folder after it (for the mechanism plugins), so while these packages are installed
-their smtpd would authenticate through the packaged plugin, not the build's.
+and answers first. setup puts the build's plugin first in SASL_PATH but keeps the system
+folder after it (for the mechanism plugins), so while a relaydb is installed there, an
+smtpd would authenticate through the installed copy, not the build's. relaylab therefore
+narrows SASL_PATH to a lab folder in that case; test_4_build_plugin_stays_the_only_relaydb
+checks it in the smtpd's memory map while these packages are installed. Tests that call
+setup themselves bypass relaylab's relay: hence alone, and the purge.
 
 A machine that already has smtp-relay installed (a package, or `meson install` into
 libsasl2's folder) is skipped: this test never replaces or purges an install it did not
@@ -279,6 +282,33 @@ class DebianPackage(unittest.TestCase):
                            b'From: pkg@example.org\r\nSubject: from-the-package\r\n\r\nhi\r\n')
             e2elib.wait_delivered(self, up, 'from-the-package')
             self.assertRegex(relay.log(), r'sasl_method=PLAIN, sasl_username=pkg@example.org')
+
+    def test_4_build_plugin_stays_the_only_relaydb(self):
+        # Other suites run the build's plugin; with the package's copy in libsasl2's folder
+        # their smtpd must still load only the build's (relaylab isolates SASL_PATH).
+        build = os.environ.get('RELAY_BUILD_ROOT') or relaylab.default_build_root()
+        plugin = os.path.realpath(os.path.join(build, 'plugin', 'librelaydb.so'))
+        if not os.path.exists(plugin):
+            self.skipTest('no build plugin at %s' % plugin)
+        with relaylab.Lab(build_root=build) as lab:
+            up = lab.upstream()
+            relay = lab.relay(up)
+            pw = relay.add_user('build@example.org')
+            with relay.smtp() as s:
+                self.assertEqual(e2elib.auth(s, 'PLAIN', 'build@example.org', pw)[0], 235)
+            maps = ''
+            for pid in relaylab._children(relay.master_pid()):
+                try:
+                    with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                        if b'smtpd' not in f.read():
+                            continue
+                    with open('/proc/%d/maps' % pid) as f:
+                        maps += f.read()
+                except OSError:
+                    continue
+            # (assertTrue: the maps are too long for a failure message)
+            self.assertTrue(plugin in maps, 'no smtpd of the relay loaded ' + plugin)
+            self.assertTrue(PLUGIN not in maps, 'smtpd loaded the packaged %s too' % PLUGIN)
 
     # ---- 5. purge
     def test_5_purge_leaves_nothing(self):
