@@ -16,6 +16,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,40 @@ def _child(pid):
     return int(kids[0]) if kids else None
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _stop(milter, strace):
+    """SIGTERM to the milter; strace exits with its status. Whatever still runs after
+    30 s (or a milter strace left behind) is killed by pid."""
+    if milter and _alive(milter):
+        os.kill(milter, signal.SIGTERM)
+    try:
+        strace.wait(30)
+    except subprocess.TimeoutExpired:
+        strace.kill()
+        strace.wait(5)
+    deadline = time.monotonic() + 10
+    while milter and _alive(milter) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if milter and _alive(milter):
+        os.kill(milter, signal.SIGKILL)
+
+
+def _accepts(path):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+
+
 class MilterSyscalls(unittest.TestCase):
 
     def setUp(self):
@@ -117,14 +152,15 @@ class MilterSyscalls(unittest.TestCase):
             self.as_user + ['strace', '-f', '-qq', '-o', trace,
                             os.path.join(BUILD, 'milter', 'relay-milter'), '-f', '-c', conf],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        milter = None   # signals go to the milter (strace's child), not to strace
         try:
             deadline = time.monotonic() + 30
-            while not os.path.exists(sock) and proc.poll() is None \
-                    and time.monotonic() < deadline:
+            while not _accepts(sock) and proc.poll() is None and time.monotonic() < deadline:
+                milter = milter or _child(proc.pid)
                 time.sleep(0.05)
-            self.assertTrue(os.path.exists(sock), 'the milter did not start')
-            milter = _child(proc.pid)   # signals go to the milter, not to strace
-            time.sleep(0.2)   # listening: the socket exists before listen()
+            milter = milter or _child(proc.pid)
+            self.assertTrue(_accepts(sock), 'the milter did not start')
+            self.assertIsNotNone(milter)
             codes = []
             for sender in ('<sys@example.org>', '<other@bank.example>'):
                 with MilterClient(sock) as m:
@@ -141,12 +177,7 @@ class MilterSyscalls(unittest.TestCase):
             os.kill(milter, signal.SIGUSR1)
             time.sleep(0.5)
         finally:
-            os.kill(_child(proc.pid) or proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            _stop(milter, proc)
             log.close()
         with open(os.path.join(self.tmp, 'milter.log'), errors='replace') as f:
             milter_log = f.read()
