@@ -34,12 +34,16 @@ Quick use
 
 API
 ---
-``Lab(build_root=None, keep=False, prefix='relaylab-', dir=None)``
+``Lab(build_root=None, keep=False, prefix='relaylab-', dir=None, installed=None)``
     Context manager. ``build_root`` is the meson build folder holding ``admin/relay-admin``
     and ``plugin/librelaydb.so`` (default: env ``RELAY_BUILD_ROOT``, else ``<repo>/build``).
+    ``installed='/usr'`` uses the installed programs instead (``<prefix>/sbin/relay-admin``,
+    ``<prefix>/sbin/relay-milter``) and the plugin from libsasl2's own folder: ``setup``
+    gets no ``--sasl-plugin-dir``, so smtpd has no SASL_PATH (tests/package/).
     ``keep=True`` (or env ``RELAYLAB_KEEP=1``) leaves the folder for inspection after stop.
     Attributes: ``dir``, ``build_root``, ``relay_admin`` (path of the binary),
-    ``plugin_dir`` (folder with librelaydb.so), ``ca`` (a ``CA``).
+    ``plugin_dir`` (folder with librelaydb.so; None with ``installed``), ``relay_milter``
+    (path of the milter binary), ``ca`` (a ``CA``).
     ``dir`` — use this (new or empty) folder instead of a temporary one (the demo does).
     ``lab.upstream(**kw)`` -> started ``Upstream``; ``lab.relay(upstream, **kw)`` -> started
     ``Relay``; ``lab.stop()`` stops every instance (also called on ``__exit__`` and, as a
@@ -98,6 +102,9 @@ API
     ``smtp(starttls=True)`` / ``smtps()`` -> connected ``smtplib`` clients (EHLO done, CA
     verified); ``client_context()`` -> SSLContext trusting the relay's certificate;
     ``service_name``/``tls_service_name`` (master.cf names).
+    With the build's plugin and another librelaydb.so in libsasl2's own folder (a package,
+    ``meson install``), the relay's SASL_PATH is narrowed to a lab folder holding the build's
+    plugin and links to the other plugins, so the build's relaydb is the only one loaded.
     ``upstream`` may also be an ``ExternalUpstream(host, port, user, password, tls=None)``:
     a real smarthost, verified against the system CAs.
 
@@ -113,7 +120,7 @@ API
         relay = lab.relay(up, upstream_ca=relaylab.make_ca(lab.dir + '/other').cert)
 
 ``Milter`` (made by ``Relay(milter=True)``, reachable as ``relay.milter``): relay-milter
-    from the build, run as user postfix with the relay's users database and its own state
+    from the build (or the installed one: ``Lab(installed=...)``), run as user postfix with the relay's users database and its own state
     database (``state_db``, made by ``relay-admin --state-db ... init --milter-user
     postfix``); ``sock`` ('unix:/...'), ``log()``, ``start()`` (returns once the socket
     accepts; a socket left by a killed milter is removed first), ``stop(sig=SIGTERM)`` ->
@@ -615,9 +622,10 @@ class Relay(Instance):
             milter = self.milter.sock
         argv = [lab.relay_admin, '--db', self.db, 'setup', '--postfix-config', self.config_dir,
                 '--port', '%s:%d' % (HOST, self.port),
-                '--sasl-plugin-dir', lab.plugin_dir,
                 '--upstream', '[%s]:%d' % (upstream.hostname, upstream.port),
                 '--upstream-user', upstream.user]
+        if lab.plugin_dir:
+            argv += ['--sasl-plugin-dir', lab.plugin_dir]
         argv += (['--cert', self.cert, '--key', self.key] if cert == 'lab'
                  else ['--hostname', self.hostname])
         if upstream_insecure:
@@ -633,6 +641,7 @@ class Relay(Instance):
         pw = upstream.password if upstream_password is None else upstream_password
         p = _run(argv, input=(pw + '\n').encode())
         self.setup_output = p.stdout.decode(errors='replace') + p.stderr.decode(errors='replace')
+        self._only_the_build_plugin()
         self.set_main_dict(main_overrides or {})
         for svc in filter(None, (self.service_name, self.tls_service_name)):
             for k, v in (service_overrides or {}).items():
@@ -642,6 +651,33 @@ class Relay(Instance):
 
     def _ports(self):
         return [p for p in (self.port, self.tls_port) if p]
+
+    def _only_the_build_plugin(self):
+        """setup keeps libsasl2's own folder after --sasl-plugin-dir in SASL_PATH (for the
+        mechanism plugins). If a relaydb is installed there too (the Debian package, or
+        `meson install`), libsasl2 loads both, puts the one loaded last first and asks it
+        first: smtpd would authenticate through the installed copy, not the build's. Then
+        SASL_PATH becomes one lab folder: the build's librelaydb.so and links to every
+        other plugin of those folders, so the build's relaydb is the only one."""
+        if not self.lab.plugin_dir:
+            return
+        env = self.postconf('-h', 'import_environment').split()
+        path = next((w[len('SASL_PATH='):] for w in env if w.startswith('SASL_PATH=')), '')
+        system = [d for d in path.split(':') if d and d != self.lab.plugin_dir]
+        if not any(os.path.exists(os.path.join(d, 'librelaydb.so')) for d in system):
+            return
+        folder = os.path.join(self.dir, 'sasl-plugins')
+        os.makedirs(folder, exist_ok=True)
+        os.chmod(folder, 0o755)
+        os.symlink(os.path.join(self.lab.plugin_dir, 'librelaydb.so'),
+                   os.path.join(folder, 'librelaydb.so'))
+        for d in system:
+            for name in sorted(os.listdir(d)):
+                if not name.startswith('librelaydb') and \
+                        not os.path.lexists(os.path.join(folder, name)):
+                    os.symlink(os.path.join(d, name), os.path.join(folder, name))
+        env = [w for w in env if not w.startswith('SASL_PATH=')] + ['SASL_PATH=' + folder]
+        self.set_main(import_environment=' '.join(env))
 
     def start(self):
         if self.milter is not None and self.milter.pid is None:
@@ -699,7 +735,7 @@ class Milter:
 
     def __init__(self, lab, relay, extra=''):
         self.lab = lab
-        self.binary = os.path.join(lab.build_root, 'milter', 'relay-milter')
+        self.binary = lab.relay_milter
         self.dir = os.path.join(lab.dir, lab._unique_name('milter'))
         os.makedirs(self.dir)
         uid, gid = _postfix_ids()
@@ -891,11 +927,20 @@ def _exit_on_sigterm():
 class Lab:
     """A temporary folder with a CA and the instances started in it (see module docstring)."""
 
-    def __init__(self, build_root=None, keep=None, prefix='relaylab-', dir=None):
+    def __init__(self, build_root=None, keep=None, prefix='relaylab-', dir=None,
+                 installed=None):
         self.build_root = (os.path.abspath(build_root) if build_root
                            else default_build_root())
-        self.relay_admin = os.path.join(self.build_root, 'admin', 'relay-admin')
-        self.plugin_dir = os.path.join(self.build_root, 'plugin')
+        if installed:
+            # what a package or `meson install` put on this machine; libsasl2 finds the
+            # plugin in its own folder, so no SASL_PATH at all
+            self.relay_admin = os.path.join(installed, 'sbin', 'relay-admin')
+            self.relay_milter = os.path.join(installed, 'sbin', 'relay-milter')
+            self.plugin_dir = None
+        else:
+            self.relay_admin = os.path.join(self.build_root, 'admin', 'relay-admin')
+            self.relay_milter = os.path.join(self.build_root, 'milter', 'relay-milter')
+            self.plugin_dir = os.path.join(self.build_root, 'plugin')
         self.keep = keep if keep is not None else os.environ.get('RELAYLAB_KEEP') == '1'
         if dir is None:
             self.dir = tempfile.mkdtemp(prefix=prefix)
