@@ -124,6 +124,12 @@ static enum rdb_result refuse(struct rdb_state *st, const char *why)
 	return RDB_ERROR;
 }
 
+/* The end of a read loop: a last step other than SQLITE_DONE is a read error. */
+static enum rdb_result read_done(struct rdb_state *st, int rc, const char *what)
+{
+	return rc == SQLITE_DONE ? RDB_OK : fail(st, what);
+}
+
 enum rdb_result rdb_state_init(const char *path, char *err, size_t errlen)
 {
 	return rdb_conn_init(&state_kind, path, NULL, NULL, err, errlen);
@@ -322,8 +328,7 @@ enum rdb_result rdb_state_usage_foreach(struct rdb_state *st, const char *login,
 			goto out;
 		}
 	}
-	if (rc != SQLITE_DONE)
-		r = fail(st, "reading usage");
+	r = read_done(st, rc, "reading usage");
 out:
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -376,8 +381,7 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
 			goto out;
 		}
 	}
-	if (rc != SQLITE_DONE)
-		r = fail(st, "reading the audit log");
+	r = read_done(st, rc, "reading the audit log");
 	goto out;
 shape:
 	r = refuse(st, "audit row has an unexpected shape");
@@ -452,8 +456,7 @@ enum rdb_result rdb_state_last_use_foreach(struct rdb_state *st,
 			goto out;
 		}
 	}
-	if (rc != SQLITE_DONE)
-		r = fail(st, "reading last use");
+	r = read_done(st, rc, "reading last use");
 out:
 	sqlite3_reset(s);
 	return r;
