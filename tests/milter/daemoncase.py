@@ -10,6 +10,9 @@ import sys
 import tempfile
 import unittest
 
+# The password the daemon tests give their logins (long enough for relay-admin's check).
+PASSWORD = "A-long-enough-test-password-1234\n"
+
 
 class ClassDaemonCase(unittest.TestCase):
     """One daemon (cls.d) in a private folder (cls.tmp) for the whole class; its log goes

@@ -26,7 +26,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_milter_daemon as tmd  # noqa: E402
 from test_milter_daemon import Daemon, admin, send  # noqa: E402
-from daemoncase import ClassDaemonCase  # noqa: E402
+from daemoncase import PASSWORD, ClassDaemonCase  # noqa: E402
 
 SHIM = None
 HOUR = 3600
@@ -80,10 +80,9 @@ class ClockStepTest(ClassDaemonCase):
     def setUpClass(cls):
         t = cls.make_tmp("mlt-clock-")
         admin(t, "init")
-        pw = "A-long-enough-test-password-1234\n"
         for name in ("back", "fwd", "fix", "quick", "disk"):
             admin(t, "user", "add", name, "--password-stdin", "--sender",
-                  "%s@example.com" % name, stdin=pw)
+                  "%s@example.com" % name, stdin=PASSWORD)
             admin(t, "limit", "set", name, "--messages",
                   "1/3s" if name == "quick" else "2/1h")
         cls.d = ShimDaemon(t)

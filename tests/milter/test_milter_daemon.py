@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from milterproto import (MilterClient, SMFIP_NOCONNECT, SMFIP_NOHELO, SMFIP_NODATA,  # noqa: E402
                          SMFIP_NOEOH, SMFIP_NR_HDR, SMFIP_NR_BODY, SMFIP_NOUNKNOWN,
                          SMFIP_NOBODY, SMFIP_NOHDRS, SMFIP_NR_RCPT)
-from daemoncase import ClassDaemonCase, private_dir, private_state  # noqa: E402
+from daemoncase import PASSWORD, ClassDaemonCase, private_dir, private_state  # noqa: E402
 
 MILTER = ADMIN = None
 TLS = {"{tls_version}": "TLSv1.3", "{cipher}": "TLS_AES_256_GCM_SHA384",
@@ -145,7 +145,6 @@ class MilterDaemonTest(ClassDaemonCase):
     def setUpClass(cls):
         t = cls.make_tmp("mlt-daemon-")
         admin(t, "init")
-        pw = "A-long-enough-test-password-1234\n"
         for name, senders in [("alice", ["alice@example.com", "@corp.example"]),
                               ("carol", ["carol@example.com"]), ("dave", ["dave@example.com"]),
                               ("erin", ["erin@example.com"]), ("frank", ["frank@example.com"]),
@@ -155,7 +154,7 @@ class MilterDaemonTest(ClassDaemonCase):
                               ("50%off", ["pct@example.com"]), ("50?off", ["q@example.com"]),
                               ("a" * 255, ["long@example.com"])]:
             admin(t, "user", "add", name, "--password-stdin",
-                  *sum((["--sender", s] for s in senders), []), stdin=pw)
+                  *sum((["--sender", s] for s in senders), []), stdin=PASSWORD)
         admin(t, "user", "disable", "off")
         admin(t, "limit", "set", "--default", "--messages", "1000/1h")
         admin(t, "limit", "set", "alice", "--messages", "5/1h")
