@@ -303,7 +303,9 @@ static int parse(const unsigned char *buf, size_t n, struct entry **list, size_t
 	return 0;
 }
 
-static enum rdb_result apply(struct rdb_state *st, const struct mlt_record *r)
+/* Also the writer's write of one record: a recovered record must land exactly as the
+ * writer would have written it. */
+enum rdb_result mlt_record_write(struct rdb_state *st, const struct mlt_record *r)
 {
 	struct rdb_audit a = {
 		.ts = r->ts, .login = r->login, .client_addr = r->client_addr,
@@ -340,7 +342,7 @@ static int apply_all(struct rdb_state *st, struct entry *list, size_t count, siz
 			(*skipped)++;
 			continue;
 		}
-		if (apply(st, list[k].r) != RDB_OK)
+		if (mlt_record_write(st, list[k].r) != RDB_OK)
 			goto fail;
 		(*recovered)++;
 	}

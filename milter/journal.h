@@ -41,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rdb.h"
 #include "writer.h"
 
 struct mlt_journal;
@@ -66,6 +67,10 @@ void mlt_journal_switch(struct mlt_journal *j);
  * appends left then. -1 if it could not be emptied (its records are then skipped at the
  * next start, by their mark). */
 int mlt_journal_release(struct mlt_journal *j);
+
+/* Writes one record into `st` (usage, last use, audit record) inside the caller's
+ * transaction: the one place both the writer and the recovery do it. */
+enum rdb_result mlt_record_write(struct rdb_state *st, const struct mlt_record *r);
 
 /* The journal id (for rdb_state_journal_set). */
 uint64_t mlt_journal_id(const struct mlt_journal *j);

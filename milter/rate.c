@@ -141,6 +141,22 @@ bool mlt_rate_load(struct mlt_rate *r, const char *login, int64_t ts,
 	return okay;
 }
 
+/* Takes the lock and the login's state (made if new), its log clamped to `now` (a no-op
+ * on a steady clock; see sql/limit.h). NULL, lock released, if there is no room for it. */
+static struct login_state *lock_login(struct mlt_rate *r, const char *login, int64_t now)
+{
+	struct login_state *s;
+
+	pthread_mutex_lock(&r->mu);
+	s = find(r, login, true);
+	if (s == NULL) {
+		pthread_mutex_unlock(&r->mu);
+		return NULL;
+	}
+	rdb_usage_clamp(s->log, now);
+	return s;
+}
+
 int64_t mlt_rate_reserve(struct mlt_rate *r, const char *login, const struct rdb_limit *lims,
                          size_t n, const uint64_t need[RDB_METRICS], int64_t now,
                          struct mlt_resv *resv, size_t *which)
@@ -148,13 +164,9 @@ int64_t mlt_rate_reserve(struct mlt_rate *r, const char *login, const struct rdb
 	struct login_state *s;
 	int64_t wait;
 
-	pthread_mutex_lock(&r->mu);
-	s = find(r, login, true);
-	if (s == NULL) {
-		pthread_mutex_unlock(&r->mu);
+	s = lock_login(r, login, now);
+	if (s == NULL)
 		return MLT_RATE_ERROR;
-	}
-	rdb_usage_clamp(s->log, now); /* no-op on a steady clock; see sql/limit.h */
 	wait = rdb_limits_wait(s->log, lims, n, s->reserved, need, now, which);
 	if (wait == 0) {
 		for (int m = 0; m < RDB_METRICS; m++) {
@@ -192,13 +204,9 @@ int64_t mlt_rate_commit(struct mlt_rate *r, const char *login, const struct rdb_
 	const uint64_t need[RDB_METRICS] = { 0, 0, actual[RDB_METRIC_BYTES] };
 	int64_t wait;
 
-	pthread_mutex_lock(&r->mu);
-	s = find(r, login, true);
-	if (s == NULL) {
-		pthread_mutex_unlock(&r->mu);
+	s = lock_login(r, login, now);
+	if (s == NULL)
 		return MLT_RATE_ERROR;
-	}
-	rdb_usage_clamp(s->log, now);
 	for (int m = 0; m < RDB_METRICS; m++)
 		others[m] = s->reserved[m] - still_reserved(s, resv, m);
 	wait = rdb_limits_wait(s->log, lims, n, others, need, now, which);

@@ -283,24 +283,6 @@ static bool check_file(struct mlt_writer *w, bool at_stop, int64_t keep)
 	return w->file_ok;
 }
 
-static enum rdb_result write_one(struct rdb_state *st, const struct mlt_record *r)
-{
-	struct rdb_audit a = {
-		.ts = r->ts, .login = r->login, .client_addr = r->client_addr,
-		.tls_version = r->tls_version, .cipher = r->cipher, .env_from = r->env_from,
-		.header_from = r->header_from, .rcpt_count = r->rcpt_count, .size = r->size,
-		.queue_id = r->queue_id, .verdict = r->verdict, .reason = r->reason,
-	};
-	enum rdb_result res;
-
-	if (r->counted && (res = rdb_state_usage_add(st, r->login, r->ts, r->v[0], r->v[1],
-	                                               r->v[2])) != RDB_OK)
-		return res;
-	if (r->touch && (res = rdb_state_touch(st, r->login, r->ts, r->client_addr)) != RDB_OK)
-		return res;
-	return rdb_state_audit_add(st, &a);
-}
-
 /* Commits a batch in one transaction; true on success. */
 static bool write_batch(struct mlt_writer *w, struct mlt_record *batch, int64_t now, int64_t keep,
                         int64_t retention)
@@ -310,7 +292,7 @@ static bool write_batch(struct mlt_writer *w, struct mlt_record *batch, int64_t 
 	if (rdb_state_begin(w->st) != RDB_OK)
 		goto fail;
 	for (struct mlt_record *r = batch; r != NULL; r = r->next) {
-		if (write_one(w->st, r) != RDB_OK)
+		if (mlt_record_write(w->st, r) != RDB_OK)
 			goto fail;
 		if (r->journal_seq > seq)
 			seq = r->journal_seq;

@@ -102,6 +102,16 @@ static size_t b64(const unsigned char *in, size_t len, char *out)
 	return (size_t)EVP_EncodeBlock((unsigned char *)out, in, (int)len);
 }
 
+/* snprintf()'s result `n` for a verifier written to out[RDB_SCRAM_MAX]: RDB_OK if it all
+ * fits; else RDB_INVALID with out wiped, so no truncated verifier is ever used. */
+static enum rdb_result verifier_fits(int n, char *out)
+{
+	if (n >= 0 && n < RDB_SCRAM_MAX)
+		return RDB_OK;
+	explicit_bzero(out, RDB_SCRAM_MAX);
+	return RDB_INVALID;
+}
+
 enum rdb_result rdb_secret_scram_sha256(const char *password, size_t len, unsigned iterations,
                                         const unsigned char *salt, size_t saltlen,
                                         char out[RDB_SCRAM_MAX])
@@ -146,12 +156,7 @@ enum rdb_result rdb_secret_scram_sha256(const char *password, size_t len, unsign
 	b64(server_key, sizeof server_key, bserver);
 	n = snprintf(out, RDB_SCRAM_MAX, "SCRAM-SHA-256$%u:%s$%s:%s", iterations, bsalt, bstored,
 	             bserver);
-	if (n < 0 || n >= RDB_SCRAM_MAX) {
-		explicit_bzero(out, RDB_SCRAM_MAX);
-		r = RDB_INVALID;
-		goto out;
-	}
-	r = RDB_OK;
+	r = verifier_fits(n, out);
 out:
 	explicit_bzero(salted, sizeof salted);
 	explicit_bzero(client_key, sizeof client_key);
@@ -248,12 +253,7 @@ enum rdb_result rdb_secret_scram_decoy(const unsigned char key[RDB_DECOY_KEY_LEN
 	else
 		n = snprintf(out, RDB_SCRAM_MAX, "SCRAM-SHA-256$%u:%s$%s:%s", RDB_SCRAM_ITERATIONS,
 		             bsalt, bstored, bserver);
-	if (n < 0 || n >= RDB_SCRAM_MAX) {
-		explicit_bzero(out, RDB_SCRAM_MAX);
-		r = RDB_INVALID;
-		goto out;
-	}
-	r = RDB_OK;
+	r = verifier_fits(n, out);
 out:
 	explicit_bzero(part, sizeof part);
 	return r;

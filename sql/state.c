@@ -117,6 +117,19 @@ static enum rdb_result fail(struct rdb_state *st, const char *what)
 	return rdb_conn_fail_sqlite(&st->c, what);
 }
 
+/* A row or a callback the reads cannot go on with: says why, and the read fails. */
+static enum rdb_result refuse(struct rdb_state *st, const char *why)
+{
+	rdb_seterr(st->c.err, sizeof st->c.err, "%s", why);
+	return RDB_ERROR;
+}
+
+/* The end of a read loop: a last step other than SQLITE_DONE is a read error. */
+static enum rdb_result read_done(struct rdb_state *st, int rc, const char *what)
+{
+	return rc == SQLITE_DONE ? RDB_OK : fail(st, what);
+}
+
 enum rdb_result rdb_state_init(const char *path, char *err, size_t errlen)
 {
 	return rdb_conn_init(&state_kind, path, NULL, NULL, err, errlen);
@@ -223,33 +236,49 @@ enum rdb_result rdb_state_audit_add(struct rdb_state *st, const struct rdb_audit
 	return step_done(st, S_AUDIT_ADD);
 }
 
-enum rdb_result rdb_state_usage_add(struct rdb_state *st, const char *login, int64_t ts,
-                                    uint64_t messages, uint64_t recipients, uint64_t bytes)
+/* The usage statements (live add, merge of a moved file) bind the same five values. */
+static enum rdb_result usage_write(struct rdb_state *st, int which, const char *login,
+                                   int64_t ts, const uint64_t v[3])
 {
-	sqlite3_stmt *s = st->c.st[S_USAGE_ADD];
+	sqlite3_stmt *s = st->c.st[which];
 
 	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 2, ts) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 3, clamp64(messages)) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 4, clamp64(recipients)) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 5, clamp64(bytes)) != SQLITE_OK) {
+	    sqlite3_bind_int64(s, 3, clamp64(v[0])) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 4, clamp64(v[1])) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 5, clamp64(v[2])) != SQLITE_OK) {
 		sqlite3_clear_bindings(s);
 		return fail(st, "binding usage");
 	}
-	return step_done(st, S_USAGE_ADD);
+	return step_done(st, which);
 }
 
-enum rdb_result rdb_state_touch(struct rdb_state *st, const char *login, int64_t ts,
-                                const char *client_addr)
+/* Likewise the last-use statements (live touch, merge). */
+static enum rdb_result last_use_write(struct rdb_state *st, int which, const char *login,
+                                      int64_t ts, const char *client_addr)
 {
-	sqlite3_stmt *s = st->c.st[S_TOUCH];
+	sqlite3_stmt *s = st->c.st[which];
 
 	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 2, ts) != SQLITE_OK || bind_clean(s, 3, client_addr) != SQLITE_OK) {
 		sqlite3_clear_bindings(s);
 		return fail(st, "binding last use");
 	}
-	return step_done(st, S_TOUCH);
+	return step_done(st, which);
+}
+
+enum rdb_result rdb_state_usage_add(struct rdb_state *st, const char *login, int64_t ts,
+                                    uint64_t messages, uint64_t recipients, uint64_t bytes)
+{
+	const uint64_t v[3] = { messages, recipients, bytes };
+
+	return usage_write(st, S_USAGE_ADD, login, ts, v);
+}
+
+enum rdb_result rdb_state_touch(struct rdb_state *st, const char *login, int64_t ts,
+                                const char *client_addr)
+{
+	return last_use_write(st, S_TOUCH, login, ts, client_addr);
 }
 
 enum rdb_result rdb_state_prune(struct rdb_state *st, int64_t usage_before, int64_t audit_before)
@@ -283,27 +312,23 @@ enum rdb_result rdb_state_usage_foreach(struct rdb_state *st, const char *login,
 		uint64_t v[3];
 
 		if (sqlite3_column_type(s, 0) != SQLITE_TEXT) {
-			rdb_seterr(st->c.err, sizeof st->c.err, "usage row has an unexpected shape");
-			r = RDB_ERROR;
+			r = refuse(st, "usage row has an unexpected shape");
 			goto out;
 		}
 		for (int c = 1; c <= 4; c++) {
 			if (sqlite3_column_type(s, c) != SQLITE_INTEGER || sqlite3_column_int64(s, c) < 0) {
-				rdb_seterr(st->c.err, sizeof st->c.err, "usage row has an unexpected shape");
-				r = RDB_ERROR;
+				r = refuse(st, "usage row has an unexpected shape");
 				goto out;
 			}
 		}
 		for (int m = 0; m < 3; m++)
 			v[m] = (uint64_t)sqlite3_column_int64(s, 2 + m);
 		if (fn((const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1), v, arg)) {
-			rdb_seterr(st->c.err, sizeof st->c.err, "a usage row could not be kept (out of memory?)");
-			r = RDB_ERROR;
+			r = refuse(st, "a usage row could not be kept (out of memory?)");
 			goto out;
 		}
 	}
-	if (rc != SQLITE_DONE)
-		r = fail(st, "reading usage");
+	r = read_done(st, rc, "reading usage");
 out:
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -352,17 +377,14 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
 			.reason = (const char *)sqlite3_column_text(s, 12),
 		};
 		if (fn(&a, arg)) {
-			rdb_seterr(st->c.err, sizeof st->c.err, "an audit record could not be kept");
-			r = RDB_ERROR;
+			r = refuse(st, "an audit record could not be kept");
 			goto out;
 		}
 	}
-	if (rc != SQLITE_DONE)
-		r = fail(st, "reading the audit log");
+	r = read_done(st, rc, "reading the audit log");
 	goto out;
 shape:
-	rdb_seterr(st->c.err, sizeof st->c.err, "audit row has an unexpected shape");
-	r = RDB_ERROR;
+	r = refuse(st, "audit row has an unexpected shape");
 out:
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -387,8 +409,7 @@ enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int6
 		r = fail(st, "reading last use");
 	} else if (sqlite3_column_type(s, 0) != SQLITE_INTEGER ||
 	           sqlite3_column_type(s, 1) != SQLITE_TEXT) {
-		rdb_seterr(st->c.err, sizeof st->c.err, "last_use row has an unexpected shape");
-		r = RDB_ERROR;
+		r = refuse(st, "last_use row has an unexpected shape");
 	} else {
 		*ts = sqlite3_column_int64(s, 0);
 		if (client != NULL && clientlen > 0)
@@ -404,30 +425,13 @@ out:
 enum rdb_result rdb_state_usage_merge(struct rdb_state *st, const char *login, int64_t ts,
                                       const uint64_t v[3])
 {
-	sqlite3_stmt *s = st->c.st[S_USAGE_MERGE];
-
-	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 2, ts) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 3, clamp64(v[0])) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 4, clamp64(v[1])) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 5, clamp64(v[2])) != SQLITE_OK) {
-		sqlite3_clear_bindings(s);
-		return fail(st, "binding usage");
-	}
-	return step_done(st, S_USAGE_MERGE);
+	return usage_write(st, S_USAGE_MERGE, login, ts, v);
 }
 
 enum rdb_result rdb_state_last_use_merge(struct rdb_state *st, const char *login, int64_t ts,
                                          const char *client_addr)
 {
-	sqlite3_stmt *s = st->c.st[S_LAST_USE_MERGE];
-
-	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 2, ts) != SQLITE_OK || bind_clean(s, 3, client_addr) != SQLITE_OK) {
-		sqlite3_clear_bindings(s);
-		return fail(st, "binding last use");
-	}
-	return step_done(st, S_LAST_USE_MERGE);
+	return last_use_write(st, S_LAST_USE_MERGE, login, ts, client_addr);
 }
 
 enum rdb_result rdb_state_last_use_foreach(struct rdb_state *st,
@@ -443,19 +447,16 @@ enum rdb_result rdb_state_last_use_foreach(struct rdb_state *st,
 		if (sqlite3_column_type(s, 0) != SQLITE_TEXT ||
 		    sqlite3_column_type(s, 1) != SQLITE_INTEGER ||
 		    sqlite3_column_type(s, 2) != SQLITE_TEXT) {
-			rdb_seterr(st->c.err, sizeof st->c.err, "last_use row has an unexpected shape");
-			r = RDB_ERROR;
+			r = refuse(st, "last_use row has an unexpected shape");
 			goto out;
 		}
 		if (fn((const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1),
 		       (const char *)sqlite3_column_text(s, 2), arg)) {
-			rdb_seterr(st->c.err, sizeof st->c.err, "a last_use row could not be kept");
-			r = RDB_ERROR;
+			r = refuse(st, "a last_use row could not be kept");
 			goto out;
 		}
 	}
-	if (rc != SQLITE_DONE)
-		r = fail(st, "reading last use");
+	r = read_done(st, rc, "reading last use");
 out:
 	sqlite3_reset(s);
 	return r;
@@ -472,8 +473,7 @@ enum rdb_result rdb_state_checkpoint(struct rdb_state *st)
 	if (rc != SQLITE_ROW) {
 		r = fail(st, "checkpoint");
 	} else if (sqlite3_column_int(s, 0) != 0) {
-		rdb_seterr(st->c.err, sizeof st->c.err, "checkpoint: the WAL is still in use by a reader");
-		r = RDB_ERROR;
+		r = refuse(st, "checkpoint: the WAL is still in use by a reader");
 	}
 	sqlite3_reset(s);
 	return r;

@@ -18,8 +18,11 @@ import subprocess
 import sys
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(1, os.path.join(HERE, '..', 'selftest'))  # selftestrun.py
 import relaylab  # noqa: E402
+import selftestrun  # noqa: E402
 from e2elib import LabCase, main, require_build  # noqa: E402
 
 USER = 'alice'
@@ -42,24 +45,15 @@ def selftest(lab, relay, password, *extra, implicit=False, upstream=None,
             '--port', str(relay.tls_port if implicit else relay.port),
             '--tls', 'implicit' if implicit else 'starttls',
             '--user', USER, '--timeout', '20'] + (['--ca', lab.ca.cert] if ca else []) + list(extra)
-    env = dict(os.environ)
-    env.pop('RELAY_PASSWORD', None)
-    env.pop('RELAY_UPSTREAM_PASSWORD', None)
-    stdin = password + '\n'
+    env = {}
     if upstream is not None:
         argv += ['--upstream', '[%s]:%d' % (upstream.hostname, upstream.port),
                  '--upstream-user', upstream.user,
                  '--upstream-ca', upstream_ca or lab.ca.cert]
         env['RELAY_UPSTREAM_PASSWORD'] = (upstream.password if upstream_password is None
                                           else upstream_password)
-    p = subprocess.run(argv, input=stdin.encode(), capture_output=True, env=env, timeout=300)
-    out = p.stdout.decode(errors='replace')
-    try:
-        report = json.loads(out)
-    except ValueError:
-        raise AssertionError('selftest printed no JSON (exit %d):\n%s\n%s' % (
-            p.returncode, out, p.stderr.decode(errors='replace')))
-    return p.returncode, report, out
+    rc, report, out, _ = selftestrun.run(argv, password, env, timeout=300)
+    return rc, report, out
 
 
 def configured_upstream_login(relay):

@@ -22,7 +22,8 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import relaylab  # noqa: E402
-from e2elib import LabCase, auth, main, require_build, wait_delivered  # noqa: E402
+from e2elib import auth, main, require_build, wait_delivered  # noqa: E402
+from setuplib import SetupCase  # noqa: E402
 
 
 def _snapshot(folder):
@@ -37,24 +38,10 @@ def _snapshot(folder):
     return out
 
 
-class Setup(LabCase):
-
-    relay_options = {'start': False}
-
-    def setup_cmd(self, *args, password=None, env=None):
-        r = self.relay
-        argv = [self.lab.relay_admin, '--db', r.db, 'setup', '--postfix-config',
-                r.config_dir] + list(args)
-        p = subprocess.run(argv, input=(password + '\n').encode() if password else b'',
-                           capture_output=True, env=env, timeout=120)
-        return p.returncode, p.stdout.decode() + p.stderr.decode()
+class Setup(SetupCase):
 
     def same_args(self):
-        r, up = self.relay, self.up
-        return ['--port', '%s:%d' % (r.host, r.port), '--tls-port', '%s:%d' % (r.host, r.tls_port),
-                '--cert', r.cert, '--key', r.key, '--sasl-plugin-dir', self.lab.plugin_dir,
-                '--upstream', '[%s]:%d' % (up.hostname, up.port), '--upstream-tls', 'starttls',
-                '--upstream-user', up.user, '--upstream-ca', self.lab.ca.cert, '--no-milter']
+        return self.lab_args()
 
     def test_second_run_changes_nothing(self):
         before = _snapshot(self.relay.config_dir)

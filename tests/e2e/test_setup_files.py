@@ -18,7 +18,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2elib import LabCase, main  # noqa: E402
+from e2elib import main  # noqa: E402
+from setuplib import SetupCase  # noqa: E402
 
 AHEAD = 300   # seconds of backup names (UTC time stamps) planted ahead
 
@@ -28,26 +29,11 @@ def _digest(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-class SetupFiles(LabCase):
-
-    relay_options = {'start': False}
-
-    def setup_cmd(self, *args, password=None):
-        r = self.relay
-        argv = [self.lab.relay_admin, '--db', r.db, 'setup', '--postfix-config',
-                r.config_dir] + list(args)
-        p = subprocess.run(argv, input=(password + '\n').encode() if password else b'',
-                           capture_output=True, timeout=120)
-        return p.returncode, p.stdout.decode() + p.stderr.decode()
+class SetupFiles(SetupCase):
 
     def change_args(self):
         """The lab's own setup, with one thing different so that setup has work to do."""
-        r, up = self.relay, self.up
-        return ['--port', '%s:%d' % (r.host, r.port), '--tls-port', '%s:%d' % (r.host, r.tls_port),
-                '--cert', r.cert, '--key', r.key, '--sasl-plugin-dir', self.lab.plugin_dir,
-                '--upstream', '[%s]:%d' % (up.hostname, up.port), '--upstream-tls', 'starttls',
-                '--upstream-user', up.user, '--upstream-ca', self.lab.ca.cert, '--no-milter',
-                '--rate-limit', '7']
+        return self.lab_args('--rate-limit', '7')
 
     def test_planted_backup_link_is_refused(self):
         cfg = self.relay.config_dir

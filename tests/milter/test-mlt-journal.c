@@ -18,20 +18,10 @@
 
 #include "journal.h"
 #include "state.h"
+#include "scratch.h"
 #include "tap.h"
 
-static char dir[PATH_MAX];
 static char db[PATH_MAX + 32];
-
-static char *path_in(const char *name)
-{
-	static char p[2][PATH_MAX + 64];
-	static int k;
-
-	k ^= 1;
-	snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
-	return p[k];
-}
 
 static struct mlt_record *record(const char *login, const char *qid)
 {
@@ -85,17 +75,17 @@ static long long file_size(const char *name)
 {
 	struct stat sb;
 
-	return stat(path_in(name), &sb) == 0 ? (long long)sb.st_size : -1;
+	return stat(scratch_path(name), &sb) == 0 ? (long long)sb.st_size : -1;
 }
 
-/* Copies file `from` to `to` (both in dir): a journal file as a crash would leave it. */
+/* Copies file `from` to `to` (both in scratch_dir): a journal file as a crash would leave it. */
 static void copy(const char *from, const char *to)
 {
 	char buf[65536];
-	int in = open(path_in(from), O_RDONLY), out;
+	int in = open(scratch_path(from), O_RDONLY), out;
 	ssize_t n;
 
-	out = open(path_in(to), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	out = open(scratch_path(to), O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (in < 0 || out < 0)
 		abort();
 	while ((n = read(in, buf, sizeof buf)) > 0)
@@ -166,8 +156,8 @@ static void test_recover_once(void)
 	is_int(n[1], 3, "3 skipped by the mark");
 	is_int(query("SELECT count(*) FROM audit"), 3, "still 3 audit records");
 	is_int(query("SELECT sum(messages) FROM usage"), 3, "still 3 counted");
-	unlink(path_in("saved-0"));
-	unlink(path_in("saved-1"));
+	unlink(scratch_path("saved-0"));
+	unlink(scratch_path("saved-1"));
 }
 
 static void test_torn_and_garbage(void)
@@ -185,7 +175,7 @@ static void test_torn_and_garbage(void)
 	rdb_state_close(st);
 	is_int(append(j, "carol", "Q4"), 0, "append");
 	/* garbage between two records (a torn append that could not be cut off) */
-	fd = open(path_in("state.db.journal-0"), O_WRONLY | O_APPEND);
+	fd = open(scratch_path("state.db.journal-0"), O_WRONLY | O_APPEND);
 	ok(fd >= 0 && write(fd, "RLJ1 garbage, not a record", 26) == 26, "garbage written");
 	close(fd);
 	is_int(append(j, "carol", "Q5"), 0, "append after the garbage");
@@ -194,14 +184,14 @@ static void test_torn_and_garbage(void)
 	copy("state.db.journal-0", "whole");
 	{
 		char buf[4096];
-		int in = open(path_in("whole"), O_RDONLY);
+		int in = open(scratch_path("whole"), O_RDONLY);
 		ssize_t got = in >= 0 ? read(in, buf, sizeof buf) : -1;
 
 		close(in);
-		fd = open(path_in("state.db.journal-0"), O_WRONLY | O_APPEND);
+		fd = open(scratch_path("state.db.journal-0"), O_WRONLY | O_APPEND);
 		ok(got > 40 && fd >= 0 && write(fd, buf, 40) == 40, "a torn record appended");
 		close(fd);
-		unlink(path_in("whole"));
+		unlink(scratch_path("whole"));
 	}
 	is_int(recover(n), 0, "recovered");
 	is_int(n[0], 2, "both whole records applied");
@@ -252,7 +242,7 @@ static void test_switch_release(void)
 
 static void test_migration(void)
 {
-	char *v1 = path_in("v1.db");
+	char *v1 = scratch_path("v1.db");
 	sqlite3 *h = NULL;
 	struct rdb_state *st = NULL;
 	char err[512] = "";
@@ -283,21 +273,17 @@ static void test_migration(void)
 	   "all 64 bits of the id come back");
 	rdb_state_close(st);
 	unlink(v1);
-	unlink(path_in("v1.db-wal"));
-	unlink(path_in("v1.db-shm"));
+	unlink(scratch_path("v1.db-wal"));
+	unlink(scratch_path("v1.db-shm"));
 }
 
 int main(void)
 {
-	const char *tmp = getenv("TMPDIR");
 	char err[512] = "";
 
-	snprintf(dir, sizeof dir, "%s/test-mlt-journal.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
+	if (scratch_make("test-mlt-journal") != 0)
 		return 1;
-	}
-	snprintf(db, sizeof db, "%s/state.db", dir);
+	snprintf(db, sizeof db, "%s/state.db", scratch_dir);
 	is_int(rdb_state_init(db, err, sizeof err), RDB_OK, "state database created (%s)", err);
 	is_int(query("PRAGMA user_version"), RDB_STATE_SCHEMA_VERSION, "at the current version");
 	test_recover_once();
@@ -308,9 +294,7 @@ int main(void)
 		static const char *const files[] = { "state.db", "state.db-wal", "state.db-shm",
 		                                      "state.db.journal-0", "state.db.journal-1" };
 
-		for (size_t k = 0; k < sizeof files / sizeof files[0]; k++)
-			unlink(path_in(files[k]));
-		rmdir(dir);
+		scratch_remove(files, sizeof files / sizeof files[0]);
 	}
 	return tap_done();
 }

@@ -17,19 +17,9 @@
 
 #include "policy.h"
 #include "state.h"
+#include "scratch.h"
 #include "tap.h"
 
-static char dir[PATH_MAX];
-
-static char *path_in(const char *name)
-{
-	static char p[2][PATH_MAX + 64];
-	static int k;
-
-	k ^= 1;
-	snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
-	return p[k];
-}
 
 static int count_senders(const char *pattern, void *arg)
 {
@@ -102,7 +92,7 @@ static void test_policy(void)
 	int64_t v1 = 0, v2 = 0, w = 0;
 	char users[PATH_MAX + 64];
 
-	snprintf(users, sizeof users, "%s", path_in("users.db"));
+	snprintf(users, sizeof users, "%s", scratch_path("users.db"));
 
 	ok(rdb_init(users, err, sizeof err) == RDB_OK, "users db created (%s)", err);
 	ok(rdb_open(users, RDB_READWRITE, &db, err, sizeof err) == RDB_OK, "open rw");
@@ -218,7 +208,7 @@ static void test_limits_max(void)
 	size_t n = 0;
 	char users[PATH_MAX + 64];
 
-	snprintf(users, sizeof users, "%s", path_in("limits.db"));
+	snprintf(users, sizeof users, "%s", scratch_path("limits.db"));
 	for (int k = 0; k < 20; k++) {
 		msgs[k] = (struct rdb_limit){ RDB_METRIC_MESSAGES, 60 * (k + 1), 100 };
 		bytes[k] = (struct rdb_limit){ RDB_METRIC_BYTES, 3600 * (k + 1), 1 << 20 };
@@ -293,15 +283,15 @@ static void test_state(void)
 	int64_t ts = 0;
 	char longtext[400];
 
-	snprintf(state, sizeof state, "%s", path_in("state.db"));
+	snprintf(state, sizeof state, "%s", scratch_path("state.db"));
 	is_int(rdb_state_open(state, RDB_READONLY, &st, err, sizeof err), RDB_ERROR,
 	       "missing state db: ERROR");
 	ok(strstr(err, "no state database") != NULL, "says why: %s", err);
 	is_int(rdb_state_init(state, err, sizeof err), RDB_OK, "created (%s)", err);
 	is_int(rdb_state_init(state, err, sizeof err), RDB_OK, "init again is harmless");
-	is_int(rdb_state_init(path_in("users.db"), err, sizeof err), RDB_ERROR,
+	is_int(rdb_state_init(scratch_path("users.db"), err, sizeof err), RDB_ERROR,
 	       "the users db is not a state db");
-	is_int(rdb_state_open(path_in("users.db"), RDB_READONLY, &ro, err, sizeof err), RDB_ERROR,
+	is_int(rdb_state_open(scratch_path("users.db"), RDB_READONLY, &ro, err, sizeof err), RDB_ERROR,
 	       "opening the users db as state: ERROR");
 	is_int(rdb_state_open(state, RDB_READWRITE, &st, err, sizeof err), RDB_OK, "open rw");
 	is_int(rdb_state_open(state, RDB_READONLY, &ro, err, sizeof err), RDB_OK, "open ro");
@@ -309,8 +299,8 @@ static void test_state(void)
 		struct rdb_state *via = NULL;
 		char linked[PATH_MAX + 64];
 
-		ok(symlink(dir, path_in("link")) == 0, "a symlinked folder");
-		snprintf(linked, sizeof linked, "%s/state.db", path_in("link"));
+		ok(symlink(scratch_dir, scratch_path("link")) == 0, "a symlinked folder");
+		snprintf(linked, sizeof linked, "%s/state.db", scratch_path("link"));
 		is_int(rdb_state_open(linked, RDB_READONLY, &via, err, sizeof err), RDB_ERROR,
 		       "a symlink in the path is refused");
 		ok(strstr(err, "symbolic link") != NULL, "says why: %s", err);
@@ -404,7 +394,7 @@ static void test_state(void)
 	{
 		struct stat sb;
 
-		ok(stat(path_in("state.db-wal"), &sb) == 0 && sb.st_size == 0, "the WAL is empty");
+		ok(stat(scratch_path("state.db-wal"), &sb) == 0 && sb.st_size == 0, "the WAL is empty");
 	}
 	rdb_state_close_moved(NULL);
 	rdb_state_rollback(st); /* no transaction open: harmless */
@@ -420,7 +410,7 @@ static void test_state(void)
  * opens: whichever call refuses, the message names what is missing. */
 static void test_policy_prepare_error(void)
 {
-	const char *p = path_in("damaged.db");
+	const char *p = scratch_path("damaged.db");
 	char err[256] = "";
 	struct rdb *db = NULL;
 	struct rdb_policy *pol = NULL;
@@ -452,7 +442,7 @@ static void test_policy_prepare_error(void)
 static void test_state_kind(void)
 {
 	extern const char rdb_state_schema_sql[];
-	const char *state = path_in("kind-state.db"), *users = path_in("kind-users.db");
+	const char *state = scratch_path("kind-state.db"), *users = scratch_path("kind-users.db");
 	const char *p;
 	char err[256];
 	int64_t version = -1;
@@ -492,19 +482,14 @@ static void test_state_kind(void)
 	ok(st == NULL && db == NULL, "no handles");
 	unlink(users);
 	unlink(state);
-	unlink(path_in("kind-state.db-wal"));
-	unlink(path_in("kind-state.db-shm"));
+	unlink(scratch_path("kind-state.db-wal"));
+	unlink(scratch_path("kind-state.db-shm"));
 }
 
 int main(void)
 {
-	const char *tmp = getenv("TMPDIR");
-
-	snprintf(dir, sizeof dir, "%s/test-mlt-sql.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
+	if (scratch_make("test-mlt-sql") != 0)
 		return 1;
-	}
 	test_policy();
 	test_limits_max();
 	test_policy_prepare_error();
@@ -514,9 +499,7 @@ int main(void)
 		static const char *const files[] = { "users.db", "users.db-journal", "state.db",
 		                                      "state.db-wal", "state.db-shm", "link" };
 
-		for (size_t k = 0; k < sizeof files / sizeof files[0]; k++)
-			unlink(path_in(files[k]));
-		rmdir(dir);
+		scratch_remove(files, sizeof files / sizeof files[0]);
 	}
 	return tap_done();
 }

@@ -20,13 +20,13 @@ import re
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_milter_daemon as tmd  # noqa: E402
 from test_milter_daemon import Daemon, admin, send  # noqa: E402
+from daemoncase import PASSWORD, ClassDaemonCase  # noqa: E402
 
 SHIM = None
 HOUR = 3600
@@ -75,27 +75,18 @@ def retry_seconds(reply):
     return int(m.group(1))
 
 
-class ClockStepTest(unittest.TestCase):
+class ClockStepTest(ClassDaemonCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmpdir = tempfile.TemporaryDirectory(prefix="mlt-clock-")
-        t = cls.tmp = cls.tmpdir.name
+        t = cls.make_tmp("mlt-clock-")
         admin(t, "init")
-        pw = "A-long-enough-test-password-1234\n"
         for name in ("back", "fwd", "fix", "quick", "disk"):
             admin(t, "user", "add", name, "--password-stdin", "--sender",
-                  "%s@example.com" % name, stdin=pw)
+                  "%s@example.com" % name, stdin=PASSWORD)
             admin(t, "limit", "set", name, "--messages",
                   "1/3s" if name == "quick" else "2/1h")
         cls.d = ShimDaemon(t)
         cls.d.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.stop()
-        if os.environ.get("MLT_KEEP"):
-            print(open(cls.d.log).read(), file=sys.stderr)
-        cls.tmpdir.cleanup()
 
     def setUp(self):
         self.d.set_offset(0)

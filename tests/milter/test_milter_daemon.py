@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from milterproto import (MilterClient, SMFIP_NOCONNECT, SMFIP_NOHELO, SMFIP_NODATA,  # noqa: E402
                          SMFIP_NOEOH, SMFIP_NR_HDR, SMFIP_NR_BODY, SMFIP_NOUNKNOWN,
                          SMFIP_NOBODY, SMFIP_NOHDRS, SMFIP_NR_RCPT)
+from daemoncase import PASSWORD, ClassDaemonCase, private_dir, private_state  # noqa: E402
 
 MILTER = ADMIN = None
 TLS = {"{tls_version}": "TLSv1.3", "{cipher}": "TLS_AES_256_GCM_SHA384",
@@ -139,13 +140,11 @@ def send(sock, login, sender, rcpts=("<to@dest.example>",), header_from=None, ar
         return "eom", r
 
 
-class MilterDaemonTest(unittest.TestCase):
+class MilterDaemonTest(ClassDaemonCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmpdir = tempfile.TemporaryDirectory(prefix="mlt-daemon-")
-        t = cls.tmp = cls.tmpdir.name
+        t = cls.make_tmp("mlt-daemon-")
         admin(t, "init")
-        pw = "A-long-enough-test-password-1234\n"
         for name, senders in [("alice", ["alice@example.com", "@corp.example"]),
                               ("carol", ["carol@example.com"]), ("dave", ["dave@example.com"]),
                               ("erin", ["erin@example.com"]), ("frank", ["frank@example.com"]),
@@ -155,7 +154,7 @@ class MilterDaemonTest(unittest.TestCase):
                               ("50%off", ["pct@example.com"]), ("50?off", ["q@example.com"]),
                               ("a" * 255, ["long@example.com"])]:
             admin(t, "user", "add", name, "--password-stdin",
-                  *sum((["--sender", s] for s in senders), []), stdin=pw)
+                  *sum((["--sender", s] for s in senders), []), stdin=PASSWORD)
         admin(t, "user", "disable", "off")
         admin(t, "limit", "set", "--default", "--messages", "1000/1h")
         admin(t, "limit", "set", "alice", "--messages", "5/1h")
@@ -167,13 +166,6 @@ class MilterDaemonTest(unittest.TestCase):
         admin(t, "limit", "set", "gina", "--messages", "2/2s")
         cls.d = Daemon(t)
         cls.d.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.stop()
-        if os.environ.get("MLT_KEEP"):
-            print(open(cls.d.log).read(), file=sys.stderr)
-        cls.tmpdir.cleanup()
 
     def usage(self, login, last_verdict):
         """relay-admin usage once the writer has committed the login's newest record
@@ -514,11 +506,7 @@ class StateFileTest(unittest.TestCase):
     the milter must not go on counting into a file nobody reads. One daemon per test."""
 
     def setUp(self):
-        self.tmpdir = tempfile.TemporaryDirectory(prefix="mlt-statefile-")
-        self.addCleanup(self.tmpdir.cleanup)
-        t = self.tmp = self.tmpdir.name
-        os.mkdir(t + "/state")
-        self.state = t + "/state/state.db"
+        t = private_state(self, "mlt-statefile-")
         admin(t, "init", state_db=self.state)
         for name, limit in [("two", "2/1h"), ("other", "5/1h")]:
             admin(t, "user", "add", name, "--password-stdin", "--sender", name + "@example.com",
@@ -632,11 +620,7 @@ class CrashJournalTest(unittest.TestCase):
     before the kill."""
 
     def setUp(self):
-        self.tmpdir = tempfile.TemporaryDirectory(prefix="mlt-journal-")
-        self.addCleanup(self.tmpdir.cleanup)
-        t = self.tmp = self.tmpdir.name
-        os.mkdir(t + "/state")
-        self.state = t + "/state/state.db"
+        t = private_state(self, "mlt-journal-")
         admin(t, "init", state_db=self.state)
         admin(t, "user", "add", "three", "--password-stdin", "--sender", "three@example.com",
               stdin="A-long-enough-test-password-1234\n")
@@ -698,9 +682,7 @@ class StateDiskFullTest(unittest.TestCase):
     messages are never lost, they wait in the crash journal (issue 13)."""
 
     def setUp(self):
-        self.tmpdir = tempfile.TemporaryDirectory(prefix="mlt-diskfull-")
-        self.addCleanup(self.tmpdir.cleanup)
-        t = self.tmp = self.tmpdir.name
+        t = private_dir(self, "mlt-diskfull-")
         self.mnt = t + "/state"
         os.mkdir(self.mnt)
         r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", self.mnt],

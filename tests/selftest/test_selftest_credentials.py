@@ -13,7 +13,6 @@ Run: RELAY_BUILD_ROOT=<build dir> /usr/bin/python3 tests/selftest/test_selftest_
 """
 
 import base64
-import json
 import os
 import shutil
 import socket
@@ -23,6 +22,8 @@ import sys
 import tempfile
 import threading
 import unittest
+
+import selftestrun  # the script's folder is on sys.path
 
 BUILD = os.path.abspath(os.environ.get('RELAY_BUILD_ROOT') or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), '..', '..', 'build'))
@@ -163,19 +164,10 @@ class SelftestCredentials(unittest.TestCase):
 
     def selftest(self, *extra):
         """Runs selftest --json against the fake -> (exit status, report, stdout+stderr)."""
-        env = {k: v for k, v in os.environ.items()
-               if k not in ('RELAY_PASSWORD', 'RELAY_UPSTREAM_PASSWORD')}
-        p = subprocess.run([RELAY_ADMIN, '--json', 'selftest', '--host', '127.0.0.1',
-                            '--port', str(self.fake.port), '--user', USER, '--timeout', '20']
-                           + list(extra), input=(PASSWORD + '\n').encode(), env=env,
-                           capture_output=True, timeout=120)
-        out = p.stdout.decode(errors='replace')
-        try:
-            report = json.loads(out)
-        except ValueError:
-            raise AssertionError('selftest printed no JSON (exit %d):\n%s\n%s' % (
-                p.returncode, out, p.stderr.decode(errors='replace')))
-        return p.returncode, report, out + p.stderr.decode(errors='replace')
+        rc, report, out, err = selftestrun.run(
+            [RELAY_ADMIN, '--json', 'selftest', '--host', '127.0.0.1', '--port',
+             str(self.fake.port), '--user', USER, '--timeout', '20'] + list(extra), PASSWORD)
+        return rc, report, out + err
 
     def received(self):
         return '\n'.join(self.fake.lines)
