@@ -7,11 +7,13 @@
  */
 #include "cert.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -268,6 +270,73 @@ int adm_cert_info(const char *cert, char *subject, size_t sublen, char *issuer,
 		if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
 			*not_after = timegm(&tm);
 	}
+	X509_free(x);
+	return 0;
+}
+
+/* Appends `s` to the comma-separated list in `out`, truncating silently: it is a report. */
+static void add_name(char *out, size_t outlen, const char *s, size_t n)
+{
+	size_t used = strlen(out);
+
+	if (used + 3 >= outlen)
+		return;
+	snprintf(out + used, outlen - used, "%s%.*s", used ? ", " : "", (int)n, s);
+}
+
+static void list_names(X509 *x, char *names, size_t nameslen)
+{
+	GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	int n = gens ? sk_GENERAL_NAME_num(gens) : 0;
+
+	for (int i = 0; i < n; i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		char ip[64];
+
+		if (g->type == GEN_DNS) {
+			add_name(names, nameslen, (const char *)ASN1_STRING_get0_data(g->d.dNSName),
+			         (size_t)ASN1_STRING_length(g->d.dNSName));
+		} else if (g->type == GEN_IPADD) {
+			int len = ASN1_STRING_length(g->d.iPAddress);
+			const unsigned char *a = ASN1_STRING_get0_data(g->d.iPAddress);
+
+			if ((len == 4 && inet_ntop(AF_INET, a, ip, sizeof ip)) ||
+			    (len == 16 && inet_ntop(AF_INET6, a, ip, sizeof ip)))
+				add_name(names, nameslen, ip, strlen(ip));
+		}
+	}
+	GENERAL_NAMES_free(gens);
+	if (n == 0) {   /* no subjectAltName: clients fall back to the CN */
+		char cn[256];
+
+		if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn,
+		                              sizeof cn) > 0)
+			add_name(names, nameslen, cn, strlen(cn));
+	}
+}
+
+int adm_cert_identity(const char *cert, const char *name, bool *self_signed,
+                      bool *names_host, char *names, size_t nameslen, char *err,
+                      size_t errlen)
+{
+	X509 *x = read_cert(cert, err, errlen);
+	unsigned char addr[16];
+
+	if (x == NULL)
+		return -1;
+	if (names && nameslen) {
+		names[0] = '\0';
+		list_names(x, names, nameslen);
+	}
+	/* Self-issued is not enough (a CA's root is too, and a leaf can copy a name): the
+	 * signature must verify with the certificate's own key. */
+	*self_signed = X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(x)) == 0 &&
+	               X509_verify(x, X509_get0_pubkey(x)) == 1;
+	if (inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1)
+		*names_host = X509_check_ip_asc(x, name, 0) == 1;
+	else
+		*names_host = X509_check_host(x, name, 0, 0, NULL) == 1;
+	ERR_clear_error();
 	X509_free(x);
 	return 0;
 }

@@ -15,6 +15,7 @@
 #ifndef RELAY_ADM_CERT_H
 #define RELAY_ADM_CERT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <time.h>
@@ -41,5 +42,15 @@ int adm_cert_generate(const char *hostname, const char *cert, const char *key, g
 /* The first certificate's subject, issuer (one line each) and expiry, for reports. */
 int adm_cert_info(const char *cert, char *subject, size_t sublen, char *issuer,
                   size_t isslen, time_t *not_after, char *err, size_t errlen);
+
+/* What a client that verifies will think of the first certificate in `cert`:
+ * `*self_signed` when it is its own issuer and its signature verifies with its own key
+ * (nothing but that very file can make a client trust it); `*names_host` when `name` (a
+ * DNS name, or an IPv4/IPv6 address) is one of its names (subjectAltName, or the CN when
+ * it has none — X509_check_host's rules, wildcards included). `names` receives its DNS
+ * and IP names, comma-separated, for the report ("" if none). */
+int adm_cert_identity(const char *cert, const char *name, bool *self_signed,
+                      bool *names_host, char *names, size_t nameslen, char *err,
+                      size_t errlen);
 
 #endif

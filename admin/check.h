@@ -37,6 +37,7 @@ struct service {
 struct check {
 	const struct adm_ctx *ctx;
 	const char *dir;          /* Postfix config directory */
+	const char *name;         /* --name: the host clients use (NULL: each service's myhostname) */
 	struct adm_checklist *cl;
 	gid_t postfix_gid;
 	uid_t postfix_uid;

@@ -20,7 +20,8 @@
  *                    permit_sasl_authenticated,reject, TLS >= 1.2, an AUTH rate limit,
  *                    smtpd_forbid_bare_newline on and not excused for any client,
  *                    disable_vrfy_command=yes,
- *                    certificate readable and not expired (warn < 30 days)
+ *                    certificate readable and not expired (warn < 21 days), naming
+ *                    the host clients use (--name, else myhostname), self-signed said
  *   milter           if registered: milter_default_action=tempfail, milter_mail_macros with
  *                    {auth_authen} and {tls_version}, socket reachable
  *   upstream         the relay services' content_filter names a master.cf smtp transport
@@ -125,6 +126,7 @@ int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "postfix-config", required_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "name", required_argument, NULL, 'n' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -138,6 +140,11 @@ int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv)
 		switch (ch) {
 		case 'c': c.dir = optarg; break;
 		case 'j': json = true; break;
+		case 'n':
+			if (!optarg[0])
+				return adm_usage(ctx, "--name needs a host name or address");
+			c.name = optarg;
+			break;
 		case 'v': verbose = true; break;
 		default:
 			return adm_usage(ctx, "unknown option or missing value: %s", argv[optind - 1]);

@@ -31,7 +31,9 @@
 #define CHECK_MORE \
 	"Static health of the relay: users and state databases, the relaydb plugin,\n" \
 	"smtpd.conf, the Postfix settings relay-admin setup writes, the milter socket\n" \
-	"and the certificates. Exit status: the number of failures (at most 100).\n"
+	"and the certificates. Exit status: the number of failures (at most 100).\n" \
+	"  --name NAME   the host name (or address) clients connect to; the certificate\n" \
+	"                must name it (default: the service's myhostname)\n"
 
 #define SETUP_ARGS \
 	"[--postfix-config DIR] [--port [ADDR:]PORT] [--tls-port [ADDR:]PORT]\n" \
@@ -97,7 +99,7 @@ const struct adm_cmd adm_commands[] = {
 	{ "selftest", NULL, adm_cmd_selftest, SELFTEST_ARGS,
 	  "test a running relay live, as the how-to does by hand (password on stdin)",
 	  SELFTEST_MORE, false },
-	{ "check", NULL, adm_cmd_check, "[--postfix-config DIR] [--json] [--verbose]",
+	{ "check", NULL, adm_cmd_check, "[--postfix-config DIR] [--name NAME] [--json] [--verbose]",
 	  "static health: databases, plugin, smtpd.conf, Postfix settings, milter, certificates",
 	  CHECK_MORE, false },
 	{ "setup", NULL, adm_cmd_setup, SETUP_ARGS,

@@ -115,6 +115,11 @@ def start(args):
             'upstream_log': None if external else up.maillog,
             'milter': relay.milter.sock if relay.milter else None,
             'milter_log': relay.milter.logfile if relay.milter else None,
+            # what `relay-admin` needs to look at this relay; real paths: the state
+            # database refuses a path through a symbolic link (demo/lab may be one)
+            'relay_admin': os.path.join(lab.build_root, 'admin', 'relay-admin'),
+            'db': os.path.realpath(relay.db),
+            'state_db': os.path.realpath(relay.milter.state_db) if relay.milter else None,
         }
     except BaseException:
         lab.stop()
@@ -138,6 +143,22 @@ def _send_command(demo, st):
         'print("sent")\n').format(cert=st['cert'], pwfile=st['password_file'],
                                   port=st['relay_port'], frm=SENDER, to=RCPT)
     return "/usr/bin/python3 - <<'EOF'\n" + script + "EOF"
+
+
+def _swaks_command(st):
+    return ('swaks --server localhost:%d --tls --tls-verify --tls-ca-path %s --auth PLAIN '
+            '--auth-user demo --from %s --to %s < %s' % (
+                st['relay_port'], st['cert'], SENDER, RCPT, st['password_file']))
+
+
+def _admin_command(st):
+    """A shell line that sets A to relay-admin with the demo's databases."""
+    if not st.get('relay_admin'):       # a demo started by an older version
+        return 'A="build-demo/admin/relay-admin --db demo/lab/relay/db/users.db"'
+    cmd = '%s --db %s' % (st['relay_admin'], st['db'])
+    if st.get('state_db'):
+        cmd += ' --state-db %s' % st['state_db']
+    return 'A="%s"' % cmd
 
 
 def _print_summary(demo, st):
@@ -165,9 +186,15 @@ def _print_summary(demo, st):
         print('It goes to %s for %s; see the relay log.' % (st['upstream'], RCPT))
     print('Logs: %s' % ', '.join(x for x in (st['relay_log'], st['upstream_log'],
                                              st['milter_log']) if x))
-    print('With swaks (the password visible in ps): swaks --server localhost:%d --tls '
-          '--auth-user demo --auth-password "$(cat %s)" --from %s --to %s' % (
-              st['relay_port'], st['password_file'], SENDER, RCPT))
+    print('')
+    print('The same with swaks (it reads the password on stdin, never from the command line):')
+    print(_swaks_command(st))
+    print('')
+    print('Look at the relay with relay-admin (its users and state databases; then e.g. '
+          '`$A log`):')
+    print(_admin_command(st))
+    print('$A user list')
+    print('')
     print('Stop everything: scripts/demo stop')
 
 

@@ -74,6 +74,7 @@ class Check(unittest.TestCase):
             'compatibility_level': '3.6',
             'queue_directory': os.path.join(self.dir, 'queue'),
             'data_directory': os.path.join(self.dir, 'data'),
+            'myhostname': 'relay.test',     # the name in make_cert's certificates
             'relay_cert': self.cert,
             'relay_key': self.key,
             'cyrus_sasl_config_path': os.path.join(self.etc, 'sasl'),
@@ -86,17 +87,30 @@ class Check(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def make_cert(self, days):
-        cert = os.path.join(self.dir, 'cert-%d.pem' % days)
-        key = os.path.join(self.dir, 'key-%d.pem' % days)
-        subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
-                        'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
-                        '-days', str(days), '-subj', '/CN=relay.test'],
-                       check=True, capture_output=True)
+    def make_cert(self, days, name='relay.test', ca=False):
+        """A self-signed certificate for `name` valid `days` days, or with ca=True one
+        signed by a throwaway CA (as Let's Encrypt's are: not self-signed)."""
+        self.ncerts = getattr(self, 'ncerts', 0) + 1     # short names: check ids are bounded
+        cert = os.path.join(self.dir, 'cert%d.pem' % self.ncerts)
+        key = os.path.join(self.dir, 'key%d.pem' % self.ncerts)
+        ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+        san = ['-addext', 'subjectAltName=DNS:' + name]
+        if not ca:
+            subprocess.run(['openssl', 'req', '-x509'] + ec + ['-keyout', key, '-out', cert,
+                            '-days', str(days), '-subj', '/CN=' + name] + san,
+                           check=True, capture_output=True)
+        else:
+            cacert, cakey = self.make_cert(3650, 'Test CA')
+            csr = cert + '.csr'
+            subprocess.run(['openssl', 'req', '-new'] + ec + ['-keyout', key, '-out', csr,
+                            '-subj', '/CN=' + name] + san, check=True, capture_output=True)
+            subprocess.run(['openssl', 'x509', '-req', '-in', csr, '-CA', cacert, '-CAkey',
+                            cakey, '-CAcreateserial', '-days', str(days), '-copy_extensions',
+                            'copy', '-out', cert], check=True, capture_output=True)
         os.chmod(key, 0o600)
         return cert, key
 
-    def run_check(self, db=None, etc=None, cwd=None):
+    def run_check(self, db=None, etc=None, cwd=None, extra=()):
         with open(os.path.join(self.etc, 'main.cf'), 'w') as f:
             f.writelines('%s = %s\n' % kv for kv in self.main.items())
         with open(os.path.join(self.etc, 'master.cf'), 'w') as f:
@@ -105,7 +119,8 @@ class Check(unittest.TestCase):
             f.write(self.smtpd_conf)
         p = subprocess.run([RELAY_ADMIN, '--db', db or self.db, '--state-db',
                             os.path.join(self.dir, 'state.db'), '--json', 'check',
-                            '--postfix-config', etc or self.etc], capture_output=True,
+                            '--postfix-config', etc or self.etc] + list(extra),
+                           capture_output=True,
                            timeout=120, cwd=cwd)
         rep = json.loads(p.stdout)
         self.assertEqual(p.returncode, min(rep['failures'], 100))
@@ -305,6 +320,55 @@ class Check(unittest.TestCase):
         cert = c['certificate:' + self.main['relay_cert']]
         self.assertEqual(cert['status'], 'warn', self.explain(c))
         self.assertIn('expires in', cert['detail'])
+
+    def test_certificate_expiry_threshold_21_days(self):
+        # certbot renews at 30 days left: 25 days is a healthy certificate mid-renewal
+        # window, 20 days means renewals have been failing for over a week
+        self.main['relay_cert'], self.main['relay_key'] = self.make_cert(days=25, ca=True)
+        c = self.run_check()
+        self.assertEqual(c['certificate:' + self.main['relay_cert']]['status'], 'ok',
+                         self.explain(c))
+        self.main['relay_cert'], self.main['relay_key'] = self.make_cert(days=20, ca=True)
+        c = self.run_check()
+        cert = c['certificate:' + self.main['relay_cert']]
+        self.assertEqual(cert['status'], 'warn', self.explain(c))
+        self.assertIn('expires in', cert['detail'])
+        self.assertNotIn('self-signed', cert['detail'])
+
+    def test_certificate_name_mismatch(self):
+        # a certificate for another host: clients connecting to myhostname refuse it
+        self.main['relay_cert'], self.main['relay_key'] = self.make_cert(
+            days=400, name='other.example', ca=True)
+        c = self.run_check()
+        cert = c['certificate:' + self.main['relay_cert']]
+        self.assertEqual(cert['status'], 'warn', self.explain(c))
+        self.assertIn('does not name relay.test', cert['detail'])
+        self.assertIn('other.example', cert['detail'])
+        self.assertIn('--name', cert['fix'])
+
+    def test_certificate_name_option(self):
+        # --name is the name clients use, whatever myhostname says; an IP address works too
+        self.main['relay_cert'], self.main['relay_key'] = self.make_cert(
+            days=400, name='mail.example', ca=True)
+        c = self.run_check(extra=['--name', 'mail.example'])
+        self.assertEqual(c['certificate:' + self.main['relay_cert']]['status'], 'ok',
+                         self.explain(c))
+        c = self.run_check(extra=['--name', 'relay.test'])
+        self.assertEqual(c['certificate:' + self.main['relay_cert']]['status'], 'warn')
+        c = self.run_check(extra=['--name', '192.0.2.7'])
+        self.assertIn('does not name 192.0.2.7',
+                      c['certificate:' + self.main['relay_cert']]['detail'])
+
+    def test_certificate_self_signed_named(self):
+        c = self.run_check()
+        cert = c['certificate:' + self.cert]
+        self.assertEqual(cert['status'], 'ok', self.explain(c))
+        self.assertTrue(cert['detail'].startswith('self-signed, valid until'), cert['detail'])
+        self.main['relay_cert'], self.main['relay_key'] = self.make_cert(days=400, ca=True)
+        c = self.run_check()
+        cert = c['certificate:' + self.main['relay_cert']]
+        self.assertEqual(cert['status'], 'ok', self.explain(c))
+        self.assertNotIn('self-signed', cert['detail'])
 
     def test_no_service(self):
         self.service = ''

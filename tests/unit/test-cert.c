@@ -26,9 +26,10 @@ static EVP_PKEY *newkey(void)
 	return EVP_EC_gen("P-256");
 }
 
-/* A self-signed certificate for `host`, valid from now+from_days to now+to_days. */
-static void write_cert(const char *name, EVP_PKEY *pk, const char *host, long from_days,
-                       long to_days)
+/* A certificate for `host` with key `pk`, valid from now+from_days to now+to_days, issued
+ * by `issuer_cn` (NULL: its own subject) and signed with `signer` (NULL: `pk`). */
+static void write_cert_by(const char *name, EVP_PKEY *pk, const char *host, long from_days,
+                          long to_days, EVP_PKEY *signer, const char *issuer_cn)
 {
 	char path[256], san[128];
 	X509 *x = X509_new();
@@ -43,18 +44,44 @@ static void write_cert(const char *name, EVP_PKEY *pk, const char *host, long fr
 	X509_set_pubkey(x, pk);
 	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
 	                           (const unsigned char *)host, -1, -1, 0);
-	X509_set_issuer_name(x, X509_get_subject_name(x));
+	if (issuer_cn) {
+		X509_NAME *in = X509_NAME_new();
+
+		X509_NAME_add_entry_by_txt(in, "CN", MBSTRING_ASC, (const unsigned char *)issuer_cn,
+		                           -1, -1, 0);
+		X509_set_issuer_name(x, in);
+		X509_NAME_free(in);
+	} else {
+		X509_set_issuer_name(x, X509_get_subject_name(x));
+	}
 	snprintf(san, sizeof san, "DNS:%s", host);
 	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
 	ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san);
 	X509_add_ext(x, ext, -1);
 	X509_EXTENSION_free(ext);
-	X509_sign(x, pk, EVP_sha256());
+	X509_sign(x, signer ? signer : pk, EVP_sha256());
 	snprintf(path, sizeof path, "%s/%s", dir, name);
 	f = fopen(path, "w");
 	PEM_write_X509(f, x);
 	fclose(f);
 	X509_free(x);
+}
+
+/* A self-signed certificate for `host`, valid from now+from_days to now+to_days. */
+static void write_cert(const char *name, EVP_PKEY *pk, const char *host, long from_days,
+                       long to_days)
+{
+	write_cert_by(name, pk, host, from_days, to_days, NULL, NULL);
+}
+
+/* adm_cert_identity on dir/name -> 0/-1; self-signed and names-host into the flags. */
+static int identity(const char *name, const char *host, bool *self, bool *names_host,
+                    char *names, size_t len)
+{
+	char path[256], err[512];
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	return adm_cert_identity(path, host, self, names_host, names, len, err, sizeof err);
 }
 
 static void write_key(const char *name, EVP_PKEY *pk, mode_t mode, bool encrypted)
@@ -185,6 +212,30 @@ int main(void)
 		   strstr(err, "symbolic link") != NULL,
 		   "a link in a folder others can write is not followed: %s", err);
 		ok(stat(victim, &st) < 0, "nothing was written where the link points");
+	}
+	{
+		/* issue 9: what check tells about a certificate, as a client will see it */
+		bool self = false, names_host = false;
+		char names[256];
+
+		write_cert_by("leaf.pem", a, "relay.test", 0, 400, b, "Test CA");
+		/* self-issued (subject = issuer) but signed by another key: not self-signed */
+		write_cert_by("forged.pem", a, "relay.test", 0, 400, b, "relay.test");
+		ok(identity("good.pem", "relay.test", &self, &names_host, names, sizeof names) == 0 &&
+		   self && names_host, "a self-signed certificate is named as such, names its host");
+		is_str(names, "relay.test", "its names are listed");
+		ok(identity("good.pem", "RELAY.test", &self, &names_host, names, sizeof names) == 0 &&
+		   names_host, "host names compare without case");
+		ok(identity("leaf.pem", "relay.test", &self, &names_host, names, sizeof names) == 0 &&
+		   !self && names_host, "a CA-issued certificate is not self-signed");
+		ok(identity("forged.pem", "relay.test", &self, &names_host, names, sizeof names) == 0 &&
+		   !self, "subject = issuer without its own signature is not self-signed");
+		ok(identity("leaf.pem", "other.test", &self, &names_host, names, sizeof names) == 0 &&
+		   !names_host, "another host: not named");
+		ok(identity("leaf.pem", "192.0.2.1", &self, &names_host, names, sizeof names) == 0 &&
+		   !names_host, "an IP address the certificate does not hold: not named");
+		ok(identity("a.key", "relay.test", &self, &names_host, names, sizeof names) < 0,
+		   "not a certificate: an error, not a verdict");
 	}
 	EVP_PKEY_free(a);
 	EVP_PKEY_free(b);
