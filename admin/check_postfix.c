@@ -1,6 +1,6 @@
 /*
  * check_postfix.c — `relay-admin check`: each relay service's parameters against what
- * `relay-admin setup` writes (TLS, AUTH, restrictions, rate limit, bare newlines, VRFY),
+ * `relay-admin setup` writes (TLS, AUTH, restrictions, rate limit, bare newlines, VRFY, ETRN),
  * the upstream (relay-upstream transport or an older main.cf layout) and `postfix check`.
  * See check.h.
  */
@@ -137,6 +137,8 @@ void chk_service(struct check *c, const struct service *s, bool *milter)
 	check_bare_newline(c, s);
 	expect_param(c, s, "vrfy-disabled", "VRFY refused", "disable_vrfy_command", "yes", false,
 	             false, "VRFY tells a client which addresses exist");
+	expect_param(c, s, "etrn-refused", "ETRN refused", "smtpd_etrn_restrictions", "reject",
+	             true, false, "ETRN lets a client make Postfix flush its queue");
 	check_rate_limit(c, s);
 	chk_certificate(c, s);
 	if (chk_milter(c, s))
