@@ -14,7 +14,8 @@ into a lab folder:
 * `relay-admin init`, then `relay-admin setup --milter unix:...` while relay-milter is not
   running: setup says loudly that it does not answer and how to start it, and
   `relay-admin check` fails on exactly that (and nothing else);
-* relay-milter (the installed one) started: `check` passes (exit status 0).
+* relay-milter (the installed one) started: `check` passes (exit status 0), and setup run
+  again has nothing to change and nothing to warn about.
 
 The instance is not started: Debian's master.cf would need port 25 and its chroot set up by
 Debian's init scripts; mail through setup's services is what the other e2e files test.
@@ -107,10 +108,10 @@ class SystemPath(unittest.TestCase):
         cls.relay.admin('init')
         cls.milter = relaylab.Milter(lab, cls.relay)
         cls.milter.binary = lab.relay_milter
-        cls.setup_rc, cls.setup_out = run(
-            [lab.relay_admin, '--db', cls.db, 'setup', '--postfix-config', cls.etc,
-             '--port', '%s:%d' % (relaylab.HOST, relaylab.free_port()),
-             '--sasl-plugin-dir', lab.plugin_dir, '--milter', cls.milter.sock])
+        cls.setup_argv = [lab.relay_admin, '--db', cls.db, 'setup', '--postfix-config',
+                          cls.etc, '--port', '%s:%d' % (relaylab.HOST, relaylab.free_port()),
+                          '--sasl-plugin-dir', lab.plugin_dir, '--milter', cls.milter.sock]
+        cls.setup_rc, cls.setup_out = run(cls.setup_argv)
 
     @classmethod
     def tearDownClass(cls):
@@ -148,6 +149,11 @@ class SystemPath(unittest.TestCase):
         rc, result, out = self.check()
         self.assertEqual(self.failed(result), [], out)
         self.assertEqual(rc, 0, out)
+        # and setup, run again, has nothing to change and nothing to warn about
+        rc, out = run(self.setup_argv)
+        self.assertEqual(rc, 0, out)
+        self.assertIn('nothing to change', out)
+        self.assertNotIn('does not answer', out)
 
 
 if __name__ == '__main__':
