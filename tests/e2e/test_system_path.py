@@ -108,8 +108,10 @@ class SystemPath(unittest.TestCase):
         cls.relay.admin('init')
         cls.milter = relaylab.Milter(lab, cls.relay)
         cls.milter.binary = lab.relay_milter
+        port = relaylab.free_port()
+        cls.service = '%s:%d/inet' % (relaylab.HOST, port)
         cls.setup_argv = [lab.relay_admin, '--db', cls.db, 'setup', '--postfix-config',
-                          cls.etc, '--port', '%s:%d' % (relaylab.HOST, relaylab.free_port()),
+                          cls.etc, '--port', '%s:%d' % (relaylab.HOST, port),
                           '--sasl-plugin-dir', lab.plugin_dir, '--milter', cls.milter.sock]
         cls.setup_rc, cls.setup_out = run(cls.setup_argv)
 
@@ -154,6 +156,23 @@ class SystemPath(unittest.TestCase):
         self.assertEqual(rc, 0, out)
         self.assertIn('nothing to change', out)
         self.assertNotIn('does not answer', out)
+
+    def test_d_check_flags_what_an_older_setup_did_not_write(self):
+        """An instance set up before ETRN was refused and remote clients' headers fixed up."""
+        names = ('smtpd_etrn_restrictions', 'local_header_rewrite_clients')
+        try:
+            relaylab._run(['postconf', '-c', self.etc, '-PX'] +
+                          ['%s/%s' % (self.service, n) for n in names])
+            rc, result, out = self.check()
+            warned = sorted(c['id'] for c in result['checks'] if c['status'] == 'warn')
+            for cid in ('etrn-refused', 'remote-headers'):
+                self.assertIn('%s@%s' % (cid, self.service), warned, out)
+        finally:
+            rc, out = run(self.setup_argv)
+        self.assertEqual(rc, 0, out)
+        rc, result, out = self.check()
+        self.assertFalse([c for c in result['checks'] if c['id'].split('@')[0] in
+                          ('etrn-refused', 'remote-headers') and c['status'] != 'ok'], out)
 
 
 if __name__ == '__main__':
