@@ -1,7 +1,7 @@
 /*
  * check_postfix.c — `relay-admin check`: each relay service's parameters against what
- * `relay-admin setup` writes (TLS, AUTH, restrictions, rate limit, bare newlines, VRFY),
- * the upstream (relay-upstream transport or an older main.cf layout) and `postfix check`.
+ * `relay-admin setup` writes (TLS, AUTH, restrictions, rate limit, bare newlines, VRFY,
+ * ETRN, headers for remote clients), the upstream (relay-upstream transport or an older main.cf layout) and `postfix check`.
  * See check.h.
  */
 #include "check.h"
@@ -113,6 +113,40 @@ static void check_rate_limit(struct check *c, const struct service *s)
 	free(v);
 }
 
+/* Postfix adds a missing Message-ID, Date and From: only for local_header_rewrite_clients;
+ * its default (permit_inet_interfaces) leaves out every remote client, whose mail then
+ * leaves without them (some upstreams refuse it). A service set up by an earlier version
+ * lacks the setting. */
+static void check_header_rewrite(struct check *c, const struct service *s)
+{
+	char cid[320], ctitle[400], list[1024];
+	char *v = chk_pf_service(c, s, "local_header_rewrite_clients");
+	bool ok = false;
+
+	chk_normalize_list(v ? v : "", list, sizeof(list));
+	for (char *w = list, *end; w && *w; w = end ? end + 1 : NULL) {
+		end = strchr(w, ',');
+		if (end)
+			*end = '\0';
+		ok = ok || strcmp(w, "permit_sasl_authenticated") == 0;
+	}
+	snprintf(cid, sizeof(cid), "remote-headers@%s", s->name);
+	snprintf(ctitle, sizeof(ctitle), "Message-ID and Date for remote clients (%s)", s->name);
+	struct adm_check *ck = adm_checklist_add(c->cl, cid, ctitle);
+
+	if (ok) {
+		adm_check_set(ck, ADM_CHECK_OK, "local_header_rewrite_clients = %s", v);
+	} else {
+		adm_check_set(ck, ADM_CHECK_WARN, "local_header_rewrite_clients = %s: mail from "
+		              "clients elsewhere leaves without Message-ID and Date, and a message "
+		              "without From: is refused", v && v[0] ? v : "(empty)");
+		adm_check_fix(ck, "postconf -c %s -P '%s/local_header_rewrite_clients="
+		              "permit_sasl_authenticated' (or rerun relay-admin setup)", c->dir,
+		              s->name);
+	}
+	free(v);
+}
+
 void chk_service(struct check *c, const struct service *s, bool *milter)
 {
 	expect_param(c, s, "tls-required", "TLS required", "smtpd_tls_security_level", "encrypt",
@@ -137,6 +171,9 @@ void chk_service(struct check *c, const struct service *s, bool *milter)
 	check_bare_newline(c, s);
 	expect_param(c, s, "vrfy-disabled", "VRFY refused", "disable_vrfy_command", "yes", false,
 	             false, "VRFY tells a client which addresses exist");
+	expect_param(c, s, "etrn-refused", "ETRN refused", "smtpd_etrn_restrictions", "reject",
+	             true, false, "ETRN lets a client make Postfix flush its queue");
+	check_header_rewrite(c, s);
 	check_rate_limit(c, s);
 	chk_certificate(c, s);
 	if (chk_milter(c, s))

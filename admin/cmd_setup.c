@@ -22,6 +22,10 @@
  * written by an earlier setup (relayhost, smtp_tls_*, smtp_sasl_* global) is moved over:
  * the values setup wrote there are removed, an admin's own are left.
  *
+ * relay-milter is registered (auto-detected or --milter) whether or not it answers yet — with
+ * milter_default_action = tempfail that fails closed — but a milter that does not answer
+ * is reported loudly, with how to start it.
+ *
  * Secrets: the upstream password comes from RELAY_UPSTREAM_PASSWORD or stdin, never argv;
  * it lives in one buffer that is wiped, and in the 0600 map file postmap reads.
  *
@@ -35,10 +39,29 @@
  * and "nothing was changed" whenever that is true.
  */
 #include "setup.h"
+#include "milter_probe.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+/* relay-milter registered but not answering: every client gets 454 at STARTTLS/AUTH and
+ * mail clients report a wrong password. It stays registered (with tempfail nothing passes
+ * unchecked, and the relay works the moment the milter starts); this says so loudly, with
+ * the command that starts it, and `relay-admin check` fails until it answers. */
+static void warn_milter_down(const struct adm_ctx *ctx, const char *spec)
+{
+	char why[600];
+
+	if (adm_milter_answers(spec, why, sizeof why))
+		return;
+	adm_warn(ctx, "relay-milter does not answer on %s (%s).\n"
+	         "  UNTIL IT DOES, THE RELAY REFUSES EVERY CLIENT: 454 4.3.0 at STARTTLS/AUTH,\n"
+	         "  which mail programs show as a wrong password. Start it now:\n"
+	         "      systemctl enable --now relay-milter\n"
+	         "  (or run relay-milter with the socket above), then `relay-admin check`.",
+	         spec, why);
+}
 
 /* Plan, then act (or not: a dry run, nothing to change), then render the result. */
 int adm_cmd_setup(struct adm_ctx *ctx, int argc, char **argv)
@@ -61,6 +84,8 @@ int adm_cmd_setup(struct adm_ctx *ctx, int argc, char **argv)
 		fprintf(ctx->out, "relay-milter is installed: registering it (%s); --no-milter to "
 		        "skip\n", o.milter);
 	}
+	if (o.milter)
+		warn_milter_down(ctx, o.milter);
 	password[0] = '\0';
 	if (o.upstream_user && (rc = setup_read_password(ctx, password, sizeof password)) != 0)
 		return rc;

@@ -32,6 +32,7 @@
 #define MAX_SVC 3      /* the upstream transport and up to two relay services */
 #define MAX_WORDS 64
 #define MAX_STALE 8
+#define PRIVACY_TABLE "relay_received_privacy.regexp"   /* in the Postfix folder */
 #define SYSLOG_MARK "syslog_name=postfix/relay"   /* how setup's services are recognised */
 
 struct setup_opts {
@@ -48,6 +49,8 @@ struct setup_opts {
 	bool no_milter;
 	bool dry_run, no_reload;
 	long rate_limit;
+	long message_size;          /* --message-size in bytes; 0: main.cf's message_size_limit */
+	bool keep_received;         /* --keep-client-received: no privacy header check */
 };
 
 /* Everything computed before touching anything. Strings are owned (malloc'd). */
@@ -79,6 +82,9 @@ struct plan {
 	bool gen_cert;
 	char nexthop[300];
 	char filter[400];               /* content_filter of the relay services, or "" */
+	char privacy[PATH_MAX];         /* the header check that hides the client (privacy) */
+	char *privacy_text;
+	bool privacy_change;
 	gid_t postfix_gid;
 };
 

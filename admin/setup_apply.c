@@ -85,7 +85,7 @@ static int backup(const char *dir, char *where, size_t len, char *err, size_t er
 	time_t now = time(NULL);
 	struct tm tm;
 	const char *files[] = { "main.cf", "master.cf", "sasl/smtpd.conf",
-	                        "relay_upstream_passwd" };
+	                        "relay_upstream_passwd", PRIVACY_TABLE };
 	int cfd, bfd = -1, wfd = -1, rc = -1;
 
 	gmtime_r(&now, &tm);
@@ -217,6 +217,9 @@ int setup_apply(const struct setup_opts *o, struct plan *p)
 		if (write_atomic(p->sasl_conf, p->sasl_conf_text, 0644, err, sizeof err) < 0)
 			goto fail;
 	}
+	if (p->privacy_change &&
+	    write_atomic(p->privacy, p->privacy_text, 0644, err, sizeof err) < 0)
+		goto fail;
 	if (p->map_change) {
 		if (write_atomic(p->map, p->map_text, 0600, err, sizeof err) < 0 ||
 		    adm_pf_postmap(o->config_dir, p->map, err, sizeof err) < 0 ||

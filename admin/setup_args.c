@@ -66,6 +66,35 @@ bool adm_setup_listen(const char *spec, long *port, char *why, size_t whylen)
 	return true;
 }
 
+bool adm_setup_size(const char *s, long *bytes, char *why, size_t whylen)
+{
+	size_t digits = strspn(s, "0123456789");
+	long mult = 1, v;
+
+	if (digits > 0 && digits <= 10 && s[digits] != '\0' && s[digits + 1] == '\0') {
+		switch (s[digits]) {
+		case 'k': case 'K': mult = 1024; break;
+		case 'm': case 'M': mult = 1024L * 1024; break;
+		case 'g': case 'G': mult = 1024L * 1024 * 1024; break;
+		default: mult = 0; break;
+		}
+	} else if (digits == 0 || digits > 10 || s[digits] != '\0') {
+		mult = 0;
+	}
+	v = mult ? strtol(s, NULL, 10) : 0;
+	if (mult == 0 || v <= 0 || v > (1L << 30) / mult) {
+		snprintf(why, whylen, "--message-size '%s' is not a size between 1K and 1G "
+		         "(bytes, or a number with K, M or G)", s);
+		return false;
+	}
+	*bytes = v * mult;
+	if (*bytes < 1024) {
+		snprintf(why, whylen, "--message-size '%s' is below 1K: no real message fits", s);
+		return false;
+	}
+	return true;
+}
+
 /* "HOST", "HOST:PORT", "[HOST]:PORT" -> nexthop "[HOST]:PORT" (brackets: no MX lookup). */
 bool adm_setup_upstream(const char *s, char *nexthop, size_t len, long *port,
                            char *why, size_t whylen)

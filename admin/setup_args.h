@@ -25,6 +25,10 @@ bool adm_setup_listen(const char *spec, long *port, char *why, size_t whylen);
 bool adm_setup_upstream(const char *s, char *nexthop, size_t len, long *port,
                         char *why, size_t whylen);
 
+/* --message-size: a number of bytes, or with K, M or G (KiB, MiB, GiB), between 1 KiB and
+ * 1 GiB (0 = unlimited is refused: a relay's clients should not fill the queue's disk). */
+bool adm_setup_size(const char *s, long *bytes, char *why, size_t whylen);
+
 /* The master.cf transport that carries the relay services' mail to the upstream, with the
  * upstream's TLS settings and login as its own -o overrides; the relay services name it in
  * content_filter ("relay-upstream:[HOST]:PORT"). Nothing else routes mail to it. */

@@ -152,7 +152,7 @@ int setup_read_password(const struct adm_ctx *ctx, char *out, size_t len)
 enum {
 	OPT_CONFIG = 256, OPT_PORT, OPT_TLS_PORT, OPT_CERT, OPT_KEY, OPT_HOSTNAME, OPT_DB,
 	OPT_PLUGIN, OPT_RATE, OPT_UP, OPT_UP_TLS, OPT_UP_USER, OPT_UP_CA, OPT_UP_INSECURE,
-	OPT_MILTER, OPT_NO_MILTER, OPT_NO_RELOAD, OPT_DRY_RUN,
+	OPT_MILTER, OPT_NO_MILTER, OPT_NO_RELOAD, OPT_DRY_RUN, OPT_MSG_SIZE, OPT_KEEP_RECEIVED,
 };
 
 int setup_parse_options(const struct adm_ctx *ctx, int argc, char **argv,
@@ -177,6 +177,8 @@ int setup_parse_options(const struct adm_ctx *ctx, int argc, char **argv,
 		{ "no-milter", no_argument, NULL, OPT_NO_MILTER },
 		{ "no-reload", no_argument, NULL, OPT_NO_RELOAD },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "message-size", required_argument, NULL, OPT_MSG_SIZE },
+		{ "keep-client-received", no_argument, NULL, OPT_KEEP_RECEIVED },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -217,6 +219,14 @@ int setup_parse_options(const struct adm_ctx *ctx, int argc, char **argv,
 		case OPT_NO_MILTER: o->no_milter = true; break;
 		case OPT_NO_RELOAD: o->no_reload = true; break;
 		case OPT_DRY_RUN: o->dry_run = true; break;
+		case OPT_KEEP_RECEIVED: o->keep_received = true; break;
+		case OPT_MSG_SIZE: {
+			char why[200];
+
+			if (!adm_setup_size(optarg, &o->message_size, why, sizeof why))
+				return adm_usage(ctx, "%s", why);
+			break;
+		}
 		default:
 			return adm_usage(ctx, "unknown option or missing value: %s", argv[optind - 1]);
 		}

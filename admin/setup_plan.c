@@ -41,6 +41,7 @@ void setup_plan_free(struct plan *p)
 	for (size_t i = 0; i < p->nstale; i++)
 		free(p->stale[i]);
 	free(p->sasl_conf_text);
+	free(p->privacy_text);
 	if (p->map_text) {
 		explicit_bzero(p->map_text, strlen(p->map_text));
 		free(p->map_text);
@@ -327,6 +328,81 @@ static int plan_sasl(const struct setup_opts *o, struct plan *p)
 	return 0;
 }
 
+/* Privacy: the relay-upstream transport's smtp_header_checks rewrite the relay's own
+ * Received: line for a logged-in client ("with ESMTPSA", UTF8SMTPSA ...) to
+ * "Received: by HOST (Postfix) with ESMTPSA id ...": the client's HELO name, address and
+ * TLS details are gone, the queue id and date stay. Only mail of the relay services takes
+ * that transport, so port 25 and sendmail mail keep the standard header. regexp: is built
+ * into Postfix (pcre: would need postfix-pcre). --keep-client-received: no check (the
+ * table file is left, unused). Without --upstream the transport an earlier run made is
+ * kept as it is, and so is its header check. */
+static int plan_privacy(const struct setup_opts *o, struct plan *p)
+{
+	static const char text[] =
+		"# Written by relay-admin setup: smtp_header_checks of the relay-upstream transport.\n"
+		"# Privacy: the relay's Received: line for a logged-in client keeps neither the\n"
+		"# client's HELO name nor its address (relay-admin log keeps the address).\n"
+		"# relay-admin setup --keep-client-received turns this off.\n"
+		"/^Received:[[:space:]]+from[[:space:]].*[[:space:]]by[[:space:]]+([^[:space:]]+)"
+		"[[:space:]]+\\(Postfix\\)[[:space:]]+with[[:space:]]+([A-Z0-9]*SMTPS?A)"
+		"[[:space:]]+(id[[:space:]].*)$/ REPLACE Received: by $1 (Postfix) with $2 $3\n";
+	char *cur;
+
+	if (o->keep_received || !o->upstream)   /* the transport is planned with --upstream */
+		return 0;
+	snprintf(p->privacy, sizeof p->privacy, "%s/%s", o->config_dir, PRIVACY_TABLE);
+	p->privacy_text = strdup(text);
+	if (p->privacy_text == NULL)
+		return -1;
+	cur = read_file(p->privacy, 65536);
+	p->privacy_change = cur == NULL || strcmp(cur, p->privacy_text) != 0;
+	free(cur);
+	return 0;
+}
+
+/* --message-size: on the relay services (setup_services.c), and main.cf's
+ * message_size_limit raised to it if lower — cleanup enforces main.cf's value on every
+ * message, whatever smtpd announced. Local delivery refuses to start with a mailbox limit
+ * below message_size_limit, so a nonzero one that is lower is refused, not changed. */
+static int plan_message_size(const struct setup_opts *o, struct plan *p)
+{
+	static const char *const mailbox[] = { "mailbox_size_limit", "virtual_mailbox_limit" };
+	char err[700], size[32];
+	char *cur = NULL;
+	long main_limit;
+
+	if (o->message_size <= 0)
+		return 0;
+	for (size_t i = 0; i < sizeof mailbox / sizeof mailbox[0]; i++) {
+		long v;
+
+		if (adm_pf_get(o->config_dir, mailbox[i], &cur, err, sizeof err) < 0) {
+			adm_err(p->ctx, "%s", err);
+			return -1;
+		}
+		v = strtol(cur, NULL, 10);
+		free(cur);
+		if (v > 0 && v < o->message_size) {
+			adm_err(p->ctx, "refused: --message-size %ld is above %s = %ld, and Postfix's "
+			        "local delivery stops working when a message may be larger than a "
+			        "mailbox; raise %s first (postconf -c %s -e %s=%ld) or choose a "
+			        "smaller size\nnothing was changed", o->message_size, mailbox[i], v,
+			        mailbox[i], o->config_dir, mailbox[i], o->message_size);
+			return -1;
+		}
+	}
+	if (adm_pf_get(o->config_dir, "message_size_limit", &cur, err, sizeof err) < 0) {
+		adm_err(p->ctx, "%s", err);
+		return -1;
+	}
+	main_limit = strtol(cur, NULL, 10);
+	free(cur);
+	if (main_limit == 0 || main_limit >= o->message_size)
+		return 0;
+	snprintf(size, sizeof size, "%ld", o->message_size);
+	return want_main(p, o->config_dir, "message_size_limit", size);
+}
+
 /* The upstream password map's text ("nexthop user:password", 0600) and whether it or its
  * .db differ from what is there. */
 static int plan_map(const struct setup_opts *o, struct plan *p, const char *password)
@@ -389,7 +465,9 @@ static int plan_upstream(const struct setup_opts *o, struct plan *p, const char 
 int setup_build_plan(const struct setup_opts *o, struct plan *p, const char *password)
 {
 	if (plan_preflight(o, p) < 0 || plan_cert(o, p) < 0 || plan_sasl(o, p) < 0 ||
-	    plan_upstream(o, p, password) < 0)
+	    plan_message_size(o, p) < 0)
+		return -1;
+	if (plan_privacy(o, p) < 0 || plan_upstream(o, p, password) < 0)
 		return -1;
 	if (setup_plan_service(p, o, o->port, false) < 0)
 		return -1;
@@ -405,7 +483,7 @@ bool setup_plan_empty(const struct plan *p)
 	for (size_t s = 0; s < p->nsvc; s++)
 		svc = svc || p->svc[s].change;
 	return p->nmain == 0 && p->ndel == 0 && !svc && p->nstale == 0 && !p->sasl_change &&
-	       !p->map_change && !p->gen_cert;
+	       !p->map_change && !p->gen_cert && !p->privacy_change;
 }
 
 void setup_plan_print(FILE *f, const struct plan *p, const char *verb)
@@ -434,6 +512,9 @@ void setup_plan_print(FILE *f, const struct plan *p, const char *verb)
 		       "wanted)\n", verb, p->stale[i]);
 	if (p->sasl_change)
 		fprintf(f, "%s %s (relaydb)\n", verb, p->sasl_conf);
+	if (p->privacy_change)
+		fprintf(f, "%s %s (privacy: the relay's Received: line without the client's "
+		        "address and HELO name)\n", verb, p->privacy);
 	if (p->map_change)
 		fprintf(f, "%s %s (0600, upstream login; password not shown) and postmap it\n", verb,
 		       p->map);

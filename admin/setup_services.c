@@ -79,6 +79,14 @@ int setup_plan_transport(struct plan *p, const struct setup_opts *o, bool implic
 	} else {
 		rc |= opt_word(p, s, "smtp_sasl_auth_enable", "no");
 	}
+	/* privacy: the relay's own Received: line loses the client's address and HELO name on
+	 * the way out (the audit log keeps the address); see plan_privacy() in setup_plan.c */
+	if (p->privacy[0]) {
+		char ref[PATH_MAX + 8];
+
+		snprintf(ref, sizeof ref, "regexp:%s", p->privacy);
+		rc |= opt_word(p, s, "smtp_header_checks", ref);
+	}
 	if (rc)
 		return -1;
 	return plan_entry_done(p, o->config_dir, s);
@@ -156,8 +164,21 @@ int setup_plan_service(struct plan *p, const struct setup_opts *o, const char *l
 	 * exempt exactly the loopback and LAN clients of a relay. */
 	rc |= opt_word(p, s, "smtpd_forbid_bare_newline", "normalize");
 	rc |= opt_word(p, s, "smtpd_forbid_bare_newline_exclusions", "");
-	/* VRFY would answer for addresses after AUTH: nothing a relay client needs */
+	/* VRFY would answer for addresses after AUTH, ETRN would let a client flush the queue:
+	 * nothing a relay client needs */
 	rc |= opt_word(p, s, "disable_vrfy_command", "yes");
+	rc |= opt_word(p, s, "smtpd_etrn_restrictions", "reject");
+	/* Postfix adds a missing Message-ID, Date and From: (the envelope sender) only for
+	 * "local" clients (default permit_inet_interfaces: 127.0.0.1, not a laptop elsewhere).
+	 * smtpd evaluates this and hands cleanup the verdict, so on the service it makes every
+	 * logged-in client get the same fixed-up headers, wherever it connects from. */
+	rc |= opt_word(p, s, "local_header_rewrite_clients", "permit_sasl_authenticated");
+	if (o->message_size > 0) {
+		char size[32];
+
+		snprintf(size, sizeof size, "%ld", o->message_size);
+		rc |= opt_word(p, s, "message_size_limit", size);
+	}
 	if (o->milter) {
 		rc |= opt_word(p, s, "smtpd_milters", o->milter);
 		rc |= opt_word(p, s, "milter_default_action", "tempfail");

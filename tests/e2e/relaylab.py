@@ -99,8 +99,9 @@ API
     ``setup_output`` (stdout+stderr of relay-admin setup), ``upstream``.
     ``admin(*args, input=None, check=True)`` runs relay-admin with ``--db`` set ->
     ``CompletedProcess``; ``add_user(name, password=None)`` -> password (generated if None);
-    ``smtp(starttls=True)`` / ``smtps()`` -> connected ``smtplib`` clients (EHLO done, CA
-    verified); ``client_context()`` -> SSLContext trusting the relay's certificate;
+    ``smtp(starttls=True, source=None, helo=...)`` / ``smtps(source=None, helo=...)`` ->
+    connected ``smtplib`` clients (EHLO done, CA verified); ``source=relaylab.REMOTE``
+    (127.0.0.2) sends from an address Postfix does not count as local, as a remote client; ``client_context()`` -> SSLContext trusting the relay's certificate;
     ``service_name``/``tls_service_name`` (master.cf names).
     With the build's plugin and another librelaydb.so in libsasl2's own folder (a package,
     ``meson install``), the relay's SASL_PATH is narrowed to a lab folder holding the build's
@@ -152,6 +153,10 @@ import tempfile
 import time
 
 HOST = '127.0.0.1'
+# A client address that is not one of Postfix's inet_interfaces: what a laptop on the
+# internet looks like to the relay (Linux routes all of 127.0.0.0/8 to lo, so a client
+# socket can bind it without any setup).
+REMOTE = '127.0.0.2'
 POSTFIX_USER = 'postfix'
 
 BROKEN = {
@@ -700,9 +705,11 @@ class Relay(Instance):
         """An SSLContext that trusts this relay's certificate (lab CA or self-signed)."""
         return ssl.create_default_context(cafile=self.cafile)
 
-    def smtp(self, starttls=True, timeout=30):
-        s = smtplib.SMTP(HOST, self.port, local_hostname='client.relaylab.test',
-                         timeout=timeout)
+    def smtp(self, starttls=True, timeout=30, source=None, helo='client.relaylab.test'):
+        """A client of the relay's STARTTLS port; `source`: the address it sends from
+        (REMOTE: a client Postfix does not count as local), `helo`: its EHLO name."""
+        s = smtplib.SMTP(HOST, self.port, local_hostname=helo, timeout=timeout,
+                         source_address=(source, 0) if source else None)
         try:
             s.ehlo()
             if starttls:
@@ -713,9 +720,10 @@ class Relay(Instance):
             raise
         return s
 
-    def smtps(self, timeout=30):
-        s = smtplib.SMTP_SSL(HOST, self.tls_port, local_hostname='client.relaylab.test',
-                             timeout=timeout, context=self.client_context())
+    def smtps(self, timeout=30, source=None, helo='client.relaylab.test'):
+        s = smtplib.SMTP_SSL(HOST, self.tls_port, local_hostname=helo, timeout=timeout,
+                             context=self.client_context(),
+                             source_address=(source, 0) if source else None)
         try:
             s.ehlo()
         except BaseException:

@@ -4,7 +4,7 @@ touches nothing, bad input is refused with nothing changed, secrets stay off arg
 of world-readable files, and the self-signed fallback works end to end. Issue 8: the
 upstream and its login serve only the relay services (sendmail and port-25 mail keep their
 own route), an old global layout is migrated, and the services refuse VRFY and do not end
-DATA at <LF>.<CR><LF>.
+DATA at <LF>.<CR><LF>. Issue 9: ETRN refused too, --message-size.
 
 Needs root; exits 77 (meson's "skipped") otherwise. The relay instance comes from
 relaylab (configured by setup itself); these tests re-run setup on it.
@@ -95,6 +95,42 @@ class Setup(SetupCase):
                 self.assertIn(why, out)
                 self.assertIn('nothing was changed', out)
         self.assertEqual(before, _snapshot(r.config_dir))
+
+    def test_message_size(self):
+        """--message-size goes on the relay services, raises main.cf's limit (cleanup
+        enforces that one) and refuses what is not a size, or what local delivery cannot
+        take, with nothing changed."""
+        r = self.relay
+        svc = r.service_name
+        try:
+            rc, out = self.setup_cmd(*self.lab_args('--message-size', '20M'),
+                                     password=self.up.password)
+            self.assertEqual(rc, 0, out)
+            for name in (svc, r.tls_service_name):
+                self.assertEqual(r.postconf('-Ph', '%s/message_size_limit' % name).strip(),
+                                 str(20 << 20))
+            self.assertEqual(r.postconf('-h', 'message_size_limit').strip(), str(20 << 20))
+            before = _snapshot(r.config_dir)
+            for size in ('0', '10X', '2G', '512', '-5', 'M'):
+                with self.subTest(size=size):
+                    rc, out = self.setup_cmd(*self.lab_args('--message-size', size),
+                                             password=self.up.password)
+                    self.assertEqual(rc, 2, out)
+                    self.assertIn('--message-size', out)
+            r.set_main(mailbox_size_limit=str(30 << 20))
+            before = _snapshot(r.config_dir)
+            rc, out = self.setup_cmd(*self.lab_args('--message-size', '40M'),
+                                     password=self.up.password)
+            self.assertEqual(rc, 1, out)
+            self.assertIn('mailbox_size_limit', out)
+            self.assertIn('nothing was changed', out)
+            self.assertEqual(before, _snapshot(r.config_dir))
+        finally:
+            r.postconf('-X', 'message_size_limit', 'mailbox_size_limit')
+            rc, out = self.setup_cmd(*self.lab_args(), password=self.up.password)
+        self.assertEqual(rc, 0, out)
+        # without the option the services take main.cf's limit (Postfix: 10240000)
+        self.assertNotIn('message_size_limit', r.postconf('-M', svc))
 
     def test_bad_certificates_refused(self):
         r = self.relay
@@ -396,6 +432,13 @@ class UpstreamScope(unittest.TestCase):
             self.assertEqual(auth(s, 'PLAIN', 'ann', self.password)[0], 235)
             code, text = s.docmd('VRFY', 'ann@example.org')
             self.assertEqual(code, 502, text)
+
+    def test_etrn_refused_after_auth(self):
+        """ETRN would let any client make the relay flush its queue for a domain."""
+        with self.relay.smtp() as s:
+            self.assertEqual(auth(s, 'PLAIN', 'ann', self.password)[0], 235)
+            code, text = s.docmd('ETRN', 'example.net')
+            self.assertEqual(code, 554, text)
 
     def test_bare_newline_dot_does_not_end_data(self):
         """<LF>.<CR><LF> inside DATA: a server that ends the message there reads the rest

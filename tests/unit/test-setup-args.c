@@ -163,8 +163,34 @@ static void legacy(void)
 	ok(!adm_setup_legacy_layout("", "", map, "[smtp.example.com]:587"), "nothing set");
 }
 
+/* --message-size: bytes or K/M/G (binary), 1 KiB .. 1 GiB; no 0 (unlimited), no sign,
+ * no other suffix, nothing that would overflow a long on the way. */
+static void sizes(void)
+{
+	static const struct { const char *s; long want; } good[] = {
+		{ "1024", 1024 }, { "1K", 1024 }, { "64k", 65536 }, { "20M", 20L << 20 },
+		{ "10240000", 10240000 }, { "1G", 1L << 30 }, { "1073741824", 1L << 30 },
+	};
+	static const char *const bad[] = {
+		"", "0", "0M", "512", "1023", "-5", "+5", "M", "10X", "10MB", "2G", "1073741825",
+		"99999999999", "9999999999G", " 5M", "5 M", "1.5M",
+	};
+	char why[200];
+	long v;
+
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+		ok(adm_setup_size(good[i].s, &v, why, sizeof why) && v == good[i].want,
+		   "size '%s'", good[i].s);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		why[0] = '\0';
+		ok(!adm_setup_size(bad[i], &v, why, sizeof why) && strstr(why, "--message-size"),
+		   "refuse size '%s'", bad[i]);
+	}
+}
+
 int main(void)
 {
+	sizes();
 	plain_values();
 	listen_specs();
 	upstreams();
