@@ -22,6 +22,7 @@
 #include "log.h"
 #include "rdb.h"
 #include "state.h"
+#include "scratch.h"
 #include "tap.h"
 
 #define ALL_ACTIONS 0x1FFUL
@@ -170,7 +171,6 @@ static void sess_close(struct sess *s)
 
 /* ---- fixtures ---------------------------------------------------------------------- */
 
-static char dir[PATH_MAX];
 static char users[PATH_MAX + 16], state[PATH_MAX + 16];
 static sqlite3 *admin_db;   /* the "relay-admin" connection that changes the policy */
 
@@ -436,11 +436,10 @@ int main(void)
 	struct audit_seen aw = { 0 }, hw = { 0 };
 	char err[512];
 
-	snprintf(dir, sizeof dir, "/tmp/test-mlt-callbacks-XXXXXX");
-	if (mkdtemp(dir) == NULL)
+	if (scratch_make("test-mlt-callbacks") != 0)
 		return 1;
-	snprintf(users, sizeof users, "%s/users.db", dir);
-	snprintf(state, sizeof state, "%s/state.db", dir);
+	snprintf(users, sizeof users, "%s", scratch_path("users.db"));
+	snprintf(state, sizeof state, "%s", scratch_path("state.db"));
 	mlt_log_open(MLT_LOG_STDERR, LOG_MAIL, LOG_WARNING);
 	ok(rdb_init(users, err, sizeof err) == RDB_OK, "users database created (%s)", err);
 	ok(sqlite3_open(users, &admin_db) == SQLITE_OK, "admin connection");
@@ -484,13 +483,8 @@ int main(void)
 		                                      "state.db-wal", "state.db-shm",
 		                                      "state.db-journal", "state.db.journal-0",
 		                                      "state.db.journal-1" };
-		char p[PATH_MAX + 32];
-
-		for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
-			snprintf(p, sizeof p, "%s/%s", dir, files[k]);
-			unlink(p);
-		}
-		ok(rmdir(dir) == 0, "temporary folder removed");
+		ok(scratch_remove(files, sizeof files / sizeof files[0]) == 0,
+		   "temporary folder removed");
 	}
 	return tap_done();
 }

@@ -19,6 +19,7 @@
 #include "policy.h"
 #include "rdb-private.h" /* rdb_handle(): white-box checks of the connection */
 #include "rdb.h"
+#include "scratch.h"
 #include "tap.h"
 
 /* Embedded by sql/embed-sql.py: the schema texts relay-admin init runs. */
@@ -36,14 +37,9 @@ static const char v2_to_v1_sql[] =
 /* is_str() on an array trips -Waddress (its NULL test); go through a pointer. */
 #define is_buf(got, ...) do { const char *got_ = (got); is_str(got_, __VA_ARGS__); } while (0)
 
-static char dir[PATH_MAX];
-
 static const char *path_in(const char *name)
 {
-	static char p[PATH_MAX + 64];
-
-	snprintf(p, sizeof p, "%s/%s", dir, name);
-	return p;
+	return scratch_path(name);
 }
 
 static int raw_exec(const char *path, const char *sql)
@@ -160,7 +156,7 @@ static void test_init_and_refusals(void)
 	write_file(p, "");
 	is_int(rdb_init(p, err, sizeof err), RDB_OK, "init fills an empty file: %s", err);
 
-	is_int(rdb_init(dir, err, sizeof err), RDB_ERROR, "init refuses a folder");
+	is_int(rdb_init(scratch_dir, err, sizeof err), RDB_ERROR, "init refuses a folder");
 	is_int(rdb_init(path_in("nodir/users.db"), err, sizeof err), RDB_ERROR,
 	       "init in a missing folder fails");
 	is_int(rdb_init("", err, sizeof err), RDB_INVALID, "empty path");
@@ -553,20 +549,13 @@ static void cleanup(void)
 	static const char *files[] = { "users.db", "text.db", "foreign.db", "newer.db", "older.db",
 	                               "empty.db", "users.db-journal" };
 
-	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
-		unlink(path_in(files[i]));
-	rmdir(dir);
+	scratch_remove(files, sizeof files / sizeof files[0]);
 }
 
 int main(void)
 {
-	const char *tmp = getenv("TMPDIR");
-
-	snprintf(dir, sizeof dir, "%s/test-rdb.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
+	if (scratch_make("test-rdb") != 0)
 		return 1;
-	}
 	test_init_and_refusals();
 	test_logins();
 	test_migrate_v1();

@@ -15,19 +15,19 @@
 #include <unistd.h>
 
 #include "safefs.h"
+#include "scratch.h"
 #include "tap.h"
 
-static char dir[] = "/tmp/test-safefs-XXXXXX";
 static char err[512];
 
-/* dir/name; four buffers in turn, so that one call may take two of them */
+/* scratch_dir/name; four buffers in turn, so that one call may take two of them */
 static const char *at(const char *name)
 {
-	static char buf[4][PATH_MAX];
+	static char buf[4][PATH_MAX + 256];
 	static unsigned next;
 	char *b = buf[next++ % 4];
 
-	snprintf(b, PATH_MAX, "%s/%s", dir, name);
+	snprintf(b, PATH_MAX + 256, "%s/%s", scratch_dir, name);
 	return b;
 }
 
@@ -87,7 +87,7 @@ static void test_walk(void)
 
 	/* our own folder, writable by nobody else: a link in it is ours and is followed */
 	symlink("a/b", at("trusted-link"));
-	chmod(dir, 0700);
+	chmod(scratch_dir, 0700);
 	fd = sfs_open_dir(at("trusted-link"), 0, NULL, err, sizeof err);
 	ok(is_dir(fd, at("a/b")), "a relative link in a trusted folder is followed");
 	close(fd);
@@ -126,7 +126,7 @@ static void test_set_owner(void)
 {
 	uid_t me = geteuid();
 	gid_t g = getegid();
-	int d = sfs_open_dir(dir, 0, NULL, err, sizeof err);
+	int d = sfs_open_dir(scratch_dir, 0, NULL, err, sizeof err);
 	int rc;
 
 	touch("f", 0600);
@@ -179,7 +179,7 @@ static void test_set_owner(void)
 
 static void test_write_and_unlink(void)
 {
-	int d = sfs_open_dir(dir, 0, NULL, err, sizeof err), fd;
+	int d = sfs_open_dir(scratch_dir, 0, NULL, err, sizeof err), fd;
 	struct stat st, st2;
 	char buf[16] = { 0 };
 	FILE *f;
@@ -215,7 +215,7 @@ static void test_write_and_unlink(void)
 
 static void test_private_dir(void)
 {
-	int d = sfs_open_dir(dir, 0, NULL, err, sizeof err), p;
+	int d = sfs_open_dir(scratch_dir, 0, NULL, err, sizeof err), p;
 
 	p = sfs_mkdir_private_at(d, "priv", 0700, err, sizeof err);
 	ok(p >= 0 && mode_of("priv") == 0700, "makes a private folder");
@@ -236,18 +236,13 @@ static void test_private_dir(void)
 
 int main(void)
 {
-	char cmd[64];
-
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
+	if (scratch_make("test-safefs") != 0)
 		return 1;
-	}
 	test_walk();
 	test_set_owner();
 	test_write_and_unlink();
 	test_private_dir();
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	if (system(cmd) != 0)
+	if (scratch_remove_tree() != 0)
 		diag("could not remove the temporary folder");
 	return tap_done();
 }

@@ -1,8 +1,9 @@
 /*
- * scratch.c — the private temporary folder of a data-layer test (see scratch.h).
+ * scratch.c — the private temporary folder of a C test (see scratch.h).
  */
 #include "scratch.h"
 
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -31,9 +32,22 @@ char *scratch_path(const char *file)
 	return p[k];
 }
 
-void scratch_remove(const char *const *files, size_t n)
+int scratch_remove(const char *const *files, size_t n)
 {
 	for (size_t k = 0; k < n; k++)
 		unlink(scratch_path(files[k]));
-	rmdir(scratch_dir);
+	return rmdir(scratch_dir);
+}
+
+static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+int scratch_remove_tree(void)
+{
+	/* FTW_DEPTH: contents before their folder; FTW_PHYS: a link is removed, not walked */
+	return nftw(scratch_dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
