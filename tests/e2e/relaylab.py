@@ -180,6 +180,19 @@ def default_build_root():
                            or os.path.join(_repo_root(), 'build'))
 
 
+def unix_socket_accepts(path):
+    """True when something listens on the unix socket at `path` (a milter that answers)."""
+    import socket
+    if not os.path.exists(path):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+            return True
+        except OSError:
+            return False
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that was free a moment ago (bind port 0)."""
     import socket
@@ -781,15 +794,7 @@ class Milter:
         return self
 
     def _accepts(self):
-        import socket
-        if not os.path.exists(self.socket):
-            return False
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(self.socket)
-                return True
-            except OSError:
-                return False
+        return unix_socket_accepts(self.socket)
 
     def log(self):
         try:

@@ -42,7 +42,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -247,11 +246,11 @@ class DebianPackage(unittest.TestCase):
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             deadline = time.monotonic() + 15
-            while not _accepts(sock):
+            while not relaylab.unix_socket_accepts(sock):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     break
                 time.sleep(0.05)
-            self.assertTrue(_accepts(sock), 'the installed milter does not answer:\n' +
+            self.assertTrue(relaylab.unix_socket_accepts(sock), 'the installed milter does not answer:\n' +
                             _tail(log.name))
             st = os.stat(sock)
             self.assertEqual(st.st_uid, pwd.getpwnam('relay-milter').pw_uid)
@@ -319,17 +318,6 @@ class DebianPackage(unittest.TestCase):
         for path in (PLUGIN, UNIT, '/usr/sbin/relay-admin', '/usr/sbin/relay-milter',
                      '/etc/relay', '/var/lib/relay'):
             self.assertFalse(os.path.lexists(path), path)
-
-
-def _accepts(path):
-    if not os.path.exists(path):
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        try:
-            s.connect(path)
-            return True
-        except OSError:
-            return False
 
 
 def _tail(path, n=2000):

@@ -16,7 +16,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,9 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'milter'))
+sys.path.insert(0, os.path.join(HERE, '..', 'e2e'))
 from milterproto import MilterClient  # noqa: E402
+from relaylab import unix_socket_accepts  # noqa: E402
 
 BUILD = UNIT = None
 MACROS = {'{tls_version}': 'TLSv1.3', '{cipher}': 'TLS_AES_256_GCM_SHA384',
@@ -102,15 +103,6 @@ def _stop(milter, strace):
         os.kill(milter, signal.SIGKILL)
 
 
-def _accepts(path):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        try:
-            s.connect(path)
-            return True
-        except OSError:
-            return False
-
-
 class MilterSyscalls(unittest.TestCase):
 
     def setUp(self):
@@ -155,11 +147,11 @@ class MilterSyscalls(unittest.TestCase):
         milter = None   # signals go to the milter (strace's child), not to strace
         try:
             deadline = time.monotonic() + 30
-            while not _accepts(sock) and proc.poll() is None and time.monotonic() < deadline:
+            while not unix_socket_accepts(sock) and proc.poll() is None and time.monotonic() < deadline:
                 milter = milter or _child(proc.pid)
                 time.sleep(0.05)
             milter = milter or _child(proc.pid)
-            self.assertTrue(_accepts(sock), 'the milter did not start')
+            self.assertTrue(unix_socket_accepts(sock), 'the milter did not start')
             self.assertIsNotNone(milter)
             codes = []
             for sender in ('<sys@example.org>', '<other@bank.example>'):
