@@ -5,9 +5,12 @@
  * exists); block the signals in every future thread; write the PID file while still root;
  * drop privileges; open the databases (a SQLite connection must not cross fork()), the
  * state writer first applying what a killed milter left in its crash journal, so counters
- * and audit log are whole before anyone is answered; load the counters; create the socket
- * as the milter's user; start the SIGUSR1 reload thread; run libmilter's loop (seam.c,
- * the only module that calls smfi_*).
+ * and audit log are whole before anyone is answered; load the counters; start the metrics
+ * file thread when metrics_file is set (metrics.h; as the milter's user, after the state
+ * writer, so the first file already counts from a whole state); create the socket as the
+ * milter's user; start the SIGUSR1 reload thread; run libmilter's loop (seam.c, the only
+ * module that calls smfi_*). At stop the metrics file is written last, after the writer
+ * flushed, so it shows the final counts.
  * libmilter's own signal thread turns SIGHUP, SIGTERM and SIGINT into a stop; afterwards
  * the state writer flushes so that counters survive the restart, retrying for up to
  * stop_flush_timeout seconds; records it still cannot write make the exit status 1.
