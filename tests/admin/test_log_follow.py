@@ -170,13 +170,13 @@ class FollowTest(unittest.TestCase):
         self.append("after-restore", "accepted", "ok")
         self.assertEqual(f.next()["login"], "after-restore")
         # gone for a while, then a fresh file at the path
+        # (whether the follower sees the gap depends on scheduling: both ways must work)
         os.rename(self.db, self.db + ".moved")
         time.sleep(0.6)
         self.append("fresh", "rejected", "no-auth")
         self.assertEqual(f.next()["login"], "fresh")
         f.nothing()
         self.assertEqual(f.stop(), 0)
-        self.assertIn(b"missing", f.err)
 
     def closed_stdout(self, then_append):
         """stdout is a pipe whose reader (this test) goes away: status 0, whether the
