@@ -70,6 +70,16 @@
 	"  --no-reload             do not reload a running Postfix\n" \
 	"  --dry-run               print the changes; change nothing\n"
 
+#define LOG_MORE \
+	"TIME: a date (2026-11-26), an RFC 3339 UTC time or a duration back from now (2h, 7d).\n" \
+	"--follow prints the newest N (default 10) and then each record as it is committed,\n" \
+	"one per line (one JSON object per line with --json), until SIGINT, SIGTERM or a\n" \
+	"closed stdout; a replaced or missing state database is waited for and reopened.\n"
+
+#define METRICS_MORE \
+	"Totals over every run of relay-milter on this state database, as of its last commit;\n" \
+	"relay-milter's metrics_file has the same names, counted since that process started.\n"
+
 const struct adm_cmd adm_commands[] = {
 	{ "init", NULL, adm_cmd_init, "[--milter-user USER]",
 	  "create the databases, or migrate them to the current schema", NULL, false },
@@ -97,8 +107,13 @@ const struct adm_cmd adm_commands[] = {
 	  "remove a login's own limits (the defaults apply again)", NULL, false },
 	{ "usage", NULL, adm_cmd_usage, "[NAME] [--json]",
 	  "current counts against each limit and when room frees up", NULL, true },
-	{ "log", NULL, adm_cmd_log, "[--user NAME] [--since TIME] [--limit N] [--json]",
-	  "the milter's audit log, one record per message", NULL, true },
+	{ "log", NULL, adm_cmd_log,
+	  "[--user NAME] [--verdict accepted|refused|held|tempfail] [--since TIME] [--limit N] [--follow] [--json]",
+	  "the milter's audit log, one record per message (--follow: as it grows)", LOG_MORE,
+	  false },
+	{ "metrics", NULL, adm_cmd_metrics, "",
+	  "the milter's metrics in the Prometheus text format, from the state database",
+	  METRICS_MORE, true },
 	{ "import-sasldb", NULL, adm_cmd_import_sasldb, "PATH",
 	  "import the logins of a sasldb2 file (Cyrus saslpasswd2), keeping their passwords", NULL, false },
 	{ "selftest", NULL, adm_cmd_selftest, SELFTEST_ARGS,

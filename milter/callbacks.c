@@ -34,6 +34,7 @@
 
 #include "decide.h"
 #include "log.h"
+#include "metrics.h"
 #include "rdb.h"
 
 #define FROM_HEADERS_MAX 8
@@ -56,6 +57,7 @@ struct msg {
 	bool hold;                          /* over a limit with hold_over_limit: quarantine */
 	char hold_text[240];
 	const char *refusal;                /* last per-recipient refusal, for the audit log */
+	struct mlt_verdict refusal_v;       /* (and its verdict, for the metrics) */
 	bool late;                          /* refuse at end of message with `late_v` */
 	struct mlt_verdict late_v;          /* (a RCPT that could not be answered) */
 	char auth[MLT_LOGIN_MAX + 1];
@@ -233,6 +235,7 @@ static sfsistat refuse_msg(const struct mlt_mta *mta, struct conn *c,
 {
 	sfsistat s;
 
+	mlt_metrics_verdict(v);
 	audit(mta, c->msg, verdict_word(v), v->reason, false);
 	s = reply(mta, v);
 	msg_free(c->msg);
@@ -249,6 +252,7 @@ static sfsistat internal(const struct mlt_mta *mta, struct conn *c, enum mlt_why
 	mlt_log(LOG_ERR, "%s: tempfail (%s)", v.reason, what);
 	if (c != NULL && c->msg != NULL)
 		return refuse_msg(mta, c, &v);
+	mlt_metrics_verdict(&v);   /* no message to audit; still a 451 someone got */
 	return reply(mta, &v);
 }
 
@@ -318,6 +322,7 @@ sfsistat mlt_cb_negotiate(const struct mlt_mta *mta, unsigned long f0, unsigned 
 static bool hold_over_limit(struct msg *m, size_t which, int64_t wait, struct mlt_verdict *v)
 {
 	mlt_verdict_rate(m->login, &m->login->limits[which], wait, v);
+	mlt_metrics_limit_hit(m->login->limits[which].metric);
 	if (v->action != MLT_HOLD)
 		return false;
 	m->hold = true;
@@ -467,6 +472,7 @@ sfsistat mlt_cb_envrcpt(const struct mlt_mta *mta, const char *const *argv)
 			return refuse_later(m, &v);
 		/* refuse this recipient only; the message goes on with the others */
 		m->refusal = v.reason;
+		m->refusal_v = v;
 		return reply(mta, &v);
 	}
 	m->rcpts++;
@@ -572,11 +578,13 @@ sfsistat mlt_cb_eom(const struct mlt_mta *mta)
 		if (mta->ops->quarantine(mta->ctx, m->hold_text) != 0)
 			return internal(mta, c, MLT_WHY_QUARANTINE_FAILED, "cannot hold the message");
 		audit(mta, m, "held", mlt_why_tag(MLT_WHY_HELD), false);
+		mlt_metrics_held();
 	} else {
 		/* exempt logins are counted too: not limited, but `relay-admin usage` shows them.
 		 * The count and audit record must be in the journal before Postfix hears "accept". */
 		if (!audit(mta, m, "accepted", m->login->rate_exempt ? "exempt" : "ok", true))
 			return internal(mta, c, MLT_WHY_JOURNAL_ERROR, "cannot record the message");
+		mlt_metrics_accepted(m->rcpts, m->bytes);
 	}
 	msg_free(m);
 	c->msg = NULL;
@@ -589,8 +597,10 @@ sfsistat mlt_cb_abort(const struct mlt_mta *mta)
 
 	if (c == NULL || c->msg == NULL)
 		return SMFIS_CONTINUE;
-	if (c->msg->refusal != NULL)
+	if (c->msg->refusal != NULL) {
+		mlt_metrics_verdict(&c->msg->refusal_v);
 		audit(mta, c->msg, "tempfailed", c->msg->refusal, false);
+	}
 	msg_free(c->msg);
 	c->msg = NULL;
 	return SMFIS_CONTINUE;

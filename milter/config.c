@@ -66,6 +66,8 @@ static const struct key keys[] = {
 	{ "state_flush_ms", K_INT, F(state_flush_ms), 10, 10000, NULL },
 	{ "stop_flush_timeout", K_DURATION, F(stop_flush_timeout), 1, 300, NULL },
 	{ "timeout", K_DURATION, F(timeout), 1, 86400, NULL },
+	{ "metrics_file", K_PATH, F(metrics_file), 0, 0, NULL },
+	{ "metrics_interval", K_DURATION, F(metrics_interval), 1, 3600, NULL },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -89,6 +91,7 @@ void mlt_config_defaults(struct mlt_config *cfg)
 	 * before systemd kills us without a word */
 	cfg->stop_flush_timeout = 20;
 	cfg->timeout = 7210;
+	cfg->metrics_interval = 5;
 }
 
 int mlt_tls_rank(const char *v)
@@ -176,7 +179,9 @@ static bool set_value(const struct key *k, const char *v, struct mlt_config *cfg
 			return bad(err, errlen, name, line, "%s: non-printable character", k->name);
 		if (k->type == K_PATH && v[0] != '\0' && v[0] != '/')
 			return bad(err, errlen, name, line, "%s: must be an absolute path", k->name);
-		if (k->type == K_PATH && v[0] == '\0' && strcmp(k->name, "pid_file") != 0)
+		/* the optional files: "" switches them off */
+		if (k->type == K_PATH && v[0] == '\0' && strcmp(k->name, "pid_file") != 0 &&
+		    strcmp(k->name, "metrics_file") != 0)
 			return bad(err, errlen, name, line, "%s: must not be empty", k->name);
 		memcpy(field, v, strlen(v) + 1);
 		return true;

@@ -39,6 +39,8 @@ struct mlt_config {
 	int64_t state_flush_ms;        /* how often the writer thread commits to the state db */
 	int64_t stop_flush_timeout;    /* seconds a stop keeps retrying the last state commit */
 	int64_t timeout;               /* smfi_settimeout seconds */
+	char metrics_file[MLT_PATH_MAX]; /* Prometheus textfile-collector file; "" = off */
+	int64_t metrics_interval;      /* seconds between two writes of metrics_file */
 };
 
 void mlt_config_defaults(struct mlt_config *cfg);

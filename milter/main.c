@@ -5,9 +5,12 @@
  * exists); block the signals in every future thread; write the PID file while still root;
  * drop privileges; open the databases (a SQLite connection must not cross fork()), the
  * state writer first applying what a killed milter left in its crash journal, so counters
- * and audit log are whole before anyone is answered; load the counters; create the socket
- * as the milter's user; start the SIGUSR1 reload thread; run libmilter's loop (seam.c,
- * the only module that calls smfi_*).
+ * and audit log are whole before anyone is answered; load the counters; start the metrics
+ * file thread when metrics_file is set (metrics.h; as the milter's user, after the state
+ * writer, so the first file already counts from a whole state); create the socket as the
+ * milter's user; start the SIGUSR1 reload thread; run libmilter's loop (seam.c, the only
+ * module that calls smfi_*). At stop the metrics file is written last, after the writer
+ * flushed, so it shows the final counts.
  * libmilter's own signal thread turns SIGHUP, SIGTERM and SIGINT into a stop; afterwards
  * the state writer flushes so that counters survive the restart, retrying for up to
  * stop_flush_timeout seconds; records it still cannot write make the exit status 1.
@@ -32,6 +35,7 @@
 
 #include "callbacks.h"
 #include "log.h"
+#include "metrics.h"
 #include "relay-config.h"
 #include "safefs.h"
 #include "seam.h"
@@ -58,7 +62,9 @@ static bool restart_needed(const struct mlt_config *a, const struct mlt_config *
 	return strcmp(a->socket, b->socket) != 0 || a->socket_mode != b->socket_mode ||
 	       strcmp(a->user, b->user) != 0 || strcmp(a->pid_file, b->pid_file) != 0 ||
 	       strcmp(a->users_db, b->users_db) != 0 || strcmp(a->state_db, b->state_db) != 0 ||
-	       a->log != b->log || a->log_facility != b->log_facility || a->timeout != b->timeout;
+	       a->log != b->log || a->log_facility != b->log_facility || a->timeout != b->timeout ||
+	       strcmp(a->metrics_file, b->metrics_file) != 0 ||
+	       a->metrics_interval != b->metrics_interval;
 }
 
 /* SIGUSR1: build a new configuration and swap it in; sessions keep the one they began with. */
@@ -81,8 +87,8 @@ static void *reload_thread(void *arg)
 			continue;
 		}
 		if (restart_needed(&r->current, &next))
-			mlt_log(LOG_WARNING, "reload: socket, user, pid_file, databases, log sink and"
-			        " timeout changes take effect only after a restart");
+			mlt_log(LOG_WARNING, "reload: socket, user, pid_file, databases, log sink,"
+			        " timeout and metrics changes take effect only after a restart");
 		if (mlt_config_publish(&next) != 0) {
 			mlt_log(LOG_ERR, "reload failed: out of memory");
 			continue;
@@ -92,6 +98,7 @@ static void *reload_thread(void *arg)
 		mlt_writer_set(r->d->writer, next.state_flush_ms, next.audit_retention,
 		               mlt_store_horizon(r->d->store));
 		r->current = next;
+		mlt_metrics_config_reload();
 		mlt_log(LOG_NOTICE, "configuration reloaded from %s", r->path);
 	}
 	return NULL;
@@ -236,6 +243,7 @@ int main(int argc, char **argv)
 	struct mlt_daemon d = { 0 };
 	struct reload_ctx rc = { 0 };
 	struct pid_file pid = { .dirfd = -1 };
+	struct mlt_metrics_file *metrics = NULL;
 	pthread_t reloader;
 	bool reloader_started = false;
 	int ready_fd = -1;
@@ -321,6 +329,13 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	mlt_callbacks_init(&d);
+	/* after the counters are loaded and before anyone is answered; as the milter's user,
+	 * so the folder must let that user write (e.g. node_exporter's textfile folder) */
+	if (mlt_metrics_file_start(cfg.metrics_file, cfg.metrics_interval, &metrics, err,
+	                           sizeof err) != 0) {
+		mlt_log(LOG_ERR, "metrics file: %s", err);
+		goto out;
+	}
 	umask(~cfg.socket_mode & 0777);
 	if (mlt_seam_listen(&cfg, err, sizeof err) != 0) {
 		mlt_log(LOG_ERR, "%s", err);
@@ -352,6 +367,7 @@ out:
 		mlt_log(LOG_ERR, "exiting with status 1: state records were lost at stop (listed above)");
 		status = 1;
 	}
+	mlt_metrics_file_stop(metrics);   /* after the writer: the file shows the final counts */
 	mlt_store_close(d.store);
 	mlt_rate_free(d.rate);
 	mlt_config_unpublish();

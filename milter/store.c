@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "decide.h"
+#include "metrics.h"
 #include "limit.h"
 #include "policy.h"
 #include "rdb.h"
@@ -68,6 +69,7 @@ struct mlt_store {
 	int64_t version;
 	int64_t last_check_ms;
 	int64_t refresh_ms;
+	bool loaded;                /* the first policy is in: later drops are reloads */
 	int64_t horizon;
 	unsigned metrics;              /* bits 1 << enum mlt_metric of every limit in the db */
 	size_t n;
@@ -186,6 +188,9 @@ static int refresh(struct mlt_store *s, char *err, size_t errlen)
 			return -1;
 		}
 		flush(s);
+		if (s->loaded)
+			mlt_metrics_policy_reload();
+		s->loaded = true;
 		s->version = v;
 		s->horizon = w > MLT_HORIZON_MIN ? w : MLT_HORIZON_MIN;
 		s->metrics = metrics;
@@ -249,6 +254,7 @@ static int refresh_due(struct mlt_store *s)
 	if (ms - s->last_check_ms < s->refresh_ms)
 		return 0;
 	if (refresh(s, err, sizeof err) != 0) {
+		mlt_metrics_db_error(MLT_DB_USERS);
 		mlt_log(LOG_ERR, "users database: %s", err);
 		return -1;
 	}
@@ -410,6 +416,7 @@ enum mlt_lookup mlt_store_get(struct mlt_store *s, const char *name, int64_t now
 	}
 	e = load(s, key, now, &r);
 	if (e == NULL) {
+		mlt_metrics_db_error(MLT_DB_USERS);
 		pthread_mutex_unlock(&s->mu);
 		return MLT_LOOKUP_ERROR;
 	}

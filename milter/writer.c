@@ -27,6 +27,7 @@
 
 #include "journal.h"
 #include "log.h"
+#include "metrics.h"
 #include "state.h"
 
 #define QUEUE_MAX 200000     /* records; past this, new ones are dropped and health fails */
@@ -61,6 +62,7 @@ struct mlt_writer {
 	pthread_cond_t cv;
 	struct mlt_record *head, *tail;
 	size_t len;
+	size_t inflight;               /* records of the batch being written (the backlog gauge) */
 	bool stop;
 	bool healthy;
 	int64_t flush_ms, retention, usage_keep;
@@ -287,6 +289,7 @@ static bool check_file(struct mlt_writer *w, bool at_stop, int64_t keep)
 static bool write_batch(struct mlt_writer *w, struct mlt_record *batch, int64_t now, int64_t keep,
                         int64_t retention)
 {
+	struct mlt_metrics_mark mark;
 	uint64_t seq = 0;
 
 	if (rdb_state_begin(w->st) != RDB_OK)
@@ -300,6 +303,9 @@ static bool write_batch(struct mlt_writer *w, struct mlt_record *batch, int64_t 
 	/* in the same transaction: a crash after this commit must not replay these records */
 	if (seq > 0 && rdb_state_journal_set(w->st, mlt_journal_id(w->journal), seq) != RDB_OK)
 		goto fail;
+	/* what the metrics gained since the last commit, for `relay-admin metrics` */
+	if (mlt_metrics_persist(w->st, &mark) != RDB_OK)
+		goto fail;
 	if (now - w->last_prune >= PRUNE_EVERY) {
 		if (rdb_state_prune(w->st, now - keep, now - retention) != RDB_OK)
 			goto fail;
@@ -309,8 +315,10 @@ static bool write_batch(struct mlt_writer *w, struct mlt_record *batch, int64_t 
 		goto fail;
 	if (seq > 0)
 		w->committed_seq = seq;
+	mlt_metrics_persisted(&mark);
 	return true;
 fail:
+	mlt_metrics_db_error(MLT_DB_STATE);
 	mlt_log(LOG_ERR, "state database: %s", rdb_state_errmsg(w->st));
 	rdb_state_rollback(w->st);
 	return false;
@@ -362,7 +370,7 @@ static void *run(void *arg)
 	for (;;) {
 		struct timespec until;
 		struct mlt_record *batch;
-		bool stopping, okay;
+		bool stopping, okay, dirty;
 		int64_t wait_ms = retrying ? (w->flush_ms < RETRY_MAX_MS ? w->flush_ms : RETRY_MAX_MS)
 		                           : w->flush_ms;
 		int64_t keep = w->usage_keep, retention = w->retention;
@@ -383,12 +391,19 @@ static void *run(void *arg)
 			deadline = mono_ms() + w->stop_retry_ms;
 		batch = w->head;
 		w->head = w->tail = NULL;
+		w->inflight = w->len;
 		w->len = 0;
 		mlt_journal_switch(w->journal);
 		pthread_mutex_unlock(&w->mu);
 
+		/* counters that gained are committed even without records (an idle relay's
+		 * reloads, its failures once the file is writable again) */
+		dirty = mlt_metrics_dirty();
 		okay = check_file(w, stopping, keep) &&
-		       (batch == NULL || write_batch(w, batch, (int64_t)time(NULL), keep, retention));
+		       ((batch == NULL && !dirty) ||
+		        write_batch(w, batch, (int64_t)time(NULL), keep, retention));
+		if (!okay && (batch != NULL || dirty))
+			mlt_metrics_writer_failure();
 		if (okay) /* the file the appends left holds only records committed by now */
 			mlt_journal_release(w->journal);
 
@@ -416,6 +431,8 @@ static void *run(void *arg)
 		} else {
 			w->healthy = false;
 		}
+		w->inflight = 0;
+		mlt_metrics_backlog(w->len);
 		if (!stopping)
 			continue;
 		if (okay) {
@@ -595,6 +612,7 @@ int mlt_writer_push(struct mlt_writer *w, struct mlt_record *rec)
 		w->head = rec;
 	w->tail = rec;
 	w->len++;
+	mlt_metrics_backlog(w->len + w->inflight);
 	pthread_mutex_unlock(&w->mu);
 	return 0;
 }

@@ -1,4 +1,4 @@
--- smtp-relay state database, schema version 2 (PRAGMA user_version = 2).
+-- smtp-relay state database, schema version 3 (PRAGMA user_version = 3).
 --
 -- Written only by relay-milter (one writer thread, batched transactions, WAL journal);
 -- read by relay-admin (usage, log, user list). Times are unix seconds (UTC).
@@ -50,4 +50,15 @@ CREATE TABLE journal_mark (
   seq        INTEGER NOT NULL CHECK (seq >= 0)
 );
 
-PRAGMA user_version = 2;
+-- relay-milter's metrics as running totals over every run of the milter on this file:
+-- each commit of the state writer adds what its in-memory counters gained since the last
+-- one (name and label as in sql/prom.c; label '' for a family without one). `relay-admin
+-- metrics` prints them. Added in version 3 (migrations/state-003.sql).
+CREATE TABLE counters (
+  name  TEXT    NOT NULL,
+  label TEXT    NOT NULL DEFAULT '',
+  value INTEGER NOT NULL DEFAULT 0 CHECK (value >= 0),
+  PRIMARY KEY (name, label)
+) WITHOUT ROWID;
+
+PRAGMA user_version = 3;

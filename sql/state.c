@@ -25,11 +25,15 @@ extern const char rdb_state_schema_sql[];
  * the journal id and sequence number of the last journal record applied, written in the
  * same transaction as the record, so that a record is never applied twice. */
 extern const char rdb_state_migration_002_sql[];
+/* Version 3 added counters: relay-milter's metrics, summed over its runs, for `relay-admin
+ * metrics` (a relay without node_exporter's textfile collector is scraped through it). */
+extern const char rdb_state_migration_003_sql[];
 
 static const char *const state_migrations[RDB_STATE_SCHEMA_VERSION + 1] = {
 	[0] = NULL, /* unused: version 0 is "no schema", served by state-schema.sql */
 	[1] = NULL, /* version 1 is the first */
 	[2] = rdb_state_migration_002_sql,
+	[3] = rdb_state_migration_003_sql,
 };
 
 enum {
@@ -37,7 +41,9 @@ enum {
 	S_AUDIT_ADD, S_USAGE_ADD, S_TOUCH, S_PRUNE_USAGE, S_PRUNE_AUDIT,
 	S_USAGE_ALL, S_USAGE_ONE, S_AUDIT_ALL, S_AUDIT_ONE, S_LAST_USE,
 	S_USAGE_MERGE, S_LAST_USE_ALL, S_LAST_USE_MERGE, S_CHECKPOINT,
-	S_JOURNAL_GET, S_JOURNAL_SET,   /* last: readers do not prepare them (a v1 file lacks the table) */
+	S_AUDIT_QUERY, S_AUDIT_MAX_ID, S_DATA_VERSION,
+	/* last: readers do not prepare them (a v1 file lacks journal_mark, a v2 file counters) */
+	S_JOURNAL_GET, S_JOURNAL_SET, S_COUNTER_ADD, S_COUNTER_ALL,
 	S_COUNT_
 };
 
@@ -82,10 +88,24 @@ static const char *const sql[S_COUNT_] = {
 	                     " ON CONFLICT (login) DO UPDATE SET ts = excluded.ts,"
 	                     " client_addr = excluded.client_addr WHERE excluded.ts > ts",
 	[S_CHECKPOINT] = "PRAGMA wal_checkpoint(TRUNCATE)",
+	/* newest ?6 (all when ?6 < 0) of a range, oldest first; the range by id is what lets a
+	 * follower read exactly what was committed since its last turn */
+	[S_AUDIT_QUERY] = "SELECT * FROM (SELECT id, ts, login, client_addr, tls_version, cipher,"
+	                  " env_from, header_from, rcpt_count, size, queue_id, verdict, reason"
+	                  " FROM audit WHERE id > ?1 AND id <= ?2 AND ts >= ?3"
+	                  " AND (?4 IS NULL OR login = ?4 COLLATE NOCASE)"
+	                  " AND (?5 IS NULL OR verdict = ?5)"
+	                  " ORDER BY id DESC LIMIT ?6) ORDER BY id",
+	[S_AUDIT_MAX_ID] = "SELECT coalesce(max(id), 0) FROM audit",
+	[S_DATA_VERSION] = "PRAGMA data_version",
 	[S_JOURNAL_GET] = "SELECT journal_id, seq FROM journal_mark WHERE id = 1",
 	[S_JOURNAL_SET] = "INSERT INTO journal_mark (id, journal_id, seq) VALUES (1, ?1, ?2)"
 	                  " ON CONFLICT (id) DO UPDATE SET journal_id = excluded.journal_id,"
 	                  " seq = excluded.seq",
+	[S_COUNTER_ADD] = "INSERT INTO counters (name, label, value) VALUES (?1, ?2, ?3)"
+	                  " ON CONFLICT (name, label) DO UPDATE SET"
+	                  " value = min(value + excluded.value, 9223372036854775807)",
+	[S_COUNTER_ALL] = "SELECT name, label, value FROM counters ORDER BY name, label",
 };
 
 static const struct rdb_kind state_kind = {
@@ -110,6 +130,9 @@ static const struct rdb_kind state_kind = {
 
 struct rdb_state {
 	struct rdb_conn c;
+	/* S_COUNTER_ALL for a read-only handle on a file of version 3 or later (readers
+	 * prepare only what every version they accept has; see rdb_state_open) */
+	sqlite3_stmt *counters_ro;
 };
 
 static enum rdb_result fail(struct rdb_state *st, const char *what)
@@ -156,6 +179,19 @@ enum rdb_result rdb_state_open(const char *path, enum rdb_mode mode, struct rdb_
 		free(st);
 		return r;
 	}
+	if (mode == RDB_READONLY) {
+		int64_t v = 0;
+
+		if (!rdb_conn_pragma_int(st->c.h, "PRAGMA user_version", &v) ||
+		    (v >= 3 && sqlite3_prepare_v3(st->c.h, sql[S_COUNTER_ALL], -1,
+		                                  SQLITE_PREPARE_PERSISTENT, &st->counters_ro,
+		                                  NULL) != SQLITE_OK)) {
+			rdb_seterr(err, errlen, "%s: preparing the counters query: %s", path,
+			           sqlite3_errmsg(st->c.h));
+			rdb_state_close(st);
+			return RDB_ERROR;
+		}
+	}
 	*out = st;
 	return RDB_OK;
 }
@@ -164,6 +200,7 @@ void rdb_state_close(struct rdb_state *st)
 {
 	if (st == NULL)
 		return;
+	sqlite3_finalize(st->counters_ro);
 	rdb_conn_close(&st->c);
 	free(st);
 }
@@ -335,21 +372,12 @@ out:
 	return r;
 }
 
-enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login, int64_t since,
-                                        int64_t limit,
-                                        int (*fn)(const struct rdb_audit *a, void *arg),
-                                        void *arg)
+/* Steps a bound audit query (the 13 columns of S_AUDIT_*), checking every row's shape. */
+static enum rdb_result audit_rows(struct rdb_state *st, sqlite3_stmt *s,
+                                  int (*fn)(const struct rdb_audit *a, void *arg), void *arg)
 {
-	sqlite3_stmt *s = st->c.st[login ? S_AUDIT_ONE : S_AUDIT_ALL];
-	enum rdb_result r = RDB_OK;
 	int rc;
 
-	if (sqlite3_bind_int64(s, 1, since) != SQLITE_OK ||
-	    (login != NULL && sqlite3_bind_text(s, 2, login, -1, SQLITE_STATIC) != SQLITE_OK) ||
-	    sqlite3_bind_int64(s, 3, limit) != SQLITE_OK) {
-		r = fail(st, "bind");
-		goto out;
-	}
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		static const int ints[] = { 0, 1, 8, 9 };
 		static const int texts[] = { 2, 3, 4, 5, 6, 7, 10, 11, 12 };
@@ -376,18 +404,130 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
 			.verdict = (const char *)sqlite3_column_text(s, 11),
 			.reason = (const char *)sqlite3_column_text(s, 12),
 		};
-		if (fn(&a, arg)) {
-			r = refuse(st, "an audit record could not be kept");
+		if (fn(&a, arg))
+			return refuse(st, "an audit record could not be kept");
+	}
+	return read_done(st, rc, "reading the audit log");
+shape:
+	return refuse(st, "audit row has an unexpected shape");
+}
+
+enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login, int64_t since,
+                                        int64_t limit,
+                                        int (*fn)(const struct rdb_audit *a, void *arg),
+                                        void *arg)
+{
+	sqlite3_stmt *s = st->c.st[login ? S_AUDIT_ONE : S_AUDIT_ALL];
+	enum rdb_result r;
+
+	if (sqlite3_bind_int64(s, 1, since) != SQLITE_OK ||
+	    (login != NULL && sqlite3_bind_text(s, 2, login, -1, SQLITE_STATIC) != SQLITE_OK) ||
+	    sqlite3_bind_int64(s, 3, limit) != SQLITE_OK)
+		r = fail(st, "bind");
+	else
+		r = audit_rows(st, s, fn, arg);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return r;
+}
+
+static int bind_opt_text(sqlite3_stmt *s, int col, const char *v)
+{
+	return v != NULL ? sqlite3_bind_text(s, col, v, -1, SQLITE_STATIC)
+	                 : sqlite3_bind_null(s, col);
+}
+
+enum rdb_result rdb_state_audit_query(struct rdb_state *st, const struct rdb_audit_filter *f,
+                                      int (*fn)(const struct rdb_audit *a, void *arg),
+                                      void *arg)
+{
+	sqlite3_stmt *s = st->c.st[S_AUDIT_QUERY];
+	enum rdb_result r;
+
+	if (sqlite3_bind_int64(s, 1, f->after_id) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, f->upto_id) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 3, f->since) != SQLITE_OK ||
+	    bind_opt_text(s, 4, f->login) != SQLITE_OK ||
+	    bind_opt_text(s, 5, f->verdict) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 6, f->limit > 0 ? f->limit : -1) != SQLITE_OK)
+		r = fail(st, "bind");
+	else
+		r = audit_rows(st, s, fn, arg);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return r;
+}
+
+/* One integer from a one-row statement without parameters. */
+static enum rdb_result one_int(struct rdb_state *st, int which, const char *what, int64_t *out)
+{
+	sqlite3_stmt *s = st->c.st[which];
+	enum rdb_result r = RDB_OK;
+	int rc = sqlite3_step(s);
+
+	if (rc != SQLITE_ROW)
+		r = fail(st, what);
+	else if (sqlite3_column_type(s, 0) != SQLITE_INTEGER)
+		r = refuse(st, "an unexpected value");
+	else
+		*out = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return r;
+}
+
+enum rdb_result rdb_state_audit_max_id(struct rdb_state *st, int64_t *id)
+{
+	return one_int(st, S_AUDIT_MAX_ID, "reading the audit log", id);
+}
+
+enum rdb_result rdb_state_data_version(struct rdb_state *st, int64_t *version)
+{
+	return one_int(st, S_DATA_VERSION, "PRAGMA data_version", version);
+}
+
+enum rdb_result rdb_state_counter_add(struct rdb_state *st, const char *name, const char *label,
+                                      uint64_t delta)
+{
+	sqlite3_stmt *s = rdb_conn_stmt(&st->c, S_COUNTER_ADD);
+
+	if (s == NULL)
+		return rdb_conn_fail(&st->c, RDB_ERROR, "counters: not on a read-only handle");
+	if (sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(s, 2, label ? label : "", -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 3, clamp64(delta)) != SQLITE_OK) {
+		rdb_done(s);
+		return fail(st, "bind");
+	}
+	return step_done(st, S_COUNTER_ADD);
+}
+
+enum rdb_result rdb_state_counter_foreach(struct rdb_state *st,
+                                          int (*fn)(const char *name, const char *label,
+                                                    uint64_t value, void *arg),
+                                          void *arg)
+{
+	sqlite3_stmt *s = st->counters_ro ? st->counters_ro : rdb_conn_stmt(&st->c, S_COUNTER_ALL);
+	enum rdb_result r = RDB_OK;
+	int rc;
+
+	if (s == NULL)
+		return RDB_NOTFOUND; /* a read-only handle on a file older than version 3 */
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (sqlite3_column_type(s, 0) != SQLITE_TEXT ||
+		    sqlite3_column_type(s, 1) != SQLITE_TEXT ||
+		    sqlite3_column_type(s, 2) != SQLITE_INTEGER || sqlite3_column_int64(s, 2) < 0) {
+			r = refuse(st, "counters row has an unexpected shape");
+			goto out;
+		}
+		if (fn((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+		       (uint64_t)sqlite3_column_int64(s, 2), arg)) {
+			r = refuse(st, "a counters row could not be kept");
 			goto out;
 		}
 	}
-	r = read_done(st, rc, "reading the audit log");
-	goto out;
-shape:
-	r = refuse(st, "audit row has an unexpected shape");
+	r = read_done(st, rc, "reading the counters");
 out:
 	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
 	return r;
 }
 

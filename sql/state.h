@@ -25,7 +25,8 @@
 
 #include "rdb.h"
 
-#define RDB_STATE_SCHEMA_VERSION 2        /* 2: journal_mark (relay-milter's crash journal) */
+#define RDB_STATE_SCHEMA_VERSION 3        /* 2: journal_mark (relay-milter's crash journal),
+                                             3: counters (relay-milter's metrics) */
 #define RDB_STATE_APPLICATION_ID 1919706227 /* 0x726C7973, "rlys" */
 #define RDB_AUDIT_FIELD_MAX 255             /* bytes kept of any audit text field */
 
@@ -96,6 +97,43 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
                                         int64_t limit,
                                         int (*fn)(const struct rdb_audit *a, void *arg),
                                         void *arg);
+
+/* Which audit records a query wants: ids in (after_id, upto_id], ts >= since, login and
+ * verdict when not NULL (login without regard to case); `limit` > 0: only the newest that
+ * many, else all. Records come oldest first. */
+struct rdb_audit_filter {
+	int64_t after_id, upto_id;
+	int64_t since;
+	const char *login;
+	const char *verdict;       /* as stored: accepted, held, rejected, tempfailed */
+	int64_t limit;
+};
+
+/* The records `f` selects, oldest first; a non-zero return from fn stops the walk with
+ * RDB_ERROR, as above. */
+enum rdb_result rdb_state_audit_query(struct rdb_state *st, const struct rdb_audit_filter *f,
+                                      int (*fn)(const struct rdb_audit *a, void *arg),
+                                      void *arg);
+
+/* The highest audit id (0: none). A reader that follows the log reads this first and then
+ * the records up to it, so a commit in between is read at the next turn, never skipped. */
+enum rdb_result rdb_state_audit_max_id(struct rdb_state *st, int64_t *id);
+
+/* PRAGMA data_version: changes when another connection commits to the file, so a reader
+ * polls cheaply (no query of the audit table while nothing happened). */
+enum rdb_result rdb_state_data_version(struct rdb_state *st, int64_t *version);
+
+/* relay-milter's persisted metrics (table counters, version 3; names from prom.h): adds
+ * `delta` to (name, label) inside the caller's transaction (read-write handles). */
+enum rdb_result rdb_state_counter_add(struct rdb_state *st, const char *name, const char *label,
+                                      uint64_t delta);
+/* Every counter row, ordered by name and label. RDB_NOTFOUND (fn never called) for a file
+ * older than version 3, which has none yet. A non-zero return from fn stops the walk with
+ * RDB_ERROR. */
+enum rdb_result rdb_state_counter_foreach(struct rdb_state *st,
+                                          int (*fn)(const char *name, const char *label,
+                                                    uint64_t value, void *arg),
+                                          void *arg);
 
 /* When the login last sent (RDB_NOTFOUND: never); client may be NULL, else 64 bytes. */
 enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int64_t *ts,

@@ -19,7 +19,7 @@ from adminlib import RELAY_ADMIN, OK
 COMMANDS = [
     "init", "user add", "user passwd", "user del", "user enable", "user disable",
     "user set", "user list", "user show", "sender add", "sender del", "sender list",
-    "limit set", "limit show", "limit clear", "usage", "log", "import-sasldb",
+    "limit set", "limit show", "limit clear", "usage", "log", "metrics", "import-sasldb",
     "selftest", "check", "setup",
 ]
 
@@ -68,7 +68,7 @@ class Help(unittest.TestCase):
     def test_usage_names_the_options(self):
         # the options each command reads appear in its usage line(s)
         expect = {
-            "log": ["--user", "--since", "--limit", "--json"],
+            "log": ["--user", "--verdict", "--since", "--limit", "--follow", "--json"],
             "limit show": ["--json"],
             "limit set": ["--default", "--messages", "--recipients", "--bytes", "--exempt",
                           "--no-exempt", "--hold", "--no-hold", "--json"],

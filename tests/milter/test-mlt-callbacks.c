@@ -20,6 +20,7 @@
 
 #include "callbacks.h"
 #include "log.h"
+#include "metrics.h"
 #include "rdb.h"
 #include "state.h"
 #include "scratch.h"
@@ -429,6 +430,78 @@ static void negotiation_from_policy(struct mlt_daemon *d)
 	sess_close(&fresh);
 }
 
+/* ---- metrics: what the callbacks counted, and what the writer persisted ------------- */
+
+#define SAMPLES_MAX 128
+
+struct samples {
+	char s[SAMPLES_MAX][128];
+	size_t n;
+};
+
+static int cmp_sample(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static void sample_add(struct samples *x, const char *name, const char *label,
+                       unsigned long long v)
+{
+	if (x->n < SAMPLES_MAX && v != 0)
+		snprintf(x->s[x->n++], sizeof x->s[0], "%.60s{%.40s}=%llu", name, label, v);
+}
+
+static int persisted_row(const char *name, const char *label, uint64_t value, void *arg)
+{
+	sample_add(arg, name, label, (unsigned long long)value);
+	return 0;
+}
+
+/* The non-zero counters of the milter's own exposition text, as "name{label}=value". */
+static void live_samples(struct samples *x)
+{
+	struct rdb_prom_buf b = { 0 };
+	char *line, *save = NULL;
+
+	ok(mlt_metrics_render(&b), "metrics render");
+	for (line = strtok_r(b.text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char name[128], label[64] = "", *brace, *q;
+		unsigned long long v;
+
+		if (line[0] == '#' || sscanf(line, "%127s %llu", name, &v) != 2 ||
+		    strstr(name, "_total") == NULL)
+			continue;   /* comments and the two gauges */
+		if ((brace = strchr(name, '{')) != NULL) {
+			*brace = '\0';
+			q = strchr(brace + 1, '"');
+			if (q != NULL)
+				snprintf(label, sizeof label, "%.*s", (int)strcspn(q + 1, "\""), q + 1);
+		}
+		sample_add(x, name, label, v);
+	}
+	rdb_prom_buf_free(&b);
+	qsort(x->s, x->n, sizeof x->s[0], cmp_sample);
+}
+
+static void metrics_agree(struct rdb_state *st)
+{
+	static struct samples live, saved;
+	char joined_live[4096] = "", joined_saved[4096] = "";
+
+	live_samples(&live);
+	ok(rdb_state_counter_foreach(st, persisted_row, &saved) == RDB_OK, "persisted counters");
+	qsort(saved.s, saved.n, sizeof saved.s[0], cmp_sample);
+	for (size_t k = 0; k < live.n; k++)
+		strncat(strncat(joined_live, live.s[k], 128), " ", 2);
+	for (size_t k = 0; k < saved.n; k++)
+		strncat(strncat(joined_saved, saved.s[k], 128), " ", 2);
+	ok(live.n > 5, "the callbacks counted (%s)", joined_live);
+	is_str(joined_saved, joined_live, "after a clean stop the state database holds every count");
+	ok(strstr(joined_live, "relay_messages_held_total{}=1 ") != NULL, "one held message");
+	ok(strstr(joined_live, "relay_tempfails_total{rate-limit}=") != NULL, "450s by reason");
+	ok(strstr(joined_live, "relay_limit_hits_total{messages}=") != NULL, "limit hits by metric");
+}
+
 int main(void)
 {
 	struct mlt_daemon d = { 0 };
@@ -472,6 +545,7 @@ int main(void)
 	is_int(aw.size[1], 5000, "without the body the audit size is SIZE=");
 	ok(rdb_state_audit_foreach(st, "hol", 0, 100, audit_row, &hw) == RDB_OK, "hol's audit");
 	is_str(hw.verdicts, "accepted held tempfailed ", "hol's verdicts");
+	metrics_agree(st);
 	rdb_state_close(st);
 
 	mlt_store_close(d.store);

@@ -44,6 +44,12 @@ static const struct {
 	{ "just some words\n", "expected key = value" },
 	{ "daemon_name = ORIGINATING\n", NULL },
 	{ "daemon_name = bad\x01\n", "non-printable" },
+	{ "metrics_file = /var/lib/prometheus/node-exporter/relay.prom\nmetrics_interval = 10s\n",
+	  NULL },
+	{ "metrics_file = \n", NULL },                      /* off, as by default */
+	{ "metrics_file = relay.prom\n", "absolute" },
+	{ "metrics_interval = 0\n", "duration" },
+	{ "metrics_interval = 2h\n", "duration" },
 };
 
 int main(void)
@@ -59,6 +65,8 @@ int main(void)
 	is_int(cfg.log, MLT_LOG_SYSLOG, "syslog by default");
 	/* below the unit's TimeoutStopSec=30: we must be the ones to report a loss */
 	is_int(cfg.stop_flush_timeout, 20, "a stop retries the state flush for 20 s");
+	ok(cfg.metrics_file[0] == '\0', "no metrics file by default");
+	is_int(cfg.metrics_interval, 5, "metrics written every 5 s when on");
 
 	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
 		bool r;

@@ -486,10 +486,116 @@ static void test_state_kind(void)
 	unlink(scratch_path("kind-state.db-shm"));
 }
 
+static int count_rec(const struct rdb_audit *a, void *arg)
+{
+	char *logins = arg;
+
+	strncat(logins, a->login, 64);
+	strncat(logins, a->verdict[0] == 'r' ? "-" : " ", 2);
+	return 0;
+}
+
+struct counter_seen {
+	char text[512];
+};
+
+static int counter_row(const char *name, const char *label, uint64_t value, void *arg)
+{
+	struct counter_seen *c = arg;
+	size_t n = strlen(c->text);
+
+	snprintf(c->text + n, sizeof c->text - n, "%s{%s}=%llu ", name, label,
+	         (unsigned long long)value);
+	return 0;
+}
+
+static void add_rec(struct rdb_state *st, const char *login, const char *verdict, int64_t ts)
+{
+	struct rdb_audit a = { .ts = ts, .login = login, .verdict = verdict, .reason = "r" };
+
+	if (rdb_state_audit_add(st, &a) != RDB_OK)
+		ok(0, "audit add: %s", rdb_state_errmsg(st));
+}
+
+/* State schema 3 (issue 12): the counters relay-milter persists for `relay-admin metrics`,
+ * and the queries `relay-admin log --follow` polls with. */
+static void test_counters_and_follow(void)
+{
+	const char *path = scratch_path("follow-state.db");
+	struct rdb_state *st = NULL, *ro = NULL;
+	struct counter_seen seen = { "" };
+	struct rdb_audit_filter f;
+	char err[256], logins[512] = "";
+	int64_t id = -1, v1 = 0, v2 = 0;
+	sqlite3 *h = NULL;
+
+	is_int(rdb_state_init(path, err, sizeof err), RDB_OK, "create (%s)", err);
+	is_int(rdb_state_open(path, RDB_READWRITE, &st, err, sizeof err), RDB_OK, "open rw");
+	is_int(rdb_state_open(path, RDB_READONLY, &ro, err, sizeof err), RDB_OK, "open ro");
+	is_int(rdb_state_audit_max_id(ro, &id), RDB_OK, "max id of an empty log");
+	is_int(id, 0, "is 0");
+	is_int(rdb_state_data_version(ro, &v1), RDB_OK, "data_version");
+	is_int(rdb_state_begin(st), RDB_OK, "begin");
+	add_rec(st, "alice", "accepted", 1000);
+	add_rec(st, "bob", "rejected", 1001);
+	add_rec(st, "Alice", "rejected", 1002);
+	add_rec(st, "alice", "accepted", 1003);
+	is_int(rdb_state_counter_add(st, "relay_messages_accepted_total", "", 2), RDB_OK, "count");
+	is_int(rdb_state_counter_add(st, "relay_messages_accepted_total", "", 3), RDB_OK, "add");
+	is_int(rdb_state_counter_add(st, "relay_tempfails_total", "rate-limit", 1), RDB_OK, "label");
+	is_int(rdb_state_commit(st), RDB_OK, "commit");
+	is_int(rdb_state_data_version(ro, &v2), RDB_OK, "data_version again");
+	ok(v2 != v1, "another connection's commit moves data_version");
+	is_int(rdb_state_data_version(ro, &v1), RDB_OK, "and once more");
+	is_int(v1, v2, "nothing committed since: unchanged");
+	is_int(rdb_state_audit_max_id(ro, &id), RDB_OK, "max id");
+	is_int(id, 4, "four records");
+
+	f = (struct rdb_audit_filter){ .after_id = 0, .upto_id = id, .login = "ALICE",
+	                               .verdict = "rejected" };
+	is_int(rdb_state_audit_query(ro, &f, count_rec, logins), RDB_OK, "filtered query");
+	is_str(logins, "Alice-", "login without regard to case, and the verdict");
+	logins[0] = '\0';
+	f = (struct rdb_audit_filter){ .after_id = 1, .upto_id = 3, .since = 1002 };
+	is_int(rdb_state_audit_query(ro, &f, count_rec, logins), RDB_OK, "a range");
+	is_str(logins, "Alice-", "ids in (1, 3] and ts >= 1002 only");
+	logins[0] = '\0';
+	f = (struct rdb_audit_filter){ .after_id = 0, .upto_id = INT64_MAX, .limit = 2 };
+	is_int(rdb_state_audit_query(ro, &f, count_rec, logins), RDB_OK, "the newest two");
+	is_str(logins, "Alice-alice ", "oldest first");
+
+	is_int(rdb_state_counter_foreach(ro, counter_row, &seen), RDB_OK, "counters read-only");
+	is_str(seen.text, "relay_messages_accepted_total{}=5 relay_tempfails_total{rate-limit}=1 ",
+	       "summed, ordered");
+	is_int(rdb_state_counter_add(ro, "x", "", 1), RDB_ERROR, "no counting on a read-only handle");
+	rdb_state_close(ro);
+	rdb_state_close(st);
+
+	/* a version 2 file (the milter has not migrated it yet): readable, without counters */
+	ok(sqlite3_open(path, &h) == SQLITE_OK &&
+	   sqlite3_exec(h, "DROP TABLE counters; PRAGMA user_version = 2", NULL, NULL, NULL) ==
+	   SQLITE_OK, "made a version 2 file");
+	sqlite3_close(h);
+	is_int(rdb_state_open(path, RDB_READONLY, &ro, err, sizeof err), RDB_OK,
+	       "a v2 file opens read-only (%s)", err);
+	seen.text[0] = '\0';
+	is_int(rdb_state_counter_foreach(ro, counter_row, &seen), RDB_NOTFOUND, "no counters yet");
+	rdb_state_close(ro);
+	is_int(rdb_state_init(path, err, sizeof err), RDB_OK, "migrated to 3 (%s)", err);
+	is_int(rdb_state_open(path, RDB_READWRITE, &st, err, sizeof err), RDB_OK, "open rw");
+	is_int(rdb_state_counter_foreach(st, counter_row, &seen), RDB_OK, "counters after migration");
+	is_str(seen.text, "", "empty");
+	rdb_state_close(st);
+	unlink(path);
+	unlink(scratch_path("follow-state.db-wal"));
+	unlink(scratch_path("follow-state.db-shm"));
+}
+
 int main(void)
 {
 	if (scratch_make("test-mlt-sql") != 0)
 		return 1;
+	test_counters_and_follow();
 	test_policy();
 	test_limits_max();
 	test_policy_prepare_error();
