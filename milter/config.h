@@ -39,6 +39,14 @@ struct mlt_config {
 	int64_t state_flush_ms;        /* how often the writer thread commits to the state db */
 	int64_t stop_flush_timeout;    /* seconds a stop keeps retrying the last state commit */
 	int64_t timeout;               /* smfi_settimeout seconds */
+	/* limit-hit notifications (notify.h); off while notify_to is empty */
+	char notify_to[MLT_PATH_MAX];          /* the admin's address */
+	char notify_from[MLT_PATH_MAX];        /* envelope and header sender */
+	char notify_sendmail[MLT_PATH_MAX];    /* Postfix's sendmail(1) */
+	char notify_postfix_config[MLT_PATH_MAX]; /* sendmail -C DIR; "" = the default instance */
+	int64_t notify_period;         /* seconds: one notification per login and kind */
+	int64_t notify_refused_senders; /* refused senders per period that notify; 0 = never */
+	int64_t notify_timeout;        /* seconds sendmail may take before it is killed */
 };
 
 void mlt_config_defaults(struct mlt_config *cfg);

@@ -5,7 +5,8 @@
  * exists); block the signals in every future thread; write the PID file while still root;
  * drop privileges; open the databases (a SQLite connection must not cross fork()), the
  * state writer first applying what a killed milter left in its crash journal, so counters
- * and audit log are whole before anyone is answered; load the counters; create the socket
+ * and audit log are whole before anyone is answered; load the counters; start the notifier
+ * (notify.h: after the drop, so sendmail runs as the milter's user); create the socket
  * as the milter's user; start the SIGUSR1 reload thread; run libmilter's loop (seam.c,
  * the only module that calls smfi_*).
  * libmilter's own signal thread turns SIGHUP, SIGTERM and SIGINT into a stop; afterwards
@@ -320,6 +321,12 @@ int main(int argc, char **argv)
 		mlt_log(LOG_ERR, "out of memory");
 		goto out;
 	}
+	d.notifier = mlt_notifier_start(err, sizeof err);
+	if (d.notifier == NULL)
+		mlt_log(LOG_WARNING, "no limit-hit notifications: %s", err);
+	else if (cfg.notify_to[0] != '\0' && access(cfg.notify_sendmail, X_OK) != 0)
+		mlt_log(LOG_WARNING, "notify_sendmail %s: %s: notifications to %s will fail",
+		        cfg.notify_sendmail, strerror(errno), cfg.notify_to);
 	mlt_callbacks_init(&d);
 	umask(~cfg.socket_mode & 0777);
 	if (mlt_seam_listen(&cfg, err, sizeof err) != 0) {
@@ -352,6 +359,7 @@ out:
 		mlt_log(LOG_ERR, "exiting with status 1: state records were lost at stop (listed above)");
 		status = 1;
 	}
+	mlt_notifier_stop(d.notifier);
 	mlt_store_close(d.store);
 	mlt_rate_free(d.rate);
 	mlt_config_unpublish();
