@@ -267,6 +267,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (check_only) {
+		if (cfg.notify_to[0] != '\0' && access(cfg.notify_sendmail, X_OK) != 0)
+			fprintf(stderr, "relay-milter: %s: warning: notify_sendmail %s: %s "
+			        "(notifications would fail)\n", path, cfg.notify_sendmail, strerror(errno));
 		printf("relay-milter: %s: configuration OK\n", path);
 		return 0;
 	}

@@ -292,6 +292,10 @@ void mlt_notifier_stop(struct mlt_notifier *n)
 	pthread_join(n->thread, NULL);
 	if (n->count > 0)
 		mlt_log(LOG_WARNING, "stopping: %zu queued notification(s) not sent", n->count);
+	if (n->stats.sent + n->stats.failed + n->stats.dropped > 0)
+		mlt_log(LOG_INFO, "notifications: %llu sent, %llu failed, %llu dropped",
+		        (unsigned long long)n->stats.sent, (unsigned long long)n->stats.failed,
+		        (unsigned long long)n->stats.dropped);
 	pthread_cond_destroy(&n->cv);
 	pthread_mutex_destroy(&n->mu);
 	mlt_gate_free(n->gate);
