@@ -15,6 +15,7 @@ usage: test_milter_notify.py RELAY_MILTER RELAY_ADMIN
 import glob
 import json
 import os
+import re
 import signal
 import sys
 import unittest
@@ -25,6 +26,7 @@ from test_milter_daemon import Daemon, admin, send  # noqa: E402
 from daemoncase import PASSWORD, ClassDaemonCase  # noqa: E402
 
 ADMIN_ADDR = "admin@example.org"
+re_counts = re.compile(r"notifications: [1-9]\d* sent, [1-9]\d* failed, 0 dropped")
 
 # The fake sendmail: records, then does what <folder>/mode says. It reads the message only
 # in mode "ok", so "fail" may also meet a milter still writing (EPIPE, not SIGPIPE).
@@ -74,6 +76,17 @@ class NotifyTest(ClassDaemonCase):
                           "notify_timeout = 1s\n" % (ADMIN_ADDR, cls.fake))
         cls.d = Daemon(t, cls.conf_extra)
         cls.d.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        # a clean exit (sanitizer reports make it non-zero) that says what was sent
+        rc = cls.d.stop()
+        log = cls.d.log_text()
+        super().tearDownClass()
+        if rc != 0 or "runtime error" in log or "Sanitizer" in log:
+            raise AssertionError("relay-milter exited %r:\n%s" % (rc, log[-4000:]))
+        if not re_counts.search(log):
+            raise AssertionError("no notification counts at stop:\n" + log[-2000:])
 
     @classmethod
     def set_mode(cls, mode):
