@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +27,7 @@ from test_milter_daemon import Daemon, admin, send  # noqa: E402
 from daemoncase import PASSWORD, ClassDaemonCase  # noqa: E402
 
 ADMIN_ADDR = "admin@example.org"
-re_counts = re.compile(r"notifications: [1-9]\d* sent, [1-9]\d* failed, 0 dropped")
+re_counts = re.compile(r"notifications: [1-9]\d* sent, [1-9]\d* failed, 2 dropped")
 
 # The fake sendmail: records, then does what <folder>/mode says. It reads the message only
 # in mode "ok", so "fail" may also meet a milter still writing (EPIPE, not SIGPIPE).
@@ -46,7 +47,11 @@ if mode == "fail":
     sys.exit(75)
 if mode == "hang":
     time.sleep(600)
+if mode == "block":   # until the test says so (a sendmail that is slow, without a clock)
+    while not os.path.exists(os.path.join(here, "release")):
+        time.sleep(0.05)
 """
+QUEUE = 32   # MLT_NOTIFY_QUEUE
 
 
 class NotifyTest(ClassDaemonCase):
@@ -68,7 +73,8 @@ class NotifyTest(ClassDaemonCase):
                             ("missing", ["--messages", "1/1h"]),
                             ("sync1", ["--messages", "1/1h"]),
                             ("sync2", ["--messages", "1/1h"]),
-                            ("sync3", ["--messages", "1/1h"])]:
+                            ("sync3", ["--messages", "1/1h"])] + \
+                [("flood%02d" % k, ["--messages", "1/1h"]) for k in range(QUEUE + 3)]:
             admin(t, "user", "add", name, "--password-stdin", "--sender",
                   "%s@example.com" % name, stdin=PASSWORD)
             admin(t, "limit", "set", name, *limit)
@@ -193,6 +199,34 @@ class NotifyTest(ClassDaemonCase):
         with self.assertRaises(ProcessLookupError, msg="the hanging sendmail was killed"):
             os.kill(hung[0]["pid"], 0)
         self.assertEqual(self.send_n("hanging", 1), ["450 4.7.1"])
+
+    def test_full_queue_drops_with_a_log_line(self):
+        """sendmail blocks: the callbacks go on answering, the queue (32) fills, and the
+        two notifications beyond it are dropped, each with one log line (and counted: see
+        tearDownClass); the queued ones go out once sendmail is released."""
+        self.set_mode("block")
+        mark = len(self.d.log_text())
+        try:
+            self.assertEqual(self.send_n("flood00", 2), ["ok", "450 4.7.1"])
+            for _ in range(400):   # sync: the thread is inside the blocked sendmail
+                if any(c["mode"] == "block" for c in self.calls()):
+                    break
+                time.sleep(0.05)
+            else:
+                self.d.fail_log("the fake sendmail was never started")
+            for k in range(1, QUEUE + 3):
+                self.assertEqual(self.send_n("flood%02d" % k, 2), ["ok", "450 4.7.1"])
+            log = self.d.log_text()[mark:]
+            for k in (QUEUE + 1, QUEUE + 2):
+                self.assertIn("notification dropped (login=flood%02d event=limit): the queue is "
+                              "full" % k, log)
+            self.assertEqual(log.count("notification dropped"), 2, log)
+        finally:
+            self.set_mode("ok")
+            open(self.tmp + "/release", "w").close()
+        self.d.wait_log("login=flood%02d event=limit" % QUEUE, since=mark)
+        sent = re.findall(r"notification sent to \S+: login=(flood\d+)", self.d.log_text()[mark:])
+        self.assertEqual(sorted(sent), ["flood%02d" % k for k in range(QUEUE + 1)])
 
     def test_missing_sendmail_changes_no_verdict(self):
         mark = len(self.d.log_text())
