@@ -6,8 +6,9 @@ a fake sendmail that records each invocation (argv, environment, the message on 
 the test's folder and then succeeds, fails or hangs as a mode file says. Checks: exactly
 one notification for many refusals over a limit, for many held messages and for many
 refused senders (once per login and kind per notify_period); argv without a shell and a
-clean environment; and that a failing, hanging (killed after notify_timeout) or missing
-sendmail changes no verdict. Hermetic: temp dir, no timing asserts (sync points are log
+clean environment; that a failing, hanging (killed after notify_timeout) or missing
+sendmail changes no verdict; and that a blocked sendmail fills the bounded queue, past which
+notifications are dropped with a log line each and counted, while mail is still answered. Hermetic: temp dir, no timing asserts (sync points are log
 lines and later notifications, which the one notifier thread sends in order).
 
 usage: test_milter_notify.py RELAY_MILTER RELAY_ADMIN
