@@ -35,6 +35,7 @@
 #include "decide.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "rdb.h"
 
 #define FROM_HEADERS_MAX 8
@@ -316,13 +317,35 @@ sfsistat mlt_cb_negotiate(const struct mlt_mta *mta, unsigned long f0, unsigned 
 	return SMFIS_CONTINUE;
 }
 
+/* Tells the notifier (notify.h: it only queues, and only when one is due). */
+static void notify(const struct msg *m, enum mlt_notice_kind kind, const struct mlt_limit *lim,
+                   const char *sender)
+{
+	struct mlt_notice ev = { .kind = kind, .wall = now_s() };
+
+	if (daemon_state->notifier == NULL || m->cfg->c.notify_to[0] == '\0')
+		return;
+	snprintf(ev.login, sizeof ev.login, "%s", m->login ? m->login->name : m->auth);
+	snprintf(ev.client, sizeof ev.client, "%s", m->client);
+	if (sender != NULL)
+		snprintf(ev.sender, sizeof ev.sender, "%s", sender);
+	if (lim != NULL)
+		ev.limit = *lim;
+	mlt_notify(daemon_state->notifier, &m->cfg->c, &ev);
+}
+
 /* The login is over limit `which` for `wait` seconds: *v is that limit's verdict. If it
  * says hold, the message is marked held (quarantined at end of message with v's text) and
- * the result is true: the caller goes on. False: the caller refuses with *v. */
+ * the result is true: the caller goes on. False: the caller refuses with *v. Either way the
+ * admin may hear of it, unless this message alone can never fit (that is the message's
+ * size, not the login's pace). */
 static bool hold_over_limit(struct msg *m, size_t which, int64_t wait, struct mlt_verdict *v)
 {
 	mlt_verdict_rate(m->login, &m->login->limits[which], wait, v);
 	mlt_metrics_limit_hit(m->login->limits[which].metric);
+	if (wait != MLT_WAIT_NEVER)
+		notify(m, v->action == MLT_HOLD ? MLT_NOTICE_HELD : MLT_NOTICE_LIMIT,
+		       &m->login->limits[which], NULL);
 	if (v->action != MLT_HOLD)
 		return false;
 	m->hold = true;
@@ -407,6 +430,8 @@ sfsistat mlt_cb_envfrom(const struct mlt_mta *mta, const char *const *argv)
 	lk = login_ok ? mlt_store_get(daemon_state->store, m->auth, now, &m->login)
 	              : MLT_LOOKUP_NOTFOUND;
 	mlt_decide_mail(&f, lk, m->login, m->sender, &v);
+	if (v.why == MLT_WHY_SENDER_NOT_ALLOWED && m->login != NULL)
+		notify(m, MLT_NOTICE_SENDERS, NULL, m->sender);
 	if (v.action != MLT_CONTINUE)
 		return refuse_msg(mta, c, &v);
 	m->size_hint = size_param(argv);
@@ -569,6 +594,8 @@ sfsistat mlt_cb_eom(const struct mlt_mta *mta)
 	}
 	mlt_decide_from(&m->cfg->c, m->login, (const char *const *)m->from, m->fromlen, m->nfrom,
 	                m->header_from, &v);
+	if (v.why == MLT_WHY_FROM_NOT_ALLOWED)
+		notify(m, MLT_NOTICE_SENDERS, NULL, m->header_from);
 	if (v.action != MLT_CONTINUE)
 		return refuse_msg(mta, c, &v);
 	if (!m->login->rate_exempt && !m->hold &&

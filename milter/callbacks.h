@@ -27,6 +27,7 @@
 #include <libmilter/mfapi.h>
 
 #include "config.h"
+#include "notify.h"
 #include "rate.h"
 #include "seam.h"
 #include "store.h"
@@ -36,6 +37,7 @@ struct mlt_daemon {
 	struct mlt_store *store;
 	struct mlt_rate *rate;
 	struct mlt_writer *writer;
+	struct mlt_notifier *notifier;  /* NULL: no notifications */
 };
 
 void mlt_callbacks_init(struct mlt_daemon *d);

@@ -16,7 +16,9 @@
 #include "relay-config.h"
 #include "window.h"
 
-enum key_type { K_STRING, K_PATH, K_SOCKET, K_MODE, K_BOOL, K_ENUM, K_DURATION, K_INT };
+enum key_type {
+	K_STRING, K_PATH, K_OPTPATH, K_SOCKET, K_MODE, K_BOOL, K_ENUM, K_DURATION, K_INT, K_MAILBOX
+};
 
 struct enum_val {
 	const char *name;
@@ -51,7 +53,7 @@ static const struct key keys[] = {
 	{ "socket", K_SOCKET, F(socket), 0, 0, NULL },
 	{ "socket_mode", K_MODE, F(socket_mode), 0, 0777, NULL },
 	{ "user", K_STRING, F(user), 0, 0, NULL },
-	{ "pid_file", K_PATH, F(pid_file), 0, 0, NULL },
+	{ "pid_file", K_OPTPATH, F(pid_file), 0, 0, NULL },
 	{ "users_db", K_PATH, F(users_db), 0, 0, NULL },
 	{ "state_db", K_PATH, F(state_db), 0, 0, NULL },
 	{ "log", K_ENUM, F(log), 0, 0, log_sinks },
@@ -66,8 +68,15 @@ static const struct key keys[] = {
 	{ "state_flush_ms", K_INT, F(state_flush_ms), 10, 10000, NULL },
 	{ "stop_flush_timeout", K_DURATION, F(stop_flush_timeout), 1, 300, NULL },
 	{ "timeout", K_DURATION, F(timeout), 1, 86400, NULL },
-	{ "metrics_file", K_PATH, F(metrics_file), 0, 0, NULL },
+	{ "metrics_file", K_OPTPATH, F(metrics_file), 0, 0, NULL },
 	{ "metrics_interval", K_DURATION, F(metrics_interval), 1, 3600, NULL },
+	{ "notify_to", K_MAILBOX, F(notify_to), 0, 0, NULL },
+	{ "notify_from", K_MAILBOX, F(notify_from), 0, 0, NULL },
+	{ "notify_sendmail", K_PATH, F(notify_sendmail), 0, 0, NULL },
+	{ "notify_postfix_config", K_OPTPATH, F(notify_postfix_config), 0, 0, NULL },
+	{ "notify_period", K_DURATION, F(notify_period), 60, 30 * INT64_C(86400), NULL },
+	{ "notify_refused_senders", K_INT, F(notify_refused_senders), 0, 1000000, NULL },
+	{ "notify_timeout", K_DURATION, F(notify_timeout), 1, 600, NULL },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -92,6 +101,12 @@ void mlt_config_defaults(struct mlt_config *cfg)
 	cfg->stop_flush_timeout = 20;
 	cfg->timeout = 7210;
 	cfg->metrics_interval = 5;
+	/* unqualified on purpose: Postfix's cleanup appends @$myorigin to it */
+	snprintf(cfg->notify_from, sizeof cfg->notify_from, "relay-milter");
+	snprintf(cfg->notify_sendmail, sizeof cfg->notify_sendmail, "/usr/sbin/sendmail");
+	cfg->notify_period = 3600;
+	cfg->notify_refused_senders = 5;
+	cfg->notify_timeout = 30;
 }
 
 int mlt_tls_rank(const char *v)
@@ -125,6 +140,24 @@ static bool printable(const char *v)
 	for (; *v; v++)
 		if (!isprint((unsigned char)*v))
 			return false;
+	return true;
+}
+
+/* An address handed to sendmail as an argument and written into a header: one word of
+ * printable ASCII without the characters that would end a header field, start another
+ * address or read as an option (a leading '-'). Empty is allowed (notify_to: off). */
+static bool mailbox_valid(const char *v, const char **why)
+{
+	if (v[0] == '-') {
+		*why = "must not begin with '-'";
+		return false;
+	}
+	for (; *v; v++) {
+		if (*v <= ' ' || *v >= 0x7f || strchr("<>()[],;:\\\"", *v) != NULL) {
+			*why = "expected one address like admin@example.org (no spaces, brackets, quotes)";
+			return false;
+		}
+	}
 	return true;
 }
 
@@ -170,18 +203,22 @@ static bool set_value(const struct key *k, const char *v, struct mlt_config *cfg
 		if (!socket_valid(v, &why))
 			return bad(err, errlen, name, line, "socket: %s", why);
 		/* fall through */
+	case K_MAILBOX:
+		if (k->type == K_MAILBOX && !mailbox_valid(v, &why))
+			return bad(err, errlen, name, line, "%s: %s", k->name, why);
+		/* fall through */
 	case K_STRING:
 	case K_PATH:
+	case K_OPTPATH:
 		if (strlen(v) >= k->size)
 			return bad(err, errlen, name, line, "%s: value longer than %zu bytes", k->name,
 			           k->size - 1);
 		if (!printable(v))
 			return bad(err, errlen, name, line, "%s: non-printable character", k->name);
-		if (k->type == K_PATH && v[0] != '\0' && v[0] != '/')
+		if ((k->type == K_PATH || k->type == K_OPTPATH) && v[0] != '\0' && v[0] != '/')
 			return bad(err, errlen, name, line, "%s: must be an absolute path", k->name);
-		/* the optional files: "" switches them off */
-		if (k->type == K_PATH && v[0] == '\0' && strcmp(k->name, "pid_file") != 0 &&
-		    strcmp(k->name, "metrics_file") != 0)
+		/* K_OPTPATH: "" switches the file off */
+		if (k->type == K_PATH && v[0] == '\0')
 			return bad(err, errlen, name, line, "%s: must not be empty", k->name);
 		memcpy(field, v, strlen(v) + 1);
 		return true;

@@ -41,6 +41,14 @@ struct mlt_config {
 	int64_t timeout;               /* smfi_settimeout seconds */
 	char metrics_file[MLT_PATH_MAX]; /* Prometheus textfile-collector file; "" = off */
 	int64_t metrics_interval;      /* seconds between two writes of metrics_file */
+	/* limit-hit notifications (notify.h); off while notify_to is empty */
+	char notify_to[MLT_PATH_MAX];          /* the admin's address */
+	char notify_from[MLT_PATH_MAX];        /* envelope and header sender */
+	char notify_sendmail[MLT_PATH_MAX];    /* Postfix's sendmail(1) */
+	char notify_postfix_config[MLT_PATH_MAX]; /* sendmail -C DIR; "" = the default instance */
+	int64_t notify_period;         /* seconds: one notification per login and kind */
+	int64_t notify_refused_senders; /* refused senders per period that notify; 0 = never */
+	int64_t notify_timeout;        /* seconds sendmail may take before it is killed */
 };
 
 void mlt_config_defaults(struct mlt_config *cfg);

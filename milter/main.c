@@ -5,7 +5,8 @@
  * exists); block the signals in every future thread; write the PID file while still root;
  * drop privileges; open the databases (a SQLite connection must not cross fork()), the
  * state writer first applying what a killed milter left in its crash journal, so counters
- * and audit log are whole before anyone is answered; load the counters; start the metrics
+ * and audit log are whole before anyone is answered; load the counters; start the notifier
+ * (notify.h: after the drop, so sendmail runs as the milter's user); start the metrics
  * file thread when metrics_file is set (metrics.h; as the milter's user, after the state
  * writer, so the first file already counts from a whole state); create the socket as the
  * milter's user; start the SIGUSR1 reload thread; run libmilter's loop (seam.c, the only
@@ -274,6 +275,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (check_only) {
+		if (cfg.notify_to[0] != '\0' && access(cfg.notify_sendmail, X_OK) != 0)
+			fprintf(stderr, "relay-milter: %s: warning: notify_sendmail %s: %s "
+			        "(notifications would fail)\n", path, cfg.notify_sendmail, strerror(errno));
 		printf("relay-milter: %s: configuration OK\n", path);
 		return 0;
 	}
@@ -328,6 +332,12 @@ int main(int argc, char **argv)
 		mlt_log(LOG_ERR, "out of memory");
 		goto out;
 	}
+	d.notifier = mlt_notifier_start(err, sizeof err);
+	if (d.notifier == NULL)
+		mlt_log(LOG_WARNING, "no limit-hit notifications: %s", err);
+	else if (cfg.notify_to[0] != '\0' && access(cfg.notify_sendmail, X_OK) != 0)
+		mlt_log(LOG_WARNING, "notify_sendmail %s: %s: notifications to %s will fail",
+		        cfg.notify_sendmail, strerror(errno), cfg.notify_to);
 	mlt_callbacks_init(&d);
 	/* after the counters are loaded and before anyone is answered; as the milter's user,
 	 * so the folder must let that user write (e.g. node_exporter's textfile folder) */
@@ -368,6 +378,7 @@ out:
 		status = 1;
 	}
 	mlt_metrics_file_stop(metrics);   /* after the writer: the file shows the final counts */
+	mlt_notifier_stop(d.notifier);
 	mlt_store_close(d.store);
 	mlt_rate_free(d.rate);
 	mlt_config_unpublish();

@@ -50,6 +50,22 @@ static const struct {
 	{ "metrics_file = relay.prom\n", "absolute" },
 	{ "metrics_interval = 0\n", "duration" },
 	{ "metrics_interval = 2h\n", "duration" },
+	/* limit-hit notifications */
+	{ "notify_to = admin@example.org\nnotify_from = relay@example.org\n"
+	  "notify_sendmail = /usr/sbin/sendmail\nnotify_postfix_config = /etc/postfix-relay\n"
+	  "notify_period = 2h\nnotify_refused_senders = 0\nnotify_timeout = 10s\n", NULL },
+	{ "notify_to = \nnotify_from = \nnotify_postfix_config = \n", NULL },
+	{ "notify_to = -oQ/tmp/x\n", "must not begin with '-'" },
+	{ "notify_to = a@b.example, evil@c.example\n", "expected one address" },
+	{ "notify_to = admin@example.org\rBcc: x@y\n", "expected one address" },
+	{ "notify_from = <a@b>\n", "expected one address" },
+	{ "notify_from = \"x\"@b\n", "expected one address" },
+	{ "notify_sendmail = sendmail\n", "absolute" },
+	{ "notify_sendmail = \n", "must not be empty" },
+	{ "notify_postfix_config = etc/postfix\n", "absolute" },
+	{ "notify_period = 10s\n", "duration" },
+	{ "notify_refused_senders = -1\n", "integer" },
+	{ "notify_timeout = 0\n", "duration" },
 };
 
 int main(void)
@@ -67,6 +83,13 @@ int main(void)
 	is_int(cfg.stop_flush_timeout, 20, "a stop retries the state flush for 20 s");
 	ok(cfg.metrics_file[0] == '\0', "no metrics file by default");
 	is_int(cfg.metrics_interval, 5, "metrics written every 5 s when on");
+	is_str(cfg.notify_to, "", "notifications off by default");
+	is_str(cfg.notify_from, "relay-milter", "notify_from: Postfix qualifies it");
+	is_str(cfg.notify_sendmail, "/usr/sbin/sendmail", "Postfix's sendmail");
+	is_str(cfg.notify_postfix_config, "", "the default Postfix instance");
+	is_int(cfg.notify_period, 3600, "one notification per login and kind per hour");
+	is_int(cfg.notify_refused_senders, 5, "5 refused senders notify");
+	is_int(cfg.notify_timeout, 30, "sendmail gets 30 s");
 
 	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
 		bool r;
