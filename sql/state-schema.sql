@@ -1,4 +1,4 @@
--- smtp-relay state database, schema version 2 (PRAGMA user_version = 2).
+-- smtp-relay state database, schema version 3 (PRAGMA user_version = 3).
 --
 -- Written only by relay-milter (one writer thread, batched transactions, WAL journal);
 -- read by relay-admin (usage, log, user list). Times are unix seconds (UTC).
@@ -36,7 +36,10 @@ CREATE TABLE audit (
   size        INTEGER NOT NULL,
   queue_id    TEXT    NOT NULL,
   verdict     TEXT    NOT NULL,
-  reason      TEXT    NOT NULL
+  reason      TEXT    NOT NULL,
+  -- the app credential the message came through ('' = the login's own password); added
+  -- in version 3 (migrations/state-003.sql), hence last
+  credential  TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX audit_ts ON audit (ts);
 CREATE INDEX audit_login_ts ON audit (login COLLATE NOCASE, ts);
@@ -50,4 +53,14 @@ CREATE TABLE journal_mark (
   seq        INTEGER NOT NULL CHECK (seq >= 0)
 );
 
-PRAGMA user_version = 2;
+-- The last use of each app credential (users database `credentials`), by login and
+-- label, as last_use is for logins. Added in version 3 (migrations/state-003.sql).
+CREATE TABLE credential_use (
+  login       TEXT    NOT NULL COLLATE NOCASE,
+  label       TEXT    NOT NULL,
+  ts          INTEGER NOT NULL,
+  client_addr TEXT    NOT NULL DEFAULT '',
+  PRIMARY KEY (login, label)
+) WITHOUT ROWID;
+
+PRAGMA user_version = 3;

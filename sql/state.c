@@ -25,18 +25,34 @@ extern const char rdb_state_schema_sql[];
  * the journal id and sequence number of the last journal record applied, written in the
  * same transaction as the record, so that a record is never applied twice. */
 extern const char rdb_state_migration_002_sql[];
+/* Version 3: the audit record's `credential` and credential_use (app credentials). */
+extern const char rdb_state_migration_003_sql[];
 
 static const char *const state_migrations[RDB_STATE_SCHEMA_VERSION + 1] = {
 	[0] = NULL, /* unused: version 0 is "no schema", served by state-schema.sql */
 	[1] = NULL, /* version 1 is the first */
 	[2] = rdb_state_migration_002_sql,
+	[3] = rdb_state_migration_003_sql,
 };
+
+/* relay-admin reading a version 1 or 2 file (not yet migrated by relay-milter or init):
+ * the audit log as version 3 shows it, without credentials, and no credential use. The
+ * triggers only let the writers' statements prepare (a reader never runs them). */
+static const char read_compat_sql[] =
+	"CREATE TEMP VIEW audit AS SELECT *, '' AS credential FROM main.audit;"
+	"CREATE TEMP TRIGGER audit_add INSTEAD OF INSERT ON audit"
+	" BEGIN SELECT RAISE(ABORT, 'read-only'); END;"
+	"CREATE TEMP TRIGGER audit_prune INSTEAD OF DELETE ON audit"
+	" BEGIN SELECT RAISE(ABORT, 'read-only'); END;"
+	"CREATE TEMP TABLE credential_use (login TEXT NOT NULL COLLATE NOCASE, label TEXT NOT NULL,"
+	" ts INTEGER NOT NULL, client_addr TEXT NOT NULL DEFAULT '', PRIMARY KEY (login, label));";
 
 enum {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_AUDIT_ADD, S_USAGE_ADD, S_TOUCH, S_PRUNE_USAGE, S_PRUNE_AUDIT,
 	S_USAGE_ALL, S_USAGE_ONE, S_AUDIT_ALL, S_AUDIT_ONE, S_LAST_USE,
 	S_USAGE_MERGE, S_LAST_USE_ALL, S_LAST_USE_MERGE, S_CHECKPOINT,
+	S_CRED_TOUCH, S_CRED_LAST_USE,
 	S_JOURNAL_GET, S_JOURNAL_SET,   /* last: readers do not prepare them (a v1 file lacks the table) */
 	S_COUNT_
 };
@@ -46,8 +62,8 @@ static const char *const sql[S_COUNT_] = {
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
 	[S_AUDIT_ADD] = "INSERT INTO audit (ts, login, client_addr, tls_version, cipher, env_from,"
-	                " header_from, rcpt_count, size, queue_id, verdict, reason)"
-	                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	                " header_from, rcpt_count, size, queue_id, verdict, reason, credential)"
+	                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
 	[S_USAGE_ADD] = "INSERT INTO usage (login, ts, messages, recipients, bytes)"
 	                " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (login, ts) DO UPDATE SET"
 	                " messages = messages + excluded.messages,"
@@ -63,11 +79,11 @@ static const char *const sql[S_COUNT_] = {
 	[S_USAGE_ONE] = "SELECT login, ts, messages, recipients, bytes FROM usage"
 	                " WHERE login = ?2 AND ts > ?1 ORDER BY ts",
 	[S_AUDIT_ALL] = "SELECT * FROM (SELECT id, ts, login, client_addr, tls_version, cipher,"
-	                " env_from, header_from, rcpt_count, size, queue_id, verdict, reason"
-	                " FROM audit WHERE ts >= ?1 ORDER BY id DESC LIMIT ?3) ORDER BY id",
+	                " env_from, header_from, rcpt_count, size, queue_id, verdict, reason,"
+	                " credential FROM audit WHERE ts >= ?1 ORDER BY id DESC LIMIT ?3) ORDER BY id",
 	[S_AUDIT_ONE] = "SELECT * FROM (SELECT id, ts, login, client_addr, tls_version, cipher,"
-	                " env_from, header_from, rcpt_count, size, queue_id, verdict, reason"
-	                " FROM audit WHERE ts >= ?1 AND login = ?2 COLLATE NOCASE"
+	                " env_from, header_from, rcpt_count, size, queue_id, verdict, reason,"
+	                " credential FROM audit WHERE ts >= ?1 AND login = ?2 COLLATE NOCASE"
 	                " ORDER BY id DESC LIMIT ?3) ORDER BY id",
 	[S_LAST_USE] = "SELECT ts, client_addr FROM last_use WHERE login = ?1",
 	/* carrying counters over into a replacement file: the larger count of each second wins,
@@ -82,6 +98,11 @@ static const char *const sql[S_COUNT_] = {
 	                     " ON CONFLICT (login) DO UPDATE SET ts = excluded.ts,"
 	                     " client_addr = excluded.client_addr WHERE excluded.ts > ts",
 	[S_CHECKPOINT] = "PRAGMA wal_checkpoint(TRUNCATE)",
+	[S_CRED_TOUCH] = "INSERT INTO credential_use (login, label, ts, client_addr)"
+	                 " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (login, label) DO UPDATE SET"
+	                 " ts = max(ts, excluded.ts), client_addr = excluded.client_addr",
+	[S_CRED_LAST_USE] = "SELECT ts, client_addr FROM credential_use WHERE login = ?1"
+	                    " AND label = ?2",
 	[S_JOURNAL_GET] = "SELECT journal_id, seq FROM journal_mark WHERE id = 1",
 	[S_JOURNAL_SET] = "INSERT INTO journal_mark (id, journal_id, seq) VALUES (1, ?1, ?2)"
 	                  " ON CONFLICT (id) DO UPDATE SET journal_id = excluded.journal_id,"
@@ -106,6 +127,7 @@ static const struct rdb_kind state_kind = {
 	 * migrates at start): everything but the journal mark, which version 1 lacks */
 	.read_min_version = 1,
 	.nstmts_read = S_JOURNAL_GET,
+	.read_compat = read_compat_sql,
 };
 
 struct rdb_state {
@@ -229,7 +251,8 @@ enum rdb_result rdb_state_audit_add(struct rdb_state *st, const struct rdb_audit
 	    sqlite3_bind_int64(s, 8, clamp64(a->rcpt_count)) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 9, clamp64(a->size)) != SQLITE_OK ||
 	    bind_clean(s, 10, a->queue_id) != SQLITE_OK || bind_clean(s, 11, a->verdict) != SQLITE_OK ||
-	    bind_clean(s, 12, a->reason) != SQLITE_OK) {
+	    bind_clean(s, 12, a->reason) != SQLITE_OK ||
+	    bind_clean(s, 13, a->credential) != SQLITE_OK) {
 		sqlite3_clear_bindings(s);
 		return fail(st, "binding an audit record");
 	}
@@ -352,7 +375,7 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
 	}
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		static const int ints[] = { 0, 1, 8, 9 };
-		static const int texts[] = { 2, 3, 4, 5, 6, 7, 10, 11, 12 };
+		static const int texts[] = { 2, 3, 4, 5, 6, 7, 10, 11, 12, 13 };
 		struct rdb_audit a;
 
 		for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
@@ -375,6 +398,7 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
 			.queue_id = (const char *)sqlite3_column_text(s, 10),
 			.verdict = (const char *)sqlite3_column_text(s, 11),
 			.reason = (const char *)sqlite3_column_text(s, 12),
+			.credential = (const char *)sqlite3_column_text(s, 13),
 		};
 		if (fn(&a, arg)) {
 			r = refuse(st, "an audit record could not be kept");
@@ -391,14 +415,16 @@ out:
 	return r;
 }
 
-enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int64_t *ts,
-                                   char *client, size_t clientlen)
+/* The one-row last-use reads: of a login (label NULL) or of one of its credentials. */
+static enum rdb_result last_use_read(struct rdb_state *st, const char *login, const char *label,
+                                     int64_t *ts, char *client, size_t clientlen)
 {
-	sqlite3_stmt *s = st->c.st[S_LAST_USE];
+	sqlite3_stmt *s = st->c.st[label != NULL ? S_CRED_LAST_USE : S_LAST_USE];
 	enum rdb_result r;
 	int rc;
 
-	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK) {
+	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    (label != NULL && sqlite3_bind_text(s, 2, label, -1, SQLITE_STATIC) != SQLITE_OK)) {
 		r = fail(st, "bind");
 		goto out;
 	}
@@ -420,6 +446,34 @@ out:
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
 	return r;
+}
+
+enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int64_t *ts,
+                                   char *client, size_t clientlen)
+{
+	return last_use_read(st, login, NULL, ts, client, clientlen);
+}
+
+enum rdb_result rdb_state_credential_last_use(struct rdb_state *st, const char *login,
+                                              const char *label, int64_t *ts, char *client,
+                                              size_t clientlen)
+{
+	return last_use_read(st, login, label, ts, client, clientlen);
+}
+
+enum rdb_result rdb_state_credential_touch(struct rdb_state *st, const char *login,
+                                           const char *label, int64_t ts,
+                                           const char *client_addr)
+{
+	sqlite3_stmt *s = st->c.st[S_CRED_TOUCH];
+
+	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    bind_clean(s, 2, label) != SQLITE_OK || sqlite3_bind_int64(s, 3, ts) != SQLITE_OK ||
+	    bind_clean(s, 4, client_addr) != SQLITE_OK) {
+		sqlite3_clear_bindings(s);
+		return fail(st, "binding credential use");
+	}
+	return step_done(st, S_CRED_TOUCH);
 }
 
 enum rdb_result rdb_state_usage_merge(struct rdb_state *st, const char *login, int64_t ts,
