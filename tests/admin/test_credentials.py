@@ -12,12 +12,15 @@ message came through.
 import base64
 import os
 import re
+import shutil
 import sqlite3
+import subprocess
 import unittest
 
 from adminlib import AdminTest, OK, USAGE, NOTFOUND, EXISTS, check_secrets
 
 PASSWORD = "correct horse battery staple"
+SASLPASSWD2 = shutil.which("saslpasswd2") or "/usr/sbin/saslpasswd2"
 SECRET = re.compile(r"^secret \(shown once\): ([A-Za-z0-9-]+)$", re.M)
 
 
@@ -137,6 +140,27 @@ class Credentials(AdminTest):
         self.assertIn("already a login's name", r.err.decode())
         self.assertEqual(self.rows("SELECT count(*) FROM credentials WHERE label = 'app'"),
                          [(0,)])
+
+    @unittest.skipUnless(os.path.exists(SASLPASSWD2), "saslpasswd2 (sasl2-bin) not installed")
+    def test_import_sasldb_keeps_working(self):
+        # a sasldb login named like an existing credential is left out, and says why; the
+        # others are imported as before
+        self.add("kim@realm.test", PASSWORD)
+        self.add_cred("kim@realm.test", "app")
+        sasldb = os.path.join(self.dir, "sasldb2")
+        for user, pw in (("kim+app", "would shadow the credential"), ("lou", "lous password 1")):
+            subprocess.run([SASLPASSWD2, "-p", "-c", "-f", sasldb, "-u", "realm.test", "-a",
+                            "smtpauth", user], input=pw.encode(), check=True, capture_output=True)
+        r = self.admin("import-sasldb", sasldb, json_out=True)
+        self.assertEqual(r.rc, OK, r)
+        got = {x["name"]: x for x in r.json()["logins"]}
+        self.assertEqual(got["lou@realm.test"]["result"], "imported")
+        self.assertEqual(got["kim+app@realm.test"]["result"], "exists")
+        self.assertIn("authentication name of an app credential",
+                      got["kim+app@realm.test"]["reason"])
+        self.assertEqual(self.rows("SELECT count(*) FROM logins WHERE name = 'kim+app@realm.test'"),
+                         [(0,)])
+        self.assert_password(b"lous password 1", "lou@realm.test")
 
     def test_list_and_last_use(self):
         self.add_cred("alice", "phone")
