@@ -52,7 +52,7 @@ enum {
 	S_AUDIT_ADD, S_USAGE_ADD, S_TOUCH, S_PRUNE_USAGE, S_PRUNE_AUDIT,
 	S_USAGE_ALL, S_USAGE_ONE, S_AUDIT_ALL, S_AUDIT_ONE, S_LAST_USE,
 	S_USAGE_MERGE, S_LAST_USE_ALL, S_LAST_USE_MERGE, S_CHECKPOINT,
-	S_CRED_TOUCH, S_CRED_LAST_USE,
+	S_CRED_TOUCH, S_CRED_LAST_USE, S_CRED_USE_ALL, S_CRED_USE_MERGE,
 	S_JOURNAL_GET, S_JOURNAL_SET,   /* last: readers do not prepare them (a v1 file lacks the table) */
 	S_COUNT_
 };
@@ -103,6 +103,12 @@ static const char *const sql[S_COUNT_] = {
 	                 " ts = max(ts, excluded.ts), client_addr = excluded.client_addr",
 	[S_CRED_LAST_USE] = "SELECT ts, client_addr FROM credential_use WHERE login = ?1"
 	                    " AND label = ?2",
+	[S_CRED_USE_ALL] = "SELECT login, label, ts, client_addr FROM credential_use"
+	                   " ORDER BY login, label",
+	[S_CRED_USE_MERGE] = "INSERT INTO credential_use (login, label, ts, client_addr)"
+	                     " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (login, label) DO UPDATE SET"
+	                     " ts = excluded.ts, client_addr = excluded.client_addr"
+	                     " WHERE excluded.ts > ts",
 	[S_JOURNAL_GET] = "SELECT journal_id, seq FROM journal_mark WHERE id = 1",
 	[S_JOURNAL_SET] = "INSERT INTO journal_mark (id, journal_id, seq) VALUES (1, ?1, ?2)"
 	                  " ON CONFLICT (id) DO UPDATE SET journal_id = excluded.journal_id,"
@@ -461,11 +467,11 @@ enum rdb_result rdb_state_credential_last_use(struct rdb_state *st, const char *
 	return last_use_read(st, login, label, ts, client, clientlen);
 }
 
-enum rdb_result rdb_state_credential_touch(struct rdb_state *st, const char *login,
-                                           const char *label, int64_t ts,
-                                           const char *client_addr)
+/* The credential-use writes (live touch, merge) bind the same four values. */
+static enum rdb_result cred_use_write(struct rdb_state *st, int which, const char *login,
+                                      const char *label, int64_t ts, const char *client_addr)
 {
-	sqlite3_stmt *s = st->c.st[S_CRED_TOUCH];
+	sqlite3_stmt *s = st->c.st[which];
 
 	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    bind_clean(s, 2, label) != SQLITE_OK || sqlite3_bind_int64(s, 3, ts) != SQLITE_OK ||
@@ -473,7 +479,50 @@ enum rdb_result rdb_state_credential_touch(struct rdb_state *st, const char *log
 		sqlite3_clear_bindings(s);
 		return fail(st, "binding credential use");
 	}
-	return step_done(st, S_CRED_TOUCH);
+	return step_done(st, which);
+}
+
+enum rdb_result rdb_state_credential_touch(struct rdb_state *st, const char *login,
+                                           const char *label, int64_t ts,
+                                           const char *client_addr)
+{
+	return cred_use_write(st, S_CRED_TOUCH, login, label, ts, client_addr);
+}
+
+enum rdb_result rdb_state_credential_use_merge(struct rdb_state *st, const char *login,
+                                               const char *label, int64_t ts,
+                                               const char *client_addr)
+{
+	return cred_use_write(st, S_CRED_USE_MERGE, login, label, ts, client_addr);
+}
+
+enum rdb_result rdb_state_credential_use_foreach(struct rdb_state *st,
+                                                 int (*fn)(const char *login, const char *label,
+                                                           int64_t ts, const char *client_addr,
+                                                           void *arg),
+                                                 void *arg)
+{
+	sqlite3_stmt *s = st->c.st[S_CRED_USE_ALL];
+	enum rdb_result r = RDB_OK;
+	int rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (sqlite3_column_type(s, 0) != SQLITE_TEXT || sqlite3_column_type(s, 1) != SQLITE_TEXT ||
+		    sqlite3_column_type(s, 2) != SQLITE_INTEGER ||
+		    sqlite3_column_type(s, 3) != SQLITE_TEXT) {
+			r = refuse(st, "credential_use row has an unexpected shape");
+			goto out;
+		}
+		if (fn((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+		       sqlite3_column_int64(s, 2), (const char *)sqlite3_column_text(s, 3), arg)) {
+			r = refuse(st, "a credential_use row could not be kept");
+			goto out;
+		}
+	}
+	r = read_done(st, rc, "reading credential use");
+out:
+	sqlite3_reset(s);
+	return r;
 }
 
 enum rdb_result rdb_state_usage_merge(struct rdb_state *st, const char *login, int64_t ts,

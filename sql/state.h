@@ -122,6 +122,16 @@ enum rdb_result rdb_state_usage_merge(struct rdb_state *st, const char *login, i
 /* Keeps the later of the stored and the given last use. */
 enum rdb_result rdb_state_last_use_merge(struct rdb_state *st, const char *login, int64_t ts,
                                          const char *client_addr);
+/* The same for the last use of app credentials: keeps the later one. */
+enum rdb_result rdb_state_credential_use_merge(struct rdb_state *st, const char *login,
+                                               const char *label, int64_t ts,
+                                               const char *client_addr);
+/* Every credential_use row; a non-zero return from fn stops the walk with RDB_ERROR. */
+enum rdb_result rdb_state_credential_use_foreach(struct rdb_state *st,
+                                                 int (*fn)(const char *login, const char *label,
+                                                           int64_t ts, const char *client_addr,
+                                                           void *arg),
+                                                 void *arg);
 /* Every last_use row; a non-zero return from fn stops the walk with RDB_ERROR. */
 enum rdb_result rdb_state_last_use_foreach(struct rdb_state *st,
                                            int (*fn)(const char *login, int64_t ts,

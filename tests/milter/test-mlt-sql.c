@@ -265,6 +265,16 @@ static int last_rows(const char *login, int64_t ts, const char *client, void *ar
 	return 0;
 }
 
+static int cred_rows(const char *login, const char *label, int64_t ts, const char *client,
+                     void *arg)
+{
+	char *out = arg;
+	size_t len = strlen(out);
+
+	snprintf(out + len, 256 - len, "%s+%s@%lld:%s ", login, label, (long long)ts, client);
+	return 0;
+}
+
 static int refuse_last(const char *login, int64_t ts, const char *client, void *arg)
 {
 	(void)login;
@@ -389,6 +399,29 @@ static void test_state(void)
 		   strcmp(lu, "alice@160:192.0.2.2 bob@155:192.0.2.7 ") == 0, "merged last use: %s", lu);
 		is_int(rdb_state_last_use_foreach(ro, refuse_last, NULL), RDB_ERROR,
 		       "last use: a failing callback is an error");
+	}
+	/* app credentials: the last use of each, touched live and carried over like a
+	 * login's (the later one wins) */
+	{
+		char cu[256] = "";
+
+		ok(rdb_state_credential_touch(st, "alice", "phone", 200, "192.0.2.1") == RDB_OK,
+		   "credential touched");
+		ok(rdb_state_credential_touch(st, "ALICE", "phone", 190, "192.0.2.2") == RDB_OK,
+		   "an older touch (another thread's batch) does not go back in time");
+		ok(rdb_state_credential_last_use(ro, "alice", "phone", &ts, client, sizeof client) ==
+		   RDB_OK && ts == 200, "credential last use: %lld", (long long)ts);
+		is_int(rdb_state_credential_last_use(ro, "alice", "printer", &ts, NULL, 0),
+		       RDB_NOTFOUND, "another label: never used");
+		ok(rdb_state_begin(st) == RDB_OK, "begin merge");
+		ok(rdb_state_credential_use_merge(st, "alice", "phone", 150, "192.0.2.9") == RDB_OK,
+		   "an older carried use");
+		ok(rdb_state_credential_use_merge(st, "bob", "cron", 155, "192.0.2.7") == RDB_OK,
+		   "a new one");
+		ok(rdb_state_commit(st) == RDB_OK, "commit merge");
+		ok(rdb_state_credential_use_foreach(ro, cred_rows, cu) == RDB_OK &&
+		   strcmp(cu, "alice+phone@200:192.0.2.2 bob+cron@155:192.0.2.7 ") == 0,
+		   "merged credential use: %s", cu);
 	}
 	ok(rdb_state_checkpoint(st) == RDB_OK, "checkpoint empties the WAL: %s", rdb_state_errmsg(st));
 	{
