@@ -201,6 +201,12 @@ bool adm_parse_time(const char *s, int64_t *out);
 #define ADM_TIME_LEN 32
 void adm_format_time(int64_t t, char out[ADM_TIME_LEN]);
 
+/* The state database for "last used" columns, read-only, when the admin's options point
+ * at one (an explicit --state-db, or the installed layout) and it exists; NULL otherwise,
+ * or with a warning when it exists but cannot be read (cmd_user_list.c). */
+struct rdb_state;
+struct rdb_state *adm_state_for_last_use(const struct adm_ctx *ctx);
+
 /* ---- command handlers (one line each; keep sorted by file) ------------------------------ */
 
 /* cmd_init.c */
@@ -234,5 +240,7 @@ int adm_cmd_user_disable(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_user_set(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_user_list(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_user_show(struct adm_ctx *ctx, int argc, char **argv);
+/* cmd_credential.c */
+int adm_cmd_user_credential(struct adm_ctx *ctx, int argc, char **argv);
 
 #endif

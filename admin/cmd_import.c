@@ -387,7 +387,9 @@ static enum rdb_result store(struct rdb *db, struct import *im, int64_t now)
 		r = rdb_login_add(db, &n);
 		if (r == RDB_EXISTS) {
 			e->outcome = EXISTS;
-			snprintf(e->reason, sizeof e->reason, "login already exists (left unchanged)");
+			/* a login of that name, or an app credential's authentication name: the
+			 * data layer's message says which */
+			snprintf(e->reason, sizeof e->reason, "%s (left unchanged)", rdb_errmsg(db));
 			r = RDB_OK;
 		}
 	}

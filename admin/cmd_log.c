@@ -6,6 +6,8 @@
  * an RFC 3339 UTC time (2026-11-26T10:00:00Z) or a duration back from now (30m, 2h, 7d,
  * the units of sql/limit.c). V is accepted, refused (stored as "rejected"), held or
  * tempfail ("tempfailed").
+ * A message that came through an app credential names it (credential=LABEL; JSON
+ * "credential", "" for the login's own password).
  * Every string from the log is printed through adm_print_safe(): it came from clients.
  * The listing is all or nothing (adm_run_buffered); a follower writes as it goes.
  */
@@ -34,6 +36,10 @@ void adm_log_record(struct adm_out *o, const struct rdb_audit *a)
 	adm_out_time(o, "time", a->ts, "%s ");
 	adm_out_text_safe(o, "%s", a->verdict);   /* first in text, in JSON after queue_id */
 	adm_out_safe(o, "login", a->login, " login=%s");
+	/* the app credential the message came through ("" = the login's own password) */
+	adm_out_safe(o, "credential", a->credential ? a->credential : "", NULL);
+	if (a->credential != NULL && a->credential[0] != '\0')
+		adm_out_text_safe(o, " credential=%s", a->credential);
 	adm_out_safe(o, "client_addr", a->client_addr, " client=%s");
 	adm_out_safe(o, "tls_version", a->tls_version, " tls=%s");
 	adm_out_safe(o, "cipher", a->cipher, "/%s");

@@ -1,7 +1,7 @@
 /*
  * cmd_user_list.c — `relay-admin user list` and `user show NAME`: the logins as an admin
  * sees them (never their secrets), with the last use recorded by relay-milter in the state
- * database when there is one to ask (see open_state()).
+ * database when there is one to ask (see adm_state_for_last_use()).
  *
  * Each command reads inside one snapshot (rdb_begin_read), so a concurrent writer never
  * shows up half-way through a listing, and prints nothing unless the whole listing or JSON
@@ -39,7 +39,7 @@ struct list_ctx {
 /* The state database, when the admin's options point at one (the same rule as init: an
  * explicit --state-db, or the installed layout) and it exists. A state database that exists
  * but cannot be read is reported, and the listing goes on without it. */
-static struct rdb_state *open_state(const struct adm_ctx *ctx)
+struct rdb_state *adm_state_for_last_use(const struct adm_ctx *ctx)
 {
 	struct rdb_state *st = NULL;
 	char err[512];
@@ -155,7 +155,7 @@ static int list_open(struct adm_ctx *ctx, struct list_ctx *lc)
 
 	if (rc != ADM_EXIT_OK)
 		return rc;
-	lc->st = open_state(ctx);
+	lc->st = adm_state_for_last_use(ctx);
 	adm_out_begin(&lc->o, ctx);
 	return ADM_EXIT_OK;
 }

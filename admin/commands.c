@@ -79,6 +79,14 @@
 #define METRICS_MORE \
 	"Totals over every run of relay-milter on this state database, as of its last commit;\n" \
 	"relay-milter's metrics_file has the same names, counted since that process started.\n"
+#define CREDENTIAL_MORE \
+	"  add NAME LABEL     make credential LABEL ([a-z0-9-], 1-32) for login NAME and print\n" \
+	"                     its generated secret once; clients authenticate as NAME+LABEL\n" \
+	"                     (local+LABEL@domain for local@domain) with that secret\n" \
+	"  list NAME          label, authentication name, created, last used\n" \
+	"  revoke NAME LABEL  delete one credential; the login and its others stay\n" \
+	"Senders, limits, usage and the audit log are the login's; disabling, expiring or\n" \
+	"deleting the login stops its credentials too. See relay-admin(8).\n"
 
 const struct adm_cmd adm_commands[] = {
 	{ "init", NULL, adm_cmd_init, "[--milter-user USER]",
@@ -95,6 +103,9 @@ const struct adm_cmd adm_commands[] = {
 	  "change a login's expiry or note", NULL, false },
 	{ "user", "list", adm_cmd_user_list, "", "list logins", NULL, true },
 	{ "user", "show", adm_cmd_user_show, "NAME", "show one login and its senders", NULL, true },
+	{ "user", "credential", adm_cmd_user_credential,
+	  "add NAME LABEL | list NAME | revoke NAME LABEL [--json]",
+	  "app credentials: more secrets for a login, each revocable alone", CREDENTIAL_MORE, true },
 	{ "sender", "add", adm_cmd_sender_add, "NAME PATTERN",
 	  "allow a sender (local@domain, @domain or <>)", NULL, false },
 	{ "sender", "del", adm_cmd_sender_del, "NAME PATTERN", "remove an allowed sender", NULL, false },

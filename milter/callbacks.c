@@ -193,7 +193,10 @@ static bool audit(const struct mlt_mta *mta, const struct msg *m, const char *ve
 	r->v[MLT_MESSAGES] = 1;
 	r->v[MLT_RECIPIENTS] = m->rcpts;
 	r->v[MLT_BYTES] = m->bytes;
+	/* through an app credential: the login's name (its usage, its last use) and the
+	 * credential's label */
 	snprintf(r->login, sizeof r->login, "%s", m->login ? m->login->name : m->auth);
+	snprintf(r->credential, sizeof r->credential, "%s", m->login ? m->login->credential : "");
 	snprintf(r->client_addr, sizeof r->client_addr, "%s", m->client);
 	snprintf(r->tls_version, sizeof r->tls_version, "%s", m->tls);
 	snprintf(r->cipher, sizeof r->cipher, "%s", m->cipher);
@@ -207,8 +210,9 @@ static bool audit(const struct mlt_mta *mta, const struct msg *m, const char *ve
 	/* a canonical address keeps 8-bit bytes (UTF-8, and with it C1 controls such as
 	 * U+009B CSI): the log line gets printable ASCII only */
 	mlt_sanitize(shown_from, sizeof shown_from, r->env_from);
-	snprintf(line, sizeof line, "%s: login=%s client=%s from=<%s> rcpts=%" PRIu64 " size=%"
+	snprintf(line, sizeof line, "%s: login=%s%s%s client=%s from=<%s> rcpts=%" PRIu64 " size=%"
 	         PRIu64 " verdict=%s reason=%s", r->queue_id[0] ? r->queue_id : "NOQUEUE", r->login,
+	         r->credential[0] ? " credential=" : "", r->credential,
 	         r->client_addr, shown_from, r->rcpt_count, r->size, verdict, reason);
 	/* the log says "accepted" only once the record is in the journal (push frees r) */
 	queued = mlt_writer_push(daemon_state->writer, r) == 0;

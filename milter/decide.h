@@ -20,12 +20,16 @@
 #include "window.h"
 
 #define MLT_LOGIN_MAX 255
+#define MLT_LABEL_MAX 32    /* == RDB_LABEL_MAX, which store.c static_asserts */
 #define MLT_LIMITS_MAX 32   /* == RDB_LIMITS_MAX, which store.c static_asserts */
 
 enum mlt_login_state { MLT_LOGIN_ACTIVE, MLT_LOGIN_DISABLED, MLT_LOGIN_EXPIRED };
 
 struct mlt_login {
 	char name[MLT_LOGIN_MAX + 1];   /* canonical spelling from the database, lowercased */
+	/* the app credential the client authenticated with ({auth_authen} was its
+	 * authentication name; everything above is its login's); "" = the login's own */
+	char credential[MLT_LABEL_MAX + 1];
 	enum mlt_login_state state;
 	bool rate_exempt;
 	bool hold_over_limit;

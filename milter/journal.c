@@ -77,13 +77,16 @@ static uint64_t fnv1a(const unsigned char *p, size_t n)
 	return h;
 }
 
-/* The text fields of a record, in their order on disk. */
+/* The text fields of a record, in their order on disk. The credential came last, with app
+ * credentials: a record without it (written by the milter before them, recovered after an
+ * upgrade) ends after the reason and decodes with an empty credential. */
 #define FIELDS(r) { (r)->login, (r)->client_addr, (r)->tls_version, (r)->cipher, \
-	(r)->env_from, (r)->header_from, (r)->queue_id, (r)->verdict, (r)->reason }
-#define NFIELDS 9
+	(r)->env_from, (r)->header_from, (r)->queue_id, (r)->verdict, (r)->reason, \
+	(r)->credential }
+#define NFIELDS 10
 #define SIZES(r) { sizeof (r)->login, sizeof (r)->client_addr, sizeof (r)->tls_version, \
 	sizeof (r)->cipher, sizeof (r)->env_from, sizeof (r)->header_from, sizeof (r)->queue_id, \
-	sizeof (r)->verdict, sizeof (r)->reason }
+	sizeof (r)->verdict, sizeof (r)->reason, sizeof (r)->credential }
 
 /* Encodes rec (with id and seq) into buf (RECORD_MAX bytes) -> its length. */
 static size_t encode(const struct mlt_record *r, uint64_t id, uint64_t seq, unsigned char *buf)
@@ -149,6 +152,8 @@ static size_t decode(const unsigned char *buf, size_t n, struct mlt_record *r, u
 		for (size_t k = 0; k < NFIELDS; k++) {
 			size_t f;
 
+			if (k == NFIELDS - 1 && off == len)
+				break; /* a record from before the credential field */
 			if (off + 2 > len)
 				return 0;
 			f = (size_t)buf[off] | (size_t)buf[off + 1] << 8;
@@ -312,6 +317,7 @@ enum rdb_result mlt_record_write(struct rdb_state *st, const struct mlt_record *
 		.tls_version = r->tls_version, .cipher = r->cipher, .env_from = r->env_from,
 		.header_from = r->header_from, .rcpt_count = r->rcpt_count, .size = r->size,
 		.queue_id = r->queue_id, .verdict = r->verdict, .reason = r->reason,
+		.credential = r->credential,
 	};
 	enum rdb_result res;
 
@@ -319,6 +325,10 @@ enum rdb_result mlt_record_write(struct rdb_state *st, const struct mlt_record *
 	                                               r->v[2])) != RDB_OK)
 		return res;
 	if (r->touch && (res = rdb_state_touch(st, r->login, r->ts, r->client_addr)) != RDB_OK)
+		return res;
+	if (r->touch && r->credential[0] != '\0' &&
+	    (res = rdb_state_credential_touch(st, r->login, r->credential, r->ts,
+	                                      r->client_addr)) != RDB_OK)
 		return res;
 	return rdb_state_audit_add(st, &a);
 }

@@ -1,7 +1,9 @@
 /*
  * store.c — cached users-database lookups for the milter (see store.h).
  *
- * The cache is a chained hash table keyed by the lowercased login name. "Not found" is
+ * The cache is a chained hash table keyed by the lowercased authentication name: a login's
+ * name, or an app credential's (LOGIN+LABEL), whose entry is its login's policy with the
+ * credential's label (so usage, limits and the audit log stay the login's). "Not found" is
  * cached too (a login that does not exist costs one query per refresh period, not one per
  * MAIL). A database error is never cached. A change of PRAGMA data_version drops the whole
  * table: relay-admin writes are rare, lookups are many. data_version only sees commits to
@@ -34,6 +36,8 @@ static_assert(MLT_LIMITS_MAX == RDB_LIMITS_MAX,
               "milter/decide.h MLT_LIMITS_MAX must equal sql/limit.h RDB_LIMITS_MAX");
 static_assert(MLT_LOGIN_MAX == RDB_NAME_MAX,
               "milter/decide.h MLT_LOGIN_MAX must equal sql/rdb.h RDB_NAME_MAX");
+static_assert(MLT_LABEL_MAX == RDB_LABEL_MAX,
+              "milter/decide.h MLT_LABEL_MAX must equal sql/rdb.h RDB_LABEL_MAX");
 
 /* The decision code's names for the states of the one rule (rdb_login_state_at()). */
 static enum mlt_login_state login_state(enum rdb_login_state st)
@@ -51,6 +55,7 @@ static enum mlt_login_state login_state(enum rdb_login_state st)
 
 struct entry {
 	struct mlt_login login;        /* first: mlt_store_put() casts back */
+	char key[MLT_LOGIN_MAX + 1];   /* the authentication name asked for, lowercased */
 	atomic_int refs;
 	bool found;
 	bool has_expiry;
@@ -336,7 +341,17 @@ static struct entry *load(struct mlt_store *s, const char *key, int64_t now, enu
 	}
 	rr = rdb_policy_login(s->pol, key, &lp);
 	if (rr == RDB_NOTFOUND) {
+		/* not a login: an app credential's authentication name? Then the policy is
+		 * its login's, read in the same snapshot. */
+		char login[RDB_NAME_MAX + 1];
+
+		rr = rdb_policy_credential(s->pol, key, login, e->login.credential);
+		if (rr == RDB_OK)
+			rr = rdb_policy_login(s->pol, login, &lp);
+	}
+	if (rr == RDB_NOTFOUND) {
 		rdb_rollback(s->db);
+		e->login.credential[0] = '\0';
 		snprintf(e->login.name, sizeof e->login.name, "%s", key);
 		*r = MLT_LOOKUP_NOTFOUND;
 		return e;
@@ -402,7 +417,7 @@ enum mlt_lookup mlt_store_get(struct mlt_store *s, const char *name, int64_t now
 		return MLT_LOOKUP_ERROR;
 	}
 	for (pp = &s->bucket[b]; (e = *pp) != NULL; pp = &e->next) {
-		if (strcmp(e->login.name, key) != 0)
+		if (strcmp(e->key, key) != 0)
 			continue;
 		/* an expiry that passed since the entry was built: rebuild it */
 		if (e->found && e->login.state == MLT_LOGIN_ACTIVE &&
@@ -422,9 +437,9 @@ enum mlt_lookup mlt_store_get(struct mlt_store *s, const char *name, int64_t now
 	}
 	if (s->n >= ENTRIES_MAX)
 		flush(s);
-	/* cache under the key we were asked for (the stored name may differ only in case) */
-	if (strcmp(e->login.name, key) != 0)
-		snprintf(e->login.name, sizeof e->login.name, "%s", key);
+	/* cached under the name we were asked for: the login's own name may differ in case,
+	 * a credential's is another name altogether */
+	memcpy(e->key, key, sizeof e->key);
 	e->next = s->bucket[b];
 	s->bucket[b] = e;
 	s->n++;

@@ -48,11 +48,20 @@ struct carry_last {
 	int64_t ts;
 };
 
+struct carry_cred {
+	char login[256];
+	char label[33];
+	char client[64];
+	int64_t ts;
+};
+
 struct carry {
 	struct carry_usage *u;
 	size_t nu, capu;
 	struct carry_last *l;
 	size_t nl, capl;
+	struct carry_cred *c;          /* the last use of app credentials */
+	size_t nc, capc;
 	bool pending;                  /* taken from the old file, not yet merged */
 };
 
@@ -104,6 +113,7 @@ static void carry_free(struct carry *c)
 {
 	free(c->u);
 	free(c->l);
+	free(c->c);
 	memset(c, 0, sizeof *c);
 }
 
@@ -147,6 +157,28 @@ static int carry_last_row(const char *login, int64_t ts, const char *client, voi
 	return 0;
 }
 
+static int carry_cred_row(const char *login, const char *label, int64_t ts, const char *client,
+                          void *arg)
+{
+	struct carry *c = arg;
+
+	if (c->nc == c->capc) {
+		size_t cap = c->capc ? c->capc * 2 : 64;
+		struct carry_cred *n = realloc(c->c, cap * sizeof *n);
+
+		if (n == NULL)
+			return -1;
+		c->c = n;
+		c->capc = cap;
+	}
+	snprintf(c->c[c->nc].login, sizeof c->c[c->nc].login, "%s", login);
+	snprintf(c->c[c->nc].label, sizeof c->c[c->nc].label, "%s", label);
+	snprintf(c->c[c->nc].client, sizeof c->c[c->nc].client, "%s", client);
+	c->c[c->nc].ts = ts;
+	c->nc++;
+	return 0;
+}
+
 /* Logs why switching files failed, once per distinct reason: the writer retries at every
  * wake-up, and the log should say it once, not five times a second. */
 __attribute__((format(printf, 2, 3)))
@@ -178,6 +210,10 @@ static bool carry_merge(struct mlt_writer *w)
 		if (rdb_state_last_use_merge(w->st, w->carry.l[k].login, w->carry.l[k].ts,
 		                             w->carry.l[k].client) != RDB_OK)
 			goto fail;
+	for (size_t k = 0; k < w->carry.nc; k++)
+		if (rdb_state_credential_use_merge(w->st, w->carry.c[k].login, w->carry.c[k].label,
+		                                   w->carry.c[k].ts, w->carry.c[k].client) != RDB_OK)
+			goto fail;
 	/* the journal records the old file got are in the usage just merged: a replay after a
 	 * crash must not add them to this file a second time */
 	if (w->committed_seq > 0 &&
@@ -206,7 +242,8 @@ static bool switch_file(struct mlt_writer *w, bool at_stop, int64_t keep)
 		if (!w->carry.pending) {
 			if (rdb_state_usage_foreach(w->st, NULL, (int64_t)time(NULL) - keep,
 			                            carry_usage_row, &w->carry) != RDB_OK ||
-			    rdb_state_last_use_foreach(w->st, carry_last_row, &w->carry) != RDB_OK) {
+			    rdb_state_last_use_foreach(w->st, carry_last_row, &w->carry) != RDB_OK ||
+			    rdb_state_credential_use_foreach(w->st, carry_cred_row, &w->carry) != RDB_OK) {
 				switch_failed(w, "state database %s: reading the counters of the file that "
 				              "was there: %s", w->path, rdb_state_errmsg(w->st));
 				carry_free(&w->carry);

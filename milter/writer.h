@@ -57,6 +57,7 @@ struct mlt_record {
 	char queue_id[32];
 	char verdict[16];
 	char reason[64];
+	char credential[33];            /* app credential label (RDB_LABEL_MAX); "" = own password */
 	uint64_t rcpt_count;
 	uint64_t size;
 	uint64_t journal_seq;           /* set by the writer: 0 = not in the journal */

@@ -210,6 +210,12 @@ enum rdb_result rdb_conn_open(struct rdb_conn *c, const struct rdb_kind *k, cons
 		rdb_seterr(err, errlen, "%s: %s", path, sqlite3_errmsg(c->h));
 		goto fail;
 	}
+	if (mode == RDB_READONLY && hd.version < k->version && k->read_compat != NULL &&
+	    sqlite3_exec(c->h, k->read_compat, NULL, NULL, NULL) != SQLITE_OK) {
+		rdb_seterr(err, errlen, "%s: reading a version %lld file: %s", path,
+		           (long long)hd.version, sqlite3_errmsg(c->h));
+		goto fail;
+	}
 	/* Every statement now: it proves the tables are there, keeps the first request as
 	 * fast as the others, and no call later can fail for want of one. */
 	c->st = calloc(k->nstmts ? k->nstmts : 1, sizeof *c->st);

@@ -48,6 +48,11 @@ struct rdb_kind {
 	 * state database relay-milter has not yet migrated; writers always need `version`. */
 	int64_t read_min_version;
 	size_t nstmts_read;
+	/* Run on such a read-only open of an older file before the statements are prepared:
+	 * TEMP views and tables that give the reader's statements the current shape (TEMP
+	 * names are resolved before the file's own; nothing is written to the file). NULL:
+	 * none needed. */
+	const char *read_compat;
 };
 
 struct rdb_conn {

@@ -145,6 +145,35 @@ enum rdb_result rdb_policy_login(struct rdb_policy *p, const char *name,
 	return r;
 }
 
+enum rdb_result rdb_policy_credential(struct rdb_policy *p, const char *authname, char *login,
+                                      char *label)
+{
+	sqlite3_stmt *st;
+	enum rdb_result r;
+	int nlen, llen;
+
+	if (strlen(authname) > RDB_NAME_MAX)
+		return failf(p, RDB_NOTFOUND, "no such credential");
+	r = rdb_step_name(p->db, STMT_P_CREDENTIAL, authname, "credential lookup", &st);
+	if (r == RDB_NOTFOUND)
+		return failf(p, RDB_NOTFOUND, "no such login or credential: %s", authname);
+	if (r != RDB_OK)
+		return r;
+	nlen = sqlite3_column_bytes(st, 0);
+	llen = sqlite3_column_bytes(st, 1);
+	if (sqlite3_column_type(st, 0) != SQLITE_TEXT || sqlite3_column_type(st, 1) != SQLITE_TEXT ||
+	    nlen < 0 || nlen > RDB_NAME_MAX || llen < 0 || llen > RDB_LABEL_MAX) {
+		r = failf(p, RDB_ERROR, "credential row has an unexpected shape");
+	} else {
+		memcpy(login, sqlite3_column_text(st, 0), (size_t)nlen);
+		login[nlen] = '\0';
+		memcpy(label, sqlite3_column_text(st, 1), (size_t)llen);
+		label[llen] = '\0';
+	}
+	rdb_done(st);
+	return r;
+}
+
 enum rdb_result rdb_policy_senders(struct rdb_policy *p, const char *name,
                                    int (*fn)(const char *pattern, void *arg), void *arg)
 {

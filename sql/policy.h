@@ -1,6 +1,6 @@
 /*
  * policy.h — users-database queries for the milter's policy and relay-admin's `limit`
- * command: a login's state and knobs, its allowed senders, its effective rate limits
+ * command: a login's state and knobs, the login behind an app credential, its allowed senders, its effective rate limits
  * (own rows per metric, else the defaults of login_id 0), and writing limits.
  *
  * The limit domain itself (metrics, struct rdb_limit, RDB_LIMITS_MAX) is limit.h.
@@ -45,6 +45,12 @@ const char *rdb_policy_errmsg(const struct rdb_policy *p);
 /* The login (case-insensitive) with its effective limits. */
 enum rdb_result rdb_policy_login(struct rdb_policy *p, const char *name,
                                  struct rdb_login_policy *out);
+
+/* The login an app credential's authentication name belongs to (case-insensitive):
+ * `login` (RDB_NAME_MAX + 1) gets the login's stored name, `label` (RDB_LABEL_MAX + 1)
+ * the credential's label. RDB_NOTFOUND when no credential has that name. */
+enum rdb_result rdb_policy_credential(struct rdb_policy *p, const char *authname, char *login,
+                                      char *label);
 
 /* Calls fn for each allowed sender pattern of the login (none: no calls). A non-zero
  * return from fn stops the walk and makes the call RDB_ERROR (e.g. out of memory). */

@@ -36,6 +36,11 @@ enum rdb_stmt_id {
 	STMT_SENDER_SAVEPOINT,
 	STMT_SENDER_RELEASE,
 	STMT_SENDER_ROLLBACK_TO,
+	/* credentials.c */
+	STMT_CRED_TAKEN,
+	STMT_CRED_INSERT,
+	STMT_CRED_DELETE,
+	STMT_CRED_LIST,
 	/* policy.c */
 	STMT_P_LOGIN,
 	STMT_P_LIMITS_EFFECTIVE,
@@ -53,6 +58,7 @@ enum rdb_stmt_id {
 	STMT_P_SAVEPOINT,
 	STMT_P_RELEASE,
 	STMT_P_ROLLBACK_TO,
+	STMT_P_CREDENTIAL,
 	STMT_COUNT_
 };
 
@@ -73,6 +79,13 @@ static inline sqlite3_stmt *rdb_stmt(struct rdb *db, enum rdb_stmt_id id)
  * RDB_ERROR: "what: sqlite message" recorded. On all but RDB_OK the statement is done. */
 enum rdb_result rdb_step_name(struct rdb *db, enum rdb_stmt_id id, const char *name,
                               const char *what, sqlite3_stmt **stp);
+
+/* users.c, for credentials.c: the id of login `name` (checked first; RDB_NOTFOUND names
+ * it) and, if `stored` is not NULL, its stored spelling; and the step of a bound write expected to change one row (constraint failures
+ * become RDB_EXISTS / RDB_INVALID with `what`); the statement is done either way. */
+enum rdb_result rdb_login_id(struct rdb *db, const char *name, int64_t *id,
+                             char stored[RDB_NAME_MAX + 1]);
+enum rdb_result rdb_step_write(struct rdb *db, sqlite3_stmt *st, const char *what);
 
 /* Records "what: sqlite message" in db->err and returns RDB_ERROR. */
 enum rdb_result rdb_fail_sqlite(struct rdb *db, const char *what);

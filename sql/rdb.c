@@ -3,8 +3,9 @@
  *
  * What it is: the users kind of the connection core (conn.h): its header, schema and
  * migrations, connection settings and the one table of every statement run on it (by
- * users.c, policy.c and here), prepared when the file opens; the life cycle of struct rdb;
- * and rdb_lookup_secrets(), the one query on the authentication path.
+ * users.c, credentials.c, policy.c and here), prepared when the file opens; the life
+ * cycle of struct rdb; and rdb_lookup_secrets(), the one query on the authentication path
+ * (logins and app credentials).
  *
  * Ownership: rdb_open() hands out a struct rdb that rdb_close() frees with all its
  * statements. Not thread safe per handle (SQLITE_OPEN_NOMUTEX); separate handles are
@@ -28,19 +29,30 @@
 /* Embedded from sql/schema.sql and sql/migrations/NNN.sql by embed-sql.py. */
 extern const char rdb_schema_sql[];
 extern const char rdb_migration_002_sql[];
+extern const char rdb_migration_003_sql[];
 
 static const char *const migrations[RDB_SCHEMA_VERSION + 1] = {
 	[0] = NULL, /* unused: version 0 is "no schema", served by schema.sql */
 	[1] = NULL, /* version 1 is the first schema */
 	[2] = rdb_migration_002_sql,
+	[3] = rdb_migration_003_sql,
 };
 
 static const char *const stmt_sql[STMT_COUNT_] = {
-	/* One row always (the decoy key), with the login's columns NULL if there is none: a
-	 * found and an unknown login cost the same query. */
+	/* One row always (the decoy key), with the name's columns NULL if there is none: a
+	 * found and an unknown name cost the same query. The name is a login's, else an app
+	 * credential's authentication name (never both: the schema's *_name_free triggers),
+	 * each probe on its UNIQUE index; a credential brings its own secrets and label and
+	 * its login's name and state. */
 	[STMT_LOOKUP_SECRETS] =
-		"SELECT l.name, l.enabled, l.expires_at, l.plain_secret, l.scram_sha256, k.decoy_key"
-		" FROM site_secret AS k LEFT JOIN logins AS l ON l.name = ?1 WHERE k.id = 1",
+		"SELECT a.name, a.enabled, a.expires_at, a.plain_secret, a.scram_sha256, k.decoy_key,"
+		" a.label FROM site_secret AS k LEFT JOIN ("
+		"SELECT name, enabled, expires_at, plain_secret, scram_sha256, '' AS label"
+		" FROM logins WHERE name = ?1"
+		" UNION ALL"
+		" SELECT l.name, l.enabled, l.expires_at, c.plain_secret, c.scram_sha256, c.label"
+		" FROM credentials AS c JOIN logins AS l ON l.id = c.login_id WHERE c.authname = ?1"
+		") AS a WHERE k.id = 1 LIMIT 1",
 	[STMT_BEGIN] = "BEGIN IMMEDIATE",
 	[STMT_BEGIN_READ] = "BEGIN",
 	[STMT_COMMIT] = "COMMIT",
@@ -77,6 +89,13 @@ static const char *const stmt_sql[STMT_COUNT_] = {
 	[STMT_SENDER_SAVEPOINT] = "SAVEPOINT sender",
 	[STMT_SENDER_RELEASE] = "RELEASE sender",
 	[STMT_SENDER_ROLLBACK_TO] = "ROLLBACK TO sender",
+	[STMT_CRED_TAKEN] = "SELECT 1 FROM credentials WHERE authname = ?1",
+	[STMT_CRED_INSERT] =
+		"INSERT INTO credentials (login_id, label, authname, plain_secret, scram_sha256,"
+		" created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[STMT_CRED_DELETE] = "DELETE FROM credentials WHERE login_id = ?1 AND label = ?2",
+	[STMT_CRED_LIST] = "SELECT label, authname, created_at FROM credentials WHERE login_id = ?1"
+	                   " ORDER BY label",
 
 	/* policy.c: the milter's lookups and relay-admin's limit writes */
 	[STMT_P_LOGIN] = "SELECT id, name, enabled, expires_at, rate_exempt, hold_over_limit"
@@ -124,6 +143,9 @@ static const char *const stmt_sql[STMT_COUNT_] = {
 	[STMT_P_SAVEPOINT] = "SAVEPOINT rdb_limits",
 	[STMT_P_RELEASE] = "RELEASE rdb_limits",
 	[STMT_P_ROLLBACK_TO] = "ROLLBACK TO rdb_limits",
+	/* the milter: which login an app credential's authentication name belongs to */
+	[STMT_P_CREDENTIAL] = "SELECT l.name, c.label FROM credentials AS c"
+	                      " JOIN logins AS l ON l.id = c.login_id WHERE c.authname = ?1",
 };
 
 static const struct rdb_kind users_kind = {
@@ -295,7 +317,7 @@ enum rdb_result rdb_lookup_secrets(struct rdb *db, const char *name, int64_t now
 		                "(site_secret is empty; corrupt database?)");
 	if (r != RDB_OK)
 		return r;
-	if (sqlite3_column_count(st) != 6 ||
+	if (sqlite3_column_count(st) != 7 ||
 	    sqlite3_column_type(st, 5) != SQLITE_BLOB ||
 	    sqlite3_column_bytes(st, 5) != RDB_DECOY_KEY_LEN) {
 		r = rdb_fail(db, RDB_ERROR, "lookup: malformed decoy key (corrupt database?)");
@@ -309,14 +331,18 @@ enum rdb_result rdb_lookup_secrets(struct rdb *db, const char *name, int64_t now
 	     sqlite3_column_type(st, 3) != SQLITE_BLOB ||
 	     sqlite3_column_bytes(st, 3) != RDB_PLAIN_SECRET_LEN ||
 	     (sqlite3_column_type(st, 4) != SQLITE_TEXT && sqlite3_column_type(st, 4) != SQLITE_NULL) ||
+	     sqlite3_column_type(st, 6) != SQLITE_TEXT ||
 	     sqlite3_column_bytes(st, 0) > RDB_NAME_MAX ||
-	     sqlite3_column_bytes(st, 4) >= RDB_SCRAM_MAX)) {
+	     sqlite3_column_bytes(st, 4) >= RDB_SCRAM_MAX ||
+	     sqlite3_column_bytes(st, 6) > RDB_LABEL_MAX)) {
 		r = rdb_fail(db, RDB_ERROR, "lookup: malformed row for a login (corrupt database?)");
 		goto out;
 	}
 	if (found) {
 		memcpy(out->name, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
 		out->name[sqlite3_column_bytes(st, 0)] = '\0';
+		memcpy(out->credential, sqlite3_column_text(st, 6), (size_t)sqlite3_column_bytes(st, 6));
+		out->credential[sqlite3_column_bytes(st, 6)] = '\0';
 		memcpy(out->plain, sqlite3_column_blob(st, 3), RDB_PLAIN_SECRET_LEN);
 		if (sqlite3_column_type(st, 4) == SQLITE_TEXT) {
 			out->has_scram = true;

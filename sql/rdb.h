@@ -47,9 +47,11 @@ const char *rdb_result_str(enum rdb_result r);
 #define RDB_PLAIN_SALT_LEN 16
 #define RDB_SCRAM_MAX 256          /* "SCRAM-SHA-256$<iter>:<b64 salt>$<b64 StoredKey>:<b64 ServerKey>" */
 #define RDB_SCRAM_ITERATIONS 4096  /* default and minimum */
-#define RDB_SCHEMA_VERSION 2        /* 2: site_secret (SCRAM decoy key), limit-row cap */
+#define RDB_SCHEMA_VERSION 3        /* 2: site_secret (SCRAM decoy key), limit-row cap;
+                                    * 3: credentials (app credentials) */
 #define RDB_DECOY_KEY_LEN 32         /* the per-database key behind SCRAM decoys */
 #define RDB_PASSWORD_GEN_LEN 34    /* rdb_generate_password(): 5 dash-separated groups of 6 */
+#define RDB_LABEL_MAX 32           /* bytes in an app credential's label: [a-z0-9-] */
 
 /* ---- validation (pure; `why` may be NULL) ------------------------------------------ */
 
@@ -141,7 +143,8 @@ enum rdb_login_state {
 };
 
 struct rdb_secrets {
-	char name[RDB_NAME_MAX + 1];             /* as stored (canonical spelling) */
+	char name[RDB_NAME_MAX + 1];             /* the login's, as stored (canonical spelling) */
+	char credential[RDB_LABEL_MAX + 1];      /* the app credential's label; "" = the login's own */
 	enum rdb_login_state state;
 	unsigned char plain[RDB_PLAIN_SECRET_LEN];
 	bool has_scram;
@@ -150,8 +153,13 @@ struct rdb_secrets {
 	unsigned char decoy_key[RDB_DECOY_KEY_LEN]; /* the database's, for rdb_secret_scram_decoy() */
 };
 
-/* Finds a login by name (case-insensitive) as of `now` (unix seconds). RDB_NOTFOUND if there
- * is none; RDB_OK with out->state telling active/disabled/expired otherwise. On both,
+/* Finds an authentication name (case-insensitive) as of `now` (unix seconds): a login's
+ * name, else an app credential's authentication name, in one query of two indexed
+ * probes. For a credential, out->name is its login's, out->credential its label, the
+ * secrets its own and out->state the login's (a disabled, expired or deleted login takes
+ * its credentials with it). RDB_NOTFOUND if neither exists (an unknown or revoked
+ * credential is just an unknown name); RDB_OK with out->state telling
+ * active/disabled/expired otherwise. On both,
  * out->decoy_key holds the database's decoy key (read by the same query, found or not), for
  * rdb_secret_scram_decoy() when SCRAM asks about a login that must not authenticate or has
  * no verifier. A name that fails rdb_name_valid() is RDB_NOTFOUND without the key (it cannot
@@ -218,6 +226,40 @@ enum rdb_result rdb_login_set_expiry(struct rdb *db, const char *name, bool has_
                                      int64_t expires_at, int64_t now);
 enum rdb_result rdb_login_set_note(struct rdb *db, const char *name, const char *note, int64_t now);
 enum rdb_result rdb_login_delete(struct rdb *db, const char *name);
+
+/* ---- app credentials (credentials.c) --------------------------------------------------- */
+
+/* A label: 1..RDB_LABEL_MAX bytes of [a-z0-9-] (lowercase, so the authentication name
+ * built from it is the same however the client spells it, and URL-safe). */
+bool rdb_label_valid(const char *label, char *why, size_t whylen);
+
+/* The authentication name of credential `label` of login `name`, sub-address style:
+ * NAME+LABEL, or local+LABEL@domain for local@domain. false (with why) when `name` or
+ * `label` is invalid or the result would not be a valid login name (too long). Pure. */
+bool rdb_credential_authname(const char *name, const char *label, char out[RDB_NAME_MAX + 1],
+                             char *why, size_t whylen);
+
+struct rdb_credential {
+	char label[RDB_LABEL_MAX + 1];
+	char authname[RDB_NAME_MAX + 1];
+	int64_t created_at;
+};
+
+/* Adds credential `label` to login `name` with the given secrets (as for a login's own:
+ * rdb_secret_plain() and rdb_secret_scram_sha256(), both required). RDB_INVALID (bad
+ * label, secrets), RDB_NOTFOUND (no such login), RDB_EXISTS (the login has that label, or
+ * the authentication name is a login's name or another credential's). `authname`
+ * (RDB_NAME_MAX + 1, may be NULL) receives the authentication name. */
+enum rdb_result rdb_credential_add(struct rdb *db, const char *name, const char *label,
+                                   const unsigned char plain[RDB_PLAIN_SECRET_LEN],
+                                   const char *scram, int64_t now, char *authname);
+/* Deletes one credential: RDB_NOTFOUND if the login or the label is missing. The login's
+ * own password and its other credentials stay. */
+enum rdb_result rdb_credential_revoke(struct rdb *db, const char *name, const char *label);
+/* Calls fn for each credential of the login, by label; as rdb_sender_foreach(). */
+enum rdb_result rdb_credential_foreach(struct rdb *db, const char *name,
+                                       int (*fn)(const struct rdb_credential *c, void *arg),
+                                       void *arg, int *fn_ret);
 
 /* Calls fn for every login, ordered by name; a non-zero return from fn stops the walk and
  * is passed back through *fn_ret (may be NULL). Do not write from inside fn. */

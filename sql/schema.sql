@@ -1,4 +1,4 @@
--- smtp-relay users database, schema version 2 (PRAGMA user_version = 2).
+-- smtp-relay users database, schema version 3 (PRAGMA user_version = 3).
 --
 -- Written only by relay-admin; read by the relaydb SASL plugin and relay-milter.
 -- Never holds a cleartext password. Times are unix seconds (UTC).
@@ -69,4 +69,38 @@ CREATE TABLE site_secret (
 );
 INSERT INTO site_secret (id, decoy_key) VALUES (1, randomblob(32));
 
-PRAGMA user_version = 2;
+-- App credentials (relay-admin user credential add/list/revoke): more secrets for a
+-- login, one per app or device, each revocable alone. A client authenticates with the
+-- credential's own authentication name (`authname`: LOGIN+LABEL, or local+LABEL@domain
+-- for local@domain) and its generated secret; everything else (senders, limits, usage,
+-- enabled, expiry) is the login's. Secrets in the same two forms as the login's own.
+-- Added in version 3 (migrations/003.sql).
+CREATE TABLE credentials (
+    id           INTEGER PRIMARY KEY,
+    login_id     INTEGER NOT NULL REFERENCES logins(id) ON DELETE CASCADE,
+    label        TEXT    NOT NULL CHECK (length(label) BETWEEN 1 AND 32
+                                         AND label NOT GLOB '*[^a-z0-9-]*'),
+    authname     TEXT    NOT NULL COLLATE NOCASE UNIQUE
+                                 CHECK (length(authname) BETWEEN 1 AND 255),
+    plain_secret BLOB    NOT NULL CHECK (typeof(plain_secret) = 'blob'
+                                         AND length(plain_secret) = 33),
+    scram_sha256 TEXT    NOT NULL CHECK (scram_sha256 LIKE 'SCRAM-SHA-256$%'),
+    created_at   INTEGER NOT NULL,
+    UNIQUE (login_id, label)
+);
+
+-- Logins and credentials share one namespace of authentication names (relay-admin checks
+-- first and says so; these keep it true whatever writes the file).
+CREATE TRIGGER credentials_name_free BEFORE INSERT ON credentials
+WHEN EXISTS (SELECT 1 FROM logins WHERE name = NEW.authname)
+BEGIN
+    SELECT RAISE(ABORT, 'authentication name taken by a login');
+END;
+
+CREATE TRIGGER logins_name_free BEFORE INSERT ON logins
+WHEN EXISTS (SELECT 1 FROM credentials WHERE authname = NEW.name)
+BEGIN
+    SELECT RAISE(ABORT, 'login name taken by an app credential');
+END;
+
+PRAGMA user_version = 3;

@@ -1,4 +1,4 @@
--- smtp-relay state database, schema version 3 (PRAGMA user_version = 3).
+-- smtp-relay state database, schema version 4 (PRAGMA user_version = 4).
 --
 -- Written only by relay-milter (one writer thread, batched transactions, WAL journal);
 -- read by relay-admin (usage, log, user list). Times are unix seconds (UTC).
@@ -23,6 +23,10 @@ CREATE TABLE last_use (
   ts          INTEGER NOT NULL,
   client_addr TEXT    NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
+-- audit.credential: the app credential the message came through ('' = the login's own
+-- password); added in version 4 (migrations/state-004.sql), hence last. (No comment inside
+-- the column list: SQLite's ALTER TABLE DROP COLUMN, which tests use to make older files,
+-- rewrites that text and would keep a comment that breaks it.)
 CREATE TABLE audit (
   id          INTEGER PRIMARY KEY,
   ts          INTEGER NOT NULL,
@@ -36,7 +40,8 @@ CREATE TABLE audit (
   size        INTEGER NOT NULL,
   queue_id    TEXT    NOT NULL,
   verdict     TEXT    NOT NULL,
-  reason      TEXT    NOT NULL
+  reason      TEXT    NOT NULL,
+  credential  TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX audit_ts ON audit (ts);
 CREATE INDEX audit_login_ts ON audit (login COLLATE NOCASE, ts);
@@ -61,4 +66,14 @@ CREATE TABLE counters (
   PRIMARY KEY (name, label)
 ) WITHOUT ROWID;
 
-PRAGMA user_version = 3;
+-- The last use of each app credential (users database `credentials`), by login and
+-- label, as last_use is for logins. Added in version 4 (migrations/state-004.sql).
+CREATE TABLE credential_use (
+  login       TEXT    NOT NULL COLLATE NOCASE,
+  label       TEXT    NOT NULL,
+  ts          INTEGER NOT NULL,
+  client_addr TEXT    NOT NULL DEFAULT '',
+  PRIMARY KEY (login, label)
+) WITHOUT ROWID;
+
+PRAGMA user_version = 4;

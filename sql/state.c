@@ -28,13 +28,28 @@ extern const char rdb_state_migration_002_sql[];
 /* Version 3 added counters: relay-milter's metrics, summed over its runs, for `relay-admin
  * metrics` (a relay without node_exporter's textfile collector is scraped through it). */
 extern const char rdb_state_migration_003_sql[];
+/* Version 4: the audit record's `credential` and credential_use (app credentials). */
+extern const char rdb_state_migration_004_sql[];
 
 static const char *const state_migrations[RDB_STATE_SCHEMA_VERSION + 1] = {
 	[0] = NULL, /* unused: version 0 is "no schema", served by state-schema.sql */
 	[1] = NULL, /* version 1 is the first */
 	[2] = rdb_state_migration_002_sql,
 	[3] = rdb_state_migration_003_sql,
+	[4] = rdb_state_migration_004_sql,
 };
+
+/* relay-admin reading a file older than version 4 (not yet migrated by relay-milter or init):
+ * the audit log as version 4 shows it, without credentials, and no credential use. The
+ * triggers only let the writers' statements prepare (a reader never runs them). */
+static const char read_compat_sql[] =
+	"CREATE TEMP VIEW audit AS SELECT *, '' AS credential FROM main.audit;"
+	"CREATE TEMP TRIGGER audit_add INSTEAD OF INSERT ON audit"
+	" BEGIN SELECT RAISE(ABORT, 'read-only'); END;"
+	"CREATE TEMP TRIGGER audit_prune INSTEAD OF DELETE ON audit"
+	" BEGIN SELECT RAISE(ABORT, 'read-only'); END;"
+	"CREATE TEMP TABLE credential_use (login TEXT NOT NULL COLLATE NOCASE, label TEXT NOT NULL,"
+	" ts INTEGER NOT NULL, client_addr TEXT NOT NULL DEFAULT '', PRIMARY KEY (login, label));";
 
 enum {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
@@ -42,6 +57,7 @@ enum {
 	S_USAGE_ALL, S_USAGE_ONE, S_AUDIT_ALL, S_AUDIT_ONE, S_LAST_USE,
 	S_USAGE_MERGE, S_LAST_USE_ALL, S_LAST_USE_MERGE, S_CHECKPOINT,
 	S_AUDIT_QUERY, S_AUDIT_MAX_ID, S_DATA_VERSION,
+	S_CRED_TOUCH, S_CRED_LAST_USE, S_CRED_USE_ALL, S_CRED_USE_MERGE,
 	/* last: readers do not prepare them (a v1 file lacks journal_mark, a v2 file counters) */
 	S_JOURNAL_GET, S_JOURNAL_SET, S_COUNTER_ADD, S_COUNTER_ALL,
 	S_COUNT_
@@ -52,8 +68,8 @@ static const char *const sql[S_COUNT_] = {
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
 	[S_AUDIT_ADD] = "INSERT INTO audit (ts, login, client_addr, tls_version, cipher, env_from,"
-	                " header_from, rcpt_count, size, queue_id, verdict, reason)"
-	                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	                " header_from, rcpt_count, size, queue_id, verdict, reason, credential)"
+	                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
 	[S_USAGE_ADD] = "INSERT INTO usage (login, ts, messages, recipients, bytes)"
 	                " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (login, ts) DO UPDATE SET"
 	                " messages = messages + excluded.messages,"
@@ -69,11 +85,11 @@ static const char *const sql[S_COUNT_] = {
 	[S_USAGE_ONE] = "SELECT login, ts, messages, recipients, bytes FROM usage"
 	                " WHERE login = ?2 AND ts > ?1 ORDER BY ts",
 	[S_AUDIT_ALL] = "SELECT * FROM (SELECT id, ts, login, client_addr, tls_version, cipher,"
-	                " env_from, header_from, rcpt_count, size, queue_id, verdict, reason"
-	                " FROM audit WHERE ts >= ?1 ORDER BY id DESC LIMIT ?3) ORDER BY id",
+	                " env_from, header_from, rcpt_count, size, queue_id, verdict, reason,"
+	                " credential FROM audit WHERE ts >= ?1 ORDER BY id DESC LIMIT ?3) ORDER BY id",
 	[S_AUDIT_ONE] = "SELECT * FROM (SELECT id, ts, login, client_addr, tls_version, cipher,"
-	                " env_from, header_from, rcpt_count, size, queue_id, verdict, reason"
-	                " FROM audit WHERE ts >= ?1 AND login = ?2 COLLATE NOCASE"
+	                " env_from, header_from, rcpt_count, size, queue_id, verdict, reason,"
+	                " credential FROM audit WHERE ts >= ?1 AND login = ?2 COLLATE NOCASE"
 	                " ORDER BY id DESC LIMIT ?3) ORDER BY id",
 	[S_LAST_USE] = "SELECT ts, client_addr FROM last_use WHERE login = ?1",
 	/* carrying counters over into a replacement file: the larger count of each second wins,
@@ -91,13 +107,24 @@ static const char *const sql[S_COUNT_] = {
 	/* newest ?6 (all when ?6 < 0) of a range, oldest first; the range by id is what lets a
 	 * follower read exactly what was committed since its last turn */
 	[S_AUDIT_QUERY] = "SELECT * FROM (SELECT id, ts, login, client_addr, tls_version, cipher,"
-	                  " env_from, header_from, rcpt_count, size, queue_id, verdict, reason"
-	                  " FROM audit WHERE id > ?1 AND id <= ?2 AND ts >= ?3"
+	                  " env_from, header_from, rcpt_count, size, queue_id, verdict, reason,"
+	                  " credential FROM audit WHERE id > ?1 AND id <= ?2 AND ts >= ?3"
 	                  " AND (?4 IS NULL OR login = ?4 COLLATE NOCASE)"
 	                  " AND (?5 IS NULL OR verdict = ?5)"
 	                  " ORDER BY id DESC LIMIT ?6) ORDER BY id",
 	[S_AUDIT_MAX_ID] = "SELECT coalesce(max(id), 0) FROM audit",
 	[S_DATA_VERSION] = "PRAGMA data_version",
+	[S_CRED_TOUCH] = "INSERT INTO credential_use (login, label, ts, client_addr)"
+	                 " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (login, label) DO UPDATE SET"
+	                 " ts = max(ts, excluded.ts), client_addr = excluded.client_addr",
+	[S_CRED_LAST_USE] = "SELECT ts, client_addr FROM credential_use WHERE login = ?1"
+	                    " AND label = ?2",
+	[S_CRED_USE_ALL] = "SELECT login, label, ts, client_addr FROM credential_use"
+	                   " ORDER BY login, label",
+	[S_CRED_USE_MERGE] = "INSERT INTO credential_use (login, label, ts, client_addr)"
+	                     " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (login, label) DO UPDATE SET"
+	                     " ts = excluded.ts, client_addr = excluded.client_addr"
+	                     " WHERE excluded.ts > ts",
 	[S_JOURNAL_GET] = "SELECT journal_id, seq FROM journal_mark WHERE id = 1",
 	[S_JOURNAL_SET] = "INSERT INTO journal_mark (id, journal_id, seq) VALUES (1, ?1, ?2)"
 	                  " ON CONFLICT (id) DO UPDATE SET journal_id = excluded.journal_id,"
@@ -126,6 +153,7 @@ static const struct rdb_kind state_kind = {
 	 * migrates at start): everything but the journal mark, which version 1 lacks */
 	.read_min_version = 1,
 	.nstmts_read = S_JOURNAL_GET,
+	.read_compat = read_compat_sql,
 };
 
 struct rdb_state {
@@ -266,7 +294,8 @@ enum rdb_result rdb_state_audit_add(struct rdb_state *st, const struct rdb_audit
 	    sqlite3_bind_int64(s, 8, clamp64(a->rcpt_count)) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 9, clamp64(a->size)) != SQLITE_OK ||
 	    bind_clean(s, 10, a->queue_id) != SQLITE_OK || bind_clean(s, 11, a->verdict) != SQLITE_OK ||
-	    bind_clean(s, 12, a->reason) != SQLITE_OK) {
+	    bind_clean(s, 12, a->reason) != SQLITE_OK ||
+	    bind_clean(s, 13, a->credential) != SQLITE_OK) {
 		sqlite3_clear_bindings(s);
 		return fail(st, "binding an audit record");
 	}
@@ -372,7 +401,7 @@ out:
 	return r;
 }
 
-/* Steps a bound audit query (the 13 columns of S_AUDIT_*), checking every row's shape. */
+/* Steps a bound audit query (the 14 columns of S_AUDIT_*), checking every row's shape. */
 static enum rdb_result audit_rows(struct rdb_state *st, sqlite3_stmt *s,
                                   int (*fn)(const struct rdb_audit *a, void *arg), void *arg)
 {
@@ -380,7 +409,7 @@ static enum rdb_result audit_rows(struct rdb_state *st, sqlite3_stmt *s,
 
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		static const int ints[] = { 0, 1, 8, 9 };
-		static const int texts[] = { 2, 3, 4, 5, 6, 7, 10, 11, 12 };
+		static const int texts[] = { 2, 3, 4, 5, 6, 7, 10, 11, 12, 13 };
 		struct rdb_audit a;
 
 		for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
@@ -403,6 +432,7 @@ static enum rdb_result audit_rows(struct rdb_state *st, sqlite3_stmt *s,
 			.queue_id = (const char *)sqlite3_column_text(s, 10),
 			.verdict = (const char *)sqlite3_column_text(s, 11),
 			.reason = (const char *)sqlite3_column_text(s, 12),
+			.credential = (const char *)sqlite3_column_text(s, 13),
 		};
 		if (fn(&a, arg))
 			return refuse(st, "an audit record could not be kept");
@@ -531,14 +561,16 @@ out:
 	return r;
 }
 
-enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int64_t *ts,
-                                   char *client, size_t clientlen)
+/* The one-row last-use reads: of a login (label NULL) or of one of its credentials. */
+static enum rdb_result last_use_read(struct rdb_state *st, const char *login, const char *label,
+                                     int64_t *ts, char *client, size_t clientlen)
 {
-	sqlite3_stmt *s = st->c.st[S_LAST_USE];
+	sqlite3_stmt *s = st->c.st[label != NULL ? S_CRED_LAST_USE : S_LAST_USE];
 	enum rdb_result r;
 	int rc;
 
-	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK) {
+	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    (label != NULL && sqlite3_bind_text(s, 2, label, -1, SQLITE_STATIC) != SQLITE_OK)) {
 		r = fail(st, "bind");
 		goto out;
 	}
@@ -559,6 +591,77 @@ enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int6
 out:
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
+	return r;
+}
+
+enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int64_t *ts,
+                                   char *client, size_t clientlen)
+{
+	return last_use_read(st, login, NULL, ts, client, clientlen);
+}
+
+enum rdb_result rdb_state_credential_last_use(struct rdb_state *st, const char *login,
+                                              const char *label, int64_t *ts, char *client,
+                                              size_t clientlen)
+{
+	return last_use_read(st, login, label, ts, client, clientlen);
+}
+
+/* The credential-use writes (live touch, merge) bind the same four values. */
+static enum rdb_result cred_use_write(struct rdb_state *st, int which, const char *login,
+                                      const char *label, int64_t ts, const char *client_addr)
+{
+	sqlite3_stmt *s = st->c.st[which];
+
+	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    bind_clean(s, 2, label) != SQLITE_OK || sqlite3_bind_int64(s, 3, ts) != SQLITE_OK ||
+	    bind_clean(s, 4, client_addr) != SQLITE_OK) {
+		sqlite3_clear_bindings(s);
+		return fail(st, "binding credential use");
+	}
+	return step_done(st, which);
+}
+
+enum rdb_result rdb_state_credential_touch(struct rdb_state *st, const char *login,
+                                           const char *label, int64_t ts,
+                                           const char *client_addr)
+{
+	return cred_use_write(st, S_CRED_TOUCH, login, label, ts, client_addr);
+}
+
+enum rdb_result rdb_state_credential_use_merge(struct rdb_state *st, const char *login,
+                                               const char *label, int64_t ts,
+                                               const char *client_addr)
+{
+	return cred_use_write(st, S_CRED_USE_MERGE, login, label, ts, client_addr);
+}
+
+enum rdb_result rdb_state_credential_use_foreach(struct rdb_state *st,
+                                                 int (*fn)(const char *login, const char *label,
+                                                           int64_t ts, const char *client_addr,
+                                                           void *arg),
+                                                 void *arg)
+{
+	sqlite3_stmt *s = st->c.st[S_CRED_USE_ALL];
+	enum rdb_result r = RDB_OK;
+	int rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (sqlite3_column_type(s, 0) != SQLITE_TEXT || sqlite3_column_type(s, 1) != SQLITE_TEXT ||
+		    sqlite3_column_type(s, 2) != SQLITE_INTEGER ||
+		    sqlite3_column_type(s, 3) != SQLITE_TEXT) {
+			r = refuse(st, "credential_use row has an unexpected shape");
+			goto out;
+		}
+		if (fn((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+		       sqlite3_column_int64(s, 2), (const char *)sqlite3_column_text(s, 3), arg)) {
+			r = refuse(st, "a credential_use row could not be kept");
+			goto out;
+		}
+	}
+	r = read_done(st, rc, "reading credential use");
+out:
+	sqlite3_reset(s);
 	return r;
 }
 

@@ -1,6 +1,6 @@
 /*
  * state.h — the state database (default RELAY_DEFAULT_STATE_DB): rate-limit usage per
- * login and second, the last use of each login, and the audit log.
+ * login and second, the last use of each login and app credential, and the audit log.
  *
  * Written only by relay-milter (one writer thread, batched transactions); read by
  * relay-admin (`usage`, `log`, `user list`). WAL journal, so readers never block the
@@ -25,8 +25,9 @@
 
 #include "rdb.h"
 
-#define RDB_STATE_SCHEMA_VERSION 3        /* 2: journal_mark (relay-milter's crash journal),
-                                             3: counters (relay-milter's metrics) */
+#define RDB_STATE_SCHEMA_VERSION 4        /* 2: journal_mark (relay-milter's crash journal);
+                                           * 3: counters (relay-milter's metrics);
+                                           * 4: audit.credential, credential_use */
 #define RDB_STATE_APPLICATION_ID 1919706227 /* 0x726C7973, "rlys" */
 #define RDB_AUDIT_FIELD_MAX 255             /* bytes kept of any audit text field */
 
@@ -68,6 +69,7 @@ struct rdb_audit {
 	const char *queue_id;
 	const char *verdict;       /* accepted, held, rejected, tempfailed */
 	const char *reason;
+	const char *credential;    /* the app credential's label; "" or NULL = the login's own */
 };
 
 enum rdb_result rdb_state_audit_add(struct rdb_state *st, const struct rdb_audit *a);
@@ -79,6 +81,11 @@ enum rdb_result rdb_state_usage_add(struct rdb_state *st, const char *login, int
 /* Records that `login` sent at `ts` from `client_addr`. */
 enum rdb_result rdb_state_touch(struct rdb_state *st, const char *login, int64_t ts,
                                 const char *client_addr);
+
+/* Records that app credential `label` of `login` was used at `ts` from `client_addr`. */
+enum rdb_result rdb_state_credential_touch(struct rdb_state *st, const char *login,
+                                           const char *label, int64_t ts,
+                                           const char *client_addr);
 
 /* Deletes usage rows with ts <= usage_before and audit rows with ts <= audit_before. */
 enum rdb_result rdb_state_prune(struct rdb_state *st, int64_t usage_before, int64_t audit_before);
@@ -139,6 +146,12 @@ enum rdb_result rdb_state_counter_foreach(struct rdb_state *st,
 enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int64_t *ts,
                                    char *client, size_t clientlen);
 
+/* When app credential `label` of `login` was last used (RDB_NOTFOUND: never, or a file
+ * from before version 3); client as above. */
+enum rdb_result rdb_state_credential_last_use(struct rdb_state *st, const char *login,
+                                              const char *label, int64_t *ts, char *client,
+                                              size_t clientlen);
+
 /* Carrying counters over into a replacement file (relay-milter, when the file at its path
  * was replaced): per (login, second) the larger count wins, so a row merged twice, or
  * into a copy that already has it, is not counted twice. */
@@ -147,6 +160,16 @@ enum rdb_result rdb_state_usage_merge(struct rdb_state *st, const char *login, i
 /* Keeps the later of the stored and the given last use. */
 enum rdb_result rdb_state_last_use_merge(struct rdb_state *st, const char *login, int64_t ts,
                                          const char *client_addr);
+/* The same for the last use of app credentials: keeps the later one. */
+enum rdb_result rdb_state_credential_use_merge(struct rdb_state *st, const char *login,
+                                               const char *label, int64_t ts,
+                                               const char *client_addr);
+/* Every credential_use row; a non-zero return from fn stops the walk with RDB_ERROR. */
+enum rdb_result rdb_state_credential_use_foreach(struct rdb_state *st,
+                                                 int (*fn)(const char *login, const char *label,
+                                                           int64_t ts, const char *client_addr,
+                                                           void *arg),
+                                                 void *arg);
 /* Every last_use row; a non-zero return from fn stops the walk with RDB_ERROR. */
 enum rdb_result rdb_state_last_use_foreach(struct rdb_state *st,
                                            int (*fn)(const char *login, int64_t ts,

@@ -171,6 +171,30 @@ static enum rdb_result step_write(struct rdb *db, sqlite3_stmt *st, const char *
 	return r;
 }
 
+
+
+enum rdb_result rdb_step_write(struct rdb *db, sqlite3_stmt *st, const char *what)
+{
+	return step_write(db, st, what);
+}
+
+/* An authentication name an app credential already has cannot become a login's name:
+ * the name would then mean two things (the schema's logins_name_free trigger refuses it
+ * too; this says so in words). */
+static enum rdb_result name_free_of_credentials(struct rdb *db, const char *name)
+{
+	sqlite3_stmt *st;
+	enum rdb_result r = rdb_step_name(db, STMT_CRED_TAKEN, name, "add login", &st);
+
+	if (r == RDB_NOTFOUND)
+		return RDB_OK;
+	if (r != RDB_OK)
+		return r;
+	rdb_done(st);
+	return rdb_fail(db, RDB_EXISTS, "%s is the authentication name of an app credential "
+	                "(relay-admin user credential list shows whose)", name);
+}
+
 /* ---- logins ------------------------------------------------------------------------- */
 
 enum rdb_result rdb_login_add(struct rdb *db, const struct rdb_login_new *n)
@@ -193,6 +217,9 @@ enum rdb_result rdb_login_add(struct rdb *db, const struct rdb_login_new *n)
 	if (n->scram != NULL && (strncmp(n->scram, "SCRAM-SHA-256$", 14) != 0 ||
 	                         strlen(n->scram) >= RDB_SCRAM_MAX))
 		return rdb_fail(db, RDB_INVALID, "invalid SCRAM verifier");
+	r = name_free_of_credentials(db, n->name);
+	if (r != RDB_OK)
+		return r;
 	st = rdb_stmt(db, STMT_LOGIN_INSERT);
 	if (st == NULL)
 		return RDB_ERROR;
@@ -225,6 +252,23 @@ static bool text_col(sqlite3_stmt *st, int i, char *out, size_t outlen)
 	memcpy(out, sqlite3_column_text(st, i), (size_t)len);
 	out[len] = '\0';
 	return true;
+}
+
+enum rdb_result rdb_login_id(struct rdb *db, const char *name, int64_t *id,
+                             char stored[RDB_NAME_MAX + 1])
+{
+	sqlite3_stmt *st;
+	enum rdb_result r = find_login(db, STMT_LOGIN_ID, name, "lookup", &st);
+
+	if (r != RDB_OK)
+		return r;
+	if (sqlite3_column_type(st, 0) != SQLITE_INTEGER ||
+	    (stored != NULL && !text_col(st, 1, stored, RDB_NAME_MAX + 1)))
+		r = rdb_fail(db, RDB_ERROR, "lookup: malformed login row");
+	else
+		*id = sqlite3_column_int64(st, 0);
+	rdb_done(st);
+	return r;
 }
 
 /* Fills a struct rdb_login from a STMT_LOGIN_GET / STMT_LOGIN_ALL row. */
@@ -425,7 +469,8 @@ enum rdb_result rdb_login_delete(struct rdb *db, const char *name)
 {
 	if (db == NULL)
 		return RDB_INVALID;
-	/* Senders go by ON DELETE CASCADE, limits by the logins_delete_limits trigger. */
+	/* Senders and credentials go by ON DELETE CASCADE, limits by the
+	 * logins_delete_limits trigger. */
 	return update_login(db, name, STMT_LOGIN_DELETE, "delete login", bind_nothing, NULL);
 }
 

@@ -18,8 +18,9 @@ from adminlib import RELAY_ADMIN, OK
 # fails test_list_matches_table.
 COMMANDS = [
     "init", "user add", "user passwd", "user del", "user enable", "user disable",
-    "user set", "user list", "user show", "sender add", "sender del", "sender list",
-    "limit set", "limit show", "limit clear", "usage", "log", "metrics", "import-sasldb",
+    "user set", "user list", "user show", "user credential", "sender add", "sender del",
+    "sender list", "limit set", "limit show", "limit clear", "usage", "log", "metrics",
+    "import-sasldb",
     "selftest", "check", "setup",
 ]
 
@@ -43,7 +44,7 @@ class Help(unittest.TestCase):
         self.assertEqual(rc, OK)
         names = []
         for line in out.split("\n"):
-            m = re.match(r"^  ([a-z][a-z-]*)(?: (add|passwd|del|enable|disable|set|list|show|clear))?(?: |$)", line)
+            m = re.match(r"^  ([a-z][a-z-]*)(?: (add|passwd|del|enable|disable|set|list|show|clear|credential))?(?: |$)", line)
             if m:
                 names.append(m.group(1) + (" " + m.group(2) if m.group(2) else ""))
         return names
@@ -74,6 +75,7 @@ class Help(unittest.TestCase):
                           "--no-exempt", "--hold", "--no-hold", "--json"],
             "limit clear": ["--default", "--json"],
             "usage": ["--json"],
+            "user credential": ["--json"],
             "check": ["--postfix-config", "--json", "--verbose"],
             "selftest": ["--host", "--port", "--user", "--tls", "--ca", "--tls-name", "--from",
                          "--send", "--timeout", "--insecure", "--json", "--verbose",

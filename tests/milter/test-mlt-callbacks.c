@@ -204,6 +204,7 @@ static void publish(bool check_from)
 struct audit_seen {
 	int n;
 	char verdicts[256];
+	char credentials[256];
 	uint64_t rcpts[8], size[8];
 };
 
@@ -218,7 +219,43 @@ static int audit_row(const struct rdb_audit *a, void *arg)
 	w->n++;
 	strncat(w->verdicts, a->verdict, sizeof w->verdicts - strlen(w->verdicts) - 2);
 	strcat(w->verdicts, " ");
+	strncat(w->credentials, a->credential[0] ? a->credential : "-",
+	        sizeof w->credentials - strlen(w->credentials) - 2);
+	strcat(w->credentials, " ");
 	return 0;
+}
+
+/* App credentials: {auth_authen} is the credential's authentication name (cid+phone);
+ * the policy, senders, limits and usage are its login's (cid), the audit record names the
+ * credential. */
+static void credentials(struct mlt_daemon *d)
+{
+	struct sess s;
+
+	is_int(sql("INSERT INTO credentials (login_id, label, authname, plain_secret, scram_sha256,"
+	           " created_at) VALUES (5, 'phone', 'cid+phone', zeroblob(33), 'SCRAM-SHA-256$x', 0)"),
+	       SQLITE_OK, "cid gets credential phone");
+	sess_open(&s, "cid+phone");
+	is_int(mail(&s, "<other@example.com>", NULL), SMFIS_REJECT,
+	       "credential: a sender its login may not use is refused");
+	is_str(s.f.rcode, "553", "553, as for the login (sender not allowed)");
+	is_int(mail(&s, "<cid@example.com>", NULL), SMFIS_CONTINUE,
+	       "credential: the login's sender passes");
+	is_int(rcpt(&s, "<to@dest.example>"), SMFIS_CONTINUE, "RCPT");
+	is_int(content(&s, "cid@example.com", 10), SMFIS_CONTINUE, "accepted");
+	is_int(used(d, "cid", MLT_MESSAGES), 1, "counted on the login");
+	is_int(used(d, "cid+phone", MLT_MESSAGES), 0, "not on the credential's name");
+	sess_close(&s);
+	/* the login's own name shares the login's limit (1 message/hour) */
+	sess_open(&s, "cid");
+	is_int(mail(&s, "<cid@example.com>", NULL), SMFIS_TEMPFAIL,
+	       "the login itself: its limit was spent through the credential");
+	is_str(s.f.rcode, "450", "450");
+	sess_close(&s);
+	/* an unknown or revoked credential is an unknown login here too (fail closed) */
+	sess_open(&s, "cid+tablet");
+	is_int(mail(&s, "<cid@example.com>", NULL), SMFIS_REJECT, "unknown credential: refused");
+	sess_close(&s);
 }
 
 static void errors_tempfail(struct mlt_daemon *d)
@@ -519,12 +556,14 @@ int main(void)
 	is_int(sql("INSERT INTO logins (id, name, plain_secret, created_at, updated_at,"
 	           " password_changed_at, hold_over_limit, rate_exempt) VALUES"
 	           " (1, 'ann', zeroblob(33), 0, 0, 0, 0, 0), (2, 'hol', zeroblob(33), 0, 0, 0, 1, 0),"
-	           " (3, 'exm', zeroblob(33), 0, 0, 0, 0, 1), (4, 'kay', zeroblob(33), 0, 0, 0, 0, 0);"
+	           " (3, 'exm', zeroblob(33), 0, 0, 0, 0, 1), (4, 'kay', zeroblob(33), 0, 0, 0, 0, 0),"
+	           " (5, 'cid', zeroblob(33), 0, 0, 0, 0, 0);"
 	           "INSERT INTO senders VALUES (1, 'ann@example.com'), (2, 'hol@example.com'),"
-	           " (3, 'exm@example.com'), (4, 'kay@example.com');"
+	           " (3, 'exm@example.com'), (4, 'kay@example.com'), (5, 'cid@example.com');"
 	           "INSERT INTO limits VALUES (1, 'messages', 3600, 2), (1, 'recipients', 3600, 3),"
-	           " (1, 'bytes', 3600, 1000), (2, 'messages', 3600, 1), (4, 'messages', 3600, 100)"),
-	       SQLITE_OK, "logins ann, hol (holds), exm (exempt), kay");
+	           " (1, 'bytes', 3600, 1000), (2, 'messages', 3600, 1), (4, 'messages', 3600, 100),"
+	           " (5, 'messages', 3600, 1)"),
+	       SQLITE_OK, "logins ann, hol (holds), exm (exempt), kay, cid");
 	ok(mlt_store_open(users, 0, &d.store, err, sizeof err) == 0, "store (%s)", err);
 	d.rate = mlt_rate_new();
 	ok(mlt_writer_start(state, 10, 86400, &d.writer, err, sizeof err) == 0, "writer (%s)", err);
@@ -536,6 +575,7 @@ int main(void)
 	hold_versus_450(&d);
 	config_pinned();
 	negotiation_from_policy(&d);
+	credentials(&d);
 
 	is_int(mlt_writer_stop(d.writer, 5), 0, "writer flushed everything");
 	ok(rdb_state_open(state, RDB_READONLY, &st, err, sizeof err) == RDB_OK, "state db");
@@ -546,6 +586,19 @@ int main(void)
 	ok(rdb_state_audit_foreach(st, "hol", 0, 100, audit_row, &hw) == RDB_OK, "hol's audit");
 	is_str(hw.verdicts, "accepted held tempfailed ", "hol's verdicts");
 	metrics_agree(st);
+	{
+		struct audit_seen cw = { 0 };
+		int64_t ts = 0;
+		char client[64] = "";
+
+		ok(rdb_state_audit_foreach(st, "cid", 0, 100, audit_row, &cw) == RDB_OK, "cid's audit");
+		is_str(cw.verdicts, "rejected accepted tempfailed ", "cid's verdicts, under the login");
+		is_str(cw.credentials, "phone phone - ", "the records name the credential used");
+		is_int(rdb_state_credential_last_use(st, "cid", "phone", &ts, client, sizeof client),
+		       RDB_OK, "the credential's last use is recorded");
+		is_str(client, "192.0.2.7", "with the client");
+		is_int(rdb_state_last_use(st, "cid", &ts, NULL, 0), RDB_OK, "and the login's");
+	}
 	rdb_state_close(st);
 
 	mlt_store_close(d.store);

@@ -240,6 +240,12 @@ static void test_switch_release(void)
 	is_int(query("SELECT sum(messages) FROM usage") - before, 4, "4 counted, each once");
 }
 
+static int no_credential(const struct rdb_audit *a, void *arg)
+{
+	(void)arg;
+	return a->credential == NULL || a->credential[0] != '\0';
+}
+
 static void test_migration(void)
 {
 	char *v1 = scratch_path("v1.db");
@@ -247,6 +253,7 @@ static void test_migration(void)
 	struct rdb_state *st = NULL;
 	char err[512] = "";
 	uint64_t id = 0, seq = 0;
+	int64_t ts = 0;
 
 	/* a version 1 file, as the milter before the journal left it */
 	ok(sqlite3_open(v1, &h) == SQLITE_OK && sqlite3_exec(h,
@@ -259,15 +266,29 @@ static void test_migration(void)
 	   " client_addr TEXT NOT NULL, tls_version TEXT NOT NULL, cipher TEXT NOT NULL, env_from"
 	   " TEXT NOT NULL, header_from TEXT NOT NULL, rcpt_count INTEGER NOT NULL, size INTEGER"
 	   " NOT NULL, queue_id TEXT NOT NULL, verdict TEXT NOT NULL, reason TEXT NOT NULL);"
+	   " INSERT INTO audit VALUES (1, 1, 'kim', '', '', '', '', '', 0, 0, '', 'accepted', 'ok');"
 	   " PRAGMA user_version = 1;", NULL, NULL, NULL) == SQLITE_OK, "a v1 state database");
 	sqlite3_close(h);
 	is_int(rdb_state_open(v1, RDB_READONLY, &st, err, sizeof err), RDB_OK,
 	       "readers still open a v1 file (%s)", err);
 	is_int(rdb_state_journal_get(st, &id, &seq), RDB_ERROR, "no mark through a reader");
+	is_int(rdb_state_audit_foreach(st, NULL, 0, 10, no_credential, NULL), RDB_OK,
+	       "a reader reads its audit log as the current version shows it (%s)",
+	       rdb_state_errmsg(st));
+	is_int(rdb_state_credential_last_use(st, "x", "y", &ts, NULL, 0), RDB_NOTFOUND,
+	       "and finds no credential use");
 	rdb_state_close(st);
 	is_int(rdb_state_init(v1, err, sizeof err), RDB_OK, "init migrates it (%s)", err);
 	is_int(rdb_state_open(v1, RDB_READWRITE, &st, err, sizeof err), RDB_OK, "opened rw");
 	is_int(rdb_state_journal_get(st, &id, &seq), RDB_NOTFOUND, "no mark yet");
+	{
+		struct rdb_audit a = { .ts = 1, .login = "kim", .verdict = "accepted",
+		                       .credential = "phone" };
+
+		is_int(rdb_state_audit_add(st, &a), RDB_OK, "migrated: audit records take a credential");
+		is_int(rdb_state_credential_touch(st, "kim", "phone", 5, "192.0.2.1"), RDB_OK,
+		       "migrated: credential use is recorded");
+	}
 	is_int(rdb_state_journal_set(st, UINT64_MAX - 1, 7), RDB_OK, "mark set");
 	ok(rdb_state_journal_get(st, &id, &seq) == RDB_OK && id == UINT64_MAX - 1 && seq == 7,
 	   "all 64 bits of the id come back");
@@ -275,6 +296,86 @@ static void test_migration(void)
 	unlink(v1);
 	unlink(scratch_path("v1.db-wal"));
 	unlink(scratch_path("v1.db-shm"));
+}
+
+/* App credentials: a record names the credential the message came through; it lands in
+ * the audit record and the credential's last use. A record written before the field
+ * existed (by the milter of the previous release, recovered after an upgrade) still
+ * decodes, with no credential. */
+static void le(unsigned char *p, uint64_t v, int n)
+{
+	for (int k = 0; k < n; k++)
+		p[k] = (unsigned char)(v >> (8 * k));
+}
+
+/* The record format before app credentials: nine text fields (journal.c's encode() of
+ * that release, byte for byte). */
+static size_t old_record(unsigned char *buf, const char *login, const char *qid, uint64_t seq)
+{
+	const char *fields[9] = { login, "192.0.2.1", "TLSv1.3", "", "old@example.com", "", qid,
+	                          "accepted", "ok" };
+	unsigned char *p = buf + 32;
+	uint64_t h = 0xcbf29ce484222325u;
+
+	memset(buf, 0, 32 + 49);
+	le(p, 1700000000, 8);
+	le(p + 8, 1, 8);
+	le(p + 32, 1, 8);
+	p[48] = 3; /* counted, touch */
+	p += 49;
+	for (int k = 0; k < 9; k++) {
+		size_t n = strlen(fields[k]);
+
+		le(p, n, 2);
+		memcpy(p + 2, fields[k], n);
+		p += 2 + n;
+	}
+	le(buf, 0x314a4c52u, 4);
+	le(buf + 4, (uint64_t)(p - buf - 32), 4);
+	le(buf + 16, 0x5eed, 8);
+	le(buf + 24, seq, 8);
+	for (unsigned char *q = buf + 16; q < p; q++) {
+		h ^= *q;
+		h *= 0x100000001b3u;
+	}
+	le(buf + 8, h, 8);
+	return (size_t)(p - buf);
+}
+
+static void test_credential_field(void)
+{
+	struct mlt_journal *j = NULL;
+	struct mlt_record *r = record("carl", "QC1");
+	unsigned char buf[1024];
+	char err[512] = "";
+	size_t n[3], len;
+	int fd;
+
+	snprintf(r->credential, sizeof r->credential, "phone");
+	is_int(mlt_journal_open(db, &j, err, sizeof err), 0, "journal opened (%s)", err);
+	is_int(mlt_journal_append(j, r), 0, "a record with a credential appended");
+	free(r);
+	mlt_journal_close(j);
+	is_int(recover(n), 0, "recovered");
+	is_int(n[0], 1, "1 record applied");
+	is_int(query("SELECT count(*) FROM audit WHERE login = 'carl' AND credential = 'phone'"), 1,
+	       "the audit record names the credential");
+	is_int(query("SELECT ts FROM credential_use WHERE login = 'carl' AND label = 'phone'"),
+	       1700000000, "the credential's last use");
+	is_int(query("SELECT count(*) FROM last_use WHERE login = 'carl'"), 1, "the login's too");
+
+	len = old_record(buf, "olga", "QO1", 1);
+	fd = open(scratch_path("state.db.journal-0"), O_WRONLY | O_APPEND);
+	ok(fd >= 0 && write(fd, buf, len) == (ssize_t)len, "a record in the old format");
+	if (fd >= 0)
+		close(fd);
+	is_int(recover(n), 0, "recovered");
+	is_int(n[0], 1, "the old record applied");
+	is_int(n[2], 0, "not taken for a torn one");
+	is_int(query("SELECT count(*) FROM audit WHERE login = 'olga' AND credential = ''"), 1,
+	       "with no credential");
+	is_int(query("SELECT count(*) FROM credential_use WHERE login = 'olga'"), 0,
+	       "and no credential use");
 }
 
 int main(void)
@@ -288,6 +389,7 @@ int main(void)
 	is_int(query("PRAGMA user_version"), RDB_STATE_SCHEMA_VERSION, "at the current version");
 	test_recover_once();
 	test_torn_and_garbage();
+	test_credential_field();
 	test_switch_release();
 	test_migration();
 	{

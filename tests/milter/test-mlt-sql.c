@@ -265,6 +265,16 @@ static int last_rows(const char *login, int64_t ts, const char *client, void *ar
 	return 0;
 }
 
+static int cred_rows(const char *login, const char *label, int64_t ts, const char *client,
+                     void *arg)
+{
+	char *out = arg;
+	size_t len = strlen(out);
+
+	snprintf(out + len, 256 - len, "%s+%s@%lld:%s ", login, label, (long long)ts, client);
+	return 0;
+}
+
 static int refuse_last(const char *login, int64_t ts, const char *client, void *arg)
 {
 	(void)login;
@@ -389,6 +399,29 @@ static void test_state(void)
 		   strcmp(lu, "alice@160:192.0.2.2 bob@155:192.0.2.7 ") == 0, "merged last use: %s", lu);
 		is_int(rdb_state_last_use_foreach(ro, refuse_last, NULL), RDB_ERROR,
 		       "last use: a failing callback is an error");
+	}
+	/* app credentials: the last use of each, touched live and carried over like a
+	 * login's (the later one wins) */
+	{
+		char cu[256] = "";
+
+		ok(rdb_state_credential_touch(st, "alice", "phone", 200, "192.0.2.1") == RDB_OK,
+		   "credential touched");
+		ok(rdb_state_credential_touch(st, "ALICE", "phone", 190, "192.0.2.2") == RDB_OK,
+		   "an older touch (another thread's batch) does not go back in time");
+		ok(rdb_state_credential_last_use(ro, "alice", "phone", &ts, client, sizeof client) ==
+		   RDB_OK && ts == 200, "credential last use: %lld", (long long)ts);
+		is_int(rdb_state_credential_last_use(ro, "alice", "printer", &ts, NULL, 0),
+		       RDB_NOTFOUND, "another label: never used");
+		ok(rdb_state_begin(st) == RDB_OK, "begin merge");
+		ok(rdb_state_credential_use_merge(st, "alice", "phone", 150, "192.0.2.9") == RDB_OK,
+		   "an older carried use");
+		ok(rdb_state_credential_use_merge(st, "bob", "cron", 155, "192.0.2.7") == RDB_OK,
+		   "a new one");
+		ok(rdb_state_commit(st) == RDB_OK, "commit merge");
+		ok(rdb_state_credential_use_foreach(ro, cred_rows, cu) == RDB_OK &&
+		   strcmp(cu, "alice+phone@200:192.0.2.2 bob+cron@155:192.0.2.7 ") == 0,
+		   "merged credential use: %s", cu);
 	}
 	ok(rdb_state_checkpoint(st) == RDB_OK, "checkpoint empties the WAL: %s", rdb_state_errmsg(st));
 	{
@@ -573,7 +606,8 @@ static void test_counters_and_follow(void)
 
 	/* a version 2 file (the milter has not migrated it yet): readable, without counters */
 	ok(sqlite3_open(path, &h) == SQLITE_OK &&
-	   sqlite3_exec(h, "DROP TABLE counters; PRAGMA user_version = 2", NULL, NULL, NULL) ==
+	   sqlite3_exec(h, "DROP TABLE credential_use; ALTER TABLE audit DROP COLUMN credential;"
+	                       " DROP TABLE counters; PRAGMA user_version = 2", NULL, NULL, NULL) ==
 	   SQLITE_OK, "made a version 2 file");
 	sqlite3_close(h);
 	is_int(rdb_state_open(path, RDB_READONLY, &ro, err, sizeof err), RDB_OK,
@@ -581,7 +615,7 @@ static void test_counters_and_follow(void)
 	seen.text[0] = '\0';
 	is_int(rdb_state_counter_foreach(ro, counter_row, &seen), RDB_NOTFOUND, "no counters yet");
 	rdb_state_close(ro);
-	is_int(rdb_state_init(path, err, sizeof err), RDB_OK, "migrated to 3 (%s)", err);
+	is_int(rdb_state_init(path, err, sizeof err), RDB_OK, "migrated to the current version (%s)", err);
 	is_int(rdb_state_open(path, RDB_READWRITE, &st, err, sizeof err), RDB_OK, "open rw");
 	is_int(rdb_state_counter_foreach(st, counter_row, &seen), RDB_OK, "counters after migration");
 	is_str(seen.text, "", "empty");

@@ -579,6 +579,29 @@ class StateFileTest(unittest.TestCase):
         self.assertTrue(r.smtp.startswith("450 4.7.1"), r.smtp)
         self.assertEqual(wait_used(self.tmp, self.state, "other", 1), 1, "after a restart")
 
+    def test_replaced_carries_credential_use(self):
+        # the last use of an app credential moves to the replacement file with the
+        # login's counters and last use
+        admin(self.tmp, "user", "credential", "add", "two", "app")
+        self.assertEqual(send(self.d.sock, "two+app", "<two@example.com>")[1].code, "c")
+        self.assertEqual(wait_used(self.tmp, self.state, "two", 1), 1)
+
+        def credential_use():
+            db = sqlite3.connect("file:%s?mode=ro" % self.state, uri=True)
+            try:
+                return db.execute("SELECT login, label FROM credential_use").fetchall()
+            finally:
+                db.close()
+
+        self.assertEqual(credential_use(), [("two", "app")])
+        mark = len(self.d.log_text())
+        os.rename(self.fresh_state_db(usage=["other"]), self.state)
+        self.d.wait_log("was replaced by another file", mark, required=False)
+        self.assertEqual(self.send("other")[1].code, "c")
+        self.assertEqual(wait_used(self.tmp, self.state, "other", 2), 2, "the new file in use")
+        self.assertEqual(wait_used(self.tmp, self.state, "two", 1), 1, "usage carried")
+        self.assertEqual(credential_use(), [("two", "app")], "credential use carried")
+
     def test_moved_back(self):
         # the same file moved back to where it was: carry on with it
         self.assertEqual(self.send("other")[1].code, "c")

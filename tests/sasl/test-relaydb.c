@@ -500,6 +500,93 @@ static void test_scram_no_enumeration(void)
 	is_int(rig_smtp_code(plain(NULL, "dave", PW_DAVE)), 535, "PLAIN for a disabled login: 535");
 }
 
+/* ---- app credentials (issue 12, item 1) ----------------------------------------------- */
+
+#define PW_PHONE "phone-credential-pw-1"
+#define PW_PRINTER "printer-credential-pw-2"
+
+/* relay-admin user credential add / revoke, through the data layer it uses. */
+static bool cred_change(const char *name, const char *label, const char *password)
+{
+	unsigned char plain[RDB_PLAIN_SECRET_LEN];
+	char scram[RDB_SCRAM_MAX], err[256];
+	struct rdb *db = NULL;
+	enum rdb_result r = RDB_ERROR;
+
+	if (rdb_open(dbpath, RDB_READWRITE, &db, err, sizeof err) != RDB_OK)
+		return false;
+	if (password == NULL)
+		r = rdb_credential_revoke(db, name, label);
+	else if (rdb_secret_plain(password, strlen(password), NULL, plain) == RDB_OK &&
+	         rdb_secret_scram_sha256(password, strlen(password), RDB_SCRAM_ITERATIONS, NULL, 0,
+	                                 scram) == RDB_OK)
+		r = rdb_credential_add(db, name, label, plain, scram, (int64_t)time(NULL), NULL);
+	rdb_close(db);
+	return r == RDB_OK;
+}
+
+static void test_credentials(void)
+{
+	char salt[64], msg[512];
+	int start, r, wrong;
+
+	ok(cred_change("alice", "phone", PW_PHONE), "alice gets credential phone");
+	ok(cred_change("alice", "printer", PW_PRINTER), "and credential printer");
+	ok(cred_change("Bob@Example.ORG", "cron", PW_PHONE), "bob gets credential cron");
+
+	/* the three mechanisms with a credential's own name and secret */
+	is_int(plain(NULL, "alice+phone", PW_PHONE), SASL_OK, "PLAIN with a credential: OK");
+	is_int(plain(NULL, "ALICE+Phone", PW_PHONE), SASL_OK, "in any case");
+	is_int(rig_login(NULL, "alice+phone", PW_PHONE), SASL_OK, "LOGIN with a credential: OK");
+	is_int(rig_scram(NULL, "alice+phone", PW_PHONE), SASL_OK, "SCRAM-SHA-256 with a credential: OK");
+	is_int(plain(NULL, "bob+cron@example.org", PW_PHONE), SASL_OK,
+	       "local+LABEL@domain for local@domain: OK");
+	is_int(plain(NULL, "alice+printer", PW_PRINTER), SASL_OK, "the other credential: OK");
+	is_int(plain(NULL, "alice", PW_ALICE), SASL_OK, "the login's own password: OK");
+	/* a secret belongs to one name */
+	is_int(plain(NULL, "alice+phone", PW_ALICE), SASL_BADAUTH, "the login's password as a credential");
+	is_int(plain(NULL, "alice", PW_PHONE), SASL_BADAUTH, "a credential's secret as the login's");
+	is_int(plain(NULL, "alice+printer", PW_PHONE), SASL_BADAUTH, "one credential's for another");
+	r = rig_scram(NULL, "alice+phone", "wrong");
+	ok(r != SASL_OK && rig_smtp_code(r) == 535, "SCRAM with a credential, wrong secret: 535");
+
+	/* revoked and unknown credentials: exactly like a wrong password, SCRAM included */
+	wrong = rig_scram_trace(NULL, "alice+printer", "wrong", &start, msg, sizeof msg);
+	is_int(wrong, SASL_BADAUTH, "SCRAM wrong secret: BADAUTH at the proof");
+	ok(cred_change("alice", "phone", NULL), "revoke phone");
+	rig_log_clear();
+	check_like_wrong("revoked credential, PLAIN", plain(NULL, "alice+phone", PW_PHONE),
+	                 "login 'alice+phone' does not exist");
+	check_like_wrong("revoked credential, LOGIN", rig_login(NULL, "alice+phone", PW_PHONE),
+	                 "login 'alice+phone' does not exist");
+	scram_first_as_attacker("revoked credential", "alice+phone", salt, sizeof salt);
+	scram_first_as_attacker("unknown credential", "alice+tablet", salt, sizeof salt);
+	r = rig_scram_trace(NULL, "alice+phone", PW_PHONE, &start, msg, sizeof msg);
+	is_int(start, SASL_CONTINUE, "SCRAM revoked credential: the first step continues");
+	is_int(r, wrong, "SCRAM revoked credential, its right secret: fails at the proof like a "
+	       "wrong password (sasl %d)", r);
+	r = rig_scram_trace(NULL, "alice+tablet", "x", &start, msg, sizeof msg);
+	is_int(start, SASL_CONTINUE, "SCRAM unknown credential: the first step continues");
+	is_int(r, wrong, "SCRAM unknown credential: fails at the proof (sasl %d)", r);
+	/* revoking one touches nothing else */
+	is_int(plain(NULL, "alice+printer", PW_PRINTER), SASL_OK, "the other credential still works");
+	is_int(rig_scram(NULL, "alice+printer", PW_PRINTER), SASL_OK, "also with SCRAM");
+	is_int(plain(NULL, "alice", PW_ALICE), SASL_OK, "and the login's own password");
+
+	/* the login disabled: its credentials with it */
+	ok(admin_sql("UPDATE logins SET enabled = 0 WHERE name = ?1", "alice", NULL), "disable alice");
+	rig_log_clear();
+	check_like_wrong("credential of a disabled login, PLAIN",
+	                 plain(NULL, "alice+printer", PW_PRINTER), "login 'alice+printer' is disabled");
+	scram_first_as_attacker("credential of a disabled login", "alice+printer", salt, sizeof salt);
+	is_int(rig_scram(NULL, "alice+printer", PW_PRINTER), wrong,
+	       "SCRAM, credential of a disabled login: fails at the proof like a wrong password");
+	ok(admin_sql("UPDATE logins SET enabled = 1 WHERE name = ?1", "alice", NULL), "enable alice");
+	is_int(plain(NULL, "alice+printer", PW_PRINTER), SASL_OK, "enabled again: the credential works");
+	ok(rig_log_lacks_bytes(PW_PRINTER, strlen(PW_PRINTER)), "no secret in the log");
+	ok(cred_change("alice", "printer", NULL), "revoke printer (clean up)");
+}
+
 /* ---- the database going away, breaking, locking -------------------------------------- */
 
 static void test_db_failures(void)
@@ -541,7 +628,7 @@ static void test_db_failures(void)
 	r = rig_scram(NULL, "alice", PW_ALICE);
 	is_int(rig_smtp_code(r), 454, "a schema version 1 file: SCRAM is temporary (sasl %d)", r);
 	is_int(plain(NULL, "nosuchuser", "x"), SASL_UNAVAIL, "a schema version 1 file: SASL_UNAVAIL");
-	ok(rig_log_has("schema version 1 is older than 2: run relay-admin init"),
+	ok(rig_log_has("schema version 1 is older than 3: run relay-admin init"),
 	   "the log says to run relay-admin init");
 
 	/* A real SQLite file that is not ours. */
@@ -697,6 +784,7 @@ int main(int argc, char **argv)
 	test_store_refused();
 	test_changes_apply_at_once();
 	test_scram_no_enumeration();
+	test_credentials();
 	test_db_failures();
 	sasl_done();
 	free(plugin_so);

@@ -25,14 +25,27 @@
 /* Embedded by sql/embed-sql.py: the schema texts relay-admin init runs. */
 extern const char rdb_schema_sql[];
 extern const char rdb_migration_002_sql[];
+extern const char rdb_migration_003_sql[];
 
-/* Turns a file made with today's schema.sql back into version 1: drops exactly what
- * migrations/002.sql creates. Version 1 is schema.sql without those, so this derives the
- * v1 file instead of keeping a copy of the old schema that would drift. */
+/* Turns a file made with today's schema.sql back into version 2: drops exactly what
+ * migrations/003.sql creates (see v2_to_v1_sql). */
+static const char v3_to_v2_sql[] =
+	"DROP TRIGGER logins_name_free;"
+	"DROP TRIGGER credentials_name_free;"
+	"DROP TABLE credentials;"
+	"PRAGMA user_version = 2;";
+
+/* Turns a version 2 file back into version 1: drops exactly what migrations/002.sql
+ * creates. Version 1 is schema.sql without those, so this derives the v1 file instead of
+ * keeping a copy of the old schema that would drift. */
 static const char v2_to_v1_sql[] =
 	"DROP TRIGGER limits_per_login_max;"
 	"DROP TABLE site_secret;"
 	"PRAGMA user_version = 1;";
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define RDB_VERSION_STR STR(RDB_SCHEMA_VERSION)
 
 /* is_str() on an array trips -Waddress (its NULL test); go through a pointer. */
 #define is_buf(got, ...) do { const char *got_ = (got); is_str(got_, __VA_ARGS__); } while (0)
@@ -53,10 +66,18 @@ static int raw_exec(const char *path, const char *sql)
 	return rc;
 }
 
+/* A version 2 file as relay-admin init of version 2 made it (see v3_to_v2_sql). */
+static int make_v2(const char *path)
+{
+	int rc = raw_exec(path, rdb_schema_sql);
+
+	return rc != SQLITE_OK ? rc : raw_exec(path, v3_to_v2_sql);
+}
+
 /* A version 1 file as relay-admin init of version 1 made it (see v2_to_v1_sql). */
 static int make_v1(const char *path)
 {
-	int rc = raw_exec(path, rdb_schema_sql);
+	int rc = make_v2(path);
 
 	return rc != SQLITE_OK ? rc : raw_exec(path, v2_to_v1_sql);
 }
@@ -412,14 +433,14 @@ static void test_migrate_v1(void)
 	/* Readers (the plugin, the milter) refuse it and say what to do. */
 	is_int(rdb_open(v1, RDB_READONLY, &db, err, sizeof err), RDB_ERROR,
 	       "a read-only open (plugin, milter) refuses a v1 file");
-	ok(strstr(err, "schema version 1 is older than 2") != NULL &&
+	ok(strstr(err, "schema version 1 is older than " RDB_VERSION_STR) != NULL &&
 	   strstr(err, "relay-admin init") != NULL, "and says to run relay-admin init: %s", err);
 
 	is_int(rdb_init_versions(v1, &before, &after, err, sizeof err), RDB_OK,
 	       "relay-admin init migrates it: %s", err);
 	is_int(before, 1, "found version 1");
-	is_int(after, 2, "left version 2");
-	is_int(raw_count(v1, "PRAGMA user_version"), 2, "user_version 2");
+	is_int(after, RDB_SCHEMA_VERSION, "left the current version");
+	is_int(raw_count(v1, "PRAGMA user_version"), RDB_SCHEMA_VERSION, "user_version current");
 	is_int(raw_count(v1, "SELECT count(*) FROM site_secret WHERE id = 1 AND"
 	                     " typeof(decoy_key) = 'blob' AND length(decoy_key) = 32"), 1,
 	       "it got a 32-byte decoy key");
@@ -429,15 +450,16 @@ static void test_migrate_v1(void)
 	is_int(raw_count(v1, "SELECT count(*) FROM senders"), 1, "its sender too");
 	is_int(raw_count(v1, "SELECT count(*) FROM limits"), 2, "its limits too");
 	is_int(rdb_init_versions(v1, &before, &after, err, sizeof err), RDB_OK, "init again");
-	is_int(before, 2, "nothing left to migrate");
+	is_int(before, RDB_SCHEMA_VERSION, "nothing left to migrate");
 	is_int(raw_count(v1, "SELECT count(*) FROM site_secret"), 1, "still one key");
 
 	/* Migrated and fresh files have the same schema, object for object. */
-	is_int(rdb_init(fresh, err, sizeof err), RDB_OK, "a fresh v2 file");
+	is_int(rdb_init(fresh, err, sizeof err), RDB_OK, "a fresh file");
 	schema_text(fresh, fresh_schema, sizeof fresh_schema);
 	schema_text(v1, migrated_schema, sizeof migrated_schema);
 	ok(fresh_schema[0] != '\0', "schema read");
-	is_str(migrated_schema, fresh_schema, "migrated schema = fresh schema (002.sql = schema.sql)");
+	is_str(migrated_schema, fresh_schema,
+	       "migrated schema = fresh schema (002.sql + 003.sql = schema.sql)");
 
 	/* Every database draws its own key. */
 	is_int(make_v1(v1b), SQLITE_OK, "another v1 file");
@@ -504,6 +526,189 @@ static void test_migrate_v1(void)
 	unlink(fresh);
 }
 
+/* ---- schema version 3: app credentials ------------------------------------------------ */
+
+static enum rdb_result cred_add(struct rdb *db, const char *name, const char *label,
+                                const char *pw, char authname[RDB_NAME_MAX + 1])
+{
+	unsigned char plain[RDB_PLAIN_SECRET_LEN];
+	char scram[RDB_SCRAM_MAX];
+
+	if (rdb_secret_plain(pw, strlen(pw), NULL, plain) != RDB_OK ||
+	    rdb_secret_scram_sha256(pw, strlen(pw), RDB_SCRAM_ITERATIONS, NULL, 0, scram) != RDB_OK)
+		return RDB_ERROR;
+	return rdb_credential_add(db, name, label, plain, scram, 5000, authname);
+}
+
+static int cred_cb(const struct rdb_credential *c, void *arg)
+{
+	char *buf = arg;
+
+	strcat(buf, c->label);
+	strcat(buf, "=");
+	strcat(buf, c->authname);
+	strcat(buf, " ");
+	return 0;
+}
+
+/* Pure: labels and the authentication names built from them. */
+static void test_credential_names(void)
+{
+	char out[RDB_NAME_MAX + 1], why[160], longname[RDB_NAME_MAX + 1];
+
+	ok(rdb_label_valid("printer-2", why, sizeof why), "a label");
+	ok(!rdb_label_valid("", why, sizeof why), "empty label refused");
+	ok(!rdb_label_valid("Printer", why, sizeof why), "uppercase refused: %s", why);
+	ok(!rdb_label_valid("a+b", why, sizeof why), "'+' refused");
+	ok(!rdb_label_valid("a@b", why, sizeof why), "'@' refused");
+	ok(!rdb_label_valid("a b", why, sizeof why), "space refused");
+	ok(rdb_label_valid("0123456789abcdef0123456789abcdef", why, sizeof why), "32 characters");
+	ok(!rdb_label_valid("0123456789abcdef0123456789abcdefx", why, sizeof why), "33 refused");
+	ok(rdb_credential_authname("alice", "phone", out, why, sizeof why) &&
+	   strcmp(out, "alice+phone") == 0, "alice + phone = %s", out);
+	ok(rdb_credential_authname("app1@example.com", "cron", out, why, sizeof why) &&
+	   strcmp(out, "app1+cron@example.com") == 0, "sub-address style: %s", out);
+	memset(longname, 'a', RDB_NAME_MAX - 3);
+	longname[RDB_NAME_MAX - 3] = '\0';
+	ok(!rdb_credential_authname(longname, "abc", out, why, sizeof why) &&
+	   strstr(why, "longer than 255") != NULL, "too long a result refused: %s", why);
+	ok(!rdb_credential_authname("b'ad", "x", out, why, sizeof why), "bad login name refused");
+}
+
+static void test_credentials(void)
+{
+	const char *p = path_in("cred.db");
+	struct rdb *rw = NULL, *ro = NULL;
+	struct rdb_secrets s;
+	unsigned char again[RDB_PLAIN_SECRET_LEN];
+	char err[512], authname[RDB_NAME_MAX + 1], list[1024];
+
+	is_int(rdb_init(p, err, sizeof err), RDB_OK, "init cred.db: %s", err);
+	is_int(rdb_open(p, RDB_READWRITE, &rw, err, sizeof err), RDB_OK, "open rw");
+	is_int(rdb_open(p, RDB_READONLY, &ro, err, sizeof err), RDB_OK, "open ro");
+	if (rw == NULL || ro == NULL)
+		return;
+	is_int(add(rw, "alice", "alice's own password", 1000), RDB_OK, "add alice");
+	is_int(add(rw, "bob@example.org", "bob's own password!", 1000), RDB_OK, "add bob");
+
+	is_int(cred_add(rw, "alice", "phone", "phone secret 1234567", authname), RDB_OK, "add phone");
+	is_buf(authname, "alice+phone", "its authentication name");
+	is_int(cred_add(rw, "ALICE", "printer", "printer secret 12345", authname), RDB_OK,
+	       "add printer (login name in any case)");
+	is_int(cred_add(rw, "bob@example.org", "cron", "cron secret 12345678", authname), RDB_OK,
+	       "add bob's cron");
+	is_buf(authname, "bob+cron@example.org", "sub-address style");
+
+	/* refused, and nothing written */
+	is_int(cred_add(rw, "alice", "phone", "another phone secret", authname), RDB_EXISTS,
+	       "the same label twice");
+	is_int(cred_add(rw, "alice", "Phone", "x", authname), RDB_INVALID, "a bad label");
+	is_int(cred_add(rw, "carol", "phone", "x", authname), RDB_NOTFOUND, "no such login");
+	ok(strstr(rdb_errmsg(rw), "no such login: carol") != NULL, "says so: %s", rdb_errmsg(rw));
+	is_int(add(rw, "alice+phone", "a login over a credential", 1000), RDB_EXISTS,
+	       "a login named like a credential is refused");
+	ok(strstr(rdb_errmsg(rw), "app credential") != NULL, "says why: %s", rdb_errmsg(rw));
+	is_int(add(rw, "ALICE+PHONE", "a login over a credential", 1000), RDB_EXISTS,
+	       "in any case");
+	is_int(add(rw, "dave+app", "dave plus app's pass", 1000), RDB_OK, "a login dave+app");
+	is_int(add(rw, "dave", "dave's own password", 1000), RDB_OK, "and dave");
+	is_int(cred_add(rw, "dave", "app", "x", authname), RDB_EXISTS,
+	       "a credential named like a login is refused");
+	ok(strstr(rdb_errmsg(rw), "already a login's name") != NULL, "says why: %s", rdb_errmsg(rw));
+	{
+		char msg[256];
+
+		/* the schema keeps the namespace whatever writes the file */
+		ok(raw_step(p, "INSERT INTO logins (name, plain_secret, created_at, updated_at,"
+		               " password_changed_at) VALUES ('alice+printer', randomblob(33), 1, 1, 1)",
+		            NULL, msg, sizeof msg) != SQLITE_DONE &&
+		   strstr(msg, "taken by an app credential") != NULL, "trigger: %s", msg);
+	}
+
+	/* authentication: the credential's secrets, the login's name and state */
+	is_int(rdb_lookup_secrets(ro, "Alice+Phone", 2000, &s), RDB_OK, "lookup the credential");
+	is_buf(s.name, "alice", "the login's name");
+	is_buf(s.credential, "phone", "the credential's label");
+	is_int(s.state, RDB_LOGIN_ACTIVE, "active");
+	is_int(rdb_secret_plain("phone secret 1234567", 20, s.plain, again), RDB_OK, "recompute");
+	ok(memcmp(again, s.plain, sizeof again) == 0, "the credential's own PLAIN secret");
+	ok(s.has_scram && strncmp(s.scram, "SCRAM-SHA-256$4096:", 19) == 0, "its SCRAM verifier");
+	is_int(rdb_lookup_secrets(ro, "alice", 2000, &s), RDB_OK, "the login itself");
+	is_buf(s.credential, "", "no credential");
+	is_int(rdb_secret_plain("alice's own password", 20, s.plain, again), RDB_OK, "recompute");
+	ok(memcmp(again, s.plain, sizeof again) == 0, "the login's own secret, unchanged");
+	is_int(rdb_lookup_secrets(ro, "alice+tablet", 2000, &s), RDB_NOTFOUND, "unknown label");
+	ok(s.has_decoy_key, "with the decoy key, like any unknown name");
+
+	list[0] = '\0';
+	is_int(rdb_credential_foreach(ro, "alice", cred_cb, list, NULL), RDB_OK, "list");
+	is_buf(list, "phone=alice+phone printer=alice+printer ", "by label");
+
+	/* the login's state is the credential's */
+	is_int(rdb_login_set_enabled(rw, "alice", false, 3000), RDB_OK, "disable alice");
+	is_int(rdb_lookup_secrets(ro, "alice+phone", 3000, &s), RDB_OK, "still found");
+	is_int(s.state, RDB_LOGIN_DISABLED, "but disabled with its login");
+	is_int(rdb_login_set_enabled(rw, "alice", true, 3000), RDB_OK, "enable alice");
+	is_int(rdb_login_set_expiry(rw, "alice", true, 2500, 3000), RDB_OK, "expire alice");
+	is_int(rdb_lookup_secrets(ro, "alice+phone", 3000, &s), RDB_OK, "found");
+	is_int(s.state, RDB_LOGIN_EXPIRED, "expired with its login");
+	is_int(rdb_login_set_expiry(rw, "alice", false, 0, 3000), RDB_OK, "no expiry");
+
+	/* revoke: that one only */
+	is_int(rdb_credential_revoke(rw, "alice", "phone"), RDB_OK, "revoke phone");
+	is_int(rdb_lookup_secrets(ro, "alice+phone", 3000, &s), RDB_NOTFOUND, "phone is gone");
+	is_int(rdb_lookup_secrets(ro, "alice+printer", 3000, &s), RDB_OK, "printer stays");
+	is_int(rdb_lookup_secrets(ro, "alice", 3000, &s), RDB_OK, "the login stays");
+	is_int(rdb_secret_plain("alice's own password", 20, s.plain, again), RDB_OK, "recompute");
+	ok(memcmp(again, s.plain, sizeof again) == 0, "with its own password");
+	is_int(rdb_credential_revoke(rw, "alice", "phone"), RDB_NOTFOUND, "revoke twice");
+	is_int(rdb_credential_revoke(rw, "alice", "PHONE"), RDB_INVALID, "a bad label");
+	is_int(rdb_credential_revoke(rw, "nobody", "phone"), RDB_NOTFOUND, "no such login");
+
+	/* deleting the login deletes its credentials (ON DELETE CASCADE) */
+	is_int(rdb_login_delete(rw, "alice"), RDB_OK, "delete alice");
+	is_int(rdb_lookup_secrets(ro, "alice+printer", 3000, &s), RDB_NOTFOUND, "printer gone too");
+	is_int(raw_count(p, "SELECT count(*) FROM credentials"), 1, "bob's cron is left");
+	is_int(add(rw, "alice+printer", "now a login of its own", 1000), RDB_OK,
+	       "the name is free again");
+	explicit_bzero(&s, sizeof s);
+	rdb_close(rw);
+	rdb_close(ro);
+	unlink(p);
+}
+
+/* A version 2 file with data migrates to 3: credentials appear, nothing else changes. */
+static void test_migrate_v2(void)
+{
+	char v2[PATH_MAX + 64], fresh[PATH_MAX + 64];
+	static char fresh_schema[16384], migrated_schema[16384];
+	char err[512], authname[RDB_NAME_MAX + 1];
+	int before = -1, after = -1;
+	struct rdb *db = NULL;
+
+	snprintf(v2, sizeof v2, "%s", path_in("v2.db"));
+	snprintf(fresh, sizeof fresh, "%s", path_in("fresh3.db"));
+	is_int(make_v2(v2), SQLITE_OK, "a v2 file (today's schema less 003.sql)");
+	is_int(raw_exec(v2, "INSERT INTO logins (name, plain_secret, created_at, updated_at,"
+	                    " password_changed_at) VALUES ('kim', randomblob(33), 1, 1, 1);"),
+	       SQLITE_OK, "with a login");
+	is_int(rdb_init_versions(v2, &before, &after, err, sizeof err), RDB_OK, "migrates: %s", err);
+	is_int(before, 2, "found version 2");
+	is_int(after, 3, "left version 3");
+	is_int(raw_count(v2, "SELECT count(*) FROM logins"), 1, "the login is still there");
+	is_int(rdb_init(fresh, err, sizeof err), RDB_OK, "a fresh file");
+	schema_text(fresh, fresh_schema, sizeof fresh_schema);
+	schema_text(v2, migrated_schema, sizeof migrated_schema);
+	is_str(migrated_schema, fresh_schema, "migrated schema = fresh schema (003.sql = schema.sql)");
+	is_int(rdb_open(v2, RDB_READWRITE, &db, err, sizeof err), RDB_OK, "opens: %s", err);
+	if (db != NULL)
+		is_int(cred_add(db, "kim", "app", "kim's app secret 123", authname), RDB_OK,
+		       "a credential for the migrated login");
+	rdb_close(db);
+	unlink(v2);
+	unlink(fresh);
+}
+
 /* The cap in the schema text is a number SQL cannot take from a C header: check both texts
  * that create the trigger against RDB_LIMITS_MAX, and the trigger itself. */
 static long cap_in(const char *sql, const char *after)
@@ -559,6 +764,9 @@ int main(void)
 	test_init_and_refusals();
 	test_logins();
 	test_migrate_v1();
+	test_migrate_v2();
+	test_credential_names();
+	test_credentials();
 	test_limit_cap();
 	cleanup();
 	return tap_done();
