@@ -206,6 +206,44 @@ class AdmitTest(unittest.TestCase):
             self.assertEqual(self.sql("SELECT count(*) FROM reservations"
                                       " WHERE lower(login) = '%s'" % login), "0")
 
+    def test_exact_recipient_limit_across_two_nodes(self):
+        # RCPT reserves a recipient in the same row as MAIL's message: 10 one-recipient
+        # messages over both nodes against 4 recipients an hour deliver exactly 4
+        self.admin("user", "add", "rcpts", "--password-stdin", "--sender", "rcpts@example.com",
+                   stdin=PASSWORD)
+        self.admin("limit", "set", "rcpts", "--recipients", "4/1h")
+        k = 10
+        barrier = threading.Barrier(k)
+        results = [None] * k
+
+        def run(i):
+            results[i] = send(self.d[i % 2].sock, "rcpts", "QC%02d" % i, barrier)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(k)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(results.count("accepted"), 4, results)
+        self.assertEqual(self.sql("SELECT sum(recipients) FROM usage WHERE login = 'rcpts'"), "4")
+        self.assertEqual(self.sql("SELECT count(*) FROM reservations WHERE login = 'rcpts'"), "0")
+
+    def test_hold_over_limit_not_counted(self):
+        self.login("holder", "1/1h")
+        self.admin("limit", "set", "holder", "--messages", "1/1h", "--hold")
+        self.assertEqual(send(self.d[0].sock, "holder", "QH0"), "accepted")
+        with MilterClient(self.d[1].sock) as m:
+            m.negotiate()
+            self.assertEqual(m.mail("<holder@example.com>", macros=macros("holder")).code, "c")
+            m.rcpt("<to@dest.example>")
+            r = m.message([("From", "holder@example.com")], eom_macros={"i": "QH1"})
+            self.assertEqual(r.code, "c")
+            self.assertTrue(any(a[0] == "q" for a in r.actions), r.actions)
+        # held: not counted, and its reservation is gone
+        self.assertEqual(self.sql("SELECT sum(messages) FROM usage WHERE login = 'holder'"), "1")
+        self.assertEqual(self.sql("SELECT count(*) FROM reservations WHERE login = 'holder'"),
+                         "0")
+
     def test_retry_time_from_database_usage(self):
         self.login("retry", "2/1h")
         for i in range(2):
