@@ -171,26 +171,26 @@ enum rdb_result rdb_fail_sqlite(struct rdb *db, const char *what)
 }
 
 enum rdb_result rdb_step_name(struct rdb *db, enum rdb_stmt_id id, const char *name,
-                              const char *what, sqlite3_stmt **stp)
+                              const char *what, struct rdb_st **stp)
 {
-	sqlite3_stmt *st = rdb_stmt(db, id);
+	struct rdb_st *st = rdb_stmt(db, id);
 	enum rdb_result r = RDB_OK;
 	int rc;
 
 	*stp = st;
 	if (st == NULL)
 		return RDB_ERROR;
-	if (sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
+	if (rdb_bind_text(st, 1, name) != RDB_SQL_OK) {
 		r = rdb_fail_sqlite(db, what);
 	} else {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_DONE)
+		rc = rdb_step(st);
+		if (rc == RDB_STEP_DONE)
 			r = RDB_NOTFOUND;
-		else if (rc != SQLITE_ROW)
+		else if (rc != RDB_STEP_ROW)
 			r = rdb_fail_sqlite(db, what);
 	}
 	if (r != RDB_OK)
-		rdb_done(st);
+		rdb_st_done(st);
 	return r;
 }
 
@@ -236,7 +236,12 @@ const char *rdb_errmsg(const struct rdb *db)
 
 enum rdb_result rdb_set_busy_timeout(struct rdb *db, int ms)
 {
-	if (db == NULL || db->c.h == NULL || ms < 0)
+	if (db == NULL || ms < 0)
+		return RDB_INVALID;
+	/* PostgreSQL: readers never wait for a writer's lock (MVCC), so nothing to bound */
+	if (db->c.engine == RDB_ENGINE_PG)
+		return RDB_OK;
+	if (db->c.h == NULL)
 		return RDB_INVALID;
 	if (sqlite3_busy_timeout(db->c.h, ms) != SQLITE_OK)
 		return rdb_fail_sqlite(db, "busy timeout");
@@ -278,7 +283,7 @@ enum rdb_result rdb_init(const char *path, char *err, size_t errlen)
 enum rdb_result rdb_lookup_secrets(struct rdb *db, const char *name, int64_t now,
                                    struct rdb_secrets *out)
 {
-	sqlite3_stmt *st;
+	struct rdb_st *st;
 	enum rdb_result r;
 	bool found;
 
@@ -295,43 +300,43 @@ enum rdb_result rdb_lookup_secrets(struct rdb *db, const char *name, int64_t now
 		                "(site_secret is empty; corrupt database?)");
 	if (r != RDB_OK)
 		return r;
-	if (sqlite3_column_count(st) != 6 ||
-	    sqlite3_column_type(st, 5) != SQLITE_BLOB ||
-	    sqlite3_column_bytes(st, 5) != RDB_DECOY_KEY_LEN) {
+	if (rdb_col_count(st) != 6 ||
+	    rdb_col_type(st, 5) != RDB_COL_BLOB ||
+	    rdb_col_bytes(st, 5) != RDB_DECOY_KEY_LEN) {
 		r = rdb_fail(db, RDB_ERROR, "lookup: malformed decoy key (corrupt database?)");
 		goto out;
 	}
-	found = sqlite3_column_type(st, 0) != SQLITE_NULL;
+	found = rdb_col_type(st, 0) != RDB_COL_NULL;
 	if (found &&
-	    (sqlite3_column_type(st, 0) != SQLITE_TEXT ||
-	     sqlite3_column_type(st, 1) != SQLITE_INTEGER ||
-	     (sqlite3_column_type(st, 2) != SQLITE_INTEGER && sqlite3_column_type(st, 2) != SQLITE_NULL) ||
-	     sqlite3_column_type(st, 3) != SQLITE_BLOB ||
-	     sqlite3_column_bytes(st, 3) != RDB_PLAIN_SECRET_LEN ||
-	     (sqlite3_column_type(st, 4) != SQLITE_TEXT && sqlite3_column_type(st, 4) != SQLITE_NULL) ||
-	     sqlite3_column_bytes(st, 0) > RDB_NAME_MAX ||
-	     sqlite3_column_bytes(st, 4) >= RDB_SCRAM_MAX)) {
+	    (rdb_col_type(st, 0) != RDB_COL_TEXT ||
+	     rdb_col_type(st, 1) != RDB_COL_INT ||
+	     (rdb_col_type(st, 2) != RDB_COL_INT && rdb_col_type(st, 2) != RDB_COL_NULL) ||
+	     rdb_col_type(st, 3) != RDB_COL_BLOB ||
+	     rdb_col_bytes(st, 3) != RDB_PLAIN_SECRET_LEN ||
+	     (rdb_col_type(st, 4) != RDB_COL_TEXT && rdb_col_type(st, 4) != RDB_COL_NULL) ||
+	     rdb_col_bytes(st, 0) > RDB_NAME_MAX ||
+	     rdb_col_bytes(st, 4) >= RDB_SCRAM_MAX)) {
 		r = rdb_fail(db, RDB_ERROR, "lookup: malformed row for a login (corrupt database?)");
 		goto out;
 	}
 	if (found) {
-		memcpy(out->name, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
-		out->name[sqlite3_column_bytes(st, 0)] = '\0';
-		memcpy(out->plain, sqlite3_column_blob(st, 3), RDB_PLAIN_SECRET_LEN);
-		if (sqlite3_column_type(st, 4) == SQLITE_TEXT) {
+		memcpy(out->name, rdb_col_text(st, 0), (size_t)rdb_col_bytes(st, 0));
+		out->name[rdb_col_bytes(st, 0)] = '\0';
+		memcpy(out->plain, rdb_col_blob(st, 3), RDB_PLAIN_SECRET_LEN);
+		if (rdb_col_type(st, 4) == RDB_COL_TEXT) {
 			out->has_scram = true;
-			memcpy(out->scram, sqlite3_column_text(st, 4), (size_t)sqlite3_column_bytes(st, 4));
-			out->scram[sqlite3_column_bytes(st, 4)] = '\0';
+			memcpy(out->scram, rdb_col_text(st, 4), (size_t)rdb_col_bytes(st, 4));
+			out->scram[rdb_col_bytes(st, 4)] = '\0';
 		}
-		out->state = rdb_login_state_at(sqlite3_column_int64(st, 1) != 0,
-		                                sqlite3_column_type(st, 2) == SQLITE_INTEGER,
-		                                sqlite3_column_int64(st, 2), now);
+		out->state = rdb_login_state_at(rdb_col_int64(st, 1) != 0,
+		                                rdb_col_type(st, 2) == RDB_COL_INT,
+		                                rdb_col_int64(st, 2), now);
 	}
-	memcpy(out->decoy_key, sqlite3_column_blob(st, 5), RDB_DECOY_KEY_LEN);
+	memcpy(out->decoy_key, rdb_col_blob(st, 5), RDB_DECOY_KEY_LEN);
 	out->has_decoy_key = true;
 	r = found ? RDB_OK : rdb_fail(db, RDB_NOTFOUND, "no such login");
 out:
-	rdb_done(st);
+	rdb_st_done(st);
 	if (r != RDB_OK && r != RDB_NOTFOUND)
 		explicit_bzero(out, sizeof *out);
 	return r;
