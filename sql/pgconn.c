@@ -441,7 +441,8 @@ int rdb_pg_step(struct rdb_st *st)
 		bool alone = PQtransactionStatus(pg->h) == PQTRANS_IDLE;
 		PGresult *res = PQexecPrepared(pg->h, name, st->nparams, st->val, st->len, st->fmt, 1);
 		ExecStatusType s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-		const char *state;
+		const char *field;
+		char state[6] = "";
 
 		if (s == PGRES_TUPLES_OK) {
 			st->res = res;
@@ -455,11 +456,14 @@ int rdb_pg_step(struct rdb_st *st)
 			PQclear(res);
 			return RDB_STEP_DONE;
 		}
-		state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+		/* copied: it lives in res, which is cleared below */
+		field = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+		if (field != NULL)
+			snprintf(state, sizeof state, "%s", field);
 		one_line(pg->msg, sizeof pg->msg,
 		         res && PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res)
 		                                             : PQerrorMessage(pg->h));
-		if (connection_lost(state) || PQstatus(pg->h) != CONNECTION_OK) {
+		if (connection_lost(field ? state : NULL) || PQstatus(pg->h) != CONNECTION_OK) {
 			char keep[sizeof pg->msg];
 
 			memcpy(keep, pg->msg, sizeof keep);
