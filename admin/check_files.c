@@ -219,7 +219,7 @@ void chk_state_db(struct check *c, bool milter)
 	char err[512];
 	int64_t version = 0;
 
-	if (rdb_state_is_pg_name(path)) {
+	if (rdb_is_postgresql(path)) {
 		chk_state_db_pg(ck, path);
 		return;
 	}

@@ -183,7 +183,7 @@ static int init_state(const struct adm_ctx *ctx, const char *milter_user, const 
 	int rc, dirfd;
 
 	*action = "skipped";
-	if (rdb_state_is_pg_name(ctx->state_db_path))
+	if (rdb_is_postgresql(ctx->state_db_path))
 		return init_state_pg(ctx, milter_user, action);
 	if (milter_user != NULL) {
 		pw = getpwnam(milter_user);

@@ -181,10 +181,10 @@ static bool set_value(const struct key *k, const char *v, struct mlt_config *cfg
 			           k->size - 1);
 		if (!printable(v))
 			return bad(err, errlen, name, line, "%s: non-printable character", k->name);
-		if (k->type == K_DB && rdb_state_is_pg_name(v) && strncmp(v, "pg:", 3) == 0 &&
+		if (k->type == K_DB && rdb_is_postgresql(v) && strncmp(v, "pg:", 3) == 0 &&
 		    v[3] != '/')
 			return bad(err, errlen, name, line, "%s: pg: must name an absolute path", k->name);
-		if (k->type == K_DB && rdb_state_is_pg_name(v)) {
+		if (k->type == K_DB && rdb_is_postgresql(v)) {
 			memcpy(field, v, strlen(v) + 1);
 			return true;
 		}
@@ -302,7 +302,7 @@ bool mlt_config_parse(const char *text, const char *name, struct mlt_config *cfg
 	}
 	/* a reservation must outlive the longest pause of a session in flight, or a live
 	 * message's reservation could stop counting and another node admit past the limit */
-	if (rdb_state_is_pg_name(cfg->state_db) && cfg->reservation_ttl <= cfg->timeout) {
+	if (rdb_is_postgresql(cfg->state_db) && cfg->reservation_ttl <= cfg->timeout) {
 		snprintf(err, errlen, "%s: reservation_ttl (%lld s) must be longer than timeout "
 		         "(%lld s) with a PostgreSQL state_db", name, (long long)cfg->reservation_ttl,
 		         (long long)cfg->timeout);
