@@ -81,11 +81,12 @@ static int open_side(const struct adm_ctx *ctx, const char *name, enum rdb_mode 
 
 int adm_cmd_copy(struct adm_ctx *ctx, int argc, char **argv)
 {
-	enum { O_FROM = 1, O_TO, O_REPLACE };
+	enum { O_FROM = 1, O_TO, O_REPLACE, O_JSON };
 	static const struct option opts[] = {
 		{ "from", required_argument, NULL, O_FROM },
 		{ "to", required_argument, NULL, O_TO },
 		{ "replace", no_argument, NULL, O_REPLACE },
+		{ "json", no_argument, NULL, O_JSON },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *from_name = NULL, *to_name = NULL;
@@ -102,6 +103,7 @@ int adm_cmd_copy(struct adm_ctx *ctx, int argc, char **argv)
 		case O_FROM: from_name = optarg; break;
 		case O_TO: to_name = optarg; break;
 		case O_REPLACE: replace = true; break;
+		case O_JSON: ctx->json = true; break;
 		default: return adm_usage(ctx, "unknown or incomplete option: %s", argv[optind - 1]);
 		}
 	}
