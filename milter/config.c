@@ -13,11 +13,11 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "rdb.h"
 #include "relay-config.h"
-#include "state.h"
 #include "window.h"
 
-/* K_DB: a database name, an absolute path or a PostgreSQL name (sql/state.h's rule) */
+/* K_DB: a database name, an absolute path or a PostgreSQL name (rdb_is_postgresql()) */
 enum key_type { K_STRING, K_PATH, K_DB, K_SOCKET, K_MODE, K_BOOL, K_ENUM, K_DURATION, K_INT };
 
 struct enum_val {
@@ -54,7 +54,7 @@ static const struct key keys[] = {
 	{ "socket_mode", K_MODE, F(socket_mode), 0, 0777, NULL },
 	{ "user", K_STRING, F(user), 0, 0, NULL },
 	{ "pid_file", K_PATH, F(pid_file), 0, 0, NULL },
-	{ "users_db", K_PATH, F(users_db), 0, 0, NULL },
+	{ "users_db", K_DB, F(users_db), 0, 0, NULL },
 	{ "state_db", K_DB, F(state_db), 0, 0, NULL },
 	{ "log", K_ENUM, F(log), 0, 0, log_sinks },
 	{ "log_facility", K_ENUM, F(log_facility), 0, 0, facilities },
@@ -190,7 +190,8 @@ static bool set_value(const struct key *k, const char *v, struct mlt_config *cfg
 		}
 		if ((k->type == K_PATH || k->type == K_DB) && v[0] != '\0' && v[0] != '/')
 			return bad(err, errlen, name, line, "%s: must be an absolute path", k->name);
-		if ((k->type == K_PATH || k->type == K_DB) && v[0] == '\0' && strcmp(k->name, "pid_file") != 0)
+		if ((k->type == K_PATH || k->type == K_DB) && v[0] == '\0' &&
+		    strcmp(k->name, "pid_file") != 0)
 			return bad(err, errlen, name, line, "%s: must not be empty", k->name);
 		memcpy(field, v, strlen(v) + 1);
 		return true;
