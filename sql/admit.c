@@ -135,6 +135,15 @@ static enum rdb_result refusal_wait(struct rdb_conn *c, const char *login,
 	return r;
 }
 
+/* Does any limit count a metric `need` asks for? */
+static bool touches_any(const struct rdb_limit *lims, size_t n, const uint64_t need[RDB_METRICS])
+{
+	for (size_t k = 0; k < n; k++)
+		if (need[lims[k].metric] > 0)
+			return true;
+	return false;
+}
+
 /* Does `need` fit under every limit it touches, given the sums and the reservations? */
 static bool fits(const struct rdb_limit *lims, size_t n, uint64_t used[][RDB_METRICS],
                  const uint64_t reserved[RDB_METRICS], const uint64_t need[RDB_METRICS],
@@ -328,6 +337,14 @@ enum rdb_result rdb_admit_reserve(struct rdb_state *st, const char *login, const
 	*wait = 0;
 	if (!rdb_state_shared(st))
 		return no_admission(c);
+	/* No limit of this login counts what is asked for (e.g. RCPT without a recipient
+	 * limit): nothing to decide, so no round trip. The amount is still held in resv_v, and
+	 * reaches the row with the next write: the row never holds less than the message. */
+	if (!touches_any(lims, n, need)) {
+		for (int m = 0; m < RDB_METRICS; m++)
+			resv_v[m] = sat_add(resv_v[m], need[m]);
+		return RDB_OK;
+	}
 	if (rdb_state_begin(st) != RDB_OK)
 		return finish(st, RDB_ERROR);
 	r = check(c, login, lims, n, *resv_id, resv_v, true, need, &own_live, wait, which);
