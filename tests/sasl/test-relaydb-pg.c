@@ -19,6 +19,7 @@
  * TAP on stdout.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,20 +162,17 @@ static bool handshake(const char *say, const char *expect)
 	return fgets(line, sizeof line, stdin) != NULL && strncmp(line, expect, strlen(expect)) == 0;
 }
 
-static int run(char **argv)
+static int run_in(char **argv, const char *tmp)
 {
 	const char *plugin_so = argv[2], *sysdir = argv[3], *name = argv[4], *admin = argv[5],
 	           *badca = argv[6];
-	char tmp[4096], plugindir[4200], confdir[4200], lib[3][4300], salt[64], salt2[64];
+	char plugindir[4200], confdir[4200], lib[3][4300], salt[64], salt2[64];
 	const char *links[5];
 	struct rdb *db = NULL;
 	char err[512], loose[4300], loose_name[4400];
 	int r, start;
 	char msg[512];
 
-	snprintf(tmp, sizeof tmp, "/tmp/relaydb-pg-XXXXXX");
-	if (mkdtemp(tmp) == NULL)
-		return 2;
 	snprintf(plugindir, sizeof plugindir, "%s/plugins", tmp);
 	snprintf(confdir, sizeof confdir, "%s/conf", tmp);
 	snprintf(lib[0], sizeof lib[0], "%s/libplain.so", sysdir);
@@ -267,6 +265,31 @@ static int run(char **argv)
 	is_int(rig_scram(NULL, "alice", PW_ALICE), SASL_OK, "back: SCRAM works");
 	is_int(plain("nosuchuser", "x"), SASL_NOUSER, "back: unknown is unknown again");
 	return tap_done();
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	return remove(path);
+}
+
+/* The run in a private folder under $TMPDIR, removed afterwards. */
+static int run(char **argv)
+{
+	const char *base = getenv("TMPDIR");
+	char tmp[4096];
+	int rc;
+
+	snprintf(tmp, sizeof tmp, "%s/relaydb-pg-XXXXXX", base && *base ? base : "/tmp");
+	if (mkdtemp(tmp) == NULL) {
+		perror("mkdtemp");
+		return 2;
+	}
+	rc = run_in(argv, tmp);
+	nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	return rc;
 }
 
 int main(int argc, char **argv)
