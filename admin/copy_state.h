@@ -21,7 +21,7 @@
 #include <stddef.h>
 
 struct adm_copy_state_counts {
-	size_t usage, last_use, audit;
+	size_t usage, last_use, audit, credential_use, counters;
 };
 
 int adm_copy_state(const char *from, const char *to, struct adm_copy_state_counts *n,

@@ -243,6 +243,26 @@ static bool alloc_q(struct rdb_conn *c)
 	return true;
 }
 
+enum rdb_result rdb_conn_prepare_late(struct rdb_conn *c, size_t id, char *err, size_t errlen)
+{
+	if (c == NULL || c->engine != RDB_ENGINE_SQLITE || c->st == NULL || c->q == NULL ||
+	    id >= c->kind->nstmts) {
+		rdb_seterr(err, errlen, "preparing statement %zu: not an open SQLite core", id);
+		return RDB_ERROR;
+	}
+	if (c->st[id] != NULL)
+		return RDB_OK;
+	if (sqlite3_prepare_v3(c->h, c->kind->stmts[id], -1, SQLITE_PREPARE_PERSISTENT,
+	                       &c->st[id], NULL) != SQLITE_OK) {
+		rdb_seterr(err, errlen, "%s", sqlite3_errmsg(c->h));
+		sqlite3_finalize(c->st[id]);
+		c->st[id] = NULL;
+		return RDB_ERROR;
+	}
+	c->q[id].lite = c->st[id];
+	return RDB_OK;
+}
+
 bool rdb_conn_configure(sqlite3 *h, const struct rdb_kind *k, char *err, size_t errlen)
 {
 	sqlite3_extended_result_codes(h, 1);

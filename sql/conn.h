@@ -127,6 +127,12 @@ sqlite3_stmt *rdb_conn_stmt(struct rdb_conn *c, size_t id);
 /* Resets and unbinds a statement (NULL-safe): the one cleanup every path goes through. */
 void rdb_done(sqlite3_stmt *st);
 
+/* SQLite: prepares statement `id` that a read-only open left out (at or beyond
+ * nstmts_read), once the owner knows the file has its tables (e.g. the state kind's
+ * counters query on a version 3 file); finalized with the core. RDB_ERROR with SQLite's
+ * reason in err. */
+enum rdb_result rdb_conn_prepare_late(struct rdb_conn *c, size_t id, char *err, size_t errlen);
+
 /* Steps a bound statement that returns no row, then rdb_done(); RDB_ERROR says `what`. */
 enum rdb_result rdb_conn_exec(struct rdb_conn *c, size_t id, const char *what);
 

@@ -311,9 +311,6 @@ static const struct rdb_kind state_kind = {
 
 struct rdb_state {
 	struct rdb_conn c;
-	/* SQLite: S_COUNTER_ALL for a read-only handle on a file of version 3 or later
-	 * (readers prepare only what every version they accept has; see rdb_state_open) */
-	sqlite3_stmt *counters_ro;
 };
 
 struct rdb_conn *rdb_state_conn(struct rdb_state *st)
@@ -370,15 +367,17 @@ enum rdb_result rdb_state_open(const char *path, enum rdb_mode mode, struct rdb_
 		free(st);
 		return r;
 	}
+	/* SQLite readers prepare only what every version they accept has: the counters
+	 * query too when the file has the table (version 3 on) */
 	if (mode == RDB_READONLY && st->c.engine == RDB_ENGINE_SQLITE) {
 		int64_t v = 0;
+		char why[256] = "";
 
 		if (!rdb_conn_pragma_int(st->c.h, "PRAGMA user_version", &v) ||
-		    (v >= 3 && sqlite3_prepare_v3(st->c.h, sql[S_COUNTER_ALL], -1,
-		                                  SQLITE_PREPARE_PERSISTENT, &st->counters_ro,
-		                                  NULL) != SQLITE_OK)) {
+		    (v >= 3 && rdb_conn_prepare_late(&st->c, S_COUNTER_ALL, why, sizeof why) !=
+		                   RDB_OK)) {
 			rdb_seterr(err, errlen, "%s: preparing the counters query: %s", path,
-			           sqlite3_errmsg(st->c.h));
+			           why[0] ? why : sqlite3_errmsg(st->c.h));
 			rdb_state_close(st);
 			return RDB_ERROR;
 		}
@@ -391,7 +390,6 @@ void rdb_state_close(struct rdb_state *st)
 {
 	if (st == NULL)
 		return;
-	sqlite3_finalize(st->counters_ro);
 	rdb_conn_close(&st->c);
 	free(st);
 }
@@ -728,15 +726,12 @@ enum rdb_result rdb_state_counter_add(struct rdb_state *st, const char *name, co
 	return write_done(st, s, "adding to the counters");
 }
 
-/* Walks the counters rows of a running statement: SQLite's stepping for the reader's own
- * statement (counters_ro), the neutral API otherwise. */
 enum rdb_result rdb_state_counter_foreach(struct rdb_state *st,
                                           int (*fn)(const char *name, const char *label,
                                                     uint64_t value, void *arg),
                                           void *arg)
 {
-	struct rdb_st ro = { .c = &st->c, .id = S_COUNTER_ALL, .lite = st->counters_ro };
-	struct rdb_st *s = st->counters_ro != NULL ? &ro : q(st, S_COUNTER_ALL);
+	struct rdb_st *s = q(st, S_COUNTER_ALL);
 	enum rdb_result r = RDB_OK;
 	int rc;
 
