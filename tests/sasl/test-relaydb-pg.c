@@ -15,7 +15,11 @@
  *       wrapper writes "down") → SASL_UNAVAIL (Postfix 454), never SASL_NOUSER; started
  *       again ("# start", "up") → works in the same process; and, in forked children,
  *       a pg: file whose CA did not sign the server's certificate, one of mode 0644, a
- *       relative one → SASL_UNAVAIL with the reason logged.
+ *       relative one → SASL_UNAVAIL with the reason logged; app credentials (users schema
+ *       3 on PostgreSQL): a credential's own name and secret through PLAIN, LOGIN and
+ *       SCRAM-SHA-256 with the plugin role's grants, its secret for its name only, a
+ *       revoked one like a wrong password (SCRAM included), the login disabled → its
+ *       credentials too.
  * TAP on stdout.
  */
 #include <errno.h>
@@ -58,6 +62,89 @@ static bool add(struct rdb *db, const char *name, const char *pw, bool enabled)
 		return false;
 	}
 	return enabled || rdb_login_set_enabled(db, name, false, n.now) == RDB_OK;
+}
+
+static void scram_salt(const char *name, char *salt, size_t saltlen);
+
+#define PW_PHONE "phone-credential-pw-1"
+#define PW_PRINTER "printer-credential-pw-2"
+
+/* relay-admin user credential add (password) / revoke (NULL), through the data layer. */
+static bool cred_change(struct rdb *db, const char *name, const char *label,
+                        const char *password)
+{
+	unsigned char secret[RDB_PLAIN_SECRET_LEN];
+	char scram[RDB_SCRAM_MAX];
+	enum rdb_result r = RDB_ERROR;
+
+	if (password == NULL)
+		r = rdb_credential_revoke(db, name, label);
+	else if (rdb_secret_plain(password, strlen(password), NULL, secret) == RDB_OK &&
+	         rdb_secret_scram_sha256(password, strlen(password), RDB_SCRAM_ITERATIONS, NULL, 0,
+	                                 scram) == RDB_OK)
+		r = rdb_credential_add(db, name, label, secret, scram, (int64_t)time(NULL), NULL);
+	if (r != RDB_OK)
+		printf("# credential %s %s: %s\n", name, label, rdb_errmsg(db));
+	return r == RDB_OK;
+}
+
+/* App credentials on PostgreSQL: the plugin's one lookup finds a credential's own
+ * secrets (through the grants `relay-admin grants --plugin` prints) and its login's
+ * state; a revoked or unknown one fails exactly like a wrong password. */
+static void test_credentials(const char *admin)
+{
+	struct rdb *db = NULL;
+	char err[512], salt[64], salt2[64], msg[512];
+	int r, start, wrong;
+
+	if (!ok(rdb_open(admin, RDB_READWRITE, &db, err, sizeof err) == RDB_OK, "admin open: %s",
+	        err))
+		return;
+	ok(cred_change(db, "alice", "phone", PW_PHONE), "alice gets credential phone");
+	ok(cred_change(db, "alice", "printer", PW_PRINTER), "and credential printer");
+	is_int(plain("alice+phone", PW_PHONE), SASL_OK, "PLAIN with a credential on PostgreSQL: OK");
+	is_int(plain("ALICE+Phone", PW_PHONE), SASL_OK, "in any case");
+	is_int(rig_login(NULL, "alice+phone", PW_PHONE), SASL_OK, "LOGIN with a credential: OK");
+	is_int(rig_scram(NULL, "alice+phone", PW_PHONE), SASL_OK,
+	       "SCRAM-SHA-256 with a credential: OK");
+	is_int(plain("alice", PW_ALICE), SASL_OK, "the login's own password still: OK");
+	is_int(plain("alice+phone", PW_ALICE), SASL_BADAUTH, "the login's password as a credential");
+	is_int(plain("alice", PW_PHONE), SASL_BADAUTH, "a credential's secret as the login's");
+	is_int(plain("alice+printer", PW_PHONE), SASL_BADAUTH, "one credential's for another");
+	wrong = rig_scram_trace(NULL, "alice+printer", "wrong", &start, msg, sizeof msg);
+	is_int(wrong, SASL_BADAUTH, "SCRAM with a credential, wrong secret: BADAUTH at the proof");
+
+	ok(cred_change(db, "alice", "phone", NULL), "relay-admin revokes phone");
+	r = plain("alice+phone", PW_PHONE);
+	ok(r != SASL_OK && rig_smtp_code(r) == 535,
+	   "revoked credential, PLAIN, its right secret: 535 like a wrong password (sasl %d)", r);
+	r = rig_login(NULL, "alice+phone", PW_PHONE);
+	ok(r != SASL_OK && rig_smtp_code(r) == 535, "revoked credential, LOGIN: 535 (sasl %d)", r);
+	scram_salt("alice+phone", salt, sizeof salt);
+	ok(strlen(salt) == 24, "SCRAM first step for the revoked credential: 334 with a salt "
+	   "(the decoy, %s)", salt);
+	scram_salt("alice+phone", salt2, sizeof salt2);
+	is_str(salt2, salt, "the same salt every time");
+	r = rig_scram_trace(NULL, "alice+phone", PW_PHONE, &start, msg, sizeof msg);
+	is_int(start, SASL_CONTINUE, "SCRAM revoked credential: the first step continues");
+	is_int(r, wrong, "SCRAM revoked credential, its right secret: fails at the proof like a "
+	       "wrong password (sasl %d)", r);
+	is_int(plain("alice+printer", PW_PRINTER), SASL_OK, "the other credential still works");
+	is_int(rig_scram(NULL, "alice+printer", PW_PRINTER), SASL_OK, "also with SCRAM");
+
+	is_int(rdb_login_set_enabled(db, "alice", false, (int64_t)time(NULL)), RDB_OK,
+	       "relay-admin disables alice");
+	r = plain("alice+printer", PW_PRINTER);
+	ok(r != SASL_OK && rig_smtp_code(r) == 535, "a disabled login's credential: 535 (sasl %d)",
+	   r);
+	is_int(rig_scram(NULL, "alice+printer", PW_PRINTER), wrong,
+	       "SCRAM, a disabled login's credential: fails at the proof like a wrong password");
+	is_int(rdb_login_set_enabled(db, "alice", true, (int64_t)time(NULL)), RDB_OK,
+	       "enabled again");
+	is_int(plain("alice+printer", PW_PRINTER), SASL_OK, "the credential works again");
+	ok(rig_log_lacks_bytes(PW_PRINTER, strlen(PW_PRINTER)), "no secret in the log");
+	ok(cred_change(db, "alice", "printer", NULL), "revoke printer (clean up)");
+	rdb_close(db);
 }
 
 static int fixture(const char *admin)
@@ -232,6 +319,8 @@ static int run_in(char **argv, const char *tmp)
 	is_int(r, SASL_BADAUTH, "SCRAM unknown login fails at the proof, like a wrong password");
 	is_int(rig_scram(NULL, "dave", PW_DAVE), SASL_BADAUTH,
 	       "SCRAM disabled login with its right password: like a wrong password");
+
+	test_credentials(admin);
 
 	/* relay-admin's change counts at once: nothing is cached on PostgreSQL */
 	if (ok(rdb_open(admin, RDB_READWRITE, &db, err, sizeof err) == RDB_OK, "admin open: %s", err)) {
