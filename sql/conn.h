@@ -64,7 +64,9 @@ struct rdb_kind {
 	/* Readers of an older file: a read-only open also accepts versions from
 	 * read_min_version up (0: only `version`) and prepares only the first nstmts_read
 	 * statements (0: all), those every accepted version can run. Lets relay-admin read a
-	 * state database relay-milter has not yet migrated; writers always need `version`. */
+	 * state database relay-milter has not yet migrated; writers always need `version`.
+	 * SQLite only, like read_compat: on PostgreSQL every open needs `version` and
+	 * prepares every statement (pgconn.c). */
 	int64_t read_min_version;
 	size_t nstmts_read;
 	/* Run on such a read-only open of an older file before the statements are prepared:
