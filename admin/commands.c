@@ -90,19 +90,21 @@
 #define GRANTS_MORE \
 	"For a users database on PostgreSQL (--db postgresql://... or pg:FILE). The tables\n" \
 	"belong to the role that ran relay-admin init; run the printed SQL as that role.\n" \
-	"  --plugin ROLE   the relaydb plugin in smtpd: reads logins and site_secret\n" \
+	"  --plugin ROLE   the relaydb plugin in smtpd: reads logins, app credentials and\n" \
+	"                  site_secret\n" \
 	"  --milter ROLE   relay-milter: reads the users tables (no secret column)\n" \
 	"  --admin ROLE    relay-admin: reads and writes the users tables\n"
 
 #define COPY_MORE \
 	"DB is an SQLite path, a postgresql:// URI or pg:FILE; the target must exist at\n" \
 	"the current schema (relay-admin --db DB init). Copies logins with their secrets,\n" \
-	"senders, limits and the site secret in one transaction on the target, and keeps\n" \
-	"it only if the target's counts then equal the source's. A target that already\n" \
-	"holds logins, senders or limits is refused unless --replace (which deletes them\n" \
-	"first, in the same transaction).\n" \
-	"--state: FROM and TO are state databases; usage, last use and the audit log are\n" \
-	"copied into an empty target (created if need be), verified by counts.\n"
+	"senders, limits, app credentials and the site secret in one transaction on the\n" \
+	"target, and keeps it only if the target's counts then equal the source's. A target\n" \
+	"that already holds logins, senders, limits or credentials is refused unless\n" \
+	"--replace (which deletes them first, in the same transaction).\n" \
+	"--state: FROM and TO are state databases; usage, last use, the audit log, credential\n" \
+	"use and counters are copied into an empty target (created if need be), verified by\n" \
+	"counts.\n"
 
 const struct adm_cmd adm_commands[] = {
 	{ "init", NULL, adm_cmd_init, "[--milter-user USER]",

@@ -184,6 +184,7 @@ def table_rows(path):
             'senders': c.execute('SELECT * FROM senders ORDER BY login_id, pattern').fetchall(),
             'limits': c.execute('SELECT * FROM limits ORDER BY 1, 2, 3').fetchall(),
             'site_secret': c.execute('SELECT * FROM site_secret').fetchall(),
+            'credentials': c.execute('SELECT * FROM credentials ORDER BY id').fetchall(),
         }
     finally:
         c.close()
@@ -211,6 +212,13 @@ class TestCopy(PgAdminTest):
                                  '50/1h', '--bytes', '10M/1d', '--hold').rc, OK)
         self.assertEqual(self.sq('limit', 'set', 'dave', '--recipients', '7/1h',
                                  '--exempt').rc, OK)
+        # app credentials, with a hole in their ids too
+        for name, label in (('alice', 'phone'), ('alice', 'old'), ('bob@example.org', 'cron')):
+            r = self.sq('user', 'credential', 'add', name, label, json_out=True)
+            self.assertEqual(r.rc, OK, r)
+            if label == 'phone':
+                self.phone_secret = r.json()['secret']
+        self.assertEqual(self.sq('user', 'credential', 'revoke', 'alice', 'old').rc, OK)
 
     def views(self, run):
         out = {'list': run('user', 'list', json_out=True).json(),
@@ -218,6 +226,8 @@ class TestCopy(PgAdminTest):
         for n in ('alice', 'bob@example.org', 'dave'):
             out['show ' + n] = run('user', 'show', n, json_out=True).json()
             out['limits ' + n] = run('limit', 'show', n, json_out=True).json()
+            out['credentials ' + n] = run('user', 'credential', 'list', n,
+                                          json_out=True).json()
         return out
 
     def test_round_trip(self):
@@ -225,19 +235,21 @@ class TestCopy(PgAdminTest):
         before = self.views(self.sq)
         r = self.admin('copy', '--from', self.db, '--to', self.uri, env=self.env)
         self.assertEqual(r.rc, OK, r)
-        self.assertIn('3 logins, 4 senders, 5 limits', r.out.decode())
+        self.assertIn('3 logins, 4 senders, 5 limits, 2 app credentials', r.out.decode())
         self.assertEqual(self.views(self.pg), before, 'PostgreSQL shows what SQLite showed')
         # a login added on PostgreSQL after the copy gets a fresh id (the identity goes on)
         self.assertEqual(self.pg('user', 'add', 'erin', '--password-stdin',
                                  stdin=b'erin pw after copy 5\n').rc, OK)
+        self.assertEqual(self.pg('user', 'credential', 'add', 'erin', 'x').rc, OK,
+                         'and a credential too')
         self.assertEqual(self.pg('user', 'del', 'erin').rc, OK)
 
         back = os.path.join(self.dir, 'back.db')
         self.assertEqual(self.sq('init', db=back).rc, OK)
         r = self.admin('copy', '--from', self.uri, '--to', back, '--json', env=self.env)
         self.assertEqual(r.rc, OK, r)
-        self.assertEqual((r.json()['logins'], r.json()['senders'], r.json()['limits']),
-                         (3, 4, 5))
+        self.assertEqual((r.json()['logins'], r.json()['senders'], r.json()['limits'],
+                          r.json()['credentials']), (3, 4, 5, 2))
         self.assertEqual(self.views(lambda *a, **k: self.sq(*a, db=back, **k)), before,
                          'and back on SQLite, the same again')
         self.assertEqual(table_rows(back), table_rows(self.db),
@@ -249,6 +261,11 @@ class TestCopy(PgAdminTest):
                          ('alice',)).fetchall()
         c.close()
         adminlib.check_secrets(self, rows, b'alice round trip pw 1')
+        c = sqlite3.connect(back)
+        rows = c.execute('SELECT plain_secret, scram_sha256 FROM credentials'
+                         ' WHERE authname = ?', ('alice+phone',)).fetchall()
+        c.close()
+        adminlib.check_secrets(self, rows, self.phone_secret.encode())
 
     def test_non_empty_target(self):
         self.fill()

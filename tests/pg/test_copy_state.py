@@ -52,7 +52,8 @@ class CopyStateTest(unittest.TestCase):
     def counts(self, r):
         self.assertEqual(r.returncode, 0, r.stderr)
         got = json.loads(r.stdout)
-        return (got["usage"], got["last_use"], got["audit"])
+        return (got["usage"], got["last_use"], got["audit"], got["credential_use"],
+                got["counters"])
 
     def rows(self, path):
         with sqlite3.connect(path) as db:
@@ -61,8 +62,12 @@ class CopyStateTest(unittest.TestCase):
                     db.execute("SELECT lower(login), ts, client_addr FROM last_use"
                                " ORDER BY 1").fetchall(),
                     db.execute("SELECT ts, login, client_addr, tls_version, cipher, env_from,"
-                               " header_from, rcpt_count, size, queue_id, verdict, reason"
-                               " FROM audit ORDER BY id").fetchall())
+                               " header_from, rcpt_count, size, queue_id, verdict, reason,"
+                               " credential FROM audit ORDER BY id").fetchall(),
+                    db.execute("SELECT lower(login), label, ts, client_addr FROM credential_use"
+                               " ORDER BY 1, 2").fetchall(),
+                    db.execute("SELECT name, label, value FROM counters ORDER BY 1, 2")
+                    .fetchall())
 
     def test_sqlite_to_pg_and_back(self):
         src = os.path.join(self.tmp, "state.db")
@@ -83,9 +88,18 @@ class CopyStateTest(unittest.TestCase):
                             for k in range(5)] +
                            [(now - 1, "Bob", "2001:db8::1", "TLSv1.2", "Y", "b@example.com", "",
                              0, 0, "", "rejected", "sender-not-allowed")])
+            # issue 12: the credential a message came through, its last use, the counters
+            db.execute("UPDATE audit SET credential = 'phone' WHERE queue_id = 'Q4'")
+            db.execute("INSERT INTO credential_use VALUES ('alice', 'phone', ?, '192.0.2.1')",
+                       (now - 6,))
+            db.executemany("INSERT INTO counters VALUES (?, ?, ?)",
+                           [("relay_messages_accepted_total", "", 5),
+                            ("relay_limit_hits_total", "messages", 2)])
         want = self.rows(src)
 
-        self.assertEqual(self.counts(self.copy(src, self.uri)), (3, 2, 6))
+        self.assertEqual(self.counts(self.copy(src, self.uri)), (3, 2, 6, 1, 2))
+        self.assertEqual(self.pg.psql("SELECT credential FROM audit WHERE queue_id = 'Q4'",
+                                      db="relay"), "phone")
         self.assertEqual(self.pg.psql("SELECT count(*), sum(messages), sum(bytes) FROM usage",
                                       db="relay"), "3|7|15900")
         self.assertEqual(self.pg.psql("SELECT string_agg(queue_id, ',' ORDER BY id) FROM audit",
@@ -104,7 +118,7 @@ class CopyStateTest(unittest.TestCase):
 
         # and back into a fresh SQLite file: the same rows
         back = os.path.join(self.tmp, "back.db")
-        self.assertEqual(self.counts(self.copy(self.uri, back)), (3, 2, 6))
+        self.assertEqual(self.counts(self.copy(self.uri, back)), (3, 2, 6, 1, 2))
         self.assertEqual(self.rows(back), want)
 
 
