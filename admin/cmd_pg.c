@@ -2,12 +2,13 @@
  * cmd_pg.c — the relay-admin commands for a shared PostgreSQL database:
  *   grants  prints the GRANT statements each part's role needs (the tables belong to the
  *           role that ran `relay-admin init`; that role runs them, e.g. with psql);
- *   copy    copies the users data between two databases, SQLite or PostgreSQL on either
+ *   copy    copies the users data (app credentials included) between two databases, SQLite or PostgreSQL on either
  *           side, in one transaction on the target, verified by counts (sql/copy.c).
  *
- * Roles, least privilege: the relaydb plugin (smtpd) reads the login columns it
- * authenticates with and the site secret; relay-milter reads the users tables without any
- * secret column (and writes its state); relay-admin reads and writes the users tables.
+ * Roles, least privilege: the relaydb plugin (smtpd) reads the login and app-credential
+ * columns it authenticates with and the site secret; relay-milter reads the users tables
+ * without any secret column (of credentials: which login and label a name is) and writes
+ * its state; relay-admin reads and writes the users tables.
  * The texts live with the schema (sql/rdb.c), so they cannot drift from it.
  *
  * Neither command takes a password: database names are URIs (put the password in a
@@ -45,7 +46,7 @@ int adm_cmd_grants(struct adm_ctx *ctx, int argc, char **argv)
 	};
 	const char *role[3] = { NULL, NULL, NULL };
 	static const char *const what[3] = {
-		"the relaydb plugin (smtpd): reads logins and site_secret",
+		"the relaydb plugin (smtpd): reads logins, app credentials and site_secret",
 		"relay-milter: reads the users tables, no secrets",
 		"relay-admin: reads and writes the users tables",
 	};
