@@ -179,6 +179,28 @@ class AdminLimits(unittest.TestCase):
         for bad in (['--since', 'yesterday'], ['--limit', '0'], ['--user', 'a b']):
             self.assertEqual(self.run_admin('log', *bad).returncode, 2, bad)
 
+    # ---- limit clear says what it leaves; --no-hold clears the hold flag (issue 12) ------
+    def test_clear_says_what_it_left(self):
+        self.run_ok('limit', 'set', 'alice', '--messages', '5/1h', '--hold', '--exempt')
+        r = self.run_ok('limit', 'clear', 'alice')
+        self.assertIn('limits of alice cleared', r.stdout)
+        self.assertIn('hold on over-limit still set; use limit set --no-hold', r.stdout)
+        self.assertIn('exempt from limits still set; use limit set --no-exempt', r.stdout)
+        doc = json.loads(self.run_ok('--json', 'limit', 'clear', 'alice').stdout)
+        self.assertEqual(doc['left'], {'hold_over_limit': True, 'rate_exempt': True})
+        # --no-hold clears the flag; clear then leaves only the exemption
+        self.run_ok('limit', 'set', 'alice', '--no-hold')
+        self.assertFalse(self.show()['logins'][0]['hold_over_limit'])
+        r = self.run_ok('limit', 'clear', 'alice')
+        self.assertNotIn('hold', r.stdout)
+        self.assertIn('--no-exempt', r.stdout)
+        self.run_ok('limit', 'set', 'alice', '--no-exempt')
+        doc = json.loads(self.run_ok('--json', 'limit', 'clear', 'alice').stdout)
+        self.assertEqual(doc['left'], {'hold_over_limit': False, 'rate_exempt': False})
+        # the defaults have no flags: nothing is said about them
+        doc = json.loads(self.run_ok('--json', 'limit', 'clear', '--default').stdout)
+        self.assertNotIn('left', doc)
+
 
 if __name__ == '__main__':
     ADMIN = sys.argv[1]
