@@ -214,6 +214,8 @@ int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_limit_show(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_usage(struct adm_ctx *ctx, int argc, char **argv);
+/* cmd_usage_reset.c */
+int adm_cmd_usage_reset(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_log(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_sender.c */
 int adm_cmd_sender_add(struct adm_ctx *ctx, int argc, char **argv);

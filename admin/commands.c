@@ -95,6 +95,11 @@ const struct adm_cmd adm_commands[] = {
 	  "show the default limits, or a login's own and effective limits", NULL, true },
 	{ "limit", "clear", adm_cmd_limit_clear, "(NAME|--default) [--json]",
 	  "remove a login's own limits (the defaults apply again)", NULL, false },
+	/* before "usage": a two-word entry must come first to be found (dispatch.c) */
+	{ "usage", "reset", adm_cmd_usage_reset,
+	  "NAME [--metric messages|recipients|bytes]... [--json]",
+	  "clear a login's counters (all metrics unless --metric); relay-milter applies it "
+	  "within policy_refresh_ms", NULL, false },
 	{ "usage", NULL, adm_cmd_usage, "[NAME] [--json]",
 	  "current counts against each limit and when room frees up", NULL, true },
 	{ "log", NULL, adm_cmd_log, "[--user NAME] [--since TIME] [--limit N] [--json]",

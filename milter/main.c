@@ -5,7 +5,9 @@
  * exists); block the signals in every future thread; write the PID file while still root;
  * drop privileges; open the databases (a SQLite connection must not cross fork()), the
  * state writer first applying what a killed milter left in its crash journal, so counters
- * and audit log are whole before anyone is answered; load the counters; create the socket
+ * and audit log are whole before anyone is answered; load the counters; apply the counter
+ * resets of relay-admin (reset.h) over them, so none of that brings reset counts back;
+ * create the socket
  * as the milter's user; start the SIGUSR1 reload thread; run libmilter's loop (seam.c,
  * the only module that calls smfi_*).
  * libmilter's own signal thread turns SIGHUP, SIGTERM and SIGINT into a stop; afterwards
@@ -33,6 +35,7 @@
 #include "callbacks.h"
 #include "log.h"
 #include "relay-config.h"
+#include "reset.h"
 #include "safefs.h"
 #include "seam.h"
 
@@ -234,6 +237,7 @@ int main(int argc, char **argv)
 	bool foreground = false, check_only = false;
 	struct mlt_config cfg;
 	struct mlt_daemon d = { 0 };
+	struct mlt_reset_ctx resets = { 0 };
 	struct reload_ctx rc = { 0 };
 	struct pid_file pid = { .dirfd = -1 };
 	pthread_t reloader;
@@ -315,6 +319,14 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		mlt_writer_set(d.writer, cfg.state_flush_ms, cfg.audit_retention, keep);
+		/* counter resets after the counters (and the journal's records) are in: a reset
+		 * clears what they brought back, then new ones arrive with each policy refresh */
+		resets.rate = d.rate;
+		resets.writer = d.writer;
+		if (mlt_reset_start(d.store, &resets, keep, err, sizeof err) != 0) {
+			mlt_log(LOG_ERR, "users database: %s", err);
+			goto out;
+		}
 	}
 	if (mlt_config_publish(&cfg) != 0) {
 		mlt_log(LOG_ERR, "out of memory");

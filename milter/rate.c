@@ -251,3 +251,14 @@ uint64_t mlt_rate_sum(struct mlt_rate *r, const char *login, enum rdb_metric m,
 	pthread_mutex_unlock(&r->mu);
 	return sum;
 }
+
+void mlt_rate_reset(struct mlt_rate *r, const char *login, unsigned metrics, int64_t before)
+{
+	struct login_state *s;
+
+	pthread_mutex_lock(&r->mu);
+	s = find(r, login, false);
+	if (s != NULL)
+		rdb_usage_zero(s->log, metrics, before);
+	pthread_mutex_unlock(&r->mu);
+}

@@ -70,6 +70,11 @@ int64_t mlt_rate_commit(struct mlt_rate *r, const char *login, const struct rdb_
 /* Gives back a reservation (idempotent: zeroes *resv). */
 void mlt_rate_release(struct mlt_rate *r, const char *login, struct mlt_resv *resv);
 
+/* A counter reset (relay-admin usage reset): the metrics in `metrics` (bits 1 << enum
+ * rdb_metric) counted at or before `before` (limiter clock) no longer count. Reservations
+ * of messages in flight stay. `login` as the callbacks key it (lowercase). */
+void mlt_rate_reset(struct mlt_rate *r, const char *login, unsigned metrics, int64_t before);
+
 /* For tests and `usage`: current sum of a metric over a window. */
 uint64_t mlt_rate_sum(struct mlt_rate *r, const char *login, enum rdb_metric m,
                       int64_t window, int64_t now);

@@ -1,4 +1,4 @@
--- smtp-relay state database, schema version 2 (PRAGMA user_version = 2).
+-- smtp-relay state database, schema version 3 (PRAGMA user_version = 3).
 --
 -- Written only by relay-milter (one writer thread, batched transactions, WAL journal);
 -- read by relay-admin (usage, log, user list). Times are unix seconds (UTC).
@@ -50,4 +50,13 @@ CREATE TABLE journal_mark (
   seq        INTEGER NOT NULL CHECK (seq >= 0)
 );
 
-PRAGMA user_version = 2;
+-- The id of the last counter reset (users database, usage_reset) applied to this file:
+-- its usage rows deleted and its audit record written, in one transaction with this row,
+-- so a reset is audited once however often the milter restarts. Added in version 3
+-- (migrations/state-003.sql).
+CREATE TABLE reset_mark (
+  id       INTEGER PRIMARY KEY CHECK (id = 1),
+  reset_id INTEGER NOT NULL CHECK (reset_id >= 0)
+);
+
+PRAGMA user_version = 3;

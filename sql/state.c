@@ -25,11 +25,14 @@ extern const char rdb_state_schema_sql[];
  * the journal id and sequence number of the last journal record applied, written in the
  * same transaction as the record, so that a record is never applied twice. */
 extern const char rdb_state_migration_002_sql[];
+/* Version 3 added reset_mark: the id of the last counter reset (users database) applied. */
+extern const char rdb_state_migration_003_sql[];
 
 static const char *const state_migrations[RDB_STATE_SCHEMA_VERSION + 1] = {
 	[0] = NULL, /* unused: version 0 is "no schema", served by state-schema.sql */
 	[1] = NULL, /* version 1 is the first */
 	[2] = rdb_state_migration_002_sql,
+	[3] = rdb_state_migration_003_sql,
 };
 
 enum {
@@ -37,7 +40,8 @@ enum {
 	S_AUDIT_ADD, S_USAGE_ADD, S_TOUCH, S_PRUNE_USAGE, S_PRUNE_AUDIT,
 	S_USAGE_ALL, S_USAGE_ONE, S_AUDIT_ALL, S_AUDIT_ONE, S_LAST_USE,
 	S_USAGE_MERGE, S_LAST_USE_ALL, S_LAST_USE_MERGE, S_CHECKPOINT,
-	S_JOURNAL_GET, S_JOURNAL_SET,   /* last: readers do not prepare them (a v1 file lacks the table) */
+	/* last: readers do not prepare them (a v1 file lacks journal_mark, a v2 reset_mark) */
+	S_JOURNAL_GET, S_JOURNAL_SET, S_USAGE_RESET, S_USAGE_DROP_EMPTY, S_RESET_GET, S_RESET_SET,
 	S_COUNT_
 };
 
@@ -86,6 +90,18 @@ static const char *const sql[S_COUNT_] = {
 	[S_JOURNAL_SET] = "INSERT INTO journal_mark (id, journal_id, seq) VALUES (1, ?1, ?2)"
 	                  " ON CONFLICT (id) DO UPDATE SET journal_id = excluded.journal_id,"
 	                  " seq = excluded.seq",
+	/* a counter reset: the metrics in ?3 (bits 1 << enum rdb_metric) of the login's rows
+	 * up to ?2 become 0; rows left all zero go */
+	[S_USAGE_RESET] = "UPDATE usage SET"
+	                  " messages = CASE WHEN ?3 & 1 THEN 0 ELSE messages END,"
+	                  " recipients = CASE WHEN ?3 & 2 THEN 0 ELSE recipients END,"
+	                  " bytes = CASE WHEN ?3 & 4 THEN 0 ELSE bytes END"
+	                  " WHERE login = ?1 AND ts <= ?2",
+	[S_USAGE_DROP_EMPTY] = "DELETE FROM usage WHERE login = ?1 AND ts <= ?2 AND messages = 0"
+	                       " AND recipients = 0 AND bytes = 0",
+	[S_RESET_GET] = "SELECT reset_id FROM reset_mark WHERE id = 1",
+	[S_RESET_SET] = "INSERT INTO reset_mark (id, reset_id) VALUES (1, ?1)"
+	                " ON CONFLICT (id) DO UPDATE SET reset_id = max(reset_id, excluded.reset_id)",
 };
 
 static const struct rdb_kind state_kind = {
@@ -528,4 +544,61 @@ enum rdb_result rdb_state_journal_set(struct rdb_state *st, uint64_t journal_id,
 		return fail(st, "bind");
 	}
 	return step_done(st, S_JOURNAL_SET);
+}
+
+enum rdb_result rdb_state_usage_reset(struct rdb_state *st, const char *login, unsigned metrics,
+                                      int64_t before)
+{
+	static const int which[2] = { S_USAGE_RESET, S_USAGE_DROP_EMPTY };
+	enum rdb_result r = RDB_OK;
+
+	for (size_t k = 0; k < 2 && r == RDB_OK; k++) {
+		sqlite3_stmt *s = rdb_conn_stmt(&st->c, (size_t)which[k]);
+
+		if (s == NULL)
+			return rdb_conn_fail(&st->c, RDB_ERROR, "usage reset: not on a read-only handle");
+		if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
+		    sqlite3_bind_int64(s, 2, before) != SQLITE_OK ||
+		    (k == 0 && sqlite3_bind_int64(s, 3, (int64_t)metrics) != SQLITE_OK)) {
+			rdb_done(s);
+			return fail(st, "bind");
+		}
+		r = step_done(st, which[k]);
+	}
+	return r;
+}
+
+enum rdb_result rdb_state_reset_mark_get(struct rdb_state *st, int64_t *reset_id)
+{
+	sqlite3_stmt *s = rdb_conn_stmt(&st->c, S_RESET_GET);
+	enum rdb_result r = RDB_OK;
+	int rc;
+
+	*reset_id = 0;
+	if (s == NULL)
+		return rdb_conn_fail(&st->c, RDB_ERROR, "reset mark: not on a read-only handle");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		if (sqlite3_column_type(s, 0) != SQLITE_INTEGER)
+			r = rdb_conn_fail(&st->c, RDB_ERROR, "reset mark: not an integer");
+		else
+			*reset_id = sqlite3_column_int64(s, 0);
+	} else if (rc != SQLITE_DONE) {
+		r = fail(st, "reading the reset mark");
+	}
+	rdb_done(s);
+	return r;
+}
+
+enum rdb_result rdb_state_reset_mark_set(struct rdb_state *st, int64_t reset_id)
+{
+	sqlite3_stmt *s = rdb_conn_stmt(&st->c, S_RESET_SET);
+
+	if (s == NULL)
+		return rdb_conn_fail(&st->c, RDB_ERROR, "reset mark: not on a read-only handle");
+	if (sqlite3_bind_int64(s, 1, reset_id) != SQLITE_OK) {
+		rdb_done(s);
+		return fail(st, "bind");
+	}
+	return step_done(st, S_RESET_SET);
 }

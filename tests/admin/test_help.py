@@ -19,7 +19,7 @@ from adminlib import RELAY_ADMIN, OK
 COMMANDS = [
     "init", "user add", "user passwd", "user del", "user enable", "user disable",
     "user set", "user list", "user show", "sender add", "sender del", "sender list",
-    "limit set", "limit show", "limit clear", "usage", "log", "import-sasldb",
+    "limit set", "limit show", "limit clear", "usage reset", "usage", "log", "import-sasldb",
     "selftest", "check", "setup",
 ]
 
@@ -43,7 +43,7 @@ class Help(unittest.TestCase):
         self.assertEqual(rc, OK)
         names = []
         for line in out.split("\n"):
-            m = re.match(r"^  ([a-z][a-z-]*)(?: (add|passwd|del|enable|disable|set|list|show|clear))?(?: |$)", line)
+            m = re.match(r"^  ([a-z][a-z-]*)(?: (add|passwd|del|enable|disable|set|list|show|clear|reset|release|delete))?(?: |$)", line)
             if m:
                 names.append(m.group(1) + (" " + m.group(2) if m.group(2) else ""))
         return names

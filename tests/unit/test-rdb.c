@@ -27,11 +27,14 @@ extern const char rdb_schema_sql[];
 extern const char rdb_migration_002_sql[];
 
 /* Turns a file made with today's schema.sql back into version 1: drops exactly what
- * migrations/002.sql creates. Version 1 is schema.sql without those, so this derives the
- * v1 file instead of keeping a copy of the old schema that would drift. */
+ * migrations/002.sql and 003.sql create. Version 1 is schema.sql without those, so this
+ * derives the v1 file instead of keeping a copy of the old schema that would drift.
+ * (003's AUTOINCREMENT leaves sqlite_sequence behind, which SQLite will not drop; 003
+ * creates it anyway.) */
 static const char v2_to_v1_sql[] =
 	"DROP TRIGGER limits_per_login_max;"
 	"DROP TABLE site_secret;"
+	"DROP TABLE usage_reset;"
 	"PRAGMA user_version = 1;";
 
 /* is_str() on an array trips -Waddress (its NULL test); go through a pointer. */
@@ -412,14 +415,14 @@ static void test_migrate_v1(void)
 	/* Readers (the plugin, the milter) refuse it and say what to do. */
 	is_int(rdb_open(v1, RDB_READONLY, &db, err, sizeof err), RDB_ERROR,
 	       "a read-only open (plugin, milter) refuses a v1 file");
-	ok(strstr(err, "schema version 1 is older than 2") != NULL &&
+	ok(strstr(err, "schema version 1 is older than") != NULL &&
 	   strstr(err, "relay-admin init") != NULL, "and says to run relay-admin init: %s", err);
 
 	is_int(rdb_init_versions(v1, &before, &after, err, sizeof err), RDB_OK,
 	       "relay-admin init migrates it: %s", err);
 	is_int(before, 1, "found version 1");
-	is_int(after, 2, "left version 2");
-	is_int(raw_count(v1, "PRAGMA user_version"), 2, "user_version 2");
+	is_int(after, RDB_SCHEMA_VERSION, "left the current version");
+	is_int(raw_count(v1, "PRAGMA user_version"), RDB_SCHEMA_VERSION, "user_version current");
 	is_int(raw_count(v1, "SELECT count(*) FROM site_secret WHERE id = 1 AND"
 	                     " typeof(decoy_key) = 'blob' AND length(decoy_key) = 32"), 1,
 	       "it got a 32-byte decoy key");
@@ -429,7 +432,7 @@ static void test_migrate_v1(void)
 	is_int(raw_count(v1, "SELECT count(*) FROM senders"), 1, "its sender too");
 	is_int(raw_count(v1, "SELECT count(*) FROM limits"), 2, "its limits too");
 	is_int(rdb_init_versions(v1, &before, &after, err, sizeof err), RDB_OK, "init again");
-	is_int(before, 2, "nothing left to migrate");
+	is_int(before, RDB_SCHEMA_VERSION, "nothing left to migrate");
 	is_int(raw_count(v1, "SELECT count(*) FROM site_secret"), 1, "still one key");
 
 	/* Migrated and fresh files have the same schema, object for object. */
