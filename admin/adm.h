@@ -207,6 +207,10 @@ void adm_format_time(int64_t t, char out[ADM_TIME_LEN]);
 int adm_cmd_init(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_check.c */
 int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv);
+/* cmd_held.c */
+int adm_cmd_held_list(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_held_release(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_held_delete(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_import.c */
 int adm_cmd_import_sasldb(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_limit.c, cmd_usage.c, cmd_log.c (milter) */

@@ -38,7 +38,7 @@ static const char *const state_migrations[RDB_STATE_SCHEMA_VERSION + 1] = {
 enum {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_AUDIT_ADD, S_USAGE_ADD, S_TOUCH, S_PRUNE_USAGE, S_PRUNE_AUDIT,
-	S_USAGE_ALL, S_USAGE_ONE, S_AUDIT_ALL, S_AUDIT_ONE, S_LAST_USE,
+	S_USAGE_ALL, S_USAGE_ONE, S_AUDIT_ALL, S_AUDIT_ONE, S_AUDIT_HELD, S_LAST_USE,
 	S_USAGE_MERGE, S_LAST_USE_ALL, S_LAST_USE_MERGE, S_CHECKPOINT,
 	/* last: readers do not prepare them (a v1 file lacks journal_mark, a v2 reset_mark) */
 	S_JOURNAL_GET, S_JOURNAL_SET, S_USAGE_RESET, S_USAGE_DROP_EMPTY, S_RESET_GET, S_RESET_SET,
@@ -73,6 +73,11 @@ static const char *const sql[S_COUNT_] = {
 	                " env_from, header_from, rcpt_count, size, queue_id, verdict, reason"
 	                " FROM audit WHERE ts >= ?1 AND login = ?2 COLLATE NOCASE"
 	                " ORDER BY id DESC LIMIT ?3) ORDER BY id",
+	/* relay-admin held: the held records since ?1 (the oldest held message's arrival, a
+	 * little before), by the ts index, matched to the hold queue by queue id */
+	[S_AUDIT_HELD] = "SELECT id, ts, login, client_addr, tls_version, cipher, env_from,"
+	                 " header_from, rcpt_count, size, queue_id, verdict, reason"
+	                 " FROM audit WHERE ts >= ?1 AND verdict = 'held' ORDER BY id",
 	[S_LAST_USE] = "SELECT ts, client_addr FROM last_use WHERE login = ?1",
 	/* carrying counters over into a replacement file: the larger count of each second wins,
 	 * so merging the same rows twice (or into a copy that has them) counts nothing twice */
@@ -351,21 +356,14 @@ out:
 	return r;
 }
 
-enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login, int64_t since,
-                                        int64_t limit,
-                                        int (*fn)(const struct rdb_audit *a, void *arg),
-                                        void *arg)
+/* Steps a bound audit query (the columns of S_AUDIT_ALL) to its end, fn per row; resets
+ * the statement. */
+static enum rdb_result audit_rows(struct rdb_state *st, sqlite3_stmt *s,
+                                  int (*fn)(const struct rdb_audit *a, void *arg), void *arg)
 {
-	sqlite3_stmt *s = st->c.st[login ? S_AUDIT_ONE : S_AUDIT_ALL];
-	enum rdb_result r = RDB_OK;
+	enum rdb_result r;
 	int rc;
 
-	if (sqlite3_bind_int64(s, 1, since) != SQLITE_OK ||
-	    (login != NULL && sqlite3_bind_text(s, 2, login, -1, SQLITE_STATIC) != SQLITE_OK) ||
-	    sqlite3_bind_int64(s, 3, limit) != SQLITE_OK) {
-		r = fail(st, "bind");
-		goto out;
-	}
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		static const int ints[] = { 0, 1, 8, 9 };
 		static const int texts[] = { 2, 3, 4, 5, 6, 7, 10, 11, 12 };
@@ -405,6 +403,36 @@ out:
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
 	return r;
+}
+
+enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login, int64_t since,
+                                        int64_t limit,
+                                        int (*fn)(const struct rdb_audit *a, void *arg),
+                                        void *arg)
+{
+	sqlite3_stmt *s = st->c.st[login ? S_AUDIT_ONE : S_AUDIT_ALL];
+
+	if (sqlite3_bind_int64(s, 1, since) != SQLITE_OK ||
+	    (login != NULL && sqlite3_bind_text(s, 2, login, -1, SQLITE_STATIC) != SQLITE_OK) ||
+	    sqlite3_bind_int64(s, 3, limit) != SQLITE_OK) {
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		return fail(st, "bind");
+	}
+	return audit_rows(st, s, fn, arg);
+}
+
+enum rdb_result rdb_state_audit_held_foreach(struct rdb_state *st, int64_t since,
+                                             int (*fn)(const struct rdb_audit *a, void *arg),
+                                             void *arg)
+{
+	sqlite3_stmt *s = st->c.st[S_AUDIT_HELD];
+
+	if (sqlite3_bind_int64(s, 1, since) != SQLITE_OK) {
+		sqlite3_reset(s);
+		return fail(st, "bind");
+	}
+	return audit_rows(st, s, fn, arg);
 }
 
 enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int64_t *ts,

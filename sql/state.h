@@ -98,6 +98,13 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
                                         int (*fn)(const struct rdb_audit *a, void *arg),
                                         void *arg);
 
+/* The audit records with verdict "held" and ts >= since, oldest first (relay-admin held
+ * joins them to the hold queue by queue_id). A non-zero return from fn stops the walk
+ * with RDB_ERROR. */
+enum rdb_result rdb_state_audit_held_foreach(struct rdb_state *st, int64_t since,
+                                             int (*fn)(const struct rdb_audit *a, void *arg),
+                                             void *arg);
+
 /* When the login last sent (RDB_NOTFOUND: never); client may be NULL, else 64 bytes. */
 enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int64_t *ts,
                                    char *client, size_t clientlen);
