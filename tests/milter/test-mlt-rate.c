@@ -95,6 +95,20 @@ int main(void)
 	ok(mlt_rate_load(r, "old", INT64_MIN + 5, (const uint64_t[]){ 2, 0, 0 }, 1100, 100),
 	   "an absurdly old row is no error");
 	is_int(mlt_rate_sum(r, "old", RDB_METRIC_MESSAGES, 60, 100), 0, "and counts nowhere");
+	/* a counter reset (relay-admin usage reset): the named metrics at or before the time */
+	ok(mlt_rate_load(r, "rs", 1000, (const uint64_t[]){ 2, 5, 500 }, 1000, 1000) &&
+	   mlt_rate_load(r, "rs", 1010, (const uint64_t[]){ 1, 1, 100 }, 1010, 1010),
+	   "two entries for rs");
+	mlt_rate_reset(r, "rs", 1u << RDB_METRIC_RECIPIENTS, 1000);
+	is_int(mlt_rate_sum(r, "rs", RDB_METRIC_RECIPIENTS, 60, 1010), 1,
+	       "recipients before the reset are gone, after it stay");
+	is_int(mlt_rate_sum(r, "rs", RDB_METRIC_MESSAGES, 60, 1010), 3, "messages untouched");
+	mlt_rate_reset(r, "rs", 7, 1010);
+	is_int(mlt_rate_sum(r, "rs", RDB_METRIC_MESSAGES, 60, 1010) +
+	       mlt_rate_sum(r, "rs", RDB_METRIC_BYTES, 60, 1010), 0, "all metrics, up to 1010");
+	mlt_rate_reset(r, "nobody", 7, 1010);
+	ok(mlt_rate_sum(r, "nobody", RDB_METRIC_MESSAGES, 60, 1010) == 0,
+	   "a reset of a login without state is harmless");
 	mlt_rate_free(r);
 	mlt_rate_free(NULL);
 
