@@ -34,7 +34,7 @@ class HeldE2E(LabCase):
     @classmethod
     def setUpLab(cls):
         cls.pw = {}
-        for name in ('holder', 'twice', 'bin'):
+        for name in ('holder', 'twice', 'bin', 'ids'):
             cls.pw[name] = cls.relay.add_user(name)
             cls.relay.admin('sender', 'add', name, '%s@example.org' % name)
             # one message an hour, then hold for review
@@ -126,7 +126,8 @@ class HeldE2E(LabCase):
         self.assertFalse(any(s3.encode() in m or s4.encode() in m for m in self.up.messages()))
 
     def test_c_invalid_ids_refused_nothing_done(self):
-        qid, _ = self.hold_one('holder')
+        self.first_passes('ids')
+        qid, _ = self.hold_one('ids')
         for bad in ('ALL', '-', '-d', '../../etc', 'ab', qid + ';id', 'A' * 40, qid + '\n'):
             for cmd in ('release', 'delete'):
                 r = self.admin('--json', 'held', cmd, qid, bad, check=False)
@@ -139,10 +140,10 @@ class HeldE2E(LabCase):
             r = self.admin('held', cmd, qid, 'B0B0B0B0B0', check=False)
             self.assertEqual(r.returncode, 3, r.stderr)
             self.assertIn('not in the hold queue; nothing done', r.stderr)
-        for args in ((), ('--user', 'holder', qid), ('--user', 'a b')):
+        for args in ((), ('--user', 'ids', qid), ('--user', 'a b')):
             r = self.admin('held', 'release', *args, check=False)
             self.assertEqual(r.returncode, 2, (args, r.stderr))
-        self.assertIn(qid, [m['queue_id'] for m in self.held('holder')])
+        self.assertIn(qid, [m['queue_id'] for m in self.held('ids')])
         self.admin('held', 'delete', qid)
 
 
