@@ -9,7 +9,10 @@ test upstream, which requires TLS and AUTH — so the released message left thro
 relay's own content_filter transport with the upstream login, not as local mail;
 `held delete` removes it without delivery; `--user` acts on every held message of one
 login; invalid or unknown queue ids are refused with nothing done (a valid id given with
-them is still held afterwards). Clients connect from 127.0.0.2 (a remote client).
+them is still held afterwards). And `relay-admin usage reset` (item 3) through Postfix:
+a login at its limit gets 450, after the reset its next message passes within the milter's
+policy refresh, the audit log records the reset, a milter restart does not bring the old
+counts back. Clients connect from 127.0.0.2 (a remote client).
 
 Needs root; exits 77 (meson's "skipped") otherwise.
 Run: RELAY_BUILD_ROOT=<build dir> /usr/bin/python3 tests/e2e/test_held.py [-v]
@@ -17,6 +20,7 @@ Run: RELAY_BUILD_ROOT=<build dir> /usr/bin/python3 tests/e2e/test_held.py [-v]
 
 import json
 import os
+import smtplib
 import sys
 import time
 import uuid
@@ -28,8 +32,9 @@ from e2elib import LabCase, main, wait_delivered  # noqa: E402
 
 class HeldE2E(LabCase):
     needs = ('milter/relay-milter',)
+    # a real policy refresh interval: `usage reset` must reach the milter through it
     relay_options = {'milter': True,
-                     'milter_conf': 'policy_refresh_ms = 0\nstate_flush_ms = 20\n'}
+                     'milter_conf': 'policy_refresh_ms = 500\nstate_flush_ms = 20\n'}
 
     @classmethod
     def setUpLab(cls):
@@ -39,11 +44,16 @@ class HeldE2E(LabCase):
             cls.relay.admin('sender', 'add', name, '%s@example.org' % name)
             # one message an hour, then hold for review
             cls.relay.admin('limit', 'set', name, '--messages', '1/1h', '--hold')
+        cls.pw['counted'] = cls.relay.add_user('counted')
+        cls.relay.admin('sender', 'add', 'counted', 'counted@example.org')
+        cls.relay.admin('limit', 'set', 'counted', '--messages', '2/1h')
 
     def admin(self, *args, check=True):
-        """relay-admin on the lab relay's databases and Postfix instance; text output."""
-        r = self.relay.admin('--state-db', self.relay.milter.state_db, *args,
-                             '--postfix-config', self.relay.config_dir, check=check)
+        """relay-admin on the lab relay's databases (and, for `held`, its Postfix
+        instance); text output."""
+        pf = ('--postfix-config', self.relay.config_dir) if 'held' in args else ()
+        r = self.relay.admin('--state-db', self.relay.milter.state_db, *args, *pf,
+                             check=check)
         r.stdout, r.stderr = r.stdout.decode(), r.stderr.decode()
         return r
 
@@ -145,6 +155,34 @@ class HeldE2E(LabCase):
             self.assertEqual(r.returncode, 2, (args, r.stderr))
         self.assertIn(qid, [m['queue_id'] for m in self.held('ids')])
         self.admin('held', 'delete', qid)
+
+    def try_send(self, login):
+        """One message; 250 or the refusal's code."""
+        try:
+            self.send(login, 'counted %s' % uuid.uuid4().hex)
+            return 250
+        except smtplib.SMTPSenderRefused as e:
+            return e.smtp_code
+
+    def test_d_usage_reset_while_running(self):
+        """Issue 12 item 3 through Postfix: at its limit a login gets 450; `usage reset`;
+        within the milter's policy refresh its next message is accepted; the audit log has
+        the reset; a milter restart does not bring the old counts back."""
+        self.assertEqual([self.try_send('counted') for _ in range(3)], [250, 250, 450])
+        self.admin('usage', 'reset', 'counted')
+        time.sleep(1.1)   # the next message's second is after the reset's
+        deadline = time.monotonic() + 30
+        while self.try_send('counted') != 250:
+            self.assertLess(time.monotonic(), deadline, 'the reset never took effect')
+            time.sleep(0.2)
+        log = json.loads(self.admin('--json', 'log', '--user', 'counted').stdout)
+        admin = [r for r in log if r['verdict'] == 'admin']
+        self.assertEqual(len(admin), 1, log)
+        self.assertEqual(admin[0]['reason'], 'usage reset: messages,recipients,bytes')
+        # restart: one message counted since the reset, so one more fits (2/1h), then 450
+        self.assertEqual(self.relay.milter.stop(), 0)
+        self.relay.milter.start()
+        self.assertEqual([self.try_send('counted') for _ in range(2)], [250, 450])
 
 
 if __name__ == '__main__':
