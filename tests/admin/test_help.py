@@ -19,7 +19,8 @@ from adminlib import RELAY_ADMIN, OK
 COMMANDS = [
     "init", "user add", "user passwd", "user del", "user enable", "user disable",
     "user set", "user list", "user show", "sender add", "sender del", "sender list",
-    "limit set", "limit show", "limit clear", "usage reset", "usage", "log", "import-sasldb",
+    "limit set", "limit show", "limit clear", "usage reset", "usage", "held list",
+    "held release", "held delete", "log", "import-sasldb",
     "selftest", "check", "setup",
 ]
 
@@ -74,6 +75,10 @@ class Help(unittest.TestCase):
                           "--no-exempt", "--hold", "--no-hold", "--json"],
             "limit clear": ["--default", "--json"],
             "usage": ["--json"],
+            "usage reset": ["--metric", "--json"],
+            "held list": ["--postfix-config", "--json"],
+            "held release": ["--user", "--postfix-config", "--json"],
+            "held delete": ["--user", "--postfix-config", "--json"],
             "check": ["--postfix-config", "--json", "--verbose"],
             "selftest": ["--host", "--port", "--user", "--tls", "--ca", "--tls-name", "--from",
                          "--send", "--timeout", "--insecure", "--json", "--verbose",
