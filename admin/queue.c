@@ -10,23 +10,6 @@
 #include "errbuf.h"
 #include "postconf.h"
 
-bool adm_queue_id_valid(const char *id)
-{
-	size_t n = strlen(id);
-
-	/* short ids are 6+ hex digits, long ids (enable_long_queue_ids) letters and digits
-	 * without vowels; "ALL" (postsuper -d ALL) is neither, and checked by name anyway */
-	if (n < 6 || n > ADM_QUEUE_ID_MAX || strcmp(id, "ALL") == 0)
-		return false;
-	for (size_t k = 0; k < n; k++) {
-		char c = id[k];
-
-		if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
-			return false;
-	}
-	return true;
-}
-
 void adm_queue_free(struct adm_queue *q)
 {
 	if (q == NULL)

@@ -1,5 +1,6 @@
 /*
- * queue_json.c — one line of `postqueue -j` into struct adm_qmsg (see queue.h).
+ * queue_json.c — the pure half of queue.h, no I/O (also built alone by tests/fuzz/run):
+ * the queue-id check and one line of `postqueue -j` into struct adm_qmsg.
  *
  * Postfix writes one JSON object per queued message:
  *   {"queue_name": "hold", "queue_id": "4F1C21C0A3", "arrival_time": 1764500000,
@@ -17,6 +18,23 @@
 #include "queue.h"
 
 #define DEPTH_MAX 8
+
+bool adm_queue_id_valid(const char *id)
+{
+	size_t n = strlen(id);
+
+	/* short ids are 6+ hex digits, long ids (enable_long_queue_ids) letters and digits
+	 * without vowels; "ALL" (postsuper -d ALL) is neither, and checked by name anyway */
+	if (n < 6 || n > ADM_QUEUE_ID_MAX || strcmp(id, "ALL") == 0)
+		return false;
+	for (size_t k = 0; k < n; k++) {
+		char c = id[k];
+
+		if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
+			return false;
+	}
+	return true;
+}
 
 struct rd {
 	const char *s;
