@@ -104,13 +104,16 @@ static void *reload_thread(void *arg)
 struct load_ctx {
 	struct mlt_rate *rate;
 	int64_t wall_now, now;
+	const struct mlt_reset_list *resets;   /* less what counter resets cleared (reset.h) */
 };
 
 static int load_row(const char *login, int64_t ts, const uint64_t v[3], void *arg)
 {
 	const struct load_ctx *l = arg;
+	uint64_t left[RDB_METRICS] = { v[0], v[1], v[2] };
 
-	return mlt_rate_load(l->rate, login, ts, v, l->wall_now, l->now) ? 0 : 1;
+	mlt_reset_filter(l->resets, login, ts, left);
+	return mlt_rate_load(l->rate, login, ts, left, l->wall_now, l->now) ? 0 : 1;
 }
 
 /* The PID file, written while still root, usually in a folder that belongs to the milter's
@@ -237,7 +240,7 @@ int main(int argc, char **argv)
 	bool foreground = false, check_only = false;
 	struct mlt_config cfg;
 	struct mlt_daemon d = { 0 };
-	struct mlt_reset_ctx resets = { 0 };
+	struct mlt_reset_ctx resets_ctx = { 0 };
 	struct reload_ctx rc = { 0 };
 	struct pid_file pid = { .dirfd = -1 };
 	pthread_t reloader;
@@ -311,22 +314,27 @@ int main(int argc, char **argv)
 	}
 	{
 		int64_t keep = mlt_store_horizon(d.store);
-		struct load_ctx l = { d.rate, (int64_t)time(NULL), mlt_rate_clock() };
+		struct mlt_reset_list resets;
+		struct load_ctx l = { d.rate, (int64_t)time(NULL), mlt_rate_clock(), &resets };
 
-		if (mlt_writer_load_usage(cfg.state_db, l.wall_now, keep, load_row, &l, err,
-		                          sizeof err) != 0) {
-			mlt_log(LOG_ERR, "loading rate counters: %s", err);
-			goto out;
-		}
-		mlt_writer_set(d.writer, cfg.state_flush_ms, cfg.audit_retention, keep);
-		/* counter resets after the counters (and the journal's records) are in: a reset
-		 * clears what they brought back, then new ones arrive with each policy refresh */
-		resets.rate = d.rate;
-		resets.writer = d.writer;
-		if (mlt_reset_start(d.store, &resets, keep, err, sizeof err) != 0) {
+		/* counters less what relay-admin's counter resets cleared (reset.h), after the
+		 * journal's records are in: a reset clears what they would bring back; then new
+		 * resets arrive with each policy refresh */
+		if (mlt_reset_list_load(d.store, keep, &resets, err, sizeof err) != 0) {
 			mlt_log(LOG_ERR, "users database: %s", err);
 			goto out;
 		}
+		if (mlt_writer_load_usage(cfg.state_db, l.wall_now, keep, load_row, &l, err,
+		                          sizeof err) != 0) {
+			mlt_log(LOG_ERR, "loading rate counters: %s", err);
+			mlt_reset_list_free(&resets);
+			goto out;
+		}
+		mlt_writer_set(d.writer, cfg.state_flush_ms, cfg.audit_retention, keep);
+		resets_ctx.rate = d.rate;
+		resets_ctx.writer = d.writer;
+		mlt_reset_start(d.store, &resets_ctx, &resets);
+		mlt_reset_list_free(&resets);
 	}
 	if (mlt_config_publish(&cfg) != 0) {
 		mlt_log(LOG_ERR, "out of memory");

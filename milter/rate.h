@@ -46,6 +46,11 @@ void mlt_rate_free(struct mlt_rate *r);
 /* The limiter's clock (see above), in whole seconds. */
 int64_t mlt_rate_clock(void);
 
+/* The limiter-clock second that holds the wall-clock instant `wall_ns` (nanoseconds since
+ * the epoch), by the offset between the two clocks now, to the nanosecond: where a
+ * wall-clock boundary (a counter reset) falls among entries stamped in limiter seconds. */
+int64_t mlt_rate_clock_of_wall(int64_t wall_ns);
+
 /* Adds persisted usage at start-up: `ts` is the row's wall-clock time, `wall_now` the wall
  * clock and `now` the limiter clock at load; the row is dated now - (wall_now - ts), and
  * never after now. false on out of memory. */

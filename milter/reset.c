@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "log.h"
@@ -33,19 +34,30 @@ static void metric_list(unsigned metrics, char *out, size_t outlen)
 			                      rdb_metric_name((enum rdb_metric)m));
 }
 
-void mlt_reset_apply(const struct rdb_usage_reset *r, void *arg)
+/* The limiter second up to which a reset at wall-clock second `ts` clears (see reset.h):
+ * the one that holds the last nanosecond of ts; now if that has not come yet (the admin's
+ * clock ahead of ours). */
+static int64_t live_boundary(int64_t ts)
 {
-	struct mlt_reset_ctx *ctx = arg;
+	struct timespec rt;
+	int64_t end_ns;
+
+	clock_gettime(CLOCK_REALTIME, &rt);
+	if (ts >= (int64_t)rt.tv_sec || ts > INT64_MAX / 1000000000 - 1)
+		return mlt_rate_clock();
+	end_ns = (ts + 1) * 1000000000 - 1;
+	return mlt_rate_clock_of_wall(end_ns);
+}
+
+void mlt_reset_apply(struct mlt_reset_ctx *ctx, const struct rdb_usage_reset *r, bool live)
+{
 	struct mlt_record *rec;
 	char key[RDB_NAME_MAX + 1], what[40];
-	int64_t wall = (int64_t)time(NULL), now = mlt_rate_clock(), before;
 
 	lower(key, sizeof key, r->login);
 	metric_list(r->metrics, what, sizeof what);
-	/* the reset's wall-clock time on the limiter's clock, as mlt_rate_load() dates a row;
-	 * a reset from "the future" (the admin's clock ahead) clears everything until now */
-	before = r->ts >= wall ? now : now - (wall - r->ts);
-	mlt_rate_reset(ctx->rate, key, r->metrics, before);
+	if (live)
+		mlt_rate_reset(ctx->rate, key, r->metrics, live_boundary(r->ts));
 	rec = calloc(1, sizeof *rec);
 	if (rec == NULL) {
 		/* the memory is cleared; the file is cleared at the next start at the latest */
@@ -61,31 +73,69 @@ void mlt_reset_apply(const struct rdb_usage_reset *r, void *arg)
 	snprintf(rec->reason, sizeof rec->reason, "usage reset: %s", what);
 	snprintf(rec->client_addr, sizeof rec->client_addr, "relay-admin:%s", r->admin);
 	mlt_writer_push(ctx->writer, rec);
-	mlt_log(LOG_INFO, "counter reset %lld: %s of %s (by %s)", (long long)r->id, what, key,
-	        r->admin);
+	mlt_log(LOG_INFO, "counter reset %lld: %s of %s (by %s)%s", (long long)r->id, what, key,
+	        r->admin, live ? "" : ", at start");
 }
 
-struct start_ctx {
-	struct mlt_reset_ctx *ctx;
-	int64_t last;
-};
-
-static int start_one(const struct rdb_usage_reset *r, void *arg)
+/* The store's watcher: a reset relay-admin just added. */
+static void on_reset(const struct rdb_usage_reset *r, void *arg)
 {
-	struct start_ctx *s = arg;
+	mlt_reset_apply(arg, r, true);
+}
 
-	mlt_reset_apply(r, s->ctx);
-	s->last = r->id;
+static int collect(const struct rdb_usage_reset *r, void *arg)
+{
+	struct mlt_reset_list *l = arg;
+	struct rdb_usage_reset *v = realloc(l->v, (l->n + 1) * sizeof *v);
+
+	if (v == NULL)
+		return 1;
+	l->v = v;
+	l->v[l->n++] = *r;
 	return 0;
 }
 
-int mlt_reset_start(struct mlt_store *store, struct mlt_reset_ctx *ctx, int64_t keep,
-                    char *err, size_t errlen)
+int mlt_reset_list_load(struct mlt_store *store, int64_t keep, struct mlt_reset_list *out,
+                        char *err, size_t errlen)
 {
-	struct start_ctx s = { ctx, 0 };
-
-	if (mlt_store_resets(store, 0, (int64_t)time(NULL) - keep, start_one, &s, err, errlen) != 0)
+	out->v = NULL;
+	out->n = 0;
+	if (mlt_store_resets(store, 0, (int64_t)time(NULL) - keep, collect, out, err,
+	                     errlen) != 0) {
+		mlt_reset_list_free(out);
 		return -1;
-	mlt_store_watch_resets(store, s.last, mlt_reset_apply, ctx);
+	}
 	return 0;
+}
+
+void mlt_reset_list_free(struct mlt_reset_list *l)
+{
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+void mlt_reset_filter(const struct mlt_reset_list *l, const char *login, int64_t ts,
+                      uint64_t v[RDB_METRICS])
+{
+	for (size_t k = 0; k < l->n; k++) {
+		if (ts > l->v[k].ts || strcasecmp(l->v[k].login, login) != 0)
+			continue;
+		for (int m = 0; m < RDB_METRICS; m++)
+			if (l->v[k].metrics & (1u << m))
+				v[m] = 0;
+	}
+}
+
+void mlt_reset_start(struct mlt_store *store, struct mlt_reset_ctx *ctx,
+                     const struct mlt_reset_list *l)
+{
+	int64_t last = 0;
+
+	for (size_t k = 0; k < l->n; k++) {
+		mlt_reset_apply(ctx, &l->v[k], false);
+		if (l->v[k].id > last)
+			last = l->v[k].id;
+	}
+	mlt_store_watch_resets(store, last, on_reset, ctx);
 }

@@ -7,6 +7,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "rate.h"
 #include "tap.h"
@@ -106,6 +107,21 @@ int main(void)
 	mlt_rate_reset(r, "rs", 7, 1010);
 	is_int(mlt_rate_sum(r, "rs", RDB_METRIC_MESSAGES, 60, 1010) +
 	       mlt_rate_sum(r, "rs", RDB_METRIC_BYTES, 60, 1010), 0, "all metrics, up to 1010");
+	{
+		/* where a wall-clock instant falls on the limiter's clock: now is now, 10 s ago
+		 * is 10 s back (a second boundary may pass between the calls) */
+		struct timespec rt;
+		int64_t wall_ns, now, at;
+
+		clock_gettime(CLOCK_REALTIME, &rt);
+		wall_ns = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec;
+		at = mlt_rate_clock_of_wall(wall_ns);
+		now = mlt_rate_clock();
+		ok(at == now || at == now - 1, "now on the limiter clock (%lld, %lld)",
+		   (long long)at, (long long)now);
+		at = mlt_rate_clock_of_wall(wall_ns - 10000000000LL);
+		ok(at == now - 10 || at == now - 11, "10 s ago is 10 s back (%lld)", (long long)at);
+	}
 	mlt_rate_reset(r, "nobody", 7, 1010);
 	ok(mlt_rate_sum(r, "nobody", RDB_METRIC_MESSAGES, 60, 1010) == 0,
 	   "a reset of a login without state is harmless");
