@@ -175,8 +175,14 @@ class HeldE2E(LabCase):
         while self.try_send('counted') != 250:
             self.assertLess(time.monotonic(), deadline, 'the reset never took effect')
             time.sleep(0.2)
-        log = json.loads(self.admin('--json', 'log', '--user', 'counted').stdout)
-        admin = [r for r in log if r['verdict'] == 'admin']
+        # the milter's writer commits every state_flush_ms: wait (bounded) for the record
+        deadline = time.monotonic() + 20
+        while True:
+            log = json.loads(self.admin('--json', 'log', '--user', 'counted').stdout)
+            admin = [r for r in log if r['verdict'] == 'admin']
+            if admin or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         self.assertEqual(len(admin), 1, log)
         self.assertEqual(admin[0]['reason'], 'usage reset: messages,recipients,bytes')
         # restart: one message counted since the reset, so one more fits (2/1h), then 450
