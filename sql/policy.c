@@ -491,3 +491,83 @@ enum rdb_result rdb_policy_set_flags(struct rdb_policy *p, const char *name, int
 		return fail_sqlite(p, "bind");
 	return exec(p, SET_FLAGS, "setting flags");
 }
+
+enum rdb_result rdb_usage_reset_add(struct rdb_policy *p, const char *name, unsigned metrics,
+                                    const char *admin, int64_t now, int64_t *id)
+{
+	sqlite3_stmt *st = STMT(p, RESET_ADD);
+	struct rdb_login_policy lp;
+	int64_t login_id;
+	enum rdb_result r;
+
+	*id = 0;
+	if (metrics == 0 || metrics >= 1u << RDB_METRICS)
+		return failf(p, RDB_INVALID, "no metric to reset");
+	if (strlen(admin) > RDB_RESET_ADMIN_MAX)
+		return failf(p, RDB_INVALID, "admin name too long");
+	/* the name as stored: the milter and the state database key usage by it */
+	if ((r = login_row(p, name, &login_id, &lp)) != RDB_OK)
+		return r;
+	if (sqlite3_bind_text(st, 1, lp.name, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, (int64_t)metrics) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 3, now) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 4, admin, -1, SQLITE_STATIC) != SQLITE_OK) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		return fail_sqlite(p, "bind");
+	}
+	if ((r = exec(p, RESET_ADD, "recording the reset")) != RDB_OK)
+		return r;
+	*id = sqlite3_last_insert_rowid(p->db->c.h);
+	/* a reset older than the longest window clears nothing any more */
+	st = STMT(p, RESET_PRUNE);
+	if (sqlite3_bind_int64(st, 1, now - RDB_WINDOW_MAX) != SQLITE_OK) {
+		sqlite3_reset(st);
+		return fail_sqlite(p, "bind");
+	}
+	return exec(p, RESET_PRUNE, "pruning old resets");
+}
+
+enum rdb_result rdb_usage_reset_foreach(struct rdb_policy *p, const char *login,
+                                        int64_t after_id, int64_t since,
+                                        int (*fn)(const struct rdb_usage_reset *r, void *arg),
+                                        void *arg)
+{
+	sqlite3_stmt *st = STMT(p, RESET_LIST);
+	struct rdb_usage_reset u;
+	enum rdb_result r = RDB_OK;
+	int rc;
+
+	if (sqlite3_bind_int64(st, 1, after_id) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, since) != SQLITE_OK ||
+	    (login ? sqlite3_bind_text(st, 3, login, -1, SQLITE_STATIC)
+	           : sqlite3_bind_null(st, 3)) != SQLITE_OK) {
+		r = fail_sqlite(p, "bind");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (!col_int(st, 0) || sqlite3_column_type(st, 1) != SQLITE_TEXT ||
+		    sqlite3_column_bytes(st, 1) > RDB_NAME_MAX || !col_int(st, 2) ||
+		    !col_int(st, 3) || sqlite3_column_type(st, 4) != SQLITE_TEXT ||
+		    sqlite3_column_bytes(st, 4) > RDB_RESET_ADMIN_MAX ||
+		    sqlite3_column_int64(st, 2) < 1 || sqlite3_column_int64(st, 2) > 7) {
+			r = failf(p, RDB_ERROR, "usage_reset row has an unexpected shape");
+			goto out;
+		}
+		u.id = sqlite3_column_int64(st, 0);
+		snprintf(u.login, sizeof u.login, "%s", (const char *)sqlite3_column_text(st, 1));
+		u.metrics = (unsigned)sqlite3_column_int64(st, 2);
+		u.ts = sqlite3_column_int64(st, 3);
+		snprintf(u.admin, sizeof u.admin, "%s", (const char *)sqlite3_column_text(st, 4));
+		if (fn(&u, arg) != 0) {
+			r = failf(p, RDB_ERROR, "reading resets: the caller could not take a row");
+			goto out;
+		}
+	}
+	if (rc != SQLITE_DONE)
+		r = fail_sqlite(p, "reading resets");
+out:
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return r;
+}

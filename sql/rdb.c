@@ -29,13 +29,15 @@
 /* Embedded from sql/schema.sql and sql/migrations/NNN.sql by embed-sql.py. */
 extern const char rdb_schema_sql[];
 extern const char rdb_migration_002_sql[];
-extern const char rdb_migration_003_sql[];
+extern const char rdb_migration_003_sql[];   /* app credentials */
+extern const char rdb_migration_004_sql[];   /* usage_reset (relay-admin usage reset) */
 
 static const char *const migrations[RDB_SCHEMA_VERSION + 1] = {
 	[0] = NULL, /* unused: version 0 is "no schema", served by schema.sql */
 	[1] = NULL, /* version 1 is the first schema */
 	[2] = rdb_migration_002_sql,
 	[3] = rdb_migration_003_sql,
+	[4] = rdb_migration_004_sql,
 };
 
 static const char *const stmt_sql[STMT_COUNT_] = {
@@ -140,6 +142,13 @@ static const char *const stmt_sql[STMT_COUNT_] = {
 		" FROM logins l WHERE ?2 = 0 OR l.id = ?2)"
 		" WHERE n > ?1 ORDER BY id",
 	[STMT_P_LIMITS_COUNT_OWN] = "SELECT count(*) FROM limits WHERE login_id = ?1",
+	/* counter resets (relay-admin usage reset; the milter's policy refresh) */
+	[STMT_P_RESET_ADD] = "INSERT INTO usage_reset (login, metrics, ts, admin)"
+	                     " VALUES (?1, ?2, ?3, ?4)",
+	[STMT_P_RESET_PRUNE] = "DELETE FROM usage_reset WHERE ts < ?1",
+	[STMT_P_RESET_LIST] = "SELECT id, login, metrics, ts, admin FROM usage_reset"
+	                      " WHERE id > ?1 AND ts >= ?2 AND (?3 IS NULL OR login = ?3)"
+	                      " ORDER BY id",
 	[STMT_P_SAVEPOINT] = "SAVEPOINT rdb_limits",
 	[STMT_P_RELEASE] = "RELEASE rdb_limits",
 	[STMT_P_ROLLBACK_TO] = "ROLLBACK TO rdb_limits",

@@ -30,6 +30,8 @@ extern const char rdb_state_migration_002_sql[];
 extern const char rdb_state_migration_003_sql[];
 /* Version 4: the audit record's `credential` and credential_use (app credentials). */
 extern const char rdb_state_migration_004_sql[];
+/* Version 5 added reset_mark: the id of the last counter reset (users database) applied. */
+extern const char rdb_state_migration_005_sql[];
 
 static const char *const state_migrations[RDB_STATE_SCHEMA_VERSION + 1] = {
 	[0] = NULL, /* unused: version 0 is "no schema", served by state-schema.sql */
@@ -37,6 +39,7 @@ static const char *const state_migrations[RDB_STATE_SCHEMA_VERSION + 1] = {
 	[2] = rdb_state_migration_002_sql,
 	[3] = rdb_state_migration_003_sql,
 	[4] = rdb_state_migration_004_sql,
+	[5] = rdb_state_migration_005_sql,
 };
 
 /* relay-admin reading a file older than version 4 (not yet migrated by relay-milter or init):
@@ -54,12 +57,14 @@ static const char read_compat_sql[] =
 enum {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_AUDIT_ADD, S_USAGE_ADD, S_TOUCH, S_PRUNE_USAGE, S_PRUNE_AUDIT,
-	S_USAGE_ALL, S_USAGE_ONE, S_AUDIT_ALL, S_AUDIT_ONE, S_LAST_USE,
+	S_USAGE_ALL, S_USAGE_ONE, S_AUDIT_ALL, S_AUDIT_ONE, S_AUDIT_HELD, S_LAST_USE,
 	S_USAGE_MERGE, S_LAST_USE_ALL, S_LAST_USE_MERGE, S_CHECKPOINT,
 	S_AUDIT_QUERY, S_AUDIT_MAX_ID, S_DATA_VERSION,
 	S_CRED_TOUCH, S_CRED_LAST_USE, S_CRED_USE_ALL, S_CRED_USE_MERGE,
-	/* last: readers do not prepare them (a v1 file lacks journal_mark, a v2 file counters) */
+	/* last: readers do not prepare them (a v1 file lacks journal_mark, a v2 file counters,
+	 * a v4 file reset_mark) */
 	S_JOURNAL_GET, S_JOURNAL_SET, S_COUNTER_ADD, S_COUNTER_ALL,
+	S_USAGE_RESET, S_USAGE_DROP_EMPTY, S_RESET_GET, S_RESET_SET,
 	S_COUNT_
 };
 
@@ -91,6 +96,11 @@ static const char *const sql[S_COUNT_] = {
 	                " env_from, header_from, rcpt_count, size, queue_id, verdict, reason,"
 	                " credential FROM audit WHERE ts >= ?1 AND login = ?2 COLLATE NOCASE"
 	                " ORDER BY id DESC LIMIT ?3) ORDER BY id",
+	/* relay-admin held: the held records since ?1 (the oldest held message's arrival, a
+	 * little before), by the ts index, matched to the hold queue by queue id */
+	[S_AUDIT_HELD] = "SELECT id, ts, login, client_addr, tls_version, cipher, env_from,"
+	                 " header_from, rcpt_count, size, queue_id, verdict, reason, credential"
+	                 " FROM audit WHERE ts >= ?1 AND verdict = 'held' ORDER BY id",
 	[S_LAST_USE] = "SELECT ts, client_addr FROM last_use WHERE login = ?1",
 	/* carrying counters over into a replacement file: the larger count of each second wins,
 	 * so merging the same rows twice (or into a copy that has them) counts nothing twice */
@@ -133,6 +143,18 @@ static const char *const sql[S_COUNT_] = {
 	                  " ON CONFLICT (name, label) DO UPDATE SET"
 	                  " value = min(value + excluded.value, 9223372036854775807)",
 	[S_COUNTER_ALL] = "SELECT name, label, value FROM counters ORDER BY name, label",
+	/* a counter reset: the metrics in ?3 (bits 1 << enum rdb_metric) of the login's rows
+	 * up to ?2 become 0; rows left all zero go */
+	[S_USAGE_RESET] = "UPDATE usage SET"
+	                  " messages = CASE WHEN ?3 & 1 THEN 0 ELSE messages END,"
+	                  " recipients = CASE WHEN ?3 & 2 THEN 0 ELSE recipients END,"
+	                  " bytes = CASE WHEN ?3 & 4 THEN 0 ELSE bytes END"
+	                  " WHERE login = ?1 AND ts <= ?2",
+	[S_USAGE_DROP_EMPTY] = "DELETE FROM usage WHERE login = ?1 AND ts <= ?2 AND messages = 0"
+	                       " AND recipients = 0 AND bytes = 0",
+	[S_RESET_GET] = "SELECT reset_id FROM reset_mark WHERE id = 1",
+	[S_RESET_SET] = "INSERT INTO reset_mark (id, reset_id) VALUES (1, ?1)"
+	                " ON CONFLICT (id) DO UPDATE SET reset_id = max(reset_id, excluded.reset_id)",
 };
 
 static const struct rdb_kind state_kind = {
@@ -461,6 +483,22 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
 	return r;
 }
 
+enum rdb_result rdb_state_audit_held_foreach(struct rdb_state *st, int64_t since,
+                                             int (*fn)(const struct rdb_audit *a, void *arg),
+                                             void *arg)
+{
+	sqlite3_stmt *s = st->c.st[S_AUDIT_HELD];
+	enum rdb_result r;
+
+	if (sqlite3_bind_int64(s, 1, since) != SQLITE_OK)
+		r = fail(st, "bind");
+	else
+		r = audit_rows(st, s, fn, arg);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return r;
+}
+
 static int bind_opt_text(sqlite3_stmt *s, int col, const char *v)
 {
 	return v != NULL ? sqlite3_bind_text(s, col, v, -1, SQLITE_STATIC)
@@ -771,4 +809,61 @@ enum rdb_result rdb_state_journal_set(struct rdb_state *st, uint64_t journal_id,
 		return fail(st, "bind");
 	}
 	return step_done(st, S_JOURNAL_SET);
+}
+
+enum rdb_result rdb_state_usage_reset(struct rdb_state *st, const char *login, unsigned metrics,
+                                      int64_t before)
+{
+	static const int which[2] = { S_USAGE_RESET, S_USAGE_DROP_EMPTY };
+	enum rdb_result r = RDB_OK;
+
+	for (size_t k = 0; k < 2 && r == RDB_OK; k++) {
+		sqlite3_stmt *s = rdb_conn_stmt(&st->c, (size_t)which[k]);
+
+		if (s == NULL)
+			return rdb_conn_fail(&st->c, RDB_ERROR, "usage reset: not on a read-only handle");
+		if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
+		    sqlite3_bind_int64(s, 2, before) != SQLITE_OK ||
+		    (k == 0 && sqlite3_bind_int64(s, 3, (int64_t)metrics) != SQLITE_OK)) {
+			rdb_done(s);
+			return fail(st, "bind");
+		}
+		r = step_done(st, which[k]);
+	}
+	return r;
+}
+
+enum rdb_result rdb_state_reset_mark_get(struct rdb_state *st, int64_t *reset_id)
+{
+	sqlite3_stmt *s = rdb_conn_stmt(&st->c, S_RESET_GET);
+	enum rdb_result r = RDB_OK;
+	int rc;
+
+	*reset_id = 0;
+	if (s == NULL)
+		return rdb_conn_fail(&st->c, RDB_ERROR, "reset mark: not on a read-only handle");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		if (sqlite3_column_type(s, 0) != SQLITE_INTEGER)
+			r = rdb_conn_fail(&st->c, RDB_ERROR, "reset mark: not an integer");
+		else
+			*reset_id = sqlite3_column_int64(s, 0);
+	} else if (rc != SQLITE_DONE) {
+		r = fail(st, "reading the reset mark");
+	}
+	rdb_done(s);
+	return r;
+}
+
+enum rdb_result rdb_state_reset_mark_set(struct rdb_state *st, int64_t reset_id)
+{
+	sqlite3_stmt *s = rdb_conn_stmt(&st->c, S_RESET_SET);
+
+	if (s == NULL)
+		return rdb_conn_fail(&st->c, RDB_ERROR, "reset mark: not on a read-only handle");
+	if (sqlite3_bind_int64(s, 1, reset_id) != SQLITE_OK) {
+		rdb_done(s);
+		return fail(st, "bind");
+	}
+	return step_done(st, S_RESET_SET);
 }
