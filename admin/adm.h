@@ -213,6 +213,10 @@ struct rdb_state *adm_state_for_last_use(const struct adm_ctx *ctx);
 int adm_cmd_init(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_check.c */
 int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv);
+/* cmd_held.c */
+int adm_cmd_held_list(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_held_release(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_held_delete(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_import.c */
 int adm_cmd_import_sasldb(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_limit.c, cmd_usage.c, cmd_log.c (milter) */
@@ -220,6 +224,8 @@ int adm_cmd_limit_set(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_limit_show(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_usage(struct adm_ctx *ctx, int argc, char **argv);
+/* cmd_usage_reset.c */
+int adm_cmd_usage_reset(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_log(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_metrics.c */
 int adm_cmd_metrics(struct adm_ctx *ctx, int argc, char **argv);

@@ -7,6 +7,8 @@
  *   limit show [NAME]
  *   limit clear (NAME|--default)
  *
+ * `clear` removes limit rows only; the login's flags (--hold, --exempt) stay, and clear
+ * says so with the command that clears each (`limit set --no-hold`, `--no-exempt`).
  * `set` replaces the rows of each metric it names (other metrics keep theirs), all in one
  * transaction; everything is validated before the database is opened. relay-milter sees
  * the change within its policy_refresh_ms, without a restart.
@@ -310,6 +312,20 @@ out:
 }
 
 
+/* What `limit clear` leaves of a login's limit knobs: the limit rows go, the per-login
+ * flags stay (they are not limits), so say so, with the command that clears each. */
+static void out_left(struct adm_out *o, const struct rdb_login_policy *lp)
+{
+	adm_out_obj(o, "left");
+	adm_out_bool(o, "hold_over_limit", lp->hold_over_limit, NULL);
+	adm_out_bool(o, "rate_exempt", lp->rate_exempt, NULL);
+	adm_out_end(o);
+	if (lp->hold_over_limit)
+		adm_out_text(o, "hold on over-limit still set; use limit set --no-hold\n");
+	if (lp->rate_exempt)
+		adm_out_text(o, "exempt from limits still set; use limit set --no-exempt\n");
+}
+
 int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -319,6 +335,7 @@ int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv)
 	};
 	struct rdb *db = NULL;
 	struct rdb_policy *pol = NULL;
+	struct rdb_login_policy lp;
 	const char *name = NULL;
 	bool defaults = false;
 	enum rdb_result r;
@@ -341,6 +358,9 @@ int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv)
 	} else if ((r = rdb_limits_clear(pol, name)) != RDB_OK) {
 		rc = policy_fail(ctx, pol, r);
 		rdb_rollback(db);
+	} else if (name != NULL && (r = rdb_policy_login(pol, name, &lp)) != RDB_OK) {
+		rc = policy_fail(ctx, pol, r);
+		rdb_rollback(db);
 	} else if ((r = rdb_commit(db)) != RDB_OK) {
 		rc = adm_rdb_fail(ctx, db, r);
 		rdb_rollback(db);
@@ -352,6 +372,8 @@ int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv)
 		out_target(&o, "cleared", name);
 		adm_out_text(&o, "limits of %s cleared%s\n", name ? name : "the defaults",
 		             name ? " (the defaults apply)" : "");
+		if (name != NULL)
+			out_left(&o, &lp);
 		adm_out_finish(&o);
 	}
 	rdb_policy_free(pol);

@@ -47,9 +47,32 @@ static int collect(const struct rdb_login *l, void *arg)
 	return 0;
 }
 
+/* The rows of one login, less what a counter reset (relay-admin usage reset) cleared:
+ * until relay-milter applies the reset to the file (its next policy refresh) the rows are
+ * still there, and a replayed crash journal could bring some back; the reset decides. */
+struct rows {
+	struct rdb_usage *u;
+	int64_t reset_at[RDB_METRICS];  /* latest reset of each metric, INT64_MIN: none */
+};
+
+static int latest_reset(const struct rdb_usage_reset *r, void *arg)
+{
+	struct rows *rw = arg;
+
+	for (int m = 0; m < RDB_METRICS; m++)
+		if ((r->metrics & (1u << m)) && r->ts > rw->reset_at[m])
+			rw->reset_at[m] = r->ts;
+	return 0;
+}
+
 static int add_row(const char *login, int64_t ts, const uint64_t v[3], void *arg)
 {
-	return rdb_usage_add(arg, ts, v) ? 0 : 1;
+	struct rows *rw = arg;
+	uint64_t left[RDB_METRICS];
+
+	for (int m = 0; m < RDB_METRICS; m++)
+		left[m] = ts <= rw->reset_at[m] ? 0 : v[m];
+	return rdb_usage_add(rw->u, ts, left) ? 0 : 1;
 }
 
 static void lower(char *s)
@@ -115,6 +138,7 @@ static int one(struct adm_ctx *ctx, struct adm_out *o, struct rdb_policy *pol,
 {
 	struct rdb_login_policy lp;
 	struct rdb_usage *u;
+	struct rows rw = { .reset_at = { INT64_MIN, INT64_MIN, INT64_MIN } };
 	int64_t since = ctx->now - RDB_WINDOW_MAX, last = 0;
 	char key[RDB_NAME_MAX + 1], client[64] = "";
 	enum rdb_result r;
@@ -126,12 +150,16 @@ static int one(struct adm_ctx *ctx, struct adm_out *o, struct rdb_policy *pol,
 	}
 	snprintf(key, sizeof key, "%s", lp.name);
 	lower(key);
-	u = rdb_usage_new();
+	if ((r = rdb_usage_reset_foreach(pol, lp.name, 0, since, latest_reset, &rw)) != RDB_OK) {
+		adm_err(ctx, "%s", rdb_policy_errmsg(pol));
+		return adm_exit_for(r);
+	}
+	u = rw.u = rdb_usage_new();
 	if (u == NULL) {
 		adm_err(ctx, "out of memory");
 		return ADM_EXIT_FAIL;
 	}
-	if ((r = rdb_state_usage_foreach(st, key, since, add_row, u)) != RDB_OK ||
+	if ((r = rdb_state_usage_foreach(st, key, since, add_row, &rw)) != RDB_OK ||
 	    ((r = rdb_state_last_use(st, key, &last, client, sizeof client)) != RDB_OK &&
 	     r != RDB_NOTFOUND)) {
 		adm_err(ctx, "state database: %s", rdb_state_errmsg(st));

@@ -106,6 +106,13 @@
 	"use and counters are copied into an empty target (created if need be), verified by\n" \
 	"counts.\n"
 
+#define HELD_MORE \
+	"Postfix's hold queue of the instance in --postfix-config (default /etc/postfix),\n" \
+	"joined with relay-milter's audit log (--state-db) by queue id. Release uses\n" \
+	"postsuper -H (the queue file as it is, so the relay's content_filter takes it\n" \
+	"upstream), never -r. Every ID is checked first: one that is not a queue id or not\n" \
+	"in the hold queue refuses the whole command, nothing done.\n"
+
 const struct adm_cmd adm_commands[] = {
 	{ "init", NULL, adm_cmd_init, "[--milter-user USER]",
 	  "create the databases, or migrate them to the current schema", NULL, false },
@@ -140,8 +147,23 @@ const struct adm_cmd adm_commands[] = {
 	  "show the default limits, or a login's own and effective limits", NULL, true },
 	{ "limit", "clear", adm_cmd_limit_clear, "(NAME|--default) [--json]",
 	  "remove a login's own limits (the defaults apply again)", NULL, false },
+	/* before "usage": a two-word entry must come first to be found (dispatch.c) */
+	{ "usage", "reset", adm_cmd_usage_reset,
+	  "NAME [--metric messages|recipients|bytes]... [--json]",
+	  "clear a login's counters (all metrics unless --metric); relay-milter applies it "
+	  "within policy_refresh_ms", NULL, false },
 	{ "usage", NULL, adm_cmd_usage, "[NAME] [--json]",
 	  "current counts against each limit and when room frees up", NULL, true },
+	{ "held", "list", adm_cmd_held_list, "[NAME] [--postfix-config DIR] [--json]",
+	  "mail relay-milter put on hold: queue id, login, sender, recipients, size, age, why",
+	  HELD_MORE, true },
+	{ "held", "release", adm_cmd_held_release,
+	  "(ID...|--user NAME) [--postfix-config DIR] [--json]",
+	  "release held mail (postsuper -H): it goes on upstream through the relay", HELD_MORE,
+	  false },
+	{ "held", "delete", adm_cmd_held_delete,
+	  "(ID...|--user NAME) [--postfix-config DIR] [--json]",
+	  "delete held mail (postsuper -d, hold queue only)", HELD_MORE, false },
 	{ "log", NULL, adm_cmd_log,
 	  "[--user NAME] [--verdict accepted|refused|held|tempfail] [--since TIME] [--limit N] [--follow] [--json]",
 	  "the milter's audit log, one record per message (--follow: as it grows)", LOG_MORE,

@@ -310,6 +310,25 @@ static int parse(const unsigned char *buf, size_t n, struct entry **list, size_t
 
 /* Also the writer's write of one record: a recovered record must land exactly as the
  * writer would have written it. */
+/* A counter reset: the rows go every time (idempotent: a journal replayed after an
+ * earlier application cannot bring them back); the audit record and the mark only the
+ * first time this file sees the reset. */
+static enum rdb_result reset_write(struct rdb_state *st, const struct mlt_record *r,
+                                   const struct rdb_audit *a)
+{
+	enum rdb_result res;
+	int64_t mark;
+
+	if ((res = rdb_state_usage_reset(st, r->login, r->reset_metrics, r->ts)) != RDB_OK ||
+	    (res = rdb_state_reset_mark_get(st, &mark)) != RDB_OK)
+		return res;
+	if (r->reset_id <= mark)
+		return RDB_OK;
+	if ((res = rdb_state_audit_add(st, a)) != RDB_OK)
+		return res;
+	return rdb_state_reset_mark_set(st, r->reset_id);
+}
+
 enum rdb_result mlt_record_write(struct rdb_state *st, const struct mlt_record *r)
 {
 	struct rdb_audit a = {
@@ -321,6 +340,8 @@ enum rdb_result mlt_record_write(struct rdb_state *st, const struct mlt_record *
 	};
 	enum rdb_result res;
 
+	if (r->reset_id > 0)
+		return reset_write(st, r, &a);
 	if (r->counted && (res = rdb_state_usage_add(st, r->login, r->ts, r->v[0], r->v[1],
 	                                               r->v[2])) != RDB_OK)
 		return res;

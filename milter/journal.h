@@ -68,8 +68,8 @@ void mlt_journal_switch(struct mlt_journal *j);
  * next start, by their mark). */
 int mlt_journal_release(struct mlt_journal *j);
 
-/* Writes one record into `st` (usage, last use, audit record) inside the caller's
- * transaction: the one place both the writer and the recovery do it. */
+/* Writes one record into `st` (usage, last use, audit record; or a counter reset) inside
+ * the caller's transaction: the one place both the writer and the recovery do it. */
 enum rdb_result mlt_record_write(struct rdb_state *st, const struct mlt_record *r);
 
 /* The journal id (for rdb_state_journal_set). */

@@ -5,12 +5,14 @@
  * exists); block the signals in every future thread; write the PID file while still root;
  * drop privileges; open the databases (a SQLite connection must not cross fork()), the
  * state writer first applying what a killed milter left in its crash journal, so counters
- * and audit log are whole before anyone is answered; load the counters (a PostgreSQL
- * state database instead gets its admission pool: the counters stay in the database);
- * start the notifier (notify.h: after the drop, so sendmail runs as the milter's user);
- * start the metrics file thread when metrics_file is set (metrics.h; as the milter's user,
- * after the state writer, so the first file already counts from a whole state); create the
- * socket as the milter's user; start the SIGUSR1 reload thread; run libmilter's loop
+ * and audit log are whole before anyone is answered; load the counters and apply the
+ * counter resets of relay-admin (reset.h) over them, so none of that brings reset counts
+ * back (a PostgreSQL state database instead gets its admission pool: the counters stay in
+ * the database, where a reset clears them); start the notifier (notify.h: after the drop,
+ * so sendmail runs as the milter's user); start the metrics file thread when metrics_file
+ * is set (metrics.h; as the milter's user, after the state writer, so the first file
+ * already counts from a whole state); create the socket as the milter's user; start the
+ * SIGUSR1 reload thread; run libmilter's loop
  * (seam.c, the only module that calls smfi_*). At stop the metrics file is written last,
  * after the writer flushed, so it shows the final counts.
  * libmilter's own signal thread turns SIGHUP, SIGTERM and SIGINT into a stop; afterwards
@@ -39,6 +41,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "relay-config.h"
+#include "reset.h"
 #include "safefs.h"
 #include "seam.h"
 #include "state.h"
@@ -111,13 +114,16 @@ static void *reload_thread(void *arg)
 struct load_ctx {
 	struct mlt_rate *rate;
 	int64_t wall_now, now;
+	const struct mlt_reset_list *resets;   /* less what counter resets cleared (reset.h) */
 };
 
 static int load_row(const char *login, int64_t ts, const uint64_t v[3], void *arg)
 {
 	const struct load_ctx *l = arg;
+	uint64_t left[RDB_METRICS] = { v[0], v[1], v[2] };
 
-	return mlt_rate_load(l->rate, login, ts, v, l->wall_now, l->now) ? 0 : 1;
+	mlt_reset_filter(l->resets, login, ts, left);
+	return mlt_rate_load(l->rate, login, ts, left, l->wall_now, l->now) ? 0 : 1;
 }
 
 /* The PID file, written while still root, usually in a folder that belongs to the milter's
@@ -244,6 +250,7 @@ int main(int argc, char **argv)
 	bool foreground = false, check_only = false;
 	struct mlt_config cfg;
 	struct mlt_daemon d = { 0 };
+	struct mlt_reset_ctx resets_ctx = { 0 };
 	struct reload_ctx rc = { 0 };
 	struct pid_file pid = { .dirfd = -1 };
 	struct mlt_metrics_file *metrics = NULL;
@@ -319,24 +326,50 @@ int main(int argc, char **argv)
 		mlt_log(LOG_ERR, "state database: %s", d.rate ? err : "out of memory");
 		goto out;
 	}
-	/* a shared (PostgreSQL) state database: admission happens in it, nothing to load */
+	/* a shared (PostgreSQL) state database: admission happens in it, nothing to load;
+	 * counter resets zero its usage rows (the writer's records, audited once across the
+	 * nodes by the shared reset mark), pushed again at each start like on SQLite */
 	if (rdb_is_postgresql(cfg.state_db)) {
+		struct mlt_reset_list resets;
+
 		if (mlt_admit_new(cfg.state_db, &d.admit, err, sizeof err) != 0) {
 			mlt_log(LOG_ERR, "state database (admission): %s", err);
 			goto out;
 		}
+		if (mlt_reset_list_load(d.store, mlt_store_horizon(d.store), &resets, err,
+		                        sizeof err) != 0) {
+			mlt_log(LOG_ERR, "users database: %s", err);
+			goto out;
+		}
 		mlt_writer_set(d.writer, cfg.state_flush_ms, cfg.audit_retention,
 		               mlt_store_horizon(d.store));
+		resets_ctx.rate = d.rate;
+		resets_ctx.writer = d.writer;
+		mlt_reset_start(d.store, &resets_ctx, &resets);
+		mlt_reset_list_free(&resets);
 	} else {
 		int64_t keep = mlt_store_horizon(d.store);
-		struct load_ctx l = { d.rate, (int64_t)time(NULL), mlt_rate_clock() };
+		struct mlt_reset_list resets;
+		struct load_ctx l = { d.rate, (int64_t)time(NULL), mlt_rate_clock(), &resets };
 
+		/* counters less what relay-admin's counter resets cleared (reset.h), after the
+		 * journal's records are in: a reset clears what they would bring back; then new
+		 * resets arrive with each policy refresh */
+		if (mlt_reset_list_load(d.store, keep, &resets, err, sizeof err) != 0) {
+			mlt_log(LOG_ERR, "users database: %s", err);
+			goto out;
+		}
 		if (mlt_writer_load_usage(cfg.state_db, l.wall_now, keep, load_row, &l, err,
 		                          sizeof err) != 0) {
 			mlt_log(LOG_ERR, "loading rate counters: %s", err);
+			mlt_reset_list_free(&resets);
 			goto out;
 		}
 		mlt_writer_set(d.writer, cfg.state_flush_ms, cfg.audit_retention, keep);
+		resets_ctx.rate = d.rate;
+		resets_ctx.writer = d.writer;
+		mlt_reset_start(d.store, &resets_ctx, &resets);
+		mlt_reset_list_free(&resets);
 	}
 	if (mlt_config_publish(&cfg) != 0) {
 		mlt_log(LOG_ERR, "out of memory");

@@ -111,15 +111,32 @@ static void maybe_drop(struct mlt_rate *r, struct login_state *s)
 	}
 }
 
+/* CLOCK_BOOTTIME: Linux since 2.6.39. CLOCK_MONOTONIC, which stops while the machine
+ * sleeps (windows would then outlast their real length), only if it is refused. */
+static void limiter_now(struct timespec *ts)
+{
+	if (clock_gettime(CLOCK_BOOTTIME, ts) != 0)
+		clock_gettime(CLOCK_MONOTONIC, ts);
+}
+
 int64_t mlt_rate_clock(void)
 {
 	struct timespec ts;
 
-	/* CLOCK_BOOTTIME: Linux since 2.6.39. CLOCK_MONOTONIC, which stops while the machine
-	 * sleeps (windows would then outlast their real length), only if it is refused. */
-	if (clock_gettime(CLOCK_BOOTTIME, &ts) != 0)
-		clock_gettime(CLOCK_MONOTONIC, &ts);
+	limiter_now(&ts);
 	return (int64_t)ts.tv_sec;
+}
+
+int64_t mlt_rate_clock_of_wall(int64_t wall_ns)
+{
+	struct timespec rt, bt;
+	int64_t t;
+
+	clock_gettime(CLOCK_REALTIME, &rt);
+	limiter_now(&bt);
+	t = wall_ns + ((int64_t)bt.tv_sec - (int64_t)rt.tv_sec) * 1000000000 +
+	    ((int64_t)bt.tv_nsec - (int64_t)rt.tv_nsec);
+	return t >= 0 ? t / 1000000000 : -((-t + 999999999) / 1000000000);
 }
 
 bool mlt_rate_load(struct mlt_rate *r, const char *login, int64_t ts,
@@ -250,4 +267,15 @@ uint64_t mlt_rate_sum(struct mlt_rate *r, const char *login, enum rdb_metric m,
 	}
 	pthread_mutex_unlock(&r->mu);
 	return sum;
+}
+
+void mlt_rate_reset(struct mlt_rate *r, const char *login, unsigned metrics, int64_t before)
+{
+	struct login_state *s;
+
+	pthread_mutex_lock(&r->mu);
+	s = find(r, login, false);
+	if (s != NULL)
+		rdb_usage_zero(s->log, metrics, before);
+	pthread_mutex_unlock(&r->mu);
 }

@@ -46,6 +46,11 @@ void mlt_rate_free(struct mlt_rate *r);
 /* The limiter's clock (see above), in whole seconds. */
 int64_t mlt_rate_clock(void);
 
+/* The limiter-clock second that holds the wall-clock instant `wall_ns` (nanoseconds since
+ * the epoch), by the offset between the two clocks now, to the nanosecond: where a
+ * wall-clock boundary (a counter reset) falls among entries stamped in limiter seconds. */
+int64_t mlt_rate_clock_of_wall(int64_t wall_ns);
+
 /* Adds persisted usage at start-up: `ts` is the row's wall-clock time, `wall_now` the wall
  * clock and `now` the limiter clock at load; the row is dated now - (wall_now - ts), and
  * never after now. false on out of memory. */
@@ -69,6 +74,11 @@ int64_t mlt_rate_commit(struct mlt_rate *r, const char *login, const struct rdb_
 
 /* Gives back a reservation (idempotent: zeroes *resv). */
 void mlt_rate_release(struct mlt_rate *r, const char *login, struct mlt_resv *resv);
+
+/* A counter reset (relay-admin usage reset): the metrics in `metrics` (bits 1 << enum
+ * rdb_metric) counted at or before `before` (limiter clock) no longer count. Reservations
+ * of messages in flight stay. `login` as the callbacks key it (lowercase). */
+void mlt_rate_reset(struct mlt_rate *r, const char *login, unsigned metrics, int64_t before);
 
 /* For tests and `usage`: current sum of a metric over a window. */
 uint64_t mlt_rate_sum(struct mlt_rate *r, const char *login, enum rdb_metric m,

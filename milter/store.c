@@ -81,6 +81,9 @@ struct mlt_store {
 	bool loaded;                /* the first policy is in: later drops are reloads */
 	int64_t horizon;
 	unsigned metrics;              /* bits 1 << enum mlt_metric of every limit in the db */
+	int64_t reset_seen;            /* the newest counter reset handed to on_reset */
+	void (*on_reset)(const struct rdb_usage_reset *r, void *arg);
+	void *on_reset_arg;
 	size_t n;
 	struct entry *bucket[BUCKETS];
 };
@@ -171,6 +174,22 @@ static int open_db(struct mlt_store *s, char *err, size_t errlen)
 	return 0;
 }
 
+static int pass_reset(const struct rdb_usage_reset *r, void *arg)
+{
+	struct mlt_store *s = arg;
+
+	s->on_reset(r, s->on_reset_arg);
+	if (r->id > s->reset_seen)
+		s->reset_seen = r->id;
+	return 0;
+}
+
+/* The resets relay-admin added since the last look, to the watcher. Lock held. */
+static enum rdb_result new_resets(struct mlt_store *s)
+{
+	return rdb_usage_reset_foreach(s->pol, NULL, s->reset_seen, 0, pass_reset, s);
+}
+
 /* Asks whether the database changed (or was replaced); drops the cache if so. Called with
  * the lock held. On failure the reason is in err. */
 static int refresh(struct mlt_store *s, char *err, size_t errlen)
@@ -195,6 +214,10 @@ static int refresh(struct mlt_store *s, char *err, size_t errlen)
 
 		if (rdb_policy_max_window(s->pol, &w) != RDB_OK ||
 		    rdb_policy_metrics(s->pol, &metrics) != RDB_OK) {
+			snprintf(err, errlen, "%s", rdb_policy_errmsg(s->pol));
+			return -1;
+		}
+		if (s->on_reset != NULL && new_resets(s) != RDB_OK) {
 			snprintf(err, errlen, "%s", rdb_policy_errmsg(s->pol));
 			return -1;
 		}
@@ -281,6 +304,31 @@ int mlt_store_metrics(struct mlt_store *s)
 	m = refresh_due(s) == 0 ? (int)s->metrics : -1;
 	pthread_mutex_unlock(&s->mu);
 	return m;
+}
+
+int mlt_store_resets(struct mlt_store *s, int64_t after_id, int64_t since,
+                     int (*fn)(const struct rdb_usage_reset *r, void *arg), void *arg,
+                     char *err, size_t errlen)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&s->mu);
+	if (rdb_usage_reset_foreach(s->pol, NULL, after_id, since, fn, arg) != RDB_OK) {
+		snprintf(err, errlen, "reading counter resets: %s", rdb_policy_errmsg(s->pol));
+		rc = -1;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+void mlt_store_watch_resets(struct mlt_store *s, int64_t after_id,
+                            void (*fn)(const struct rdb_usage_reset *r, void *arg), void *arg)
+{
+	pthread_mutex_lock(&s->mu);
+	s->reset_seen = after_id;
+	s->on_reset = fn;
+	s->on_reset_arg = arg;
+	pthread_mutex_unlock(&s->mu);
 }
 
 int64_t mlt_store_horizon(struct mlt_store *s)

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "decide.h"
+#include "policy.h"
 
 struct mlt_store;
 
@@ -41,5 +42,17 @@ void mlt_store_put(const struct mlt_login *l);
  * for the stages these need. -1 when the database cannot answer (ask for everything). */
 int mlt_store_metrics(struct mlt_store *s);
 int64_t mlt_store_horizon(struct mlt_store *s);
+
+/* Counter resets (relay-admin usage reset; milter/reset.h). mlt_store_resets() calls fn
+ * for every reset with id > after_id and ts >= since, now (-1 with err set if the database
+ * cannot answer). mlt_store_watch_resets() makes every refresh that finds the database
+ * changed call fn for the resets newer than the last one seen (starting after after_id),
+ * under the store's lock: fn must not call back into the store. A reset that cannot be
+ * read fails the refresh (the milter tempfails until it can). */
+int mlt_store_resets(struct mlt_store *s, int64_t after_id, int64_t since,
+                     int (*fn)(const struct rdb_usage_reset *r, void *arg), void *arg,
+                     char *err, size_t errlen);
+void mlt_store_watch_resets(struct mlt_store *s, int64_t after_id,
+                            void (*fn)(const struct rdb_usage_reset *r, void *arg), void *arg);
 
 #endif

@@ -61,6 +61,12 @@ struct mlt_record {
 	uint64_t rcpt_count;
 	uint64_t size;
 	uint64_t journal_seq;           /* set by the writer: 0 = not in the journal */
+	/* A counter reset (milter/reset.h) instead of a message, when reset_id > 0: the usage
+	 * of `login` at or before `ts` loses the metrics in reset_metrics, and the first time
+	 * this file sees reset_id (its reset mark) the audit record is written. Never counted,
+	 * never journaled: relay-milter pushes every recent reset again at each start. */
+	int64_t reset_id;
+	unsigned reset_metrics;
 	struct mlt_record *next;
 };
 

@@ -157,6 +157,14 @@ size_t rdb_usage_len(const struct rdb_usage *u)
 	return u == NULL ? 0 : u->len;
 }
 
+void rdb_usage_zero(struct rdb_usage *u, unsigned metrics, int64_t before)
+{
+	for (size_t k = 0; u != NULL && k < u->len && at(u, k)->t <= before; k++)
+		for (int m = 0; m < RDB_METRICS; m++)
+			if (metrics & (1u << m))
+				at(u, k)->v[m] = 0;
+}
+
 int64_t rdb_window_wait(const struct rdb_usage *u, const struct rdb_limit *lim,
                         uint64_t reserved, uint64_t need, int64_t now)
 {

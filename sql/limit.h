@@ -88,6 +88,10 @@ uint64_t rdb_usage_sum(const struct rdb_usage *u, enum rdb_metric metric, int64_
 void rdb_usage_prune(struct rdb_usage *u, int64_t now, int64_t keep);
 size_t rdb_usage_len(const struct rdb_usage *u);
 
+/* A counter reset: the metrics in `metrics` (bits 1 << enum rdb_metric) of entries with
+ * t <= before become 0 (entries stay; the ring keeps its order). */
+void rdb_usage_zero(struct rdb_usage *u, unsigned metrics, int64_t before);
+
 /* Seconds from `now` until `need` more fits under `lim` when `reserved` is already
  * promised to messages in flight: 0 if it fits now, RDB_WAIT_NEVER if need > lim->max.
  * Reservations are assumed to commit now (so they leave the window `window` seconds from

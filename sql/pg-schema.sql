@@ -1,4 +1,4 @@
--- smtp-relay users database on PostgreSQL, schema version 3 (row 'users' of relay_schema).
+-- smtp-relay users database on PostgreSQL, schema version 4 (row 'users' of relay_schema).
 --
 -- The same data as schema.sql (SQLite), with the same constraints, for several relays that
 -- share one set of logins. Written only by relay-admin; read by the relaydb SASL plugin
@@ -158,4 +158,18 @@ CREATE TRIGGER logins_name_free BEFORE INSERT ON logins
 
 -- a new or revoked credential is a change every relay-milter must see (users_generation)
 CREATE TRIGGER credentials_bump AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON credentials
+    FOR EACH STATEMENT EXECUTE FUNCTION relay_users_bump();
+
+-- Counter resets (relay-admin usage reset), as schema.sql's usage_reset: usage of `login`
+-- counted at or before `ts` no longer counts for the metrics in `metrics` (1 messages,
+-- 2 recipients, 4 bytes). Added in version 4 (migrations/pg-004.sql, the same text).
+CREATE TABLE usage_reset (
+    id      bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    login   text    NOT NULL CHECK (length(login) BETWEEN 1 AND 255),
+    metrics integer NOT NULL CHECK (metrics BETWEEN 1 AND 7),
+    ts      bigint  NOT NULL,
+    admin   text    NOT NULL CHECK (length(admin) <= 48)
+);
+-- a new reset is a change every relay-milter must see at its next policy refresh
+CREATE TRIGGER usage_reset_bump AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON usage_reset
     FOR EACH STATEMENT EXECUTE FUNCTION relay_users_bump();

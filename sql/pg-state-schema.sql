@@ -1,4 +1,4 @@
--- smtp-relay state database on PostgreSQL, schema version 4 of the state kind (the
+-- smtp-relay state database on PostgreSQL, schema version 5 of the state kind (the
 -- version is the 'state' row of relay_schema, kept by the connection core, sql/pgconn.c).
 --
 -- The same data as sql/state-schema.sql (usage, last_use, audit, with the same columns),
@@ -90,3 +90,13 @@ CREATE TABLE credential_use (
   client_addr TEXT   NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX credential_use_login_label ON credential_use (lower(login), label);
+
+-- The id of the last counter reset applied (as state-schema.sql's reset_mark), shared by
+-- every node's writer. Added in version 5 (migrations/pg-state-005.sql).
+CREATE TABLE reset_mark (
+  id       INTEGER PRIMARY KEY CHECK (id = 1),
+  reset_id BIGINT  NOT NULL CHECK (reset_id >= 0)
+);
+-- the one row from the start: a writer locks it (SELECT ... FOR UPDATE) before it decides
+-- whether a reset still needs its audit record, so two nodes never both write it
+INSERT INTO reset_mark (id, reset_id) VALUES (1, 0);

@@ -480,3 +480,91 @@ enum rdb_result rdb_policy_set_flags(struct rdb_policy *p, const char *name, int
 		return fail_sqlite(p, "bind");
 	return exec(p, SET_FLAGS, "setting flags");
 }
+
+enum rdb_result rdb_usage_reset_add(struct rdb_policy *p, const char *name, unsigned metrics,
+                                    const char *admin, int64_t now, int64_t *id)
+{
+	struct rdb_st *st = STMT(p, RESET_ADD);
+	struct rdb_login_policy lp;
+	int64_t login_id;
+	enum rdb_result r;
+	int rc;
+
+	*id = 0;
+	if (metrics == 0 || metrics >= 1u << RDB_METRICS)
+		return failf(p, RDB_INVALID, "no metric to reset");
+	if (strlen(admin) > RDB_RESET_ADMIN_MAX)
+		return failf(p, RDB_INVALID, "admin name too long");
+	/* the name as stored: the milter and the state database key usage by it */
+	if ((r = login_row(p, name, &login_id, &lp)) != RDB_OK)
+		return r;
+	/* lp.name is a local: bound texts are borrowed until the statement is done */
+	if (rdb_bind_text(st, 1, lp.name) != RDB_SQL_OK ||
+	    rdb_bind_int64(st, 2, (int64_t)metrics) != RDB_SQL_OK ||
+	    rdb_bind_int64(st, 3, now) != RDB_SQL_OK ||
+	    rdb_bind_text(st, 4, admin) != RDB_SQL_OK) {
+		rdb_st_done(st);
+		return fail_sqlite(p, "bind");
+	}
+	/* the new id: a RETURNING row on PostgreSQL, SQLite's last rowid after "done" */
+	rc = rdb_step(st);
+	if (rc == RDB_STEP_ROW && col_int(st, 0)) {
+		*id = rdb_col_int64(st, 0);
+		rc = rdb_step(st);
+	} else if (rc == RDB_STEP_DONE && p->db->c.engine == RDB_ENGINE_SQLITE) {
+		*id = sqlite3_last_insert_rowid(p->db->c.h);
+	}
+	r = rc == RDB_STEP_DONE && *id > 0 ? RDB_OK : fail_sqlite(p, "recording the reset");
+	rdb_st_done(st);
+	if (r != RDB_OK)
+		return r;
+	/* a reset older than the longest window clears nothing any more */
+	st = STMT(p, RESET_PRUNE);
+	if (rdb_bind_int64(st, 1, now - RDB_WINDOW_MAX) != RDB_SQL_OK) {
+		rdb_st_done(st);
+		return fail_sqlite(p, "bind");
+	}
+	return exec(p, RESET_PRUNE, "pruning old resets");
+}
+
+enum rdb_result rdb_usage_reset_foreach(struct rdb_policy *p, const char *login,
+                                        int64_t after_id, int64_t since,
+                                        int (*fn)(const struct rdb_usage_reset *r, void *arg),
+                                        void *arg)
+{
+	struct rdb_st *st = STMT(p, RESET_LIST);
+	struct rdb_usage_reset u;
+	enum rdb_result r = RDB_OK;
+	int rc;
+
+	if (rdb_bind_int64(st, 1, after_id) != RDB_SQL_OK ||
+	    rdb_bind_int64(st, 2, since) != RDB_SQL_OK ||
+	    (login ? rdb_bind_text(st, 3, login) : rdb_bind_null(st, 3)) != RDB_SQL_OK) {
+		r = fail_sqlite(p, "bind");
+		goto out;
+	}
+	while ((rc = rdb_step(st)) == RDB_STEP_ROW) {
+		if (!col_int(st, 0) || rdb_col_type(st, 1) != RDB_COL_TEXT ||
+		    rdb_col_bytes(st, 1) > RDB_NAME_MAX || !col_int(st, 2) ||
+		    !col_int(st, 3) || rdb_col_type(st, 4) != RDB_COL_TEXT ||
+		    rdb_col_bytes(st, 4) > RDB_RESET_ADMIN_MAX ||
+		    rdb_col_int64(st, 2) < 1 || rdb_col_int64(st, 2) > 7) {
+			r = failf(p, RDB_ERROR, "usage_reset row has an unexpected shape");
+			goto out;
+		}
+		u.id = rdb_col_int64(st, 0);
+		snprintf(u.login, sizeof u.login, "%s", (const char *)rdb_col_text(st, 1));
+		u.metrics = (unsigned)rdb_col_int64(st, 2);
+		u.ts = rdb_col_int64(st, 3);
+		snprintf(u.admin, sizeof u.admin, "%s", (const char *)rdb_col_text(st, 4));
+		if (fn(&u, arg) != 0) {
+			r = failf(p, RDB_ERROR, "reading resets: the caller could not take a row");
+			goto out;
+		}
+	}
+	if (rc != RDB_STEP_DONE)
+		r = fail_sqlite(p, "reading resets");
+out:
+	rdb_st_done(st);
+	return r;
+}

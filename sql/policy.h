@@ -94,4 +94,31 @@ enum rdb_result rdb_limits_clear(struct rdb_policy *p, const char *name);
 enum rdb_result rdb_policy_set_flags(struct rdb_policy *p, const char *name, int rate_exempt,
                                      int hold_over_limit, int64_t now);
 
+/* ---- counter resets (relay-admin usage reset → relay-milter) ------------------------- */
+
+/* Usage of `login` counted at or before `ts` no longer counts for the metrics in
+ * `metrics` (bits 1 << enum rdb_metric). `admin` says who asked (audit log). */
+#define RDB_RESET_ADMIN_MAX 48       /* as the schema's CHECK */
+struct rdb_usage_reset {
+	int64_t id;                       /* increasing, never reused */
+	char login[RDB_NAME_MAX + 1];     /* the login's name as stored when it was reset */
+	unsigned metrics;
+	int64_t ts;
+	char admin[RDB_RESET_ADMIN_MAX + 1];
+};
+
+/* Records a reset of the login's counters at `now` (RDB_NOTFOUND: no such login;
+ * RDB_INVALID: metrics not a non-empty subset of the three) and deletes resets older than
+ * any window (RDB_WINDOW_MAX). Sets *id. Runs in the caller's transaction if one is open. */
+enum rdb_result rdb_usage_reset_add(struct rdb_policy *p, const char *name, unsigned metrics,
+                                    const char *admin, int64_t now, int64_t *id);
+
+/* Calls fn for every reset with id > after_id and ts >= since (login NULL: of every login,
+ * else of that one, case-insensitively), by id. A non-zero return from fn stops the walk
+ * with RDB_ERROR. */
+enum rdb_result rdb_usage_reset_foreach(struct rdb_policy *p, const char *login,
+                                        int64_t after_id, int64_t since,
+                                        int (*fn)(const struct rdb_usage_reset *r, void *arg),
+                                        void *arg);
+
 #endif

@@ -29,16 +29,19 @@
 /* Embedded from sql/schema.sql and sql/migrations/NNN.sql by embed-sql.py. */
 extern const char rdb_schema_sql[];
 extern const char rdb_migration_002_sql[];
-extern const char rdb_migration_003_sql[];
-/* Embedded from sql/pg-schema.sql and sql/migrations/pg-NNN.sql. */
+extern const char rdb_migration_003_sql[];   /* app credentials */
+extern const char rdb_migration_004_sql[];   /* usage_reset (relay-admin usage reset) */
+/* Embedded from sql/pg-schema.sql and sql/migrations/pg-NNN.sql: the same steps. */
 extern const char rdb_pg_schema_sql[];
 extern const char rdb_pg_migration_003_sql[];
+extern const char rdb_pg_migration_004_sql[];
 
 static const char *const migrations[RDB_SCHEMA_VERSION + 1] = {
 	[0] = NULL, /* unused: version 0 is "no schema", served by schema.sql */
 	[1] = NULL, /* version 1 is the first schema */
 	[2] = rdb_migration_002_sql,
 	[3] = rdb_migration_003_sql,
+	[4] = rdb_migration_004_sql,
 };
 
 static const char *const stmt_sql[STMT_COUNT_] = {
@@ -143,6 +146,13 @@ static const char *const stmt_sql[STMT_COUNT_] = {
 		" FROM logins l WHERE ?2 = 0 OR l.id = ?2)"
 		" WHERE n > ?1 ORDER BY id",
 	[STMT_P_LIMITS_COUNT_OWN] = "SELECT count(*) FROM limits WHERE login_id = ?1",
+	/* counter resets (relay-admin usage reset; the milter's policy refresh) */
+	[STMT_P_RESET_ADD] = "INSERT INTO usage_reset (login, metrics, ts, admin)"
+	                     " VALUES (?1, ?2, ?3, ?4)",
+	[STMT_P_RESET_PRUNE] = "DELETE FROM usage_reset WHERE ts < ?1",
+	[STMT_P_RESET_LIST] = "SELECT id, login, metrics, ts, admin FROM usage_reset"
+	                      " WHERE id > ?1 AND ts >= ?2 AND (?3 IS NULL OR login = ?3)"
+	                      " ORDER BY id",
 	[STMT_P_SAVEPOINT] = "SAVEPOINT rdb_limits",
 	[STMT_P_RELEASE] = "RELEASE rdb_limits",
 	[STMT_P_ROLLBACK_TO] = "ROLLBACK TO rdb_limits",
@@ -282,6 +292,14 @@ static const char *const pg_stmt_sql[STMT_COUNT_] = {
 	[STMT_P_CREDENTIAL] = "SELECT l.name, c.label FROM credentials AS c"
 	                      " JOIN logins AS l ON l.id = c.login_id"
 	                      " WHERE lower(c.authname) = lower($1::text)",
+	/* the new row's id comes back as a row (SQLite's text reads last_insert_rowid) */
+	[STMT_P_RESET_ADD] = "INSERT INTO usage_reset (login, metrics, ts, admin)"
+	                     " VALUES ($1, $2, $3, $4) RETURNING id",
+	[STMT_P_RESET_PRUNE] = "DELETE FROM usage_reset WHERE ts < $1",
+	[STMT_P_RESET_LIST] = "SELECT id, login, metrics::bigint, ts, admin FROM usage_reset"
+	                      " WHERE id > $1 AND ts >= $2"
+	                      " AND ($3::text IS NULL OR lower(login) = lower($3::text))"
+	                      " ORDER BY id",
 
 	[STMT_C_COUNT] = "SELECT (SELECT count(*) FROM logins), (SELECT count(*) FROM senders),"
 	                 " (SELECT count(*) FROM limits), (SELECT count(*) FROM credentials)",
@@ -322,6 +340,7 @@ static const char *const pg_migrations[RDB_SCHEMA_VERSION + 1] = {
 	[1] = NULL, /* PostgreSQL starts at version 2, the SQLite schema of that day */
 	[2] = NULL,
 	[3] = rdb_pg_migration_003_sql, /* app credentials, as migrations/003.sql */
+	[4] = rdb_pg_migration_004_sql, /* usage_reset, as migrations/004.sql */
 };
 
 static const struct rdb_kind users_kind = {
@@ -356,13 +375,14 @@ static const struct rdb_kind users_kind = {
 			"GRANT SELECT ON relay_schema, senders, limits, users_generation TO {role};\n"
 			"GRANT SELECT (id, name, enabled, expires_at, rate_exempt, hold_over_limit)"
 			" ON logins TO {role};\n"
-			"GRANT SELECT (login_id, label, authname) ON credentials TO {role};\n",
+			"GRANT SELECT (login_id, label, authname) ON credentials TO {role};\n"
+			"GRANT SELECT ON usage_reset TO {role};\n",
 		[RDB_ROLE_ADMIN] =
 			"GRANT SELECT ON relay_schema TO {role};\n"
 			"GRANT SELECT, INSERT, UPDATE, DELETE ON logins, senders, limits, site_secret,"
-			" users_generation, credentials TO {role};\n"
-			"GRANT USAGE, SELECT, UPDATE ON SEQUENCE logins_id_seq, credentials_id_seq"
-			" TO {role};\n",
+			" users_generation, credentials, usage_reset TO {role};\n"
+			"GRANT USAGE, SELECT, UPDATE ON SEQUENCE logins_id_seq, credentials_id_seq,"
+			" usage_reset_id_seq TO {role};\n",
 	},
 };
 

@@ -47,8 +47,9 @@ const char *rdb_result_str(enum rdb_result r);
 #define RDB_PLAIN_SALT_LEN 16
 #define RDB_SCRAM_MAX 256          /* "SCRAM-SHA-256$<iter>:<b64 salt>$<b64 StoredKey>:<b64 ServerKey>" */
 #define RDB_SCRAM_ITERATIONS 4096  /* default and minimum */
-#define RDB_SCHEMA_VERSION 3        /* 2: site_secret (SCRAM decoy key), limit-row cap;
-                                    * 3: credentials (app credentials) */
+#define RDB_SCHEMA_VERSION 4        /* 2: site_secret (SCRAM decoy key), limit-row cap;
+                                    * 3: credentials (app credentials);
+                                    * 4: usage_reset (relay-admin usage reset) */
 #define RDB_DECOY_KEY_LEN 32         /* the per-database key behind SCRAM decoys */
 #define RDB_PASSWORD_GEN_LEN 34    /* rdb_generate_password(): 5 dash-separated groups of 6 */
 #define RDB_LABEL_MAX 32           /* bytes in an app credential's label: [a-z0-9-] */

@@ -1,4 +1,4 @@
--- smtp-relay users database, schema version 3 (PRAGMA user_version = 3).
+-- smtp-relay users database, schema version 4 (PRAGMA user_version = 4).
 --
 -- Written only by relay-admin; read by the relaydb SASL plugin and relay-milter.
 -- Never holds a cleartext password. Times are unix seconds (UTC).
@@ -103,4 +103,20 @@ BEGIN
     SELECT RAISE(ABORT, 'login name taken by an app credential');
 END;
 
-PRAGMA user_version = 3;
+-- Counter resets (relay-admin usage reset, version 4): usage of `login` counted at or
+-- before `ts` no longer counts for the metrics in `metrics` (bits 1 << enum rdb_metric:
+-- 1 messages, 2 recipients, 4 bytes). relay-milter applies a new row on its next policy
+-- refresh (clears its in-memory windows, deletes the state database's rows, writes an
+-- audit record); it and relay-admin usage also filter persisted rows with it, so nothing
+-- brings the old counts back. `admin` is who asked (for the audit record). AUTOINCREMENT:
+-- ids never come back, they are the milter's mark. Rows older than the longest possible
+-- window (RDB_WINDOW_MAX) are deleted by relay-admin when it adds one.
+CREATE TABLE usage_reset (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    login   TEXT    NOT NULL COLLATE NOCASE CHECK (length(login) BETWEEN 1 AND 255),
+    metrics INTEGER NOT NULL CHECK (metrics BETWEEN 1 AND 7),
+    ts      INTEGER NOT NULL,
+    admin   TEXT    NOT NULL CHECK (length(admin) <= 48)
+);
+
+PRAGMA user_version = 4;

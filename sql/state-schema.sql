@@ -1,4 +1,4 @@
--- smtp-relay state database, schema version 4 (PRAGMA user_version = 4).
+-- smtp-relay state database, schema version 5 (PRAGMA user_version = 5).
 --
 -- Written only by relay-milter (one writer thread, batched transactions, WAL journal);
 -- read by relay-admin (usage, log, user list). Times are unix seconds (UTC).
@@ -76,4 +76,13 @@ CREATE TABLE credential_use (
   PRIMARY KEY (login, label)
 ) WITHOUT ROWID;
 
-PRAGMA user_version = 4;
+-- The id of the last counter reset (users database, usage_reset) applied to this file:
+-- its usage rows deleted and its audit record written, in one transaction with this row,
+-- so a reset is audited once however often the milter restarts. Added in version 5
+-- (migrations/state-005.sql).
+CREATE TABLE reset_mark (
+  id       INTEGER PRIMARY KEY CHECK (id = 1),
+  reset_id INTEGER NOT NULL CHECK (reset_id >= 0)
+);
+
+PRAGMA user_version = 5;

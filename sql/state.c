@@ -54,9 +54,12 @@ extern const char rdb_state_migration_002_sql[];
 extern const char rdb_state_migration_003_sql[];
 /* Version 4: the audit record's `credential` and credential_use (app credentials). */
 extern const char rdb_state_migration_004_sql[];
-/* The same two steps on PostgreSQL (migrations/pg-state-00N.sql). */
+/* Version 5 added reset_mark: the id of the last counter reset (users database) applied. */
+extern const char rdb_state_migration_005_sql[];
+/* The same steps on PostgreSQL (migrations/pg-state-00N.sql). */
 extern const char rdb_pg_state_migration_003_sql[];
 extern const char rdb_pg_state_migration_004_sql[];
+extern const char rdb_pg_state_migration_005_sql[];
 
 static const char *const state_migrations[RDB_STATE_SCHEMA_VERSION + 1] = {
 	[0] = NULL, /* unused: version 0 is "no schema", served by state-schema.sql */
@@ -64,12 +67,14 @@ static const char *const state_migrations[RDB_STATE_SCHEMA_VERSION + 1] = {
 	[2] = rdb_state_migration_002_sql,
 	[3] = rdb_state_migration_003_sql,
 	[4] = rdb_state_migration_004_sql,
+	[5] = rdb_state_migration_005_sql,
 };
 
 /* PostgreSQL starts at version 2 (pg-state-schema.sql creates the current one). */
 static const char *const pg_state_migrations[RDB_STATE_SCHEMA_VERSION + 1] = {
 	[3] = rdb_pg_state_migration_003_sql,
 	[4] = rdb_pg_state_migration_004_sql,
+	[5] = rdb_pg_state_migration_005_sql,
 };
 
 /* relay-admin reading a file older than version 4 (not yet migrated by relay-milter or init):
@@ -119,6 +124,11 @@ static const char *const sql[S_COUNT_] = {
 	[S_AUDIT_ONE] = "SELECT * FROM (SELECT " AUDIT_COLS
 	                " FROM audit WHERE ts >= ?1 AND login = ?2 COLLATE NOCASE"
 	                " ORDER BY id DESC LIMIT ?3) ORDER BY id",
+	/* relay-admin held: the held records since ?1 (the oldest held message's arrival, a
+	 * little before), by the ts index, matched to the hold queue by queue id */
+	[S_AUDIT_HELD] = "SELECT id, ts, login, client_addr, tls_version, cipher, env_from,"
+	                 " header_from, rcpt_count, size, queue_id, verdict, reason, credential"
+	                 " FROM audit WHERE ts >= ?1 AND verdict = 'held' ORDER BY id",
 	[S_LAST_USE] = "SELECT ts, client_addr FROM last_use WHERE login = ?1",
 	/* carrying counters over into a replacement file: the larger count of each second wins,
 	 * so merging the same rows twice (or into a copy that has them) counts nothing twice */
@@ -160,6 +170,18 @@ static const char *const sql[S_COUNT_] = {
 	                  " ON CONFLICT (name, label) DO UPDATE SET"
 	                  " value = min(value + excluded.value, 9223372036854775807)",
 	[S_COUNTER_ALL] = "SELECT name, label, value FROM counters ORDER BY name, label",
+	/* a counter reset: the metrics in ?3 (bits 1 << enum rdb_metric) of the login's rows
+	 * up to ?2 become 0; rows left all zero go */
+	[S_USAGE_RESET] = "UPDATE usage SET"
+	                  " messages = CASE WHEN ?3 & 1 THEN 0 ELSE messages END,"
+	                  " recipients = CASE WHEN ?3 & 2 THEN 0 ELSE recipients END,"
+	                  " bytes = CASE WHEN ?3 & 4 THEN 0 ELSE bytes END"
+	                  " WHERE login = ?1 AND ts <= ?2",
+	[S_USAGE_DROP_EMPTY] = "DELETE FROM usage WHERE login = ?1 AND ts <= ?2 AND messages = 0"
+	                       " AND recipients = 0 AND bytes = 0",
+	[S_RESET_GET] = "SELECT reset_id FROM reset_mark WHERE id = 1",
+	[S_RESET_SET] = "INSERT INTO reset_mark (id, reset_id) VALUES (1, ?1)"
+	                " ON CONFLICT (id) DO UPDATE SET reset_id = max(reset_id, excluded.reset_id)",
 	[S_PRUNE_RESV] = LITE_NONE,
 	[S_A_LOCK] = LITE_NONE, [S_A_SUMS] = LITE_NONE, [S_A_RESERVED] = LITE_NONE,
 	[S_A_ROWS] = LITE_NONE, [S_A_INSERT] = LITE_NONE, [S_A_UPDATE] = LITE_NONE,
@@ -195,6 +217,8 @@ static const char *const pg_sql[S_COUNT_] = {
 	[S_AUDIT_ONE] = "SELECT * FROM (SELECT " AUDIT_COLS " FROM audit WHERE ts >= $1"
 	                " AND lower(login) = lower($2) ORDER BY id DESC LIMIT $3) AS newest"
 	                " ORDER BY id",
+	[S_AUDIT_HELD] = "SELECT " AUDIT_COLS " FROM audit WHERE ts >= $1 AND verdict = 'held'"
+	                 " ORDER BY id",
 	[S_LAST_USE] = "SELECT ts, client_addr FROM last_use WHERE lower(login) = lower($1)",
 	[S_USAGE_MERGE] = "INSERT INTO usage (login, ts, messages, recipients, bytes)"
 	                  " VALUES ($1, $2, $3, $4, $5) ON CONFLICT ((lower(login)), ts) DO UPDATE"
@@ -237,6 +261,19 @@ static const char *const pg_sql[S_COUNT_] = {
 	                  "::bigint",
 	[S_COUNTER_ALL] = "SELECT name, label, value FROM counters"
 	                  " ORDER BY name COLLATE \"C\", label COLLATE \"C\"",
+	[S_USAGE_RESET] = "UPDATE usage SET"
+	                  " messages = CASE WHEN ($3::bigint & 1) <> 0 THEN 0 ELSE messages END,"
+	                  " recipients = CASE WHEN ($3::bigint & 2) <> 0 THEN 0 ELSE recipients END,"
+	                  " bytes = CASE WHEN ($3::bigint & 4) <> 0 THEN 0 ELSE bytes END"
+	                  " WHERE lower(login) = lower($1) AND ts <= $2",
+	[S_USAGE_DROP_EMPTY] = "DELETE FROM usage WHERE lower(login) = lower($1) AND ts <= $2"
+	                       " AND messages = 0 AND recipients = 0 AND bytes = 0",
+	/* every node's writer applies each reset: the row lock (the row exists from the
+	 * schema on) makes the second wait and then see the first's mark, so the reset is
+	 * audited once across nodes */
+	[S_RESET_GET] = "SELECT reset_id FROM reset_mark WHERE id = 1 FOR UPDATE",
+	[S_RESET_SET] = "INSERT INTO reset_mark (id, reset_id) VALUES (1, $1) ON CONFLICT (id)"
+	                " DO UPDATE SET reset_id = greatest(reset_mark.reset_id, excluded.reset_id)",
 	/* reservations of a node that died: they stopped counting at expires_at already */
 	[S_PRUNE_RESV] = "DELETE FROM reservations WHERE expires_at <= now()",
 	/* admission (admit.c): serialise the login's checks across every node, read the clock */
@@ -299,7 +336,7 @@ static const struct rdb_kind state_kind = {
 		[RDB_ROLE_MILTER] =
 			"GRANT SELECT ON relay_schema TO {role};\n"
 			"GRANT SELECT, INSERT, UPDATE, DELETE ON usage, last_use, audit, reservations,"
-			" counters, credential_use TO {role};\n"
+			" counters, credential_use, reset_mark TO {role};\n"
 			"GRANT USAGE, SELECT ON SEQUENCE audit_id_seq, reservations_id_seq TO {role};\n",
 		[RDB_ROLE_ADMIN] =
 			"GRANT SELECT ON relay_schema, reservations TO {role};\n"
@@ -657,6 +694,21 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
 	return r;
 }
 
+enum rdb_result rdb_state_audit_held_foreach(struct rdb_state *st, int64_t since,
+                                             int (*fn)(const struct rdb_audit *a, void *arg),
+                                             void *arg)
+{
+	struct rdb_st *s = q(st, S_AUDIT_HELD);
+	enum rdb_result r;
+
+	if (rdb_bind_int64(s, 1, since) != RDB_SQL_OK)
+		r = fail(st, "bind");
+	else
+		r = audit_rows(st, s, fn, arg);
+	rdb_st_done(s);
+	return r;
+}
+
 static int bind_opt_text(struct rdb_st *s, int col, const char *v)
 {
 	return v != NULL ? rdb_bind_text(s, col, v) : rdb_bind_null(s, col);
@@ -979,4 +1031,61 @@ enum rdb_result rdb_state_journal_set(struct rdb_state *st, uint64_t journal_id,
 		return fail(st, "bind");
 	}
 	return write_done(st, s, "writing the journal mark");
+}
+
+enum rdb_result rdb_state_usage_reset(struct rdb_state *st, const char *login, unsigned metrics,
+                                      int64_t before)
+{
+	static const int which[2] = { S_USAGE_RESET, S_USAGE_DROP_EMPTY };
+	enum rdb_result r = RDB_OK;
+
+	for (size_t k = 0; k < 2 && r == RDB_OK; k++) {
+		struct rdb_st *s = q(st, which[k]);
+
+		if (s == NULL)
+			return rdb_conn_fail(&st->c, RDB_ERROR, "usage reset: not on a read-only handle");
+		if (rdb_bind_text(s, 1, login) != RDB_SQL_OK ||
+		    rdb_bind_int64(s, 2, before) != RDB_SQL_OK ||
+		    (k == 0 && rdb_bind_int64(s, 3, (int64_t)metrics) != RDB_SQL_OK)) {
+			rdb_st_done(s);
+			return fail(st, "bind");
+		}
+		r = write_done(st, s, "resetting usage");
+	}
+	return r;
+}
+
+enum rdb_result rdb_state_reset_mark_get(struct rdb_state *st, int64_t *reset_id)
+{
+	struct rdb_st *s = q(st, S_RESET_GET);
+	enum rdb_result r = RDB_OK;
+	int rc;
+
+	*reset_id = 0;
+	if (s == NULL)
+		return rdb_conn_fail(&st->c, RDB_ERROR, "reset mark: not on a read-only handle");
+	rc = rdb_step(s);
+	if (rc == RDB_STEP_ROW) {
+		if (!col_is(s, 0, RDB_COL_INT))
+			r = rdb_conn_fail(&st->c, RDB_ERROR, "reset mark: not an integer");
+		else
+			*reset_id = rdb_col_int64(s, 0);
+	} else if (rc != RDB_STEP_DONE) {
+		r = fail(st, "reading the reset mark");
+	}
+	rdb_st_done(s);
+	return r;
+}
+
+enum rdb_result rdb_state_reset_mark_set(struct rdb_state *st, int64_t reset_id)
+{
+	struct rdb_st *s = q(st, S_RESET_SET);
+
+	if (s == NULL)
+		return rdb_conn_fail(&st->c, RDB_ERROR, "reset mark: not on a read-only handle");
+	if (rdb_bind_int64(s, 1, reset_id) != RDB_SQL_OK) {
+		rdb_st_done(s);
+		return fail(st, "bind");
+	}
+	return write_done(st, s, "writing the reset mark");
 }

@@ -25,9 +25,10 @@
 
 #include "rdb.h"
 
-#define RDB_STATE_SCHEMA_VERSION 4        /* 2: journal_mark (relay-milter's crash journal);
+#define RDB_STATE_SCHEMA_VERSION 5        /* 2: journal_mark (relay-milter's crash journal);
                                            * 3: counters (relay-milter's metrics);
-                                           * 4: audit.credential, credential_use */
+                                           * 4: audit.credential, credential_use;
+                                           * 5: reset_mark (counter resets applied) */
 #define RDB_STATE_APPLICATION_ID 1919706227 /* 0x726C7973, "rlys" */
 #define RDB_AUDIT_FIELD_MAX 255             /* bytes kept of any audit text field */
 
@@ -148,6 +149,13 @@ enum rdb_result rdb_state_counter_foreach(struct rdb_state *st,
                                                     uint64_t value, void *arg),
                                           void *arg);
 
+/* The audit records with verdict "held" and ts >= since, oldest first (relay-admin held
+ * joins them to the hold queue by queue_id). A non-zero return from fn stops the walk
+ * with RDB_ERROR. */
+enum rdb_result rdb_state_audit_held_foreach(struct rdb_state *st, int64_t since,
+                                             int (*fn)(const struct rdb_audit *a, void *arg),
+                                             void *arg);
+
 /* When the login last sent (RDB_NOTFOUND: never); client may be NULL, else 64 bytes. */
 enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int64_t *ts,
                                    char *client, size_t clientlen);
@@ -187,6 +195,19 @@ enum rdb_result rdb_state_last_use_foreach(struct rdb_state *st,
  * that applies the records. Read-write handles only (RDB_ERROR on a read-only one). */
 enum rdb_result rdb_state_journal_get(struct rdb_state *st, uint64_t *journal_id, uint64_t *seq);
 enum rdb_result rdb_state_journal_set(struct rdb_state *st, uint64_t journal_id, uint64_t seq);
+
+/* A counter reset (relay-admin usage reset, applied by relay-milter): the metrics in
+ * `metrics` (bits 1 << enum rdb_metric) of the login's usage rows with ts <= before become
+ * 0; rows left all zero are deleted. Idempotent. Read-write handles only. */
+enum rdb_result rdb_state_usage_reset(struct rdb_state *st, const char *login, unsigned metrics,
+                                      int64_t before);
+
+/* The id of the last counter reset (users database, usage_reset) applied to this file
+ * (0: none). set keeps the larger of the stored and the given id. Set it in the
+ * transaction that applies the reset, so its audit record is written once. Read-write
+ * handles only. */
+enum rdb_result rdb_state_reset_mark_get(struct rdb_state *st, int64_t *reset_id);
+enum rdb_result rdb_state_reset_mark_set(struct rdb_state *st, int64_t reset_id);
 
 /* Copies the WAL into the database file and empties it (PRAGMA wal_checkpoint(TRUNCATE));
  * RDB_ERROR if that failed or a reader kept the WAL in use. */

@@ -19,8 +19,8 @@ from adminlib import RELAY_ADMIN, OK
 COMMANDS = [
     "init", "grants", "copy", "user add", "user passwd", "user del", "user enable",
     "user disable", "user set", "user list", "user show", "user credential", "sender add",
-    "sender del", "sender list", "limit set", "limit show", "limit clear", "usage", "log",
-    "metrics", "import-sasldb",
+    "sender del", "sender list", "limit set", "limit show", "limit clear", "usage reset",
+    "usage", "held list", "held release", "held delete", "log", "metrics", "import-sasldb",
     "selftest", "check", "setup",
 ]
 
@@ -44,7 +44,7 @@ class Help(unittest.TestCase):
         self.assertEqual(rc, OK)
         names = []
         for line in out.split("\n"):
-            m = re.match(r"^  ([a-z][a-z-]*)(?: (add|passwd|del|enable|disable|set|list|show|clear|credential))?(?: |$)", line)
+            m = re.match(r"^  ([a-z][a-z-]*)(?: (add|passwd|del|enable|disable|set|list|show|clear|credential|reset|release|delete))?(?: |$)", line)
             if m:
                 names.append(m.group(1) + (" " + m.group(2) if m.group(2) else ""))
         return names
@@ -76,6 +76,10 @@ class Help(unittest.TestCase):
             "limit clear": ["--default", "--json"],
             "usage": ["--json"],
             "user credential": ["--json"],
+            "usage reset": ["--metric", "--json"],
+            "held list": ["--postfix-config", "--json"],
+            "held release": ["--user", "--postfix-config", "--json"],
+            "held delete": ["--user", "--postfix-config", "--json"],
             "check": ["--postfix-config", "--json", "--verbose"],
             "selftest": ["--host", "--port", "--user", "--tls", "--ca", "--tls-name", "--from",
                          "--send", "--timeout", "--insecure", "--json", "--verbose",

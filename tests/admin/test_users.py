@@ -33,7 +33,7 @@ class Init(AdminTest):
         self.assertIn("up to date", r.out.decode())
         r = self.admin("init", json_out=True)
         self.assertEqual(r.json()["action"], "unchanged")
-        self.assertEqual(r.json()["schema_version"], 3)
+        self.assertEqual(r.json()["schema_version"], 4)
         self.assertEqual(self.rows("PRAGMA application_id"), [(1919706212,)])
         key, = self.rows("SELECT decoy_key FROM site_secret")
         self.assertEqual(len(key[0]), 32, "a new database gets its SCRAM decoy key")
@@ -47,14 +47,14 @@ class Init(AdminTest):
         con = sqlite3.connect(self.db)
         con.executescript(schema)
         con.executescript("DROP TRIGGER logins_name_free; DROP TRIGGER credentials_name_free;"
-                          " DROP TABLE credentials;"
+                          " DROP TABLE credentials; DROP TABLE usage_reset;"
                           " DROP TRIGGER limits_per_login_max; DROP TABLE site_secret;"
                           " PRAGMA user_version = 1;")
         con.close()
         # ... relay-admin's other commands refuse it until it is migrated
         r = self.admin("user", "list")
         self.assertEqual(r.rc, DBERR, r)
-        self.assertIn("schema version 1 is older than 3: run relay-admin init", r.err.decode())
+        self.assertIn("schema version 1 is older than 4: run relay-admin init", r.err.decode())
         # ... so users made by the version 1 code go in through SQL, like that code wrote them
         con = sqlite3.connect(self.db)
         con.execute("INSERT INTO logins (name, plain_secret, scram_sha256, created_at,"
@@ -65,15 +65,15 @@ class Init(AdminTest):
         r = self.admin("init", json_out=True)
         self.assertEqual(r.rc, OK, r)
         self.assertEqual((r.json()["action"], r.json()["from_version"], r.json()["schema_version"]),
-                         ("migrated", 1, 3))
-        self.assertEqual(self.rows("PRAGMA user_version"), [(3,)])
+                         ("migrated", 1, 4))
+        self.assertEqual(self.rows("PRAGMA user_version"), [(4,)])
         key, = self.rows("SELECT decoy_key FROM site_secret")
         self.assertEqual(len(key[0]), 32)
         r = self.admin("user", "list", json_out=True)
         self.assertEqual(r.rc, OK, r)
         self.assertEqual([u["name"] for u in r.json()["logins"]], ["kim"], "the login survived")
         r = self.admin("init")
-        self.assertIn("up to date (schema version 3)", r.out.decode())
+        self.assertIn("up to date (schema version 4)", r.out.decode())
 
     def test_creates_missing_folders(self):
         db = os.path.join(self.dir, "a", "b", "users.db")

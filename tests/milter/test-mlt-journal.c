@@ -378,6 +378,65 @@ static void test_credential_field(void)
 	       "and no credential use");
 }
 
+/* A counter reset record (milter/reset.h): the login's rows at or before its time lose the
+ * metrics, the audit record is written the first time the file sees the reset id only. */
+static struct mlt_record *reset_record(int64_t id, unsigned metrics, int64_t ts)
+{
+	struct mlt_record *r = calloc(1, sizeof *r);
+
+	if (r == NULL)
+		abort();
+	r->reset_id = id;
+	r->reset_metrics = metrics;
+	r->ts = ts;
+	snprintf(r->login, sizeof r->login, "rs");
+	snprintf(r->verdict, sizeof r->verdict, "admin");
+	snprintf(r->reason, sizeof r->reason, "usage reset");
+	return r;
+}
+
+static enum rdb_result write_one(struct rdb_state *st, struct mlt_record *r)
+{
+	enum rdb_result res = rdb_state_begin(st);
+
+	if (res == RDB_OK && (res = mlt_record_write(st, r)) == RDB_OK)
+		res = rdb_state_commit(st);
+	if (res != RDB_OK)
+		rdb_state_rollback(st);
+	free(r);
+	return res;
+}
+
+static void test_reset_record(void)
+{
+	struct rdb_state *st = NULL;
+	struct mlt_record *m;
+	char err[512] = "";
+	int64_t mark = -1;
+
+	is_int(rdb_state_open(db, RDB_READWRITE, &st, err, sizeof err), RDB_OK, "state opened");
+	is_int(rdb_state_reset_mark_get(st, &mark), RDB_OK, "reset mark read");
+	is_int(mark, 0, "no reset applied yet");
+	for (int64_t ts = 1700000100; ts <= 1700000300; ts += 100) {
+		m = record("RS", "QR");
+		m->ts = ts;
+		is_int(write_one(st, m), RDB_OK, "a counted message at %lld", (long long)ts);
+	}
+	is_int(write_one(st, reset_record(5, 1u << 1, 1700000200)), RDB_OK, "reset 5: recipients");
+	is_int(query("SELECT sum(recipients) FROM usage WHERE login = 'rs'"), 2,
+	       "recipients up to the reset's time are 0, case aside");
+	is_int(query("SELECT sum(messages) FROM usage WHERE login = 'rs'"), 3, "messages stay");
+	is_int(query("SELECT count(*) FROM audit WHERE verdict = 'admin'"), 1, "one admin record");
+	is_int(write_one(st, reset_record(5, 7, 1700000200)), RDB_OK, "reset 5 again (a restart)");
+	is_int(query("SELECT count(*) FROM audit WHERE verdict = 'admin'"), 1, "still one record");
+	is_int(query("SELECT count(*) FROM usage WHERE login = 'rs'"), 1,
+	       "but the rows are cleared again: all-zero rows go");
+	is_int(write_one(st, reset_record(4, 7, 1700000300)), RDB_OK, "an older id");
+	is_int(query("SELECT count(*) FROM audit WHERE verdict = 'admin'"), 1, "is not audited");
+	ok(rdb_state_reset_mark_get(st, &mark) == RDB_OK && mark == 5, "the mark stays at 5");
+	rdb_state_close(st);
+}
+
 int main(void)
 {
 	char err[512] = "";
@@ -392,6 +451,7 @@ int main(void)
 	test_credential_field();
 	test_switch_release();
 	test_migration();
+	test_reset_record();
 	{
 		static const char *const files[] = { "state.db", "state.db-wal", "state.db-shm",
 		                                      "state.db.journal-0", "state.db.journal-1" };

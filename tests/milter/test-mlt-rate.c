@@ -7,6 +7,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "rate.h"
 #include "tap.h"
@@ -95,6 +96,35 @@ int main(void)
 	ok(mlt_rate_load(r, "old", INT64_MIN + 5, (const uint64_t[]){ 2, 0, 0 }, 1100, 100),
 	   "an absurdly old row is no error");
 	is_int(mlt_rate_sum(r, "old", RDB_METRIC_MESSAGES, 60, 100), 0, "and counts nowhere");
+	/* a counter reset (relay-admin usage reset): the named metrics at or before the time */
+	ok(mlt_rate_load(r, "rs", 1000, (const uint64_t[]){ 2, 5, 500 }, 1000, 1000) &&
+	   mlt_rate_load(r, "rs", 1010, (const uint64_t[]){ 1, 1, 100 }, 1010, 1010),
+	   "two entries for rs");
+	mlt_rate_reset(r, "rs", 1u << RDB_METRIC_RECIPIENTS, 1000);
+	is_int(mlt_rate_sum(r, "rs", RDB_METRIC_RECIPIENTS, 60, 1010), 1,
+	       "recipients before the reset are gone, after it stay");
+	is_int(mlt_rate_sum(r, "rs", RDB_METRIC_MESSAGES, 60, 1010), 3, "messages untouched");
+	mlt_rate_reset(r, "rs", 7, 1010);
+	is_int(mlt_rate_sum(r, "rs", RDB_METRIC_MESSAGES, 60, 1010) +
+	       mlt_rate_sum(r, "rs", RDB_METRIC_BYTES, 60, 1010), 0, "all metrics, up to 1010");
+	{
+		/* where a wall-clock instant falls on the limiter's clock: now is now, 10 s ago
+		 * is 10 s back (a second boundary may pass between the calls) */
+		struct timespec rt;
+		int64_t wall_ns, now, at;
+
+		clock_gettime(CLOCK_REALTIME, &rt);
+		wall_ns = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec;
+		at = mlt_rate_clock_of_wall(wall_ns);
+		now = mlt_rate_clock();
+		ok(at == now || at == now - 1, "now on the limiter clock (%lld, %lld)",
+		   (long long)at, (long long)now);
+		at = mlt_rate_clock_of_wall(wall_ns - 10000000000LL);
+		ok(at == now - 10 || at == now - 11, "10 s ago is 10 s back (%lld)", (long long)at);
+	}
+	mlt_rate_reset(r, "nobody", 7, 1010);
+	ok(mlt_rate_sum(r, "nobody", RDB_METRIC_MESSAGES, 60, 1010) == 0,
+	   "a reset of a login without state is harmless");
 	mlt_rate_free(r);
 	mlt_rate_free(NULL);
 

@@ -606,7 +606,8 @@ static void test_counters_and_follow(void)
 
 	/* a version 2 file (the milter has not migrated it yet): readable, without counters */
 	ok(sqlite3_open(path, &h) == SQLITE_OK &&
-	   sqlite3_exec(h, "DROP TABLE credential_use; ALTER TABLE audit DROP COLUMN credential;"
+	   sqlite3_exec(h, "DROP TABLE reset_mark; DROP TABLE credential_use;"
+	                       " ALTER TABLE audit DROP COLUMN credential;"
 	                       " DROP TABLE counters; PRAGMA user_version = 2", NULL, NULL, NULL) ==
 	   SQLITE_OK, "made a version 2 file");
 	sqlite3_close(h);

@@ -179,6 +179,73 @@ class AdminLimits(unittest.TestCase):
         for bad in (['--since', 'yesterday'], ['--limit', '0'], ['--user', 'a b']):
             self.assertEqual(self.run_admin('log', *bad).returncode, 2, bad)
 
+    # ---- limit clear says what it leaves; --no-hold clears the hold flag (issue 12) ------
+    def test_clear_says_what_it_left(self):
+        self.run_ok('limit', 'set', 'alice', '--messages', '5/1h', '--hold', '--exempt')
+        r = self.run_ok('limit', 'clear', 'alice')
+        self.assertIn('limits of alice cleared', r.stdout)
+        self.assertIn('hold on over-limit still set; use limit set --no-hold', r.stdout)
+        self.assertIn('exempt from limits still set; use limit set --no-exempt', r.stdout)
+        doc = json.loads(self.run_ok('--json', 'limit', 'clear', 'alice').stdout)
+        self.assertEqual(doc['left'], {'hold_over_limit': True, 'rate_exempt': True})
+        # --no-hold clears the flag; clear then leaves only the exemption
+        self.run_ok('limit', 'set', 'alice', '--no-hold')
+        self.assertFalse(self.show()['logins'][0]['hold_over_limit'])
+        r = self.run_ok('limit', 'clear', 'alice')
+        self.assertNotIn('hold', r.stdout)
+        self.assertIn('--no-exempt', r.stdout)
+        self.run_ok('limit', 'set', 'alice', '--no-exempt')
+        doc = json.loads(self.run_ok('--json', 'limit', 'clear', 'alice').stdout)
+        self.assertEqual(doc['left'], {'hold_over_limit': False, 'rate_exempt': False})
+        # the defaults have no flags: nothing is said about them
+        doc = json.loads(self.run_ok('--json', 'limit', 'clear', '--default').stdout)
+        self.assertNotIn('left', doc)
+
+    # ---- usage reset (issue 12): a row in the users database, applied by the milter -----
+    def fill_usage(self, now):
+        with sqlite3.connect(self.state) as c:
+            c.execute('INSERT INTO usage VALUES (?, ?, 2, 6, 600)', ('alice', now - 10))
+            c.execute('INSERT INTO usage VALUES (?, ?, 1, 1, 100)', ('alice', now - 5))
+
+    def used(self):
+        u = json.loads(self.run_ok('--json', 'usage', 'alice').stdout)[0]
+        return {lim['metric']: lim['used'] for lim in u['limits']}
+
+    def test_usage_reset(self):
+        self.run_ok('init')
+        self.run_ok('limit', 'set', 'alice', '--messages', '10/1h', '--recipients', '10/1h',
+                    '--bytes', '10K/1h')
+        self.fill_usage(int(time.time()))
+        self.assertEqual(self.used(), {'messages': 3, 'recipients': 7, 'bytes': 700})
+        # one metric: the others keep their counts; `usage` takes the reset into account at
+        # once (the milter deletes the rows on its next refresh)
+        doc = json.loads(self.run_ok('--json', 'usage', 'reset', 'ALICE', '--metric',
+                                     'recipients').stdout)
+        self.assertEqual((doc['login'], doc['metrics']), ('ALICE', ['recipients']))
+        self.assertTrue(doc['by'])
+        self.assertEqual(self.used(), {'messages': 3, 'recipients': 0, 'bytes': 700})
+        r = self.run_ok('usage', 'reset', 'alice')
+        self.assertIn('counters of alice reset (messages, recipients, bytes)', r.stdout)
+        self.assertEqual(self.used(), {'messages': 0, 'recipients': 0, 'bytes': 0})
+        rows = sqlite3.connect(self.db).execute(
+            'SELECT login, metrics, admin != \'\' FROM usage_reset ORDER BY id').fetchall()
+        self.assertEqual(rows, [('alice', 2, 1), ('alice', 7, 1)])
+        # usage counted after the reset counts again
+        with sqlite3.connect(self.state) as c:
+            c.execute('INSERT INTO usage VALUES (?, ?, 1, 2, 50)', ('alice', int(time.time()) + 2))
+        self.assertEqual(self.used(), {'messages': 1, 'recipients': 2, 'bytes': 50})
+
+    def test_usage_reset_bad_input_writes_nothing(self):
+        before = self.file_bytes()
+        for args, code in ((['usage', 'reset', 'alice', '--metric', 'minutes'], 2),
+                           (['usage', 'reset'], 2), (['usage', 'reset', 'a b'], 2),
+                           (['usage', 'reset', 'alice', 'bob'], 2),
+                           (['usage', 'reset', 'ghost'], 3)):
+            r = self.run_admin('--json', *args)
+            self.assertEqual(r.returncode, code, (args, r.stderr))
+            self.assertEqual(r.stdout, '', args)
+        self.assertEqual(self.file_bytes(), before)
+
 
 if __name__ == '__main__':
     ADMIN = sys.argv[1]

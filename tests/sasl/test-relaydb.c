@@ -628,7 +628,8 @@ static void test_db_failures(void)
 	r = rig_scram(NULL, "alice", PW_ALICE);
 	is_int(rig_smtp_code(r), 454, "a schema version 1 file: SCRAM is temporary (sasl %d)", r);
 	is_int(plain(NULL, "nosuchuser", "x"), SASL_UNAVAIL, "a schema version 1 file: SASL_UNAVAIL");
-	ok(rig_log_has("schema version 1 is older than 3: run relay-admin init"),
+	ok(rig_log_has("schema version 1 is older than") &&
+	   rig_log_has("run relay-admin init"),
 	   "the log says to run relay-admin init");
 
 	/* A real SQLite file that is not ours. */

@@ -226,7 +226,7 @@ class Check(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         c = self.run_check()
         self.assertEqual(self.status(c, 'state-db'), 'ok', self.explain(c))
-        self.assertIn('schema version 4', c['state-db']['detail'])
+        self.assertIn('schema version 5', c['state-db']['detail'])
 
     def test_upstream_levels(self):
         # judged on the transport the relay services name, not in main.cf
