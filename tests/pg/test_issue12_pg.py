@@ -3,8 +3,9 @@ the file: app credentials (user credential add|list|revoke, the one namespace of
 and credentials, kept by the schema's triggers too, last use from a PostgreSQL state
 database), `relay-admin metrics` on the counters of a PostgreSQL state database, `log
 --follow` on one (records committed by tests/admin/state-append appear, SIGTERM ends it
-with status 0), and the migrations of a version-2 users schema to 3 and a version-2
-state schema to 4 (the schemas pg-engine's relay-admin init created)."""
+with status 0), `usage reset` and `held list` on PostgreSQL, and the migrations of a
+version-2 users schema to 4 and a version-2 state schema to 5 (the schemas pg-engine's
+relay-admin init created)."""
 
 import json
 import os
@@ -249,26 +250,26 @@ class TestMetricsAndFollow(PgCase):
 
 
 class TestMigrations(PgCase):
-    def test_users_2_to_3_and_state_2_to_4(self):
+    def test_users_2_to_4_and_state_2_to_5(self):
         self.add_login('alice')
         self.add_cred('alice', 'phone')
         # back to what pg-engine's init made: users version 2, state version 2
         self.sql("DROP TABLE credentials; DROP FUNCTION relay_credentials_name_free() CASCADE;"
-                 " DROP FUNCTION relay_logins_name_free() CASCADE;"
+                 " DROP FUNCTION relay_logins_name_free() CASCADE; DROP TABLE usage_reset;"
                  " UPDATE relay_schema SET version = 2 WHERE kind = 'users';"
-                 " DROP TABLE counters; DROP TABLE credential_use;"
+                 " DROP TABLE counters; DROP TABLE credential_use; DROP TABLE reset_mark;"
                  " ALTER TABLE audit DROP COLUMN credential;"
                  " UPDATE relay_schema SET version = 2 WHERE kind = 'state';")
         r = self.pg('user', 'list')
         self.assertNotEqual(r.rc, OK, r)
-        self.assertIn('older than 3: run relay-admin init', r.err.decode())
+        self.assertIn('older than 4: run relay-admin init', r.err.decode())
         r = self.pg('metrics')
         self.assertNotEqual(r.rc, OK, r)
-        self.assertIn('older than 4: run relay-admin init', r.err.decode())
+        self.assertIn('older than 5: run relay-admin init', r.err.decode())
         r = self.pg('init')
         self.assertEqual(r.rc, OK, r)
         self.assertEqual(self.sql("SELECT kind || ' ' || version FROM relay_schema"
-                                  " ORDER BY kind"), 'state 4\nusers 3')
+                                  " ORDER BY kind"), 'state 5\nusers 4')
         self.add_cred('alice', 'phone')
         s = self.pg('metrics')
         self.assertEqual(s.rc, OK, s)

@@ -5,7 +5,11 @@ credential -> login lookup runs without any secret column), state_db on the same
 message through the credential's authentication name is the login's (its senders pass,
 others are refused), the audit record in PostgreSQL names the credential, the
 credential's last use is recorded there and `relay-admin user credential list` shows it;
-after the revoke (relay-admin on PostgreSQL) the name is unknown to the milter.
+after the revoke (relay-admin on PostgreSQL) the name is unknown to the milter. A counter
+reset (`relay-admin usage reset`, users schema 4 on PostgreSQL) reaches the running milter
+through the generation counter: its writer zeroes the login's usage rows in PostgreSQL
+and writes one audit record, which a restart does not write again (the shared reset
+mark, state schema 5).
 
 usage: test_milter_credentials_pg.py RELAY_MILTER RELAY_ADMIN"""
 
@@ -92,6 +96,35 @@ class MilterCredentialOnPg(unittest.TestCase):
         self.assertEqual(got, want, text)
 
     def test_credential_is_its_login(self):
+        self._credential_is_its_login()
+        self._usage_reset()
+
+    def _usage_reset(self):
+        stage, r = tmd.send(self.d.sock, 'hal', '<hal@example.com>')
+        self.assertEqual((stage, r.code), ('eom', 'c'), r)
+        self.wait_sql("SELECT sum(messages) > 0 FROM usage WHERE lower(login) = 'hal'", 't')
+        r = self.admin('usage', 'reset', 'HAL')
+        self.assertIn('counters of HAL reset', r.stdout)
+        self.assertEqual(self.sql("SELECT lower(login) || ' ' || metrics FROM usage_reset"),
+                         'hal 7')
+        # the milter's next policy refresh (at its next lookup: a refused message here,
+        # which counts nothing) sees it; its writer applies it in PostgreSQL
+        stage, r = tmd.send(self.d.sock, 'hal', '<ceo@bank.example>')
+        self.assertEqual(stage, 'mail', r)
+        self.wait_sql("SELECT coalesce(sum(messages), 0) FROM usage"
+                      " WHERE lower(login) = 'hal'", '0')
+        self.wait_sql("SELECT count(*) FROM audit WHERE verdict = 'admin'", '1')
+        self.assertEqual(self.sql("SELECT reset_id = (SELECT max(id) FROM usage_reset)"
+                                  " FROM reset_mark"), 't')
+        # a restart pushes the reset again: idempotent, audited once
+        self.d.stop()
+        self.d.start()
+        stage, r = tmd.send(self.d.sock, 'hal', '<hal@example.com>')
+        self.assertEqual((stage, r.code), ('eom', 'c'), r)
+        self.wait_sql("SELECT sum(messages) FROM usage WHERE lower(login) = 'hal'", '1')
+        self.assertEqual(self.sql("SELECT count(*) FROM audit WHERE verdict = 'admin'"), '1')
+
+    def _credential_is_its_login(self):
         stage, r = tmd.send(self.d.sock, 'HAL+phone', '<hal@example.com>', queue_id='QCRED1')
         self.assertEqual((stage, r.code), ('eom', 'c'), r)
         stage, r = tmd.send(self.d.sock, 'hal+phone', '<ceo@bank.example>')
