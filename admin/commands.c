@@ -39,7 +39,7 @@
 	"[--postfix-config DIR] [--port [ADDR:]PORT] [--tls-port [ADDR:]PORT]\n" \
 	"         [--cert FILE --key FILE] [--hostname NAME] [--db FILE]\n" \
 	"         [--sasl-plugin-dir DIR] [--rate-limit N] [--message-size SIZE]\n" \
-	"         [--keep-client-received]\n" \
+	"         [--keep-client-received] [--proxy-protocol]\n" \
 	"         [--upstream HOST[:PORT] [--upstream-tls starttls|implicit]\n" \
 	"          [--upstream-user NAME] [--upstream-ca FILE] [--upstream-insecure]]\n" \
 	"         [--milter SOCKET|--no-milter] [--no-reload] [--dry-run]"
@@ -59,6 +59,9 @@
 	"                          message_size_limit, 10240000 unless set there)\n" \
 	"  --keep-client-received  keep the client's address and HELO name in the relay's\n" \
 	"                          Received: header (default: hidden, privacy)\n" \
+	"  --proxy-protocol        the services sit behind a TCP load balancer (HAProxy\n" \
+	"                          send-proxy-v2): the client address comes from its PROXY\n" \
+	"                          header; only the proxy may reach the ports (firewall)\n" \
 	"  --upstream HOST[:PORT]  smarthost for the relay services' mail (port 587 if omitted)\n" \
 	"  --upstream-tls starttls|implicit  (default: implicit on 465, else starttls)\n" \
 	"  --upstream-user NAME    upstream login; password from RELAY_UPSTREAM_PASSWORD or stdin\n" \
