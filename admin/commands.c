@@ -53,6 +53,7 @@
 	"  --hostname NAME         name for a generated certificate (default: $myhostname)\n" \
 	"  --db FILE               users database for relaydb (default: relay-admin --db,\n" \
 	"                          $RELAY_DB, else " RELAY_DEFAULT_DB ")\n" \
+	"                          or PostgreSQL: pg:/conninfo-file or postgresql://URI\n" \
 	"  --sasl-plugin-dir DIR   load librelaydb.so from DIR (sets SASL_PATH for Postfix)\n" \
 	"  --rate-limit N          AUTH commands per client IP and minute (default 20, 0 = off)\n" \
 	"  --message-size SIZE     largest message, bytes or with K/M/G (default: main.cf's\n" \

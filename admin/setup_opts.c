@@ -61,8 +61,8 @@ int setup_validate(const struct setup_opts *o, struct plan *pl)
 		              "'$': %s %s", o->cert, o->key);
 	if (o->hostname && !adm_setup_plain_value(o->hostname))
 		return refuse(pl->ctx, "--hostname '%s' is not a host name", o->hostname);
-	if (!adm_setup_plain_value(o->db) || o->db[0] != '/')
-		return refuse(pl->ctx, "--db must be an absolute path without spaces: %s", o->db);
+	if (!adm_setup_db_name(o->db, &(bool){ false }, why, sizeof why))
+		return refuse(pl->ctx, "%s", why);
 	if (o->plugin_dir && (!adm_setup_plain_value(o->plugin_dir) || o->plugin_dir[0] != '/' ||
 	                      strchr(o->plugin_dir, ':')))
 		return refuse(pl->ctx, "--sasl-plugin-dir must be an absolute path without spaces or "

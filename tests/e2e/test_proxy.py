@@ -100,6 +100,46 @@ class SetupProxyProtocol(SetupCase):
             self.relay.postconf('-PX', '%s/smtpd_upstream_proxy_protocol' % svc)
 
 
+class SetupPostgresDb(SetupCase):
+    """setup --db names the shared users database of several relays: pg:FILE or a
+    postgresql:// URI goes into smtpd.conf as relaydb_path; a URI with a password is refused
+    (argv, and smtpd.conf is readable by group postfix) without being echoed."""
+
+    def smtpd_conf(self):
+        with open(os.path.join(self.relay.config_dir, 'sasl', 'smtpd.conf')) as f:
+            return f.read()
+
+    def test_pg_file_and_uri_are_taken(self):
+        conninfo = os.path.join(self.relay.dir, 'users.pg')
+        with open(conninfo, 'w') as f:
+            f.write('host=127.0.0.1 dbname=relay user=relay\n')
+        os.chmod(conninfo, 0o644)   # readable by others: setup warns
+        try:
+            rc, out = self.setup_cmd(*self.lab_args('--db', 'pg:' + conninfo),
+                                     password=self.up.password)
+            self.assertEqual(rc, 0, out)
+            self.assertIn('relaydb_path: pg:%s\n' % conninfo, self.smtpd_conf())
+            self.assertIn('chmod 0600 %s' % conninfo, out)
+            self.assertIn('chown postfix %s' % conninfo, out)
+            uri = 'postgresql://relay@127.0.0.1:5432/relay?sslmode=verify-full'
+            rc, out = self.setup_cmd(*self.lab_args('--db', uri), password=self.up.password)
+            self.assertEqual(rc, 0, out)
+            self.assertIn('relaydb_path: %s\n' % uri, self.smtpd_conf())
+        finally:
+            rc, out = self.setup_cmd(*self.lab_args(), password=self.up.password)
+            self.assertEqual(rc, 0, out)
+
+    def test_uri_with_password_is_refused(self):
+        before = self.smtpd_conf()
+        rc, out = self.setup_cmd(*self.lab_args('--db', 'postgresql://relay:n0tH3re@127.0.0.1/r'),
+                                 password=self.up.password)
+        self.assertEqual(rc, 2, out)
+        self.assertIn('password', out)
+        self.assertIn('nothing was changed', out)
+        self.assertNotIn('n0tH3re', out)
+        self.assertEqual(before, self.smtpd_conf())
+
+
 @unittest.skipUnless(haproxylab.haproxy_available(), 'haproxy is not installed')
 class BehindHAProxy(LabCase):
     """One SQLite node (Postfix + plugin + relay-milter) behind HAProxy, send-proxy-v2."""
