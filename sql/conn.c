@@ -17,6 +17,20 @@
 #include <sys/stat.h>
 
 #include "errbuf.h"
+#include "pgconn.h"
+
+enum rdb_engine rdb_engine_of(const char *name)
+{
+	if (name != NULL && (strncmp(name, "postgresql://", 13) == 0 ||
+	                     strncmp(name, "postgres://", 11) == 0 || strncmp(name, "pg:", 3) == 0))
+		return RDB_ENGINE_PG;
+	return RDB_ENGINE_SQLITE;
+}
+
+bool rdb_is_postgresql(const char *name)
+{
+	return rdb_engine_of(name) == RDB_ENGINE_PG;
+}
 
 enum rdb_result rdb_conn_fail(struct rdb_conn *c, enum rdb_result r, const char *fmt, ...)
 {
@@ -28,10 +42,23 @@ enum rdb_result rdb_conn_fail(struct rdb_conn *c, enum rdb_result r, const char 
 	return r;
 }
 
+const char *rdb_conn_dbmsg(const struct rdb_conn *c)
+{
+	if (c->engine == RDB_ENGINE_PG)
+		return rdb_pg_errmsg(c);
+	return c->h ? sqlite3_errmsg(c->h) : "no connection";
+}
+
 enum rdb_result rdb_conn_fail_sqlite(struct rdb_conn *c, const char *what)
 {
-	return rdb_conn_fail(c, RDB_ERROR, "%s: %s", what,
-	                     c->h ? sqlite3_errmsg(c->h) : "no connection");
+	return rdb_conn_fail(c, RDB_ERROR, "%s: %s", what, rdb_conn_dbmsg(c));
+}
+
+int64_t rdb_conn_changes(const struct rdb_conn *c)
+{
+	if (c->engine == RDB_ENGINE_SQLITE)
+		return c->h ? sqlite3_changes(c->h) : 0;
+	return c->changes;
 }
 
 const char *rdb_conn_errmsg(const struct rdb_conn *c)
@@ -41,6 +68,8 @@ const char *rdb_conn_errmsg(const struct rdb_conn *c)
 
 bool rdb_conn_in_tx(const struct rdb_conn *c)
 {
+	if (c->engine == RDB_ENGINE_PG)
+		return rdb_pg_in_tx(c);
 	return c->h != NULL && !sqlite3_get_autocommit(c->h);
 }
 
@@ -59,15 +88,58 @@ sqlite3_stmt *rdb_conn_stmt(struct rdb_conn *c, size_t id)
 
 enum rdb_result rdb_conn_exec(struct rdb_conn *c, size_t id, const char *what)
 {
-	sqlite3_stmt *st = rdb_conn_stmt(c, id);
+	struct rdb_st *st = rdb_conn_q(c, id);
 	enum rdb_result r = RDB_OK;
 
 	if (st == NULL)
 		return rdb_conn_fail(c, RDB_ERROR, "%s: no such statement", what);
-	if (sqlite3_step(st) != SQLITE_DONE)
+	if (rdb_step(st) != RDB_STEP_DONE)
 		r = rdb_conn_fail_sqlite(c, what);
-	rdb_done(st);
+	rdb_st_done(st);
 	return r;
+}
+
+enum rdb_result rdb_conn_unit_begin(struct rdb_conn *c, struct rdb_unit *u,
+                                    const struct rdb_unit_ids *ids)
+{
+	u->ids = ids;
+	u->own_tx = c->engine == RDB_ENGINE_PG && !rdb_conn_in_tx(c);
+	if (u->own_tx)
+		return rdb_conn_exec(c, ids->begin, "cannot start a transaction");
+	return rdb_conn_exec(c, ids->savepoint, "savepoint");
+}
+
+enum rdb_result rdb_conn_unit_end(struct rdb_conn *c, struct rdb_unit *u, enum rdb_result r)
+{
+	char keep[sizeof c->err];
+
+	if (r == RDB_OK)
+		return u->own_tx ? rdb_conn_exec(c, u->ids->commit, "cannot commit")
+		                 : rdb_conn_exec(c, u->ids->release, "release savepoint");
+	/* Keep the message of the failure that made us undo. */
+	memcpy(keep, c->err, sizeof keep);
+	if (u->own_tx) {
+		rdb_conn_exec(c, u->ids->rollback, "cannot roll back");
+	} else {
+		rdb_conn_exec(c, u->ids->rollback_to, "roll back to savepoint");
+		rdb_conn_exec(c, u->ids->release, "release savepoint");
+	}
+	memcpy(c->err, keep, sizeof keep);
+	return r;
+}
+
+/* The neutral statements over whatever the engine prepared (rdb_conn_q says which). */
+static bool alloc_q(struct rdb_conn *c)
+{
+	c->q = calloc(c->kind->nstmts ? c->kind->nstmts : 1, sizeof *c->q);
+	if (c->q == NULL)
+		return false;
+	for (size_t i = 0; i < c->kind->nstmts; i++) {
+		c->q[i].c = c;
+		c->q[i].id = i;
+		c->q[i].lite = c->st != NULL ? c->st[i] : NULL;
+	}
+	return true;
 }
 
 bool rdb_conn_configure(sqlite3 *h, const struct rdb_kind *k, char *err, size_t errlen)
@@ -186,10 +258,22 @@ enum rdb_result rdb_conn_open(struct rdb_conn *c, const struct rdb_kind *k, cons
 	c->kind = k;
 	c->mode = mode;
 	c->err[0] = '\0';
+	c->engine = rdb_engine_of(path);
 	rdb_seterr(err, errlen, "%s", ""); /* callers may print it after a success */
 	if (path == NULL || path[0] == '\0') {
 		rdb_seterr(err, errlen, "no database path");
 		return RDB_INVALID;
+	}
+	if (c->engine == RDB_ENGINE_PG) {
+		enum rdb_result r = rdb_pg_open(c, k, path, mode, err, errlen);
+
+		if (r == RDB_OK && !alloc_q(c)) {
+			rdb_seterr(err, errlen, "out of memory");
+			r = RDB_ERROR;
+		}
+		if (r != RDB_OK)
+			rdb_conn_close(c);
+		return r;
 	}
 	if (!check_exists(k, path, err, errlen))
 		return RDB_ERROR;
@@ -225,6 +309,10 @@ enum rdb_result rdb_conn_open(struct rdb_conn *c, const struct rdb_kind *k, cons
 			goto fail;
 		}
 	}
+	if (!alloc_q(c)) {
+		rdb_seterr(err, errlen, "out of memory");
+		goto fail;
+	}
 	return RDB_OK;
 fail:
 	rdb_conn_close(c);
@@ -235,6 +323,13 @@ void rdb_conn_close(struct rdb_conn *c)
 {
 	if (c == NULL)
 		return;
+	if (c->q != NULL && c->kind != NULL)
+		for (size_t i = 0; i < c->kind->nstmts; i++)
+			if (c->engine == RDB_ENGINE_PG)
+				rdb_pg_done(&c->q[i]);
+	free(c->q);
+	c->q = NULL;
+	rdb_pg_close(c);
 	if (c->st != NULL)
 		for (size_t i = 0; i < c->kind->nstmts; i++)
 			sqlite3_finalize(c->st[i]);

@@ -64,6 +64,20 @@ bool rdb_pattern_valid(const char *pattern, char *why, size_t whylen);
 
 /* ---- opening ------------------------------------------------------------------------ */
 
+/* Which engine a database name selects: true for a PostgreSQL name — a "postgresql://"
+ * or "postgres://" URI, or "pg:/path/to/file" whose file (mode 0600 or stricter) holds a
+ * libpq connection string — and false for anything else, an SQLite path (the default).
+ * Every function below that takes a path takes either. */
+bool rdb_is_postgresql(const char *name);
+
+/* The parts of smtp-relay that connect to a shared database, for the grants each role
+ * needs (relay-admin init / grants). */
+enum rdb_role {
+	RDB_ROLE_PLUGIN,  /* the relaydb SASL plugin in smtpd: reads logins and site_secret */
+	RDB_ROLE_MILTER,  /* relay-milter: reads the users data, writes its state */
+	RDB_ROLE_ADMIN,   /* relay-admin: everything */
+};
+
 struct rdb;
 
 enum rdb_mode {
