@@ -190,6 +190,26 @@ void chk_limits(struct check *c)
 	rdb_close(db);
 }
 
+/* A shared state database on PostgreSQL: no file or folder to judge, only the schema. */
+static void chk_state_db_pg(struct adm_check *ck, const char *name)
+{
+	char err[512];
+	int64_t version = 0;
+
+	switch (rdb_state_probe(name, &version, err, sizeof err)) {
+	case RDB_OK:
+		adm_check_set(ck, ADM_CHECK_OK, "PostgreSQL: schema version %lld", (long long)version);
+		return;
+	case RDB_NOTFOUND:
+		adm_check_set(ck, ADM_CHECK_WARN, "%s", err);
+		adm_check_fix(ck, "relay-admin --state-db URI init, or start relay-milter");
+		return;
+	default:
+		adm_check_set(ck, ADM_CHECK_FAIL, "%s", err);
+		return;
+	}
+}
+
 void chk_state_db(struct check *c, bool milter)
 {
 	struct adm_check *ck = adm_checklist_add(c->cl, "state-db", "state database (milter)");
@@ -199,6 +219,10 @@ void chk_state_db(struct check *c, bool milter)
 	char err[512];
 	int64_t version = 0;
 
+	if (rdb_state_is_pg_name(path)) {
+		chk_state_db_pg(ck, path);
+		return;
+	}
 	if (stat(path, &st) != 0) {
 		if (milter) {
 			adm_check_set(ck, ADM_CHECK_WARN, "%s: %s", path, strerror(errno));

@@ -152,6 +152,28 @@ static int give_state(const struct adm_ctx *ctx, int dirfd, const char *name,
 
 /* The state database: folder, file, and (root, --milter-user) its owner. *action says
  * what happened: "created", "checked" or "skipped". */
+/* A shared state database on PostgreSQL: no file, folder or owner; the schema is created
+ * (or checked) in the database, and the milter's role needs its grants there instead. */
+static int init_state_pg(const struct adm_ctx *ctx, const char *milter_user,
+                         const char **action)
+{
+	char err[512];
+	int64_t version;
+	enum rdb_result had;
+
+	if (milter_user != NULL)
+		return adm_usage(ctx, "--milter-user applies to a state database file; on PostgreSQL"
+		                 " grant the milter's role its rights instead");
+	had = rdb_state_probe(ctx->state_db_path, &version, err, sizeof err);
+	if (had == RDB_ERROR || had == RDB_INVALID ||
+	    rdb_state_init(ctx->state_db_path, err, sizeof err) != RDB_OK) {
+		adm_err(ctx, "%s", err);
+		return ADM_EXIT_DB;
+	}
+	*action = had == RDB_OK ? "checked" : "created";
+	return ADM_EXIT_OK;
+}
+
 static int init_state(const struct adm_ctx *ctx, const char *milter_user, const char **action)
 {
 	char err[512], name[NAME_MAX + 1];
@@ -161,6 +183,8 @@ static int init_state(const struct adm_ctx *ctx, const char *milter_user, const 
 	int rc, dirfd;
 
 	*action = "skipped";
+	if (rdb_state_is_pg_name(ctx->state_db_path))
+		return init_state_pg(ctx, milter_user, action);
 	if (milter_user != NULL) {
 		pw = getpwnam(milter_user);
 		if (pw == NULL)

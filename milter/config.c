@@ -14,9 +14,11 @@
 #include <unistd.h>
 
 #include "relay-config.h"
+#include "state.h"
 #include "window.h"
 
-enum key_type { K_STRING, K_PATH, K_SOCKET, K_MODE, K_BOOL, K_ENUM, K_DURATION, K_INT };
+/* K_DB: a database name, an absolute path or a PostgreSQL name (sql/state.h's rule) */
+enum key_type { K_STRING, K_PATH, K_DB, K_SOCKET, K_MODE, K_BOOL, K_ENUM, K_DURATION, K_INT };
 
 struct enum_val {
 	const char *name;
@@ -53,7 +55,7 @@ static const struct key keys[] = {
 	{ "user", K_STRING, F(user), 0, 0, NULL },
 	{ "pid_file", K_PATH, F(pid_file), 0, 0, NULL },
 	{ "users_db", K_PATH, F(users_db), 0, 0, NULL },
-	{ "state_db", K_PATH, F(state_db), 0, 0, NULL },
+	{ "state_db", K_DB, F(state_db), 0, 0, NULL },
 	{ "log", K_ENUM, F(log), 0, 0, log_sinks },
 	{ "log_facility", K_ENUM, F(log_facility), 0, 0, facilities },
 	{ "log_level", K_ENUM, F(log_level), 0, 0, levels },
@@ -66,6 +68,7 @@ static const struct key keys[] = {
 	{ "state_flush_ms", K_INT, F(state_flush_ms), 10, 10000, NULL },
 	{ "stop_flush_timeout", K_DURATION, F(stop_flush_timeout), 1, 300, NULL },
 	{ "timeout", K_DURATION, F(timeout), 1, 86400, NULL },
+	{ "reservation_ttl", K_DURATION, F(reservation_ttl), 1, 2 * 86400, NULL },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -89,6 +92,9 @@ void mlt_config_defaults(struct mlt_config *cfg)
 	 * before systemd kills us without a word */
 	cfg->stop_flush_timeout = 20;
 	cfg->timeout = 7210;
+	/* a PostgreSQL state database: how long an admitted message's reservation counts
+	 * without news from its node (longer than `timeout`, see config.h) */
+	cfg->reservation_ttl = 7300;
 }
 
 int mlt_tls_rank(const char *v)
@@ -169,14 +175,22 @@ static bool set_value(const struct key *k, const char *v, struct mlt_config *cfg
 		/* fall through */
 	case K_STRING:
 	case K_PATH:
+	case K_DB:
 		if (strlen(v) >= k->size)
 			return bad(err, errlen, name, line, "%s: value longer than %zu bytes", k->name,
 			           k->size - 1);
 		if (!printable(v))
 			return bad(err, errlen, name, line, "%s: non-printable character", k->name);
-		if (k->type == K_PATH && v[0] != '\0' && v[0] != '/')
+		if (k->type == K_DB && rdb_state_is_pg_name(v) && strncmp(v, "pg:", 3) == 0 &&
+		    v[3] != '/')
+			return bad(err, errlen, name, line, "%s: pg: must name an absolute path", k->name);
+		if (k->type == K_DB && rdb_state_is_pg_name(v)) {
+			memcpy(field, v, strlen(v) + 1);
+			return true;
+		}
+		if ((k->type == K_PATH || k->type == K_DB) && v[0] != '\0' && v[0] != '/')
 			return bad(err, errlen, name, line, "%s: must be an absolute path", k->name);
-		if (k->type == K_PATH && v[0] == '\0' && strcmp(k->name, "pid_file") != 0)
+		if ((k->type == K_PATH || k->type == K_DB) && v[0] == '\0' && strcmp(k->name, "pid_file") != 0)
 			return bad(err, errlen, name, line, "%s: must not be empty", k->name);
 		memcpy(field, v, strlen(v) + 1);
 		return true;
@@ -285,6 +299,14 @@ bool mlt_config_parse(const char *text, const char *name, struct mlt_config *cfg
 		seen[k] = true;
 		if (!set_value(&keys[k], val, cfg, name, line, err, errlen))
 			return false;
+	}
+	/* a reservation must outlive the longest pause of a session in flight, or a live
+	 * message's reservation could stop counting and another node admit past the limit */
+	if (rdb_state_is_pg_name(cfg->state_db) && cfg->reservation_ttl <= cfg->timeout) {
+		snprintf(err, errlen, "%s: reservation_ttl (%lld s) must be longer than timeout "
+		         "(%lld s) with a PostgreSQL state_db", name, (long long)cfg->reservation_ttl,
+		         (long long)cfg->timeout);
+		return false;
 	}
 	return true;
 }

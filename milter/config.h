@@ -39,6 +39,8 @@ struct mlt_config {
 	int64_t state_flush_ms;        /* how often the writer thread commits to the state db */
 	int64_t stop_flush_timeout;    /* seconds a stop keeps retrying the last state commit */
 	int64_t timeout;               /* smfi_settimeout seconds */
+	int64_t reservation_ttl;       /* PostgreSQL state_db: seconds an admitted message's
+	                                * reservation counts (sql/admit.h); > timeout */
 };
 
 void mlt_config_defaults(struct mlt_config *cfg);

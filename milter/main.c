@@ -5,7 +5,8 @@
  * exists); block the signals in every future thread; write the PID file while still root;
  * drop privileges; open the databases (a SQLite connection must not cross fork()), the
  * state writer first applying what a killed milter left in its crash journal, so counters
- * and audit log are whole before anyone is answered; load the counters; create the socket
+ * and audit log are whole before anyone is answered; load the counters (a PostgreSQL
+ * state database instead gets its admission pool: the counters stay in the database); create the socket
  * as the milter's user; start the SIGUSR1 reload thread; run libmilter's loop (seam.c,
  * the only module that calls smfi_*).
  * libmilter's own signal thread turns SIGHUP, SIGTERM and SIGINT into a stop; afterwards
@@ -35,6 +36,7 @@
 #include "relay-config.h"
 #include "safefs.h"
 #include "seam.h"
+#include "state.h"
 
 struct reload_ctx {
 	const char *path;
@@ -305,7 +307,15 @@ int main(int argc, char **argv)
 		mlt_log(LOG_ERR, "state database: %s", d.rate ? err : "out of memory");
 		goto out;
 	}
-	{
+	/* a shared (PostgreSQL) state database: admission happens in it, nothing to load */
+	if (rdb_state_is_pg_name(cfg.state_db)) {
+		if (mlt_admit_new(cfg.state_db, &d.admit, err, sizeof err) != 0) {
+			mlt_log(LOG_ERR, "state database (admission): %s", err);
+			goto out;
+		}
+		mlt_writer_set(d.writer, cfg.state_flush_ms, cfg.audit_retention,
+		               mlt_store_horizon(d.store));
+	} else {
 		int64_t keep = mlt_store_horizon(d.store);
 		struct load_ctx l = { d.rate, (int64_t)time(NULL), mlt_rate_clock() };
 
@@ -354,6 +364,7 @@ out:
 	}
 	mlt_store_close(d.store);
 	mlt_rate_free(d.rate);
+	mlt_admit_free(d.admit);
 	mlt_config_unpublish();
 	remove_pid(&pid);
 	return status;

@@ -6,6 +6,11 @@
  * created through the same migration path as the users database (migrations.c), and
  * its statements (the table below) are prepared when the file opens. Every value is
  * bound; every column is type-checked.
+ *
+ * The engine seam: a name rdb_state_is_pg_name() accepts (postgresql://, postgres://,
+ * pg:FILE) is a shared state database on PostgreSQL; every function below then hands its
+ * call to pgstate.c, and the SQLite statements are never prepared. Admission (admit.h)
+ * exists only there.
  */
 #include "state.h"
 
@@ -13,8 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admit.h"
 #include "conn.h"
 #include "errbuf.h"
+#include "pgstate.h"
 
 #define BUSY_TIMEOUT_MS 3000  /* well below Postfix's 30 s milter_command_timeout */
 
@@ -110,6 +117,7 @@ static const struct rdb_kind state_kind = {
 
 struct rdb_state {
 	struct rdb_conn c;
+	struct rdb_pgstate *pg;          /* non-NULL: PostgreSQL, c is unused */
 };
 
 static enum rdb_result fail(struct rdb_state *st, const char *what)
@@ -132,11 +140,15 @@ static enum rdb_result read_done(struct rdb_state *st, int rc, const char *what)
 
 enum rdb_result rdb_state_init(const char *path, char *err, size_t errlen)
 {
+	if (rdb_state_is_pg_name(path))
+		return rdb_pgstate_init(path, err, errlen);
 	return rdb_conn_init(&state_kind, path, NULL, NULL, err, errlen);
 }
 
 enum rdb_result rdb_state_probe(const char *path, int64_t *version, char *err, size_t errlen)
 {
+	if (rdb_state_is_pg_name(path))
+		return rdb_pgstate_probe(path, version, err, errlen);
 	return rdb_conn_probe(&state_kind, path, version, err, errlen);
 }
 
@@ -152,6 +164,14 @@ enum rdb_result rdb_state_open(const char *path, enum rdb_mode mode, struct rdb_
 		rdb_seterr(err, errlen, "out of memory");
 		return RDB_ERROR;
 	}
+	if (rdb_state_is_pg_name(path)) {
+		if ((r = rdb_pgstate_open(path, mode, &st->pg, err, errlen)) != RDB_OK) {
+			free(st);
+			return r;
+		}
+		*out = st;
+		return RDB_OK;
+	}
 	if ((r = rdb_conn_open(&st->c, &state_kind, path, mode, err, errlen)) != RDB_OK) {
 		free(st);
 		return r;
@@ -164,12 +184,15 @@ void rdb_state_close(struct rdb_state *st)
 {
 	if (st == NULL)
 		return;
+	rdb_pgstate_close(st->pg);
 	rdb_conn_close(&st->c);
 	free(st);
 }
 
 const char *rdb_state_errmsg(const struct rdb_state *st)
 {
+	if (st->pg != NULL)
+		return rdb_pgstate_errmsg(st->pg);
 	return st->c.err;
 }
 
@@ -187,16 +210,24 @@ static enum rdb_result step_done(struct rdb_state *st, int which)
 
 enum rdb_result rdb_state_begin(struct rdb_state *st)
 {
+	if (st->pg != NULL)
+		return rdb_pgstate_begin(st->pg);
 	return step_done(st, S_BEGIN);
 }
 
 enum rdb_result rdb_state_commit(struct rdb_state *st)
 {
+	if (st->pg != NULL)
+		return rdb_pgstate_commit(st->pg);
 	return step_done(st, S_COMMIT);
 }
 
 void rdb_state_rollback(struct rdb_state *st)
 {
+	if (st->pg != NULL) {
+		rdb_pgstate_rollback(st->pg);
+		return;
+	}
 	if (rdb_conn_in_tx(&st->c))
 		step_done(st, S_ROLLBACK);
 }
@@ -220,8 +251,11 @@ static int64_t clamp64(uint64_t v)
 
 enum rdb_result rdb_state_audit_add(struct rdb_state *st, const struct rdb_audit *a)
 {
-	sqlite3_stmt *s = st->c.st[S_AUDIT_ADD];
+	sqlite3_stmt *s;
 
+	if (st->pg != NULL)
+		return rdb_pgstate_audit_add(st->pg, a);
+	s = st->c.st[S_AUDIT_ADD];
 	if (sqlite3_bind_int64(s, 1, a->ts) != SQLITE_OK ||
 	    bind_clean(s, 2, a->login) != SQLITE_OK || bind_clean(s, 3, a->client_addr) != SQLITE_OK ||
 	    bind_clean(s, 4, a->tls_version) != SQLITE_OK || bind_clean(s, 5, a->cipher) != SQLITE_OK ||
@@ -240,8 +274,11 @@ enum rdb_result rdb_state_audit_add(struct rdb_state *st, const struct rdb_audit
 static enum rdb_result usage_write(struct rdb_state *st, int which, const char *login,
                                    int64_t ts, const uint64_t v[3])
 {
-	sqlite3_stmt *s = st->c.st[which];
+	sqlite3_stmt *s;
 
+	if (st->pg != NULL)
+		return rdb_pgstate_usage_write(st->pg, which == S_USAGE_MERGE, login, ts, v);
+	s = st->c.st[which];
 	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 2, ts) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 3, clamp64(v[0])) != SQLITE_OK ||
@@ -257,8 +294,12 @@ static enum rdb_result usage_write(struct rdb_state *st, int which, const char *
 static enum rdb_result last_use_write(struct rdb_state *st, int which, const char *login,
                                       int64_t ts, const char *client_addr)
 {
-	sqlite3_stmt *s = st->c.st[which];
+	sqlite3_stmt *s;
 
+	if (st->pg != NULL)
+		return rdb_pgstate_last_use_write(st->pg, which == S_LAST_USE_MERGE, login, ts,
+		                                  client_addr);
+	s = st->c.st[which];
 	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(s, 2, ts) != SQLITE_OK || bind_clean(s, 3, client_addr) != SQLITE_OK) {
 		sqlite3_clear_bindings(s);
@@ -285,6 +326,8 @@ enum rdb_result rdb_state_prune(struct rdb_state *st, int64_t usage_before, int6
 {
 	enum rdb_result r;
 
+	if (st->pg != NULL)
+		return rdb_pgstate_prune(st->pg, usage_before, audit_before);
 	if (sqlite3_bind_int64(st->c.st[S_PRUNE_USAGE], 1, usage_before) != SQLITE_OK ||
 	    (r = step_done(st, S_PRUNE_USAGE)) != RDB_OK)
 		return fail(st, "pruning usage");
@@ -299,10 +342,13 @@ enum rdb_result rdb_state_usage_foreach(struct rdb_state *st, const char *login,
                                                   const uint64_t v[3], void *arg),
                                         void *arg)
 {
-	sqlite3_stmt *s = st->c.st[login ? S_USAGE_ONE : S_USAGE_ALL];
+	sqlite3_stmt *s;
 	enum rdb_result r = RDB_OK;
 	int rc;
 
+	if (st->pg != NULL)
+		return rdb_pgstate_usage_foreach(st->pg, login, since, fn, arg);
+	s = st->c.st[login ? S_USAGE_ONE : S_USAGE_ALL];
 	if (sqlite3_bind_int64(s, 1, since) != SQLITE_OK ||
 	    (login != NULL && sqlite3_bind_text(s, 2, login, -1, SQLITE_STATIC) != SQLITE_OK)) {
 		r = fail(st, "bind");
@@ -340,10 +386,13 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
                                         int (*fn)(const struct rdb_audit *a, void *arg),
                                         void *arg)
 {
-	sqlite3_stmt *s = st->c.st[login ? S_AUDIT_ONE : S_AUDIT_ALL];
+	sqlite3_stmt *s;
 	enum rdb_result r = RDB_OK;
 	int rc;
 
+	if (st->pg != NULL)
+		return rdb_pgstate_audit_foreach(st->pg, login, since, limit, fn, arg);
+	s = st->c.st[login ? S_AUDIT_ONE : S_AUDIT_ALL];
 	if (sqlite3_bind_int64(s, 1, since) != SQLITE_OK ||
 	    (login != NULL && sqlite3_bind_text(s, 2, login, -1, SQLITE_STATIC) != SQLITE_OK) ||
 	    sqlite3_bind_int64(s, 3, limit) != SQLITE_OK) {
@@ -394,10 +443,13 @@ out:
 enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int64_t *ts,
                                    char *client, size_t clientlen)
 {
-	sqlite3_stmt *s = st->c.st[S_LAST_USE];
+	sqlite3_stmt *s;
 	enum rdb_result r;
 	int rc;
 
+	if (st->pg != NULL)
+		return rdb_pgstate_last_use(st->pg, login, ts, client, clientlen);
+	s = st->c.st[S_LAST_USE];
 	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK) {
 		r = fail(st, "bind");
 		goto out;
@@ -439,10 +491,13 @@ enum rdb_result rdb_state_last_use_foreach(struct rdb_state *st,
                                                      const char *client_addr, void *arg),
                                            void *arg)
 {
-	sqlite3_stmt *s = st->c.st[S_LAST_USE_ALL];
+	sqlite3_stmt *s;
 	enum rdb_result r = RDB_OK;
 	int rc;
 
+	if (st->pg != NULL)
+		return rdb_pgstate_last_use_foreach(st->pg, fn, arg);
+	s = st->c.st[S_LAST_USE_ALL];
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (sqlite3_column_type(s, 0) != SQLITE_TEXT ||
 		    sqlite3_column_type(s, 1) != SQLITE_INTEGER ||
@@ -464,9 +519,14 @@ out:
 
 enum rdb_result rdb_state_checkpoint(struct rdb_state *st)
 {
-	sqlite3_stmt *s = st->c.st[S_CHECKPOINT];
+	sqlite3_stmt *s;
 	enum rdb_result r = RDB_OK;
-	int rc = sqlite3_step(s);
+	int rc;
+
+	if (st->pg != NULL)
+		return RDB_OK; /* no WAL of ours: the server keeps its own */
+	s = st->c.st[S_CHECKPOINT];
+	rc = sqlite3_step(s);
 
 	/* one row: busy flag, WAL frames, frames checkpointed; busy means readers kept the
 	 * WAL from being emptied */
@@ -485,17 +545,20 @@ void rdb_state_close_moved(struct rdb_state *st)
 
 	/* SQLite deletes "<path>-wal" and "<path>-shm" by name when its last connection
 	 * closes; those names now belong to whatever file sits at the path. */
-	if (st != NULL)
+	if (st != NULL && st->pg == NULL)
 		sqlite3_file_control(st->c.h, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
 	rdb_state_close(st);
 }
 
 enum rdb_result rdb_state_journal_get(struct rdb_state *st, uint64_t *journal_id, uint64_t *seq)
 {
-	sqlite3_stmt *s = rdb_conn_stmt(&st->c, S_JOURNAL_GET);
+	sqlite3_stmt *s;
 	enum rdb_result r = RDB_NOTFOUND;
 	int rc;
 
+	if (st->pg != NULL) /* no crash journal on PostgreSQL (writer.h) */
+		return rdb_conn_fail(&st->c, RDB_ERROR, "journal mark: no crash journal on PostgreSQL");
+	s = rdb_conn_stmt(&st->c, S_JOURNAL_GET);
 	if (s == NULL)
 		return rdb_conn_fail(&st->c, RDB_ERROR, "journal mark: not on a read-only handle");
 	rc = sqlite3_step(s);
@@ -517,8 +580,11 @@ enum rdb_result rdb_state_journal_get(struct rdb_state *st, uint64_t *journal_id
 
 enum rdb_result rdb_state_journal_set(struct rdb_state *st, uint64_t journal_id, uint64_t seq)
 {
-	sqlite3_stmt *s = rdb_conn_stmt(&st->c, S_JOURNAL_SET);
+	sqlite3_stmt *s;
 
+	if (st->pg != NULL)
+		return rdb_conn_fail(&st->c, RDB_ERROR, "journal mark: no crash journal on PostgreSQL");
+	s = rdb_conn_stmt(&st->c, S_JOURNAL_SET);
 	if (s == NULL)
 		return rdb_conn_fail(&st->c, RDB_ERROR, "journal mark: not on a read-only handle");
 	/* the id is 64 random bits: stored as the int64 with the same bits */
@@ -528,4 +594,53 @@ enum rdb_result rdb_state_journal_set(struct rdb_state *st, uint64_t journal_id,
 		return fail(st, "bind");
 	}
 	return step_done(st, S_JOURNAL_SET);
+}
+
+bool rdb_state_shared(const struct rdb_state *st)
+{
+	return st->pg != NULL;
+}
+
+/* ---- admission (admit.h): PostgreSQL only ---------------------------------------------- */
+
+static enum rdb_result no_admission(struct rdb_state *st)
+{
+	return rdb_conn_fail(&st->c, RDB_ERROR, "admission in the database needs a PostgreSQL"
+	                     " state database");
+}
+
+enum rdb_result rdb_admit_reserve(struct rdb_state *st, const char *login, const char *node,
+                                  int64_t ttl, const struct rdb_limit *lims, size_t n,
+                                  const uint64_t need[RDB_METRICS], int64_t *resv_id,
+                                  uint64_t resv_v[RDB_METRICS], int64_t *wait, size_t *which)
+{
+	if (st->pg == NULL)
+		return no_admission(st);
+	return rdb_pgstate_admit(st->pg, false, login, node, ttl, lims, n, need, resv_id, resv_v,
+	                         wait, which);
+}
+
+enum rdb_result rdb_admit_commit(struct rdb_state *st, const char *login,
+                                 const struct rdb_limit *lims, size_t n,
+                                 const uint64_t actual[RDB_METRICS], int64_t *resv_id,
+                                 uint64_t resv_v[RDB_METRICS], int64_t *wait, size_t *which)
+{
+	if (st->pg == NULL)
+		return no_admission(st);
+	return rdb_pgstate_admit(st->pg, true, login, "", 0, lims, n, actual, resv_id, resv_v,
+	                         wait, which);
+}
+
+enum rdb_result rdb_admit_release(struct rdb_state *st, int64_t *resv_id,
+                                  uint64_t resv_v[RDB_METRICS])
+{
+	enum rdb_result r;
+
+	if (st->pg == NULL)
+		return no_admission(st);
+	/* zeroed whatever happens: a row the database did not delete expires on its own */
+	r = rdb_pgstate_release(st->pg, *resv_id);
+	*resv_id = 0;
+	memset(resv_v, 0, RDB_METRICS * sizeof resv_v[0]);
+	return r;
 }

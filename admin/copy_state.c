@@ -1,0 +1,147 @@
+/*
+ * copy_state.c — the state part of `relay-admin copy` (see copy_state.h): streamed row by
+ * row from the source's readers into the destination's writers, so memory does not grow
+ * with the audit log.
+ */
+#include "copy_state.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "state.h"
+
+struct sink {
+	struct rdb_state *to;
+	size_t n;
+};
+
+static int put_usage(const char *login, int64_t ts, const uint64_t v[3], void *arg)
+{
+	struct sink *s = arg;
+
+	s->n++;
+	return rdb_state_usage_merge(s->to, login, ts, v) == RDB_OK ? 0 : -1;
+}
+
+static int put_last(const char *login, int64_t ts, const char *client, void *arg)
+{
+	struct sink *s = arg;
+
+	s->n++;
+	return rdb_state_last_use_merge(s->to, login, ts, client) == RDB_OK ? 0 : -1;
+}
+
+static int put_audit(const struct rdb_audit *a, void *arg)
+{
+	struct sink *s = arg;
+
+	s->n++;
+	return rdb_state_audit_add(s->to, a) == RDB_OK ? 0 : -1;
+}
+
+static int count_usage(const char *login, int64_t ts, const uint64_t v[3], void *arg)
+{
+	(void)login, (void)ts, (void)v;
+	++*(size_t *)arg;
+	return 0;
+}
+
+static int count_last(const char *login, int64_t ts, const char *client, void *arg)
+{
+	(void)login, (void)ts, (void)client;
+	++*(size_t *)arg;
+	return 0;
+}
+
+static int count_audit(const struct rdb_audit *a, void *arg)
+{
+	(void)a;
+	++*(size_t *)arg;
+	return 0;
+}
+
+/* What `st` holds: rows of usage, last use and audit. */
+static enum rdb_result count_rows(struct rdb_state *st, struct adm_copy_state_counts *c)
+{
+	*c = (struct adm_copy_state_counts){ 0, 0, 0 };
+	if (rdb_state_usage_foreach(st, NULL, INT64_MIN, count_usage, &c->usage) != RDB_OK ||
+	    rdb_state_last_use_foreach(st, count_last, &c->last_use) != RDB_OK ||
+	    rdb_state_audit_foreach(st, NULL, INT64_MIN, INT64_MAX, count_audit, &c->audit) != RDB_OK)
+		return RDB_ERROR;
+	return RDB_OK;
+}
+
+/* Streams the three tables of `from` into `to`, inside the caller's transaction. */
+static enum rdb_result copy_rows(struct rdb_state *from, struct rdb_state *to,
+                                 struct adm_copy_state_counts *n, const char **failed)
+{
+	struct sink u = { to, 0 }, l = { to, 0 }, a = { to, 0 };
+
+	*failed = "usage";
+	if (rdb_state_usage_foreach(from, NULL, INT64_MIN, put_usage, &u) != RDB_OK)
+		return RDB_ERROR;
+	*failed = "last use";
+	if (rdb_state_last_use_foreach(from, put_last, &l) != RDB_OK)
+		return RDB_ERROR;
+	*failed = "audit log";
+	if (rdb_state_audit_foreach(from, NULL, INT64_MIN, INT64_MAX, put_audit, &a) != RDB_OK)
+		return RDB_ERROR;
+	*n = (struct adm_copy_state_counts){ u.n, l.n, a.n };
+	return RDB_OK;
+}
+
+int adm_copy_state(const char *from, const char *to, struct adm_copy_state_counts *n,
+                   char *err, size_t errlen)
+{
+	struct rdb_state *src = NULL, *dst = NULL;
+	struct adm_copy_state_counts had, got;
+	const char *failed = "";
+	int rc = -1;
+
+	if (rdb_state_open(from, RDB_READONLY, &src, err, errlen) != RDB_OK)
+		return -1;
+	if (rdb_state_init(to, err, errlen) != RDB_OK ||
+	    rdb_state_open(to, RDB_READWRITE, &dst, err, errlen) != RDB_OK)
+		goto out;
+	if (count_rows(dst, &had) != RDB_OK) {
+		snprintf(err, errlen, "%s: %s", to, rdb_state_errmsg(dst));
+		goto out;
+	}
+	if (had.usage + had.last_use + had.audit > 0) {
+		snprintf(err, errlen, "%s: already holds state (%zu usage, %zu last use, %zu audit rows):"
+		         " copy only into an empty state database", to, had.usage, had.last_use,
+		         had.audit);
+		goto out;
+	}
+	if (rdb_state_begin(dst) != RDB_OK) {
+		snprintf(err, errlen, "%s: %s", to, rdb_state_errmsg(dst));
+		goto out;
+	}
+	if (copy_rows(src, dst, n, &failed) != RDB_OK) {
+		/* the reader's callback failing means the writer failed: say the writer's reason */
+		snprintf(err, errlen, "copying the %s: %s / %s", failed, rdb_state_errmsg(src),
+		         rdb_state_errmsg(dst));
+		rdb_state_rollback(dst);
+		goto out;
+	}
+	if (rdb_state_commit(dst) != RDB_OK) {
+		snprintf(err, errlen, "%s: commit: %s", to, rdb_state_errmsg(dst));
+		rdb_state_rollback(dst);
+		goto out;
+	}
+	if (count_rows(dst, &got) != RDB_OK) {
+		snprintf(err, errlen, "%s: verifying: %s", to, rdb_state_errmsg(dst));
+		goto out;
+	}
+	if (got.usage != n->usage || got.last_use != n->last_use || got.audit != n->audit) {
+		snprintf(err, errlen, "%s: verification failed: read %zu/%zu/%zu usage/last use/audit"
+		         " rows, the copy holds %zu/%zu/%zu", to, n->usage, n->last_use, n->audit,
+		         got.usage, got.last_use, got.audit);
+		goto out;
+	}
+	rc = 0;
+out:
+	rdb_state_close(src);
+	rdb_state_close(dst);
+	return rc;
+}

@@ -1,0 +1,30 @@
+/*
+ * copy_state.h — `relay-admin copy`, the state part: usage, last use and the audit log of
+ * one state database into another, SQLite and PostgreSQL either way (the users part is
+ * pg-engine's; its copy command calls this after it). Reservations are not copied: they
+ * are messages in flight on a live node, and expire on their own.
+ *
+ * Safe by construction: the destination is created or migrated first (rdb_state_init),
+ * must hold no usage, last use or audit rows yet (a copy never merges two histories), is
+ * written in one transaction, and is verified afterwards by counting what it holds
+ * against what was read: any difference is an error. The source is opened read-only.
+ * Audit records keep their order (new ids at the destination); logins compare without
+ * regard to case at both ends.
+ *
+ * Errors: -1 with the reason in err (nothing committed at the destination unless the
+ * counts check was what failed, and then err says so); 0 with the counts in *n.
+ * Thread safety: none needed (relay-admin is single-threaded).
+ */
+#ifndef RELAY_ADM_COPY_STATE_H
+#define RELAY_ADM_COPY_STATE_H
+
+#include <stddef.h>
+
+struct adm_copy_state_counts {
+	size_t usage, last_use, audit;
+};
+
+int adm_copy_state(const char *from, const char *to, struct adm_copy_state_counts *n,
+                   char *err, size_t errlen);
+
+#endif

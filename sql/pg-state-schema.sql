@@ -1,0 +1,74 @@
+-- smtp-relay state database on PostgreSQL, schema version 1 (pg-state-schema.sql).
+--
+-- The same data as sql/state-schema.sql (usage, last_use, audit, with the same columns),
+-- shared by every relay-milter of a cluster, plus `reservations`: what messages in flight
+-- on any node have been admitted for and not yet counted (sql/admit.h). Times are unix
+-- seconds (UTC) taken from the database clock (now()) for anything the nodes share
+-- (usage, reservations); an audit record keeps the time its node decided.
+-- Logins compare without regard to case, as in SQLite's COLLATE NOCASE: every lookup and
+-- every unique key goes through lower(login).
+-- Created by sql/pgstate.c (relay-admin init, relay-milter at start) in one transaction,
+-- serialised by an advisory lock so that two nodes starting together do not race; the
+-- version lives in relay_state_meta. No crash-journal table: see relay-milter(8) - on
+-- PostgreSQL a message's count is committed before Postfix hears "accept".
+
+CREATE TABLE relay_state_meta (
+  id      INTEGER PRIMARY KEY CHECK (id = 1),
+  kind    TEXT    NOT NULL CHECK (kind = 'relay-state'),
+  version INTEGER NOT NULL
+);
+
+-- one row per login and second with traffic: the sliding windows are sums over these
+CREATE TABLE usage (
+  login      TEXT   NOT NULL,
+  ts         BIGINT NOT NULL,
+  messages   BIGINT NOT NULL DEFAULT 0 CHECK (messages >= 0),
+  recipients BIGINT NOT NULL DEFAULT 0 CHECK (recipients >= 0),
+  bytes      BIGINT NOT NULL DEFAULT 0 CHECK (bytes >= 0)
+);
+CREATE UNIQUE INDEX usage_login_ts ON usage (lower(login), ts);
+CREATE INDEX usage_ts ON usage (ts);
+
+CREATE TABLE last_use (
+  login       TEXT   NOT NULL,
+  ts          BIGINT NOT NULL,
+  client_addr TEXT   NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX last_use_login ON last_use (lower(login));
+
+CREATE TABLE audit (
+  id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  ts          BIGINT NOT NULL,
+  login       TEXT   NOT NULL,
+  client_addr TEXT   NOT NULL,
+  tls_version TEXT   NOT NULL,
+  cipher      TEXT   NOT NULL,
+  env_from    TEXT   NOT NULL,
+  header_from TEXT   NOT NULL,
+  rcpt_count  BIGINT NOT NULL,
+  size        BIGINT NOT NULL,
+  queue_id    TEXT   NOT NULL,
+  verdict     TEXT   NOT NULL,
+  reason      TEXT   NOT NULL
+);
+CREATE INDEX audit_ts ON audit (ts);
+CREATE INDEX audit_login_ts ON audit (lower(login), ts);
+
+-- admitted, not yet counted: one row per message in flight (MAIL's message and SIZE=, plus
+-- one recipient per admitted RCPT). Committed into usage at end of message, deleted at
+-- abort; a node that dies leaves its rows, which stop counting at expires_at (admission
+-- ignores expired rows; prune deletes them).
+CREATE TABLE reservations (
+  id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  login      TEXT        NOT NULL,
+  node       TEXT        NOT NULL,
+  messages   BIGINT      NOT NULL DEFAULT 0 CHECK (messages >= 0),
+  recipients BIGINT      NOT NULL DEFAULT 0 CHECK (recipients >= 0),
+  bytes      BIGINT      NOT NULL DEFAULT 0 CHECK (bytes >= 0),
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX reservations_login ON reservations (lower(login), expires_at);
+CREATE INDEX reservations_expires ON reservations (expires_at);
+
+INSERT INTO relay_state_meta (id, kind, version) VALUES (1, 'relay-state', 1);
