@@ -147,7 +147,7 @@ class TwoNodes:
             setattr(self, var, self.pg.write_conninfo(path, 'relay', db, password=password,
                                                       owner=relaylab.POSTFIX_USER))
         self._admin_raw('init', state=False)
-        self._admin_raw('init', '--milter-user', relaylab.POSTFIX_USER)
+        self._admin_raw('init')   # the state schema (no file, so no --milter-user)
 
     # -- use
     def admin(self, *args, input=None, check=True):
