@@ -215,6 +215,9 @@ int adm_cmd_limit_show(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_limit_clear(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_usage(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_log(struct adm_ctx *ctx, int argc, char **argv);
+/* cmd_pg.c (shared PostgreSQL database) */
+int adm_cmd_grants(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_copy(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_sender.c */
 int adm_cmd_sender_add(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_sender_del(struct adm_ctx *ctx, int argc, char **argv);

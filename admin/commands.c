@@ -74,9 +74,29 @@
 	"  --no-reload             do not reload a running Postfix\n" \
 	"  --dry-run               print the changes; change nothing\n"
 
+#define GRANTS_MORE \
+	"For a users database on PostgreSQL (--db postgresql://... or pg:FILE). The tables\n" \
+	"belong to the role that ran relay-admin init; run the printed SQL as that role.\n" \
+	"  --plugin ROLE   the relaydb plugin in smtpd: reads logins and site_secret\n" \
+	"  --milter ROLE   relay-milter: reads the users tables (no secret column)\n" \
+	"  --admin ROLE    relay-admin: reads and writes the users tables\n"
+
+#define COPY_MORE \
+	"DB is an SQLite path, a postgresql:// URI or pg:FILE; the target must exist at\n" \
+	"the current schema (relay-admin --db DB init). Copies logins with their secrets,\n" \
+	"senders, limits and the site secret in one transaction on the target, and keeps\n" \
+	"it only if the target's counts then equal the source's. A target that already\n" \
+	"holds logins, senders or limits is refused unless --replace (which deletes them\n" \
+	"first, in the same transaction).\n"
+
 const struct adm_cmd adm_commands[] = {
 	{ "init", NULL, adm_cmd_init, "[--milter-user USER]",
 	  "create the databases, or migrate them to the current schema", NULL, false },
+	{ "grants", NULL, adm_cmd_grants, "[--plugin ROLE] [--milter ROLE] [--admin ROLE]",
+	  "print the GRANT statements each PostgreSQL role needs", GRANTS_MORE, false },
+	{ "copy", NULL, adm_cmd_copy, "--from DB --to DB [--replace] [--json]",
+	  "copy the users data between databases (SQLite or PostgreSQL), verified by counts",
+	  COPY_MORE, false },
 	{ "user", "add", adm_cmd_user_add,
 	  "NAME [--password-stdin] [--allow-weak] [--expires DATE] [--note TEXT] [--sender PATTERN]...",
 	  "create a login (prints a generated password unless --password-stdin)", NULL, false },

@@ -32,6 +32,14 @@ bool rdb_is_postgresql(const char *name)
 	return rdb_engine_of(name) == RDB_ENGINE_PG;
 }
 
+void rdb_name_display(const char *name, char *out, size_t outlen)
+{
+	if (rdb_engine_of(name) == RDB_ENGINE_PG)
+		rdb_pg_describe(name, out, outlen);
+	else
+		rdb_seterr(out, outlen, "%s", name ? name : "");
+}
+
 enum rdb_result rdb_conn_fail(struct rdb_conn *c, enum rdb_result r, const char *fmt, ...)
 {
 	va_list ap;
@@ -125,6 +133,99 @@ enum rdb_result rdb_conn_unit_end(struct rdb_conn *c, struct rdb_unit *u, enum r
 		rdb_conn_exec(c, u->ids->release, "release savepoint");
 	}
 	memcpy(c->err, keep, sizeof keep);
+	return r;
+}
+
+char *rdb_conn_grants(const struct rdb_kind *k, enum rdb_role part, const char *role)
+{
+	const char *t = (unsigned)part < 3 ? k->pg_grants[part] : NULL;
+	size_t rlen, need = 1, n = 0;
+	char *out;
+
+	if (role == NULL || role[0] == '\0' || strlen(role) > 63)
+		return NULL;
+	for (const unsigned char *p = (const unsigned char *)role; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return NULL;
+	if (t == NULL)
+		t = "";
+	rlen = 2 + strlen(role) * 2;  /* "…" with every " doubled, at most */
+	for (const char *p = t; *p; p++)
+		need += strncmp(p, "{role}", 6) == 0 ? rlen : 1;
+	out = malloc(need);
+	if (out == NULL)
+		return NULL;
+	while (*t) {
+		if (strncmp(t, "{role}", 6) == 0) {
+			out[n++] = '"';
+			for (const char *r = role; *r; r++) {
+				if (*r == '"')
+					out[n++] = '"';
+				out[n++] = *r;
+			}
+			out[n++] = '"';
+			t += 6;
+		} else {
+			out[n++] = *t++;
+		}
+	}
+	out[n] = '\0';
+	return out;
+}
+
+enum rdb_result rdb_conn_copy_rows(struct rdb_conn *from, size_t from_id, struct rdb_conn *to,
+                                   size_t to_id, int64_t *n, int *which)
+{
+	struct rdb_st *src = rdb_conn_q(from, from_id), *dst = rdb_conn_q(to, to_id);
+	enum rdb_result r = RDB_OK;
+	int rc, cols;
+
+	*n = 0;
+	if (src == NULL || dst == NULL) {
+		*which = src == NULL ? 0 : 1;
+		return rdb_conn_fail(src == NULL ? from : to, RDB_ERROR, "copy: no such statement");
+	}
+	while ((rc = rdb_step(src)) == RDB_STEP_ROW) {
+		cols = rdb_col_count(src);
+		for (int i = 0; i < cols && r == RDB_OK; i++) {
+			int b;
+
+			switch (rdb_col_type(src, i)) {
+			case RDB_COL_NULL: b = rdb_bind_null(dst, i + 1); break;
+			case RDB_COL_INT: b = rdb_bind_int64(dst, i + 1, rdb_col_int64(src, i)); break;
+			case RDB_COL_TEXT: b = rdb_bind_text(dst, i + 1, (const char *)rdb_col_text(src, i)); break;
+			case RDB_COL_BLOB:
+				b = rdb_bind_blob(dst, i + 1, rdb_col_blob(src, i), rdb_col_bytes(src, i));
+				break;
+			default:
+				*which = 0;
+				r = rdb_conn_fail(from, RDB_ERROR, "copy: column %d has a type we do "
+				                  "not copy", i + 1);
+				continue;
+			}
+			if (b != RDB_SQL_OK) {
+				*which = 1;
+				r = rdb_conn_fail_db(to, "copy: bind");
+			}
+		}
+		if (r == RDB_OK) {
+			rc = rdb_step(dst);
+			if (rc != RDB_STEP_DONE) {
+				*which = 1;
+				r = rdb_conn_fail(to, rc == RDB_STEP_ERROR ? RDB_ERROR : RDB_INVALID,
+				                  "copy: writing a row: %s", rdb_conn_dbmsg(to));
+			}
+		}
+		rdb_st_done(dst);
+		if (r != RDB_OK)
+			break;
+		(*n)++;
+	}
+	if (r == RDB_OK && rc != RDB_STEP_DONE) {
+		*which = 0;
+		r = rdb_conn_fail_db(from, "copy: reading");
+	}
+	rdb_st_done(src);
 	return r;
 }
 

@@ -157,6 +157,17 @@ enum rdb_result rdb_conn_unit_begin(struct rdb_conn *c, struct rdb_unit *u,
                                     const struct rdb_unit_ids *ids);
 enum rdb_result rdb_conn_unit_end(struct rdb_conn *c, struct rdb_unit *u, enum rdb_result r);
 
+/* The kind's grants for `part` with {role} replaced by the quoted role name (rdb.h's
+ * rdb_pg_grants); malloc'ed, NULL for a bad name or out of memory. */
+char *rdb_conn_grants(const struct rdb_kind *k, enum rdb_role part, const char *role);
+
+/* Copies every row of statement from_id (on `from`) into statement to_id (on `to`), column
+ * i to parameter i + 1 with its type (integers, text, blobs, NULL): the engine-neutral
+ * row copy of relay-admin copy. *n counts the rows. RDB_ERROR with the message on the
+ * side that failed (*which: 0 from, 1 to). */
+enum rdb_result rdb_conn_copy_rows(struct rdb_conn *from, size_t from_id, struct rdb_conn *to,
+                                   size_t to_id, int64_t *n, int *which);
+
 /* ---- the engine-neutral statement API (stmt.c) -------------------------------------- *
  * The shape of SQLite's: bind by 1-based index, step row by row, read typed columns,
  * done on every path. On SQLite each call is the sqlite3_* one on the prepared statement;

@@ -414,6 +414,13 @@ static bool ensure_session(struct rdb_conn *c)
 	return false;
 }
 
+/* Reconnects now (the session just died); pg->msg says why if it cannot. */
+static bool ensure_reconnect(struct rdb_conn *c)
+{
+	c->pg->broken = true;
+	return ensure_session(c);
+}
+
 int rdb_pg_step(struct rdb_st *st)
 {
 	struct rdb_conn *c = st->c;
@@ -466,6 +473,16 @@ int rdb_pg_step(struct rdb_st *st)
 		if (connection_lost(field ? state : NULL) || PQstatus(pg->h) != CONNECTION_OK) {
 			char keep[sizeof pg->msg];
 
+			/* A reader's statement outside a transaction changed nothing, so after a
+			 * server restart it may run again at once on a new connection: the first
+			 * login after the restart need not fail. A writer's might have committed
+			 * before the connection died: it fails, and the next call reconnects. */
+			if (alone && c->mode == RDB_READONLY && attempt == 0) {
+				PQclear(res);
+				if (ensure_reconnect(c))
+					continue;
+				return RDB_STEP_ERROR;
+			}
 			memcpy(keep, pg->msg, sizeof keep);
 			rdb_seterr(pg->msg, sizeof pg->msg, "PostgreSQL connection lost: %s", keep);
 			pg->broken = true;

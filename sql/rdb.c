@@ -125,6 +125,29 @@ static const char *const stmt_sql[STMT_COUNT_] = {
 	[STMT_P_SAVEPOINT] = "SAVEPOINT rdb_limits",
 	[STMT_P_RELEASE] = "RELEASE rdb_limits",
 	[STMT_P_ROLLBACK_TO] = "ROLLBACK TO rdb_limits",
+
+	/* copy.c: every column, ids included, so a copy is the same data */
+	[STMT_C_COUNT] = "SELECT (SELECT count(*) FROM logins), (SELECT count(*) FROM senders),"
+	                 " (SELECT count(*) FROM limits)",
+	[STMT_C_LOGINS] = "SELECT id, name, enabled, expires_at, note, plain_secret, scram_sha256,"
+	                  " source, rate_exempt, hold_over_limit, created_at, updated_at,"
+	                  " password_changed_at FROM logins ORDER BY id",
+	[STMT_C_LOGIN_PUT] = "INSERT INTO logins (id, name, enabled, expires_at, note, plain_secret,"
+	                     " scram_sha256, source, rate_exempt, hold_over_limit, created_at,"
+	                     " updated_at, password_changed_at)"
+	                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+	[STMT_C_SENDERS] = "SELECT login_id, pattern FROM senders ORDER BY login_id, pattern",
+	[STMT_C_SENDER_PUT] = "INSERT INTO senders (login_id, pattern) VALUES (?1, ?2)",
+	[STMT_C_LIMITS] = "SELECT login_id, metric, window_seconds, max_count FROM limits"
+	                  " ORDER BY login_id, metric, window_seconds",
+	[STMT_C_LIMIT_PUT] = "INSERT INTO limits (login_id, metric, window_seconds, max_count)"
+	                     " VALUES (?1, ?2, ?3, ?4)",
+	[STMT_C_SECRET] = "SELECT decoy_key FROM site_secret WHERE id = 1",
+	[STMT_C_SECRET_PUT] = "UPDATE site_secret SET decoy_key = ?1 WHERE id = 1",
+	[STMT_C_CLEAR_SENDERS] = "DELETE FROM senders",
+	[STMT_C_CLEAR_LIMITS] = "DELETE FROM limits",
+	[STMT_C_CLEAR_LOGINS] = "DELETE FROM logins",
+	[STMT_C_AFTER] = "SELECT 1",  /* SQLite's rowid needs no care */
 };
 
 /* The same operations on PostgreSQL, index for index (pg-schema.sql): $1.. for ?1..,
@@ -214,6 +237,32 @@ static const char *const pg_stmt_sql[STMT_COUNT_] = {
 	[STMT_P_SAVEPOINT] = "SAVEPOINT rdb_limits",
 	[STMT_P_RELEASE] = "RELEASE SAVEPOINT rdb_limits",
 	[STMT_P_ROLLBACK_TO] = "ROLLBACK TO SAVEPOINT rdb_limits",
+
+	[STMT_C_COUNT] = "SELECT (SELECT count(*) FROM logins), (SELECT count(*) FROM senders),"
+	                 " (SELECT count(*) FROM limits)",
+	[STMT_C_LOGINS] = "SELECT id, name, enabled, expires_at, note, plain_secret, scram_sha256,"
+	                  " source, rate_exempt, hold_over_limit, created_at, updated_at,"
+	                  " password_changed_at FROM logins ORDER BY id",
+	[STMT_C_LOGIN_PUT] = "INSERT INTO logins (id, name, enabled, expires_at, note, plain_secret,"
+	                     " scram_sha256, source, rate_exempt, hold_over_limit, created_at,"
+	                     " updated_at, password_changed_at)"
+	                     " VALUES ($1, $2, $3::integer::boolean, $4, $5, $6, $7, $8,"
+	                     " $9::integer::boolean, $10::integer::boolean, $11, $12, $13)",
+	[STMT_C_SENDERS] = "SELECT login_id, pattern FROM senders"
+	                   " ORDER BY login_id, pattern COLLATE \"C\"",
+	[STMT_C_SENDER_PUT] = "INSERT INTO senders (login_id, pattern) VALUES ($1, $2)",
+	[STMT_C_LIMITS] = "SELECT login_id, metric, window_seconds, max_count FROM limits"
+	                  " ORDER BY login_id, metric COLLATE \"C\", window_seconds",
+	[STMT_C_LIMIT_PUT] = "INSERT INTO limits (login_id, metric, window_seconds, max_count)"
+	                     " VALUES ($1, $2, $3, $4)",
+	[STMT_C_SECRET] = "SELECT decoy_key FROM site_secret WHERE id = 1",
+	[STMT_C_SECRET_PUT] = "UPDATE site_secret SET decoy_key = $1 WHERE id = 1",
+	[STMT_C_CLEAR_SENDERS] = "DELETE FROM senders",
+	[STMT_C_CLEAR_LIMITS] = "DELETE FROM limits",
+	[STMT_C_CLEAR_LOGINS] = "DELETE FROM logins",
+	/* rows came with their ids: the identity must continue after the largest */
+	[STMT_C_AFTER] = "SELECT setval(pg_get_serial_sequence('logins', 'id'),"
+	                 " coalesce(max(id), 0) + 1, false) FROM logins",
 };
 
 static const char *const pg_migrations[RDB_SCHEMA_VERSION + 1] = {
@@ -257,6 +306,11 @@ static const struct rdb_kind users_kind = {
 			"GRANT USAGE, SELECT, UPDATE ON SEQUENCE logins_id_seq TO {role};\n",
 	},
 };
+
+char *rdb_pg_grants(enum rdb_role part, const char *role)
+{
+	return rdb_conn_grants(&users_kind, part, role);
+}
 
 const char *rdb_result_str(enum rdb_result r)
 {

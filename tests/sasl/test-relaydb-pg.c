@@ -1,0 +1,244 @@
+/*
+ * test-relaydb-pg.c — the relaydb plugin on PostgreSQL, inside the real libsasl2 (suites
+ * 'sasl' and 'pg'), driven by test_relaydb_pg.py, which runs a pglab server with TLS.
+ *
+ * Usage:
+ *   test-relaydb-pg fixture ADMIN_NAME
+ *       creates the schema (rdb_init) and the logins through the rdb API as relay-admin
+ *       would (the plugin's role gets its grants from the wrapper afterwards);
+ *   test-relaydb-pg run LIBRELAYDB.so SYSTEM_SASL2_DIR PLUGIN_NAME ADMIN_NAME BADCA_NAME
+ *       sasl_server_init with relaydb_path: PLUGIN_NAME (a pg: file whose conninfo says
+ *       sslmode=verify-full against the lab's CA, with the reader role's password), then
+ *       PLAIN, LOGIN and SCRAM-SHA-256 through libsasl2, one sasl_conn per attempt as
+ *       smtpd does; the SCRAM decoy for unknown logins; a change made by relay-admin (the
+ *       admin name) counts at once; the server stopped ("# stop" on stdout, then the
+ *       wrapper writes "down") → SASL_UNAVAIL (Postfix 454), never SASL_NOUSER; started
+ *       again ("# start", "up") → works in the same process; and, in a forked child, a
+ *       pg: file whose CA did not sign the server's certificate → SASL_UNAVAIL.
+ * TAP on stdout.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sasl/sasl.h>
+
+#include "rdb.h"
+#include "rig.h"
+#include "tap.h"
+
+#define PW_ALICE "correct horse battery staple"
+#define PW_DAVE "dave-pw-43"
+#define PW_GINA "gina-pw-5"
+
+static int plain(const char *user, const char *pass)
+{
+	return rig_plain(NULL, user, strlen(user), pass, strlen(pass));
+}
+
+static bool add(struct rdb *db, const char *name, const char *pw, bool enabled)
+{
+	unsigned char secret[RDB_PLAIN_SECRET_LEN];
+	char scram[RDB_SCRAM_MAX];
+	struct rdb_login_new n = { .name = name, .plain = secret, .scram = scram,
+	                           .now = (int64_t)time(NULL) };
+
+	if (rdb_secret_plain(pw, strlen(pw), NULL, secret) != RDB_OK ||
+	    rdb_secret_scram_sha256(pw, strlen(pw), RDB_SCRAM_ITERATIONS, NULL, 0, scram) != RDB_OK)
+		return false;
+	if (rdb_login_add(db, &n) != RDB_OK) {
+		fprintf(stderr, "add %s: %s\n", name, rdb_errmsg(db));
+		return false;
+	}
+	return enabled || rdb_login_set_enabled(db, name, false, n.now) == RDB_OK;
+}
+
+static int fixture(const char *admin)
+{
+	char err[512];
+	struct rdb *db = NULL;
+
+	if (rdb_init(admin, err, sizeof err) != RDB_OK ||
+	    rdb_open(admin, RDB_READWRITE, &db, err, sizeof err) != RDB_OK) {
+		fprintf(stderr, "fixture: %s\n", err);
+		return 1;
+	}
+	if (!add(db, "alice", PW_ALICE, true) || !add(db, "dave", PW_DAVE, false)) {
+		rdb_close(db);
+		return 1;
+	}
+	rdb_close(db);
+	return 0;
+}
+
+static bool write_conf(const char *dir, const char *name)
+{
+	char path[4300], text[8192];
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return false;
+	snprintf(path, sizeof path, "%s/smtpd.conf", dir);
+	snprintf(text, sizeof text, "relaydb_path: %s\npwcheck_method: auxprop\n"
+	         "auxprop_plugin: relaydb\nmech_list: plain login scram-sha-256\n", name);
+	return rig_write_file(path, text, strlen(text));
+}
+
+/* The server's first SCRAM message for a client-first of our own, as an attacker sends it
+ * (no password): its salt, or "" when the step did not continue. */
+static void scram_salt(const char *name, char *salt, size_t saltlen)
+{
+	char first[300], msg[512];
+	const char *s, *i;
+
+	salt[0] = '\0';
+	snprintf(first, sizeof first, "n,,n=%s,r=abc", name);
+	if (rig_scram_first(NULL, first, msg, sizeof msg) != SASL_CONTINUE)
+		return;
+	s = strstr(msg, ",s=");
+	i = s ? strstr(s, ",i=4096") : NULL;
+	if (s != NULL && i != NULL && (size_t)(i - s - 3) < saltlen) {
+		memcpy(salt, s + 3, (size_t)(i - s - 3));
+		salt[i - s - 3] = '\0';
+	}
+}
+
+static bool handshake(const char *say, const char *expect)
+{
+	char line[64];
+
+	printf("# %s\n", say);
+	fflush(stdout);
+	return fgets(line, sizeof line, stdin) != NULL && strncmp(line, expect, strlen(expect)) == 0;
+}
+
+static int run(char **argv)
+{
+	const char *plugin_so = argv[2], *sysdir = argv[3], *name = argv[4], *admin = argv[5],
+	           *badca = argv[6];
+	char tmp[4096], plugindir[4200], confdir[4200], lib[3][4300], salt[64], salt2[64];
+	const char *links[5];
+	struct rdb *db = NULL;
+	char err[512];
+	int r, start;
+	char msg[512];
+	pid_t pid;
+	int status;
+
+	snprintf(tmp, sizeof tmp, "/tmp/relaydb-pg-XXXXXX");
+	if (mkdtemp(tmp) == NULL)
+		return 2;
+	snprintf(plugindir, sizeof plugindir, "%s/plugins", tmp);
+	snprintf(confdir, sizeof confdir, "%s/conf", tmp);
+	snprintf(lib[0], sizeof lib[0], "%s/libplain.so", sysdir);
+	snprintf(lib[1], sizeof lib[1], "%s/liblogin.so", sysdir);
+	snprintf(lib[2], sizeof lib[2], "%s/libscram.so", sysdir);
+	links[0] = plugin_so;
+	links[1] = lib[0];
+	links[2] = lib[1];
+	links[3] = lib[2];
+	links[4] = NULL;
+	if (mkdir(plugindir, 0700) != 0 || !rig_link_plugins(plugindir, links))
+		return 2;
+
+	/* A pg: file whose CA did not sign the server's certificate: verify-full refuses the
+	 * server, which must read as "unavailable", never as "no such user". Forked: libsasl2
+	 * reads its config once per process. */
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		char dir[4300];
+
+		snprintf(dir, sizeof dir, "%s/conf-badca", tmp);
+		if (!write_conf(dir, badca) || rig_init(dir, plugindir) != SASL_OK)
+			_exit(90);
+		r = plain("alice", PW_ALICE);
+		if (!rig_log_has("certificate verify failed")) {
+			rig_log_dump();
+			_exit(91);
+		}
+		_exit(r == SASL_UNAVAIL ? 0 : 92);
+	}
+	ok(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	   WEXITSTATUS(status) == 0, "verify-full with a CA that did not sign the server: "
+	   "SASL_UNAVAIL, logged as a certificate failure (child status %d)",
+	   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+
+	if (!write_conf(confdir, name))
+		return 2;
+	if (!is_int(rig_init(confdir, plugindir), SASL_OK, "sasl_server_init with relaydb on PostgreSQL"))
+		return tap_done();
+
+	rig_log_clear();
+	is_int(plain("alice", PW_ALICE), SASL_OK, "PLAIN right password over verify-full TLS: OK");
+	if (!rig_log_printable())
+		rig_log_dump();
+	is_int(plain("ALICE", PW_ALICE), SASL_OK, "names match case-insensitively");
+	is_int(plain("alice", "wrong"), SASL_BADAUTH, "PLAIN wrong password: BADAUTH (535)");
+	is_int(rig_login(NULL, "alice", PW_ALICE), SASL_OK, "LOGIN right password: OK");
+	is_int(rig_login(NULL, "alice", "wrong"), SASL_BADAUTH, "LOGIN wrong password: BADAUTH");
+	is_int(rig_scram(NULL, "alice", PW_ALICE), SASL_OK, "SCRAM-SHA-256 right password: OK");
+	is_int(rig_scram(NULL, "alice", "wrong"), SASL_BADAUTH, "SCRAM wrong password: BADAUTH");
+	is_int(plain("nosuchuser", "x"), SASL_NOUSER, "PLAIN unknown login: NOUSER (535)");
+	is_int(rig_smtp_code(plain("dave", PW_DAVE)), 535, "PLAIN disabled login: 535");
+
+	/* SCRAM decoy: the first step of an unknown login looks like a real login's. */
+	scram_salt("alice", salt, sizeof salt);
+	ok(strlen(salt) == 24, "SCRAM first step for alice: 334 with a 16-byte salt (%s)", salt);
+	scram_salt("kim", salt2, sizeof salt2);
+	ok(strlen(salt2) == 24, "SCRAM first step for unknown kim: also 334 with a salt (%s)", salt2);
+	scram_salt("KIM", salt, sizeof salt);
+	is_str(salt, salt2, "the decoy is stable (and case-insensitive)");
+	r = rig_scram_trace(NULL, "kim", "whatever", &start, msg, sizeof msg);
+	is_int(start, SASL_CONTINUE, "SCRAM unknown login: the first step continues");
+	is_int(r, SASL_BADAUTH, "SCRAM unknown login fails at the proof, like a wrong password");
+	is_int(rig_scram(NULL, "dave", PW_DAVE), SASL_BADAUTH,
+	       "SCRAM disabled login with its right password: like a wrong password");
+
+	/* relay-admin's change counts at once: nothing is cached on PostgreSQL */
+	if (ok(rdb_open(admin, RDB_READWRITE, &db, err, sizeof err) == RDB_OK, "admin open: %s", err)) {
+		is_int(plain("gina", PW_GINA), SASL_NOUSER, "gina does not exist yet");
+		ok(add(db, "gina", PW_GINA, true), "relay-admin adds gina");
+		is_int(plain("gina", PW_GINA), SASL_OK, "gina authenticates at once");
+		is_int(rdb_login_set_enabled(db, "gina", false, (int64_t)time(NULL)), RDB_OK,
+		       "relay-admin disables gina");
+		is_int(rig_smtp_code(plain("gina", PW_GINA)), 535, "refused at once");
+		rdb_close(db);
+	}
+
+	/* The server goes away under the running process. */
+	if (!ok(handshake("stop", "down"), "the wrapper stopped PostgreSQL"))
+		return tap_done();
+	rig_log_clear();
+	r = plain("alice", PW_ALICE);
+	is_int(r, SASL_UNAVAIL, "server stopped: PLAIN is SASL_UNAVAIL");
+	is_int(rig_smtp_code(r), 454, "which Postfix answers 454 (temporary)");
+	is_int(plain("nosuchuser", "x"), SASL_UNAVAIL, "an unknown login too: never NOUSER");
+	is_int(rig_login(NULL, "alice", PW_ALICE), SASL_UNAVAIL, "LOGIN: SASL_UNAVAIL");
+	r = rig_scram_trace(NULL, "alice", PW_ALICE, &start, msg, sizeof msg);
+	ok(r == SASL_UNAVAIL || start == SASL_UNAVAIL, "SCRAM: SASL_UNAVAIL (start %d, end %d)",
+	   start, r);
+	ok(rig_log_has("relaydb: users database") && rig_log_has("unavailable"),
+	   "the log says the users database is unavailable");
+	ok(rig_log_lacks_bytes("reader-pw", 9), "no password in the log");
+	if (!ok(handshake("start", "up"), "the wrapper started PostgreSQL again"))
+		return tap_done();
+	is_int(plain("alice", PW_ALICE), SASL_OK, "back: PLAIN works in the same process");
+	is_int(rig_scram(NULL, "alice", PW_ALICE), SASL_OK, "back: SCRAM works");
+	is_int(plain("nosuchuser", "x"), SASL_NOUSER, "back: unknown is unknown again");
+	return tap_done();
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "fixture") == 0)
+		return fixture(argv[2]);
+	if (argc == 7 && strcmp(argv[1], "run") == 0)
+		return run(argv);
+	fprintf(stderr, "usage: test-relaydb-pg fixture ADMIN | run SO SYSDIR NAME ADMIN BADCA\n");
+	return 2;
+}
