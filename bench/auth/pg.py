@@ -59,7 +59,8 @@ def main(argv):
     sysdir = run(['pkg-config', '--variable=libdir', 'libsasl2']).strip() + '/sasl2'
     tmp = tempfile.mkdtemp(prefix='bench-auth-pg-')
     try:
-        with pglab.PgLab(prefix='bench-auth-pglab-') as pg:
+        # log_connections: how many connections each plugin opened, read back at the end
+        with pglab.PgLab(prefix='bench-auth-pglab-', settings={'log_connections': 'on'}) as pg:
             dbpw = secrets.token_urlsafe(24)
             alice = secrets.token_urlsafe(24)
             pg.create_role('relay', password=dbpw)
@@ -81,6 +82,12 @@ def main(argv):
                          % (pg.host, pg.port, dbpw))
             p = subprocess.run([bench, plugin, sysdir, '--pg-relaydb', users, '--pg-sql',
                                 sqlconf] + rest, input=(alice + '\n').encode())
+            ours = [line for line in pg.log().splitlines()
+                    if 'connection authorized: user=relay ' in line]
+            relaydb = sum('application_name=smtp-relay' in line for line in ours)
+            print('PostgreSQL connections opened: smtp-relay %d (relay-admin twice, then '
+                  'relaydb once per process: the bench forks one per backend and round), '
+                  'sql pgsql %d (a new one per lookup)' % (relaydb, len(ours) - relaydb))
             return p.returncode
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
