@@ -13,6 +13,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "rdb.h"
 #include "relay-config.h"
 #include "state.h"
 #include "window.h"
@@ -181,6 +182,15 @@ static bool set_value(const struct key *k, const char *v, struct mlt_config *cfg
 			           k->size - 1);
 		if (!printable(v))
 			return bad(err, errlen, name, line, "%s: non-printable character", k->name);
+		/* users_db may also name a PostgreSQL database (sql/rdb.h: a postgresql:// URI, or
+		 * pg: and an absolute path) */
+		if (k->type == K_PATH && strcmp(k->name, "users_db") == 0 && rdb_is_postgresql(v)) {
+			if (strncmp(v, "pg:", 3) == 0 && v[3] != '/')
+				return bad(err, errlen, name, line, "%s: pg: must name an absolute path",
+				           k->name);
+			memcpy(field, v, strlen(v) + 1);
+			return true;
+		}
 		if (k->type == K_DB && rdb_state_is_pg_name(v) && strncmp(v, "pg:", 3) == 0 &&
 		    v[3] != '/')
 			return bad(err, errlen, name, line, "%s: pg: must name an absolute path", k->name);
