@@ -30,6 +30,9 @@ API
     uses), ``proxy`` (``haproxylab.HAProxy``), ``frontends`` ({'both', 'a', 'b'} ->
     ``haproxylab.Frontend``).
     ``admin(*args, input=None, check=True)``: relay-admin on the shared databases.
+    PostgreSQL: ``users_uri`` (``postgresql://relay@127.0.0.1:PORT/relay_users``, no
+    password) and ``passfile`` (a .pgpass for it, for ``PGPASSFILE``) reach the users
+    database the way an admin's shell would.
     ``add_user(name, password=None)`` -> password (with sender ``NAME@example.org``).
     ``smtp(frontend='both', source=relaylab.REMOTE)`` -> ``smtplib.SMTP`` through the proxy,
     STARTTLS done (the lab CA verified).
@@ -142,6 +145,10 @@ class TwoNodes:
         self.pg.create_role('relay', password=password)
         self.pg.create_database('relay_users', owner='relay')
         self.pg.create_database('relay_state', owner='relay')
+        # relay-admin by URI, the password from PGPASSFILE (neither in argv nor in the URI)
+        self.passfile = self.pg.write_passfile(os.path.join(self.dir, 'admin.pgpass'), 'relay',
+                                               password)
+        self.users_uri = self.pg.uri('relay', 'relay_users')
         for db, var in (('relay_users', 'users_db'), ('relay_state', 'state_db')):
             path = os.path.join(self.dir, db + '.pg')
             setattr(self, var, self.pg.write_conninfo(path, 'relay', db, password=password,

@@ -7,8 +7,8 @@ databases of tests/e2e/nodelab.py: PostgreSQL (a private pglab server) when the 
 it, else — until the pg-engine and pg-admit branches are in — the two nodes share SQLite files
 on this machine and the PostgreSQL-only tests are skipped, saying so.
 
-* a login made with relay-admin on the shared database authenticates at once on node A and
-  on node B, each reached through the proxy (the EHLO reply names the node);
+* a login made with relay-admin on the shared database (on PostgreSQL: `--db postgresql://…`,
+  the password from PGPASSFILE) authenticates at once on node A and on node B, each reached through the proxy (the EHLO reply names the node);
 * the proxy's round robin spreads sessions over both nodes;
 * each node's Postfix log and the shared audit log show the real client, 127.0.0.2, not the
   proxy's 127.0.0.1;
@@ -25,6 +25,8 @@ Run: RELAY_BUILD_ROOT=<build dir> /usr/bin/python3 tests/e2e/test_nodes.py [-v]
 import json
 import os
 import re
+import secrets
+import subprocess
 import sys
 import threading
 import time
@@ -91,7 +93,16 @@ class TwoNodes(unittest.TestCase):
                 return node, e.smtp_code, e.smtp_error
 
     def test_a_new_login_works_on_both_nodes_at_once(self):
-        pw = self.nodes.add_user('fresh')
+        if ENGINE == 'postgresql':
+            # made as an admin would: relay-admin --db postgresql://..., password in PGPASSFILE
+            pw = secrets.token_urlsafe(24)
+            p = subprocess.run([self.lab.relay_admin, '--db', self.nodes.users_uri, 'user', 'add',
+                                'fresh', '--password-stdin'], input=(pw + '\n').encode(),
+                               capture_output=True, timeout=60,
+                               env=dict(os.environ, PGPASSFILE=self.nodes.passfile))
+            self.assertEqual(p.returncode, 0, p.stderr)
+        else:
+            pw = self.nodes.add_user('fresh')
         for fe in ('a', 'b'):
             with self.nodes.smtp(fe) as s:
                 self.assertEqual(self.nodes.node_of(s), 'node-' + fe)
