@@ -135,7 +135,7 @@ int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv)
 	};
 	struct check c = { .ctx = ctx, .dir = "/etc/postfix" };
 	bool json = ctx->json, verbose = false;
-	char title[PATH_MAX + 64], dir[PATH_MAX];
+	char title[PATH_MAX + 64], dir[PATH_MAX], shown[PATH_MAX];
 	unsigned failed;
 	int ch;
 
@@ -166,8 +166,11 @@ int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv)
 		adm_err(ctx, "out of memory");
 		return ADM_EXIT_IO;
 	}
-	adm_checklist_info(c.cl, "users db", ctx->db_path);
-	adm_checklist_info(c.cl, "state db", ctx->state_db_path);
+	/* a PostgreSQL URI may hold a password: shown without it */
+	rdb_name_display(ctx->db_path, shown, sizeof shown);
+	adm_checklist_info(c.cl, "users db", shown);
+	rdb_name_display(ctx->state_db_path, shown, sizeof shown);
+	adm_checklist_info(c.cl, "state db", shown);
 	run_checks(&c);
 
 	failed = adm_checklist_count(c.cl, ADM_CHECK_FAIL);

@@ -152,8 +152,8 @@ static int give_state(const struct adm_ctx *ctx, int dirfd, const char *name,
 
 /* The state database: folder, file, and (root, --milter-user) its owner. *action says
  * what happened: "created", "checked" or "skipped". */
-/* A shared state database on PostgreSQL: no file, folder or owner; the schema is created
- * (or checked) in the database, and the milter's role needs its grants there instead. */
+/* A shared state database on PostgreSQL: no file or folder to make or give away (the
+ * database's roles decide: relay-admin grants); the schema is created or checked. */
 static int init_state_pg(const struct adm_ctx *ctx, const char *milter_user,
                          const char **action)
 {
@@ -183,7 +183,7 @@ static int init_state(const struct adm_ctx *ctx, const char *milter_user, const 
 	int rc, dirfd;
 
 	*action = "skipped";
-	if (rdb_state_is_pg_name(ctx->state_db_path))
+	if (rdb_is_postgresql(ctx->state_db_path))
 		return init_state_pg(ctx, milter_user, action);
 	if (milter_user != NULL) {
 		pw = getpwnam(milter_user);
@@ -191,15 +191,6 @@ static int init_state(const struct adm_ctx *ctx, const char *milter_user, const 
 			return adm_usage(ctx, "--milter-user: no such user: %s", milter_user);
 		if (geteuid() != 0)
 			return adm_usage(ctx, "--milter-user needs root");
-	}
-	if (rdb_is_postgresql(ctx->state_db_path)) {
-		/* no file or folder to make or give away: the database's roles decide */
-		if (rdb_state_init(ctx->state_db_path, err, sizeof err) != RDB_OK) {
-			adm_err(ctx, "%s", err);
-			return ADM_EXIT_DB;
-		}
-		*action = "checked";
-		return ADM_EXIT_OK;
 	}
 	if (strlen(ctx->state_db_path) >= PATH_MAX)
 		return adm_usage(ctx, "state database path too long");

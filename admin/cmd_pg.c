@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "adm.h"
+#include "copy_state.h"
 #include "render.h"
 
 static int print_grants(const struct adm_ctx *ctx, enum rdb_role part, const char *role,
@@ -81,19 +82,20 @@ static int open_side(const struct adm_ctx *ctx, const char *name, enum rdb_mode 
 
 int adm_cmd_copy(struct adm_ctx *ctx, int argc, char **argv)
 {
-	enum { O_FROM = 1, O_TO, O_REPLACE, O_JSON };
+	enum { O_FROM = 1, O_TO, O_REPLACE, O_JSON, O_STATE };
 	static const struct option opts[] = {
 		{ "from", required_argument, NULL, O_FROM },
 		{ "to", required_argument, NULL, O_TO },
 		{ "replace", no_argument, NULL, O_REPLACE },
 		{ "json", no_argument, NULL, O_JSON },
+		{ "state", no_argument, NULL, O_STATE },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *from_name = NULL, *to_name = NULL;
 	char shown_from[512], shown_to[512];
 	struct rdb *from = NULL, *to = NULL;
 	struct rdb_copy_counts n;
-	bool replace = false;
+	bool replace = false, state = false;
 	struct adm_out o;
 	enum rdb_result r;
 	int c, rc, which = 0;
@@ -104,6 +106,7 @@ int adm_cmd_copy(struct adm_ctx *ctx, int argc, char **argv)
 		case O_TO: to_name = optarg; break;
 		case O_REPLACE: replace = true; break;
 		case O_JSON: ctx->json = true; break;
+		case O_STATE: state = true; break;
 		default: return adm_usage(ctx, "unknown or incomplete option: %s", argv[optind - 1]);
 		}
 	}
@@ -114,6 +117,11 @@ int adm_cmd_copy(struct adm_ctx *ctx, int argc, char **argv)
 	rdb_name_display(to_name, shown_to, sizeof shown_to);
 	if (strcmp(from_name, to_name) == 0)
 		return adm_usage(ctx, "--from and --to name the same database");
+	/* the state databases: their own part (admin/copy_state.c) */
+	if (state)
+		return replace ? adm_usage(ctx, "--replace does not apply to --state: the target "
+		                           "state database must be empty")
+		               : adm_copy_state_run(ctx, from_name, to_name, shown_from, shown_to);
 	rc = open_side(ctx, from_name, RDB_READONLY, &from, "--from");
 	if (rc == ADM_EXIT_OK)
 		rc = open_side(ctx, to_name, RDB_READWRITE, &to, "--to");

@@ -46,7 +46,7 @@ static struct rdb_state *open_state(const struct adm_ctx *ctx)
 
 	if (!ctx->state_db_explicit && ctx->db_explicit)
 		return NULL;
-	if (!rdb_state_is_pg_name(ctx->state_db_path) && access(ctx->state_db_path, F_OK) != 0)
+	if (!rdb_is_postgresql(ctx->state_db_path) && access(ctx->state_db_path, F_OK) != 0)
 		return NULL;
 	if (rdb_state_open(ctx->state_db_path, RDB_READONLY, &st, err, sizeof err) != RDB_OK) {
 		adm_warn(ctx, "last use unknown: %s", err);

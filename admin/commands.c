@@ -87,15 +87,18 @@
 	"senders, limits and the site secret in one transaction on the target, and keeps\n" \
 	"it only if the target's counts then equal the source's. A target that already\n" \
 	"holds logins, senders or limits is refused unless --replace (which deletes them\n" \
-	"first, in the same transaction).\n"
+	"first, in the same transaction).\n" \
+	"--state: FROM and TO are state databases; usage, last use and the audit log are\n" \
+	"copied into an empty target (created if need be), verified by counts.\n"
 
 const struct adm_cmd adm_commands[] = {
 	{ "init", NULL, adm_cmd_init, "[--milter-user USER]",
 	  "create the databases, or migrate them to the current schema", NULL, false },
 	{ "grants", NULL, adm_cmd_grants, "[--plugin ROLE] [--milter ROLE] [--admin ROLE]",
 	  "print the GRANT statements each PostgreSQL role needs", GRANTS_MORE, false },
-	{ "copy", NULL, adm_cmd_copy, "--from DB --to DB [--replace] [--json]",
-	  "copy the users data between databases (SQLite or PostgreSQL), verified by counts",
+	{ "copy", NULL, adm_cmd_copy, "--from DB --to DB [--replace | --state] [--json]",
+	  "copy the users data (--state: the state data) between databases (SQLite or "
+	  "PostgreSQL), verified by counts",
 	  COPY_MORE, false },
 	{ "user", "add", adm_cmd_user_add,
 	  "NAME [--password-stdin] [--allow-weak] [--expires DATE] [--note TEXT] [--sender PATTERN]...",

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "adm.h"
+#include "render.h"
 #include "state.h"
 
 struct sink {
@@ -144,4 +146,29 @@ out:
 	rdb_state_close(src);
 	rdb_state_close(dst);
 	return rc;
+}
+
+int adm_copy_state_run(struct adm_ctx *ctx, const char *from, const char *to,
+                       const char *shown_from, const char *shown_to)
+{
+	struct adm_copy_state_counts n;
+	struct adm_out o;
+	char err[1024];
+
+	if (adm_copy_state(from, to, &n, err, sizeof err) != 0) {
+		adm_err(ctx, "copy --state %s -> %s failed: %s", shown_from, shown_to, err);
+		return ADM_EXIT_DB;
+	}
+	adm_out_begin(&o, ctx);
+	adm_out_obj(&o, NULL);
+	adm_out_str(&o, "from", shown_from, NULL);
+	adm_out_str(&o, "to", shown_to, NULL);
+	adm_out_int(&o, "usage", (int64_t)n.usage, NULL);
+	adm_out_int(&o, "last_use", (int64_t)n.last_use, NULL);
+	adm_out_int(&o, "audit", (int64_t)n.audit, NULL);
+	adm_out_text(&o, "copied state %s -> %s: %zu usage rows, %zu last uses, %zu audit "
+	             "records; the target's counts match\n", shown_from, shown_to, n.usage,
+	             n.last_use, n.audit);
+	adm_out_finish(&o);
+	return ADM_EXIT_OK;
 }

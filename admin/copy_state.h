@@ -1,7 +1,7 @@
 /*
- * copy_state.h — `relay-admin copy`, the state part: usage, last use and the audit log of
- * one state database into another, SQLite and PostgreSQL either way (the users part is
- * pg-engine's; its copy command calls this after it). Reservations are not copied: they
+ * copy_state.h — `relay-admin copy --state`, the state part of copy: usage, last use and
+ * the audit log of one state database into another, SQLite and PostgreSQL either way (the
+ * users part is sql/copy.c, through admin/cmd_pg.c). Reservations are not copied: they
  * are messages in flight on a live node, and expire on their own.
  *
  * Safe by construction: the destination is created or migrated first (rdb_state_init),
@@ -26,5 +26,12 @@ struct adm_copy_state_counts {
 
 int adm_copy_state(const char *from, const char *to, struct adm_copy_state_counts *n,
                    char *err, size_t errlen);
+
+struct adm_ctx;
+
+/* `relay-admin copy --state --from DB --to DB`: adm_copy_state() and its report (the
+ * counts, text or JSON); shown_* are the names for messages (no password). Exit code. */
+int adm_copy_state_run(struct adm_ctx *ctx, const char *from, const char *to,
+                       const char *shown_from, const char *shown_to);
 
 #endif

@@ -110,8 +110,8 @@ void mlt_admit_free(struct mlt_admit *a)
 	free(a);
 }
 
-/* A failed call: logged with the database's reason. The connection is kept: pgstate.c
- * reconnects at its next use when the failure was a lost connection. */
+/* A failed call: logged with the database's reason. The connection is kept: the core
+ * (sql/pgconn.c) reconnects at its next use when the failure was a lost connection. */
 static int64_t failed(struct rdb_state *st, const char *what, const char *login)
 {
 	mlt_log(LOG_ERR, "admission (%s) for %s: %s; tempfail (451)", what, login,

@@ -7,7 +7,7 @@
  *
  * Connections: a small pool (ADMIT_CONNS), opened lazily; a callback takes a free one or
  * waits for one (the milter's worker threads outnumber useful database sessions on a
- * two-core node). A connection that failed reconnects at its next use (sql/pgstate.c).
+ * two-core node). A connection that failed reconnects at its next use (the connection core, sql/pgconn.c).
  * Node name: "<hostname>:<pid>" on every reservation row, so an admin can see which node
  * holds what (and that a dead node's rows are waiting to expire).
  *

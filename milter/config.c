@@ -15,10 +15,9 @@
 
 #include "rdb.h"
 #include "relay-config.h"
-#include "state.h"
 #include "window.h"
 
-/* K_DB: a database name, an absolute path or a PostgreSQL name (sql/state.h's rule) */
+/* K_DB: a database name, an absolute path or a PostgreSQL name (rdb_is_postgresql()) */
 enum key_type { K_STRING, K_PATH, K_DB, K_SOCKET, K_MODE, K_BOOL, K_ENUM, K_DURATION, K_INT };
 
 struct enum_val {
@@ -55,7 +54,7 @@ static const struct key keys[] = {
 	{ "socket_mode", K_MODE, F(socket_mode), 0, 0777, NULL },
 	{ "user", K_STRING, F(user), 0, 0, NULL },
 	{ "pid_file", K_PATH, F(pid_file), 0, 0, NULL },
-	{ "users_db", K_PATH, F(users_db), 0, 0, NULL },
+	{ "users_db", K_DB, F(users_db), 0, 0, NULL },
 	{ "state_db", K_DB, F(state_db), 0, 0, NULL },
 	{ "log", K_ENUM, F(log), 0, 0, log_sinks },
 	{ "log_facility", K_ENUM, F(log_facility), 0, 0, facilities },
@@ -182,25 +181,17 @@ static bool set_value(const struct key *k, const char *v, struct mlt_config *cfg
 			           k->size - 1);
 		if (!printable(v))
 			return bad(err, errlen, name, line, "%s: non-printable character", k->name);
-		/* users_db may also name a PostgreSQL database (sql/rdb.h: a postgresql:// URI, or
-		 * pg: and an absolute path) */
-		if (k->type == K_PATH && strcmp(k->name, "users_db") == 0 && rdb_is_postgresql(v)) {
-			if (strncmp(v, "pg:", 3) == 0 && v[3] != '/')
-				return bad(err, errlen, name, line, "%s: pg: must name an absolute path",
-				           k->name);
-			memcpy(field, v, strlen(v) + 1);
-			return true;
-		}
-		if (k->type == K_DB && rdb_state_is_pg_name(v) && strncmp(v, "pg:", 3) == 0 &&
+		if (k->type == K_DB && rdb_is_postgresql(v) && strncmp(v, "pg:", 3) == 0 &&
 		    v[3] != '/')
 			return bad(err, errlen, name, line, "%s: pg: must name an absolute path", k->name);
-		if (k->type == K_DB && rdb_state_is_pg_name(v)) {
+		if (k->type == K_DB && rdb_is_postgresql(v)) {
 			memcpy(field, v, strlen(v) + 1);
 			return true;
 		}
 		if ((k->type == K_PATH || k->type == K_DB) && v[0] != '\0' && v[0] != '/')
 			return bad(err, errlen, name, line, "%s: must be an absolute path", k->name);
-		if ((k->type == K_PATH || k->type == K_DB) && v[0] == '\0' && strcmp(k->name, "pid_file") != 0)
+		if ((k->type == K_PATH || k->type == K_DB) && v[0] == '\0' &&
+		    strcmp(k->name, "pid_file") != 0)
 			return bad(err, errlen, name, line, "%s: must not be empty", k->name);
 		memcpy(field, v, strlen(v) + 1);
 		return true;
@@ -312,7 +303,7 @@ bool mlt_config_parse(const char *text, const char *name, struct mlt_config *cfg
 	}
 	/* a reservation must outlive the longest pause of a session in flight, or a live
 	 * message's reservation could stop counting and another node admit past the limit */
-	if (rdb_state_is_pg_name(cfg->state_db) && cfg->reservation_ttl <= cfg->timeout) {
+	if (rdb_is_postgresql(cfg->state_db) && cfg->reservation_ttl <= cfg->timeout) {
 		snprintf(err, errlen, "%s: reservation_ttl (%lld s) must be longer than timeout "
 		         "(%lld s) with a PostgreSQL state_db", name, (long long)cfg->reservation_ttl,
 		         (long long)cfg->timeout);

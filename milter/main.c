@@ -308,7 +308,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	/* a shared (PostgreSQL) state database: admission happens in it, nothing to load */
-	if (rdb_state_is_pg_name(cfg.state_db)) {
+	if (rdb_is_postgresql(cfg.state_db)) {
 		if (mlt_admit_new(cfg.state_db, &d.admit, err, sizeof err) != 0) {
 			mlt_log(LOG_ERR, "state database (admission): %s", err);
 			goto out;

@@ -488,7 +488,7 @@ int mlt_writer_start(const char *state_db, int64_t flush_ms, int64_t audit_reten
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	w->shared = rdb_state_is_pg_name(state_db);
+	w->shared = rdb_is_postgresql(state_db);
 	/* stat before open: if the file is replaced in between, the first check sees it */
 	if (!w->shared && stat(state_db, &sb) != 0) {
 		snprintf(err, errlen, "%s: %s", state_db, strerror(errno));

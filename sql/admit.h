@@ -12,7 +12,9 @@
  * touches, the time until it fits) is sql/limit.h's, the same as the SQLite path's
  * in-memory limiter (milter/rate.c): only the numbers come from the database.
  *
- *   reserve  — at MAIL (1 message, SIZE=) and each RCPT (1 recipient);
+ *   reserve  — at MAIL (1 message, SIZE=) and each RCPT (1 recipient); a request no
+ *              limit of the login counts is admitted without a round trip (held in
+ *              resv_v, written with the row's next change);
  *   commit   — at end of message: the actual bytes against the byte limits (the whole
  *              message against every limit if its reservation expired meanwhile); if it
  *              fits, the reservation becomes usage {1, recipients, bytes} dated now();

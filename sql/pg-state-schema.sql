@@ -1,4 +1,5 @@
--- smtp-relay state database on PostgreSQL, schema version 1 (pg-state-schema.sql).
+-- smtp-relay state database on PostgreSQL, schema version 2 of the state kind (the
+-- version is the 'state' row of relay_schema, kept by the connection core, sql/pgconn.c).
 --
 -- The same data as sql/state-schema.sql (usage, last_use, audit, with the same columns),
 -- shared by every relay-milter of a cluster, plus `reservations`: what messages in flight
@@ -7,16 +8,11 @@
 -- (usage, reservations); an audit record keeps the time its node decided.
 -- Logins compare without regard to case, as in SQLite's COLLATE NOCASE: every lookup and
 -- every unique key goes through lower(login).
--- Created by sql/pgstate.c (relay-admin init, relay-milter at start) in one transaction,
--- serialised by an advisory lock so that two nodes starting together do not race; the
--- version lives in relay_state_meta. No crash-journal table: see relay-milter(8) - on
--- PostgreSQL a message's count is committed before Postfix hears "accept".
-
-CREATE TABLE relay_state_meta (
-  id      INTEGER PRIMARY KEY CHECK (id = 1),
-  kind    TEXT    NOT NULL CHECK (kind = 'relay-state'),
-  version INTEGER NOT NULL
-);
+-- Created through the connection core (relay-admin init, relay-milter at start) in one
+-- transaction under an advisory lock, so two nodes starting together do not race. It may
+-- share a database with the users schema (pg-schema.sql): no table names in common.
+-- No crash-journal table: on PostgreSQL a message's count is committed before Postfix
+-- hears "accept" (relay-milter(8)).
 
 -- one row per login and second with traffic: the sliding windows are sums over these
 CREATE TABLE usage (
@@ -70,5 +66,3 @@ CREATE TABLE reservations (
 );
 CREATE INDEX reservations_login ON reservations (lower(login), expires_at);
 CREATE INDEX reservations_expires ON reservations (expires_at);
-
-INSERT INTO relay_state_meta (id, kind, version) VALUES (1, 'relay-state', 1);

@@ -2,15 +2,18 @@
  * state.c — the state database: schema, open, and the few statements the milter writes
  * and relay-admin reads (see state.h).
  *
- * The state kind of the connection core (conn.h): its schema is sql/state-schema.sql,
- * created through the same migration path as the users database (migrations.c), and
- * its statements (the table below) are prepared when the file opens. Every value is
- * bound; every column is type-checked.
+ * The state kind of the connection core (conn.h), on either engine: on SQLite its schema
+ * is sql/state-schema.sql, created through the same migration path as the users database
+ * (migrations.c); on PostgreSQL it is sql/pg-state-schema.sql (the same tables, plus the
+ * reservations of admit.c), created by the core (pgconn.c). Each statement id has one
+ * text per engine below, every one prepared when the database opens; the operations are
+ * written once against the engine-neutral statement API. Every value is bound; every
+ * column is type-checked.
  *
- * The engine seam: a name rdb_state_is_pg_name() accepts (postgresql://, postgres://,
- * pg:FILE) is a shared state database on PostgreSQL; every function below then hands its
- * call to pgstate.c, and the SQLite statements are never prepared. Admission (admit.h)
- * exists only there.
+ * A few ids exist for one engine only: the checkpoint and the crash journal's mark for
+ * SQLite (relay-milter has no journal on PostgreSQL, writer.h), expired reservations and
+ * admission (admit.c) for PostgreSQL. The other engine gets a harmless placeholder so
+ * that both tables are complete, and the functions check the engine before using them.
  */
 #include "state.h"
 
@@ -18,15 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admit.h"
-#include "conn.h"
 #include "errbuf.h"
-#include "pgstate.h"
+#include "state-private.h"
 
 #define BUSY_TIMEOUT_MS 3000  /* well below Postfix's 30 s milter_command_timeout */
 
-/* Embedded from sql/state-schema.sql by embed-sql.py. */
+/* Embedded from sql/state-schema.sql and sql/pg-state-schema.sql by embed-sql.py. */
 extern const char rdb_state_schema_sql[];
+extern const char rdb_pg_state_schema_sql[];
 
 /* Version 2 added journal_mark (relay-milter's crash journal, milter/journal.h): one row,
  * the journal id and sequence number of the last journal record applied, written in the
@@ -39,14 +41,14 @@ static const char *const state_migrations[RDB_STATE_SCHEMA_VERSION + 1] = {
 	[2] = rdb_state_migration_002_sql,
 };
 
-enum {
-	S_BEGIN, S_COMMIT, S_ROLLBACK,
-	S_AUDIT_ADD, S_USAGE_ADD, S_TOUCH, S_PRUNE_USAGE, S_PRUNE_AUDIT,
-	S_USAGE_ALL, S_USAGE_ONE, S_AUDIT_ALL, S_AUDIT_ONE, S_LAST_USE,
-	S_USAGE_MERGE, S_LAST_USE_ALL, S_LAST_USE_MERGE, S_CHECKPOINT,
-	S_JOURNAL_GET, S_JOURNAL_SET,   /* last: readers do not prepare them (a v1 file lacks the table) */
-	S_COUNT_
-};
+/* PostgreSQL starts at version 2 (pg-state-schema.sql): nothing to migrate yet. */
+static const char *const pg_state_migrations[RDB_STATE_SCHEMA_VERSION + 1] = { NULL };
+
+#define LITE_NONE "SELECT 'PostgreSQL only' WHERE 0"
+#define PG_NONE "SELECT 'SQLite only' WHERE false"
+#define DB_NOW "floor(extract(epoch FROM now()))::bigint"
+#define AUDIT_COLS "id, ts, login, client_addr, tls_version, cipher, env_from, header_from," \
+                   " rcpt_count, size, queue_id, verdict, reason"
 
 static const char *const sql[S_COUNT_] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
@@ -69,11 +71,9 @@ static const char *const sql[S_COUNT_] = {
 	                " ORDER BY login, ts",
 	[S_USAGE_ONE] = "SELECT login, ts, messages, recipients, bytes FROM usage"
 	                " WHERE login = ?2 AND ts > ?1 ORDER BY ts",
-	[S_AUDIT_ALL] = "SELECT * FROM (SELECT id, ts, login, client_addr, tls_version, cipher,"
-	                " env_from, header_from, rcpt_count, size, queue_id, verdict, reason"
+	[S_AUDIT_ALL] = "SELECT * FROM (SELECT " AUDIT_COLS
 	                " FROM audit WHERE ts >= ?1 ORDER BY id DESC LIMIT ?3) ORDER BY id",
-	[S_AUDIT_ONE] = "SELECT * FROM (SELECT id, ts, login, client_addr, tls_version, cipher,"
-	                " env_from, header_from, rcpt_count, size, queue_id, verdict, reason"
+	[S_AUDIT_ONE] = "SELECT * FROM (SELECT " AUDIT_COLS
 	                " FROM audit WHERE ts >= ?1 AND login = ?2 COLLATE NOCASE"
 	                " ORDER BY id DESC LIMIT ?3) ORDER BY id",
 	[S_LAST_USE] = "SELECT ts, client_addr FROM last_use WHERE login = ?1",
@@ -93,6 +93,84 @@ static const char *const sql[S_COUNT_] = {
 	[S_JOURNAL_SET] = "INSERT INTO journal_mark (id, journal_id, seq) VALUES (1, ?1, ?2)"
 	                  " ON CONFLICT (id) DO UPDATE SET journal_id = excluded.journal_id,"
 	                  " seq = excluded.seq",
+	[S_PRUNE_RESV] = LITE_NONE,
+	[S_A_LOCK] = LITE_NONE, [S_A_SUMS] = LITE_NONE, [S_A_RESERVED] = LITE_NONE,
+	[S_A_ROWS] = LITE_NONE, [S_A_INSERT] = LITE_NONE, [S_A_UPDATE] = LITE_NONE,
+	[S_A_DELETE] = LITE_NONE, [S_A_COUNT] = LITE_NONE,
+};
+
+/* The same operations on PostgreSQL: logins compare through lower() (SQLite's NOCASE),
+ * whose unique indexes the ON CONFLICT clauses name; shared times come from now(). */
+static const char *const pg_sql[S_COUNT_] = {
+	[S_BEGIN] = "BEGIN",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+	[S_AUDIT_ADD] = "INSERT INTO audit (ts, login, client_addr, tls_version, cipher, env_from,"
+	                " header_from, rcpt_count, size, queue_id, verdict, reason)"
+	                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+	[S_USAGE_ADD] = "INSERT INTO usage (login, ts, messages, recipients, bytes)"
+	                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT ((lower(login)), ts) DO UPDATE SET"
+	                " messages = usage.messages + excluded.messages,"
+	                " recipients = usage.recipients + excluded.recipients,"
+	                " bytes = usage.bytes + excluded.bytes",
+	[S_TOUCH] = "INSERT INTO last_use (login, ts, client_addr) VALUES ($1, $2, $3)"
+	            " ON CONFLICT ((lower(login))) DO UPDATE SET"
+	            " ts = greatest(last_use.ts, excluded.ts), client_addr = excluded.client_addr",
+	[S_PRUNE_USAGE] = "DELETE FROM usage WHERE ts <= $1",
+	[S_PRUNE_AUDIT] = "DELETE FROM audit WHERE ts <= $1",
+	[S_USAGE_ALL] = "SELECT login, ts, messages, recipients, bytes FROM usage WHERE ts > $1"
+	                " ORDER BY lower(login), ts",
+	[S_USAGE_ONE] = "SELECT login, ts, messages, recipients, bytes FROM usage"
+	                " WHERE lower(login) = lower($2) AND ts > $1 ORDER BY ts",
+	[S_AUDIT_ALL] = "SELECT * FROM (SELECT " AUDIT_COLS " FROM audit WHERE ts >= $1"
+	                " AND $2::text IS NULL ORDER BY id DESC LIMIT $3) AS newest ORDER BY id",
+	[S_AUDIT_ONE] = "SELECT * FROM (SELECT " AUDIT_COLS " FROM audit WHERE ts >= $1"
+	                " AND lower(login) = lower($2) ORDER BY id DESC LIMIT $3) AS newest"
+	                " ORDER BY id",
+	[S_LAST_USE] = "SELECT ts, client_addr FROM last_use WHERE lower(login) = lower($1)",
+	[S_USAGE_MERGE] = "INSERT INTO usage (login, ts, messages, recipients, bytes)"
+	                  " VALUES ($1, $2, $3, $4, $5) ON CONFLICT ((lower(login)), ts) DO UPDATE"
+	                  " SET messages = greatest(usage.messages, excluded.messages),"
+	                  " recipients = greatest(usage.recipients, excluded.recipients),"
+	                  " bytes = greatest(usage.bytes, excluded.bytes)",
+	[S_LAST_USE_ALL] = "SELECT login, ts, client_addr FROM last_use ORDER BY lower(login)",
+	[S_LAST_USE_MERGE] = "INSERT INTO last_use (login, ts, client_addr) VALUES ($1, $2, $3)"
+	                     " ON CONFLICT ((lower(login))) DO UPDATE SET ts = excluded.ts,"
+	                     " client_addr = excluded.client_addr WHERE excluded.ts > last_use.ts",
+	[S_CHECKPOINT] = PG_NONE,
+	[S_JOURNAL_GET] = PG_NONE,
+	[S_JOURNAL_SET] = PG_NONE,
+	/* reservations of a node that died: they stopped counting at expires_at already */
+	[S_PRUNE_RESV] = "DELETE FROM reservations WHERE expires_at <= now()",
+	/* admission (admit.c): serialise the login's checks across every node, read the clock */
+	[S_A_LOCK] = "SELECT pg_advisory_xact_lock(1919706227, hashtext(lower($1)))::text, "
+	             DB_NOW,
+	/* per limit window (in the order given), the login's usage in the window ending now */
+	[S_A_SUMS] = "SELECT w.i, coalesce(sum(u.messages), 0)::bigint,"
+	             " coalesce(sum(u.recipients), 0)::bigint, coalesce(sum(u.bytes), 0)::bigint"
+	             " FROM unnest($2::bigint[]) WITH ORDINALITY AS w(win, i)"
+	             " LEFT JOIN usage u ON lower(u.login) = lower($1)"
+	             " AND u.ts > " DB_NOW " - w.win GROUP BY w.i ORDER BY w.i",
+	/* open reservations of every node but this message's own, and whether that one lives */
+	[S_A_RESERVED] = "SELECT coalesce(sum(messages) FILTER (WHERE id <> $2), 0)::bigint,"
+	                 " coalesce(sum(recipients) FILTER (WHERE id <> $2), 0)::bigint,"
+	                 " coalesce(sum(bytes) FILTER (WHERE id <> $2), 0)::bigint,"
+	                 " count(*) FILTER (WHERE id = $2) FROM reservations"
+	                 " WHERE lower(login) = lower($1) AND expires_at > now()",
+	/* only on a refusal: the rows that say when it will fit */
+	[S_A_ROWS] = "SELECT ts, messages, recipients, bytes FROM usage"
+	             " WHERE lower(login) = lower($1) AND ts > " DB_NOW " - $2 ORDER BY ts",
+	[S_A_INSERT] = "INSERT INTO reservations (login, node, messages, recipients, bytes,"
+	               " expires_at) VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))"
+	               " RETURNING id",
+	[S_A_UPDATE] = "UPDATE reservations SET messages = $2, recipients = $3, bytes = $4,"
+	               " expires_at = now() + make_interval(secs => $5) WHERE id = $1",
+	[S_A_DELETE] = "DELETE FROM reservations WHERE id = $1",
+	[S_A_COUNT] = "INSERT INTO usage (login, ts, messages, recipients, bytes)"
+	              " VALUES ($1, " DB_NOW ", $2, $3, $4) ON CONFLICT ((lower(login)), ts)"
+	              " DO UPDATE SET messages = usage.messages + excluded.messages,"
+	              " recipients = usage.recipients + excluded.recipients,"
+	              " bytes = usage.bytes + excluded.bytes",
 };
 
 static const struct rdb_kind state_kind = {
@@ -113,16 +191,42 @@ static const struct rdb_kind state_kind = {
 	 * migrates at start): everything but the journal mark, which version 1 lacks */
 	.read_min_version = 1,
 	.nstmts_read = S_JOURNAL_GET,
+	.pg_stmts = pg_sql,
+	.pg_schema_sql = rdb_pg_state_schema_sql,
+	.pg_migrations = pg_state_migrations,
+	/* {role}: the role's quoted name. The milter writes the state; relay-admin reads it
+	 * (usage, log, user list) and writes it only for `copy`. */
+	.pg_grants = {
+		[RDB_ROLE_PLUGIN] = NULL,
+		[RDB_ROLE_MILTER] =
+			"GRANT SELECT ON relay_schema TO {role};\n"
+			"GRANT SELECT, INSERT, UPDATE, DELETE ON usage, last_use, audit, reservations"
+			" TO {role};\n"
+			"GRANT USAGE, SELECT ON SEQUENCE audit_id_seq, reservations_id_seq TO {role};\n",
+		[RDB_ROLE_ADMIN] =
+			"GRANT SELECT ON relay_schema, reservations TO {role};\n"
+			"GRANT SELECT, INSERT, UPDATE, DELETE ON usage, last_use, audit TO {role};\n"
+			"GRANT USAGE, SELECT ON SEQUENCE audit_id_seq TO {role};\n",
+	},
 };
 
 struct rdb_state {
 	struct rdb_conn c;
-	struct rdb_pgstate *pg;          /* non-NULL: PostgreSQL, c is unused */
 };
+
+struct rdb_conn *rdb_state_conn(struct rdb_state *st)
+{
+	return &st->c;
+}
+
+bool rdb_state_shared(const struct rdb_state *st)
+{
+	return st->c.engine == RDB_ENGINE_PG;
+}
 
 static enum rdb_result fail(struct rdb_state *st, const char *what)
 {
-	return rdb_conn_fail_sqlite(&st->c, what);
+	return rdb_conn_fail_db(&st->c, what);
 }
 
 /* A row or a callback the reads cannot go on with: says why, and the read fails. */
@@ -132,23 +236,19 @@ static enum rdb_result refuse(struct rdb_state *st, const char *why)
 	return RDB_ERROR;
 }
 
-/* The end of a read loop: a last step other than SQLITE_DONE is a read error. */
+/* The end of a read loop: a last step other than "done" is a read error. */
 static enum rdb_result read_done(struct rdb_state *st, int rc, const char *what)
 {
-	return rc == SQLITE_DONE ? RDB_OK : fail(st, what);
+	return rc == RDB_STEP_DONE ? RDB_OK : fail(st, what);
 }
 
 enum rdb_result rdb_state_init(const char *path, char *err, size_t errlen)
 {
-	if (rdb_state_is_pg_name(path))
-		return rdb_pgstate_init(path, err, errlen);
 	return rdb_conn_init(&state_kind, path, NULL, NULL, err, errlen);
 }
 
 enum rdb_result rdb_state_probe(const char *path, int64_t *version, char *err, size_t errlen)
 {
-	if (rdb_state_is_pg_name(path))
-		return rdb_pgstate_probe(path, version, err, errlen);
 	return rdb_conn_probe(&state_kind, path, version, err, errlen);
 }
 
@@ -164,14 +264,6 @@ enum rdb_result rdb_state_open(const char *path, enum rdb_mode mode, struct rdb_
 		rdb_seterr(err, errlen, "out of memory");
 		return RDB_ERROR;
 	}
-	if (rdb_state_is_pg_name(path)) {
-		if ((r = rdb_pgstate_open(path, mode, &st->pg, err, errlen)) != RDB_OK) {
-			free(st);
-			return r;
-		}
-		*out = st;
-		return RDB_OK;
-	}
 	if ((r = rdb_conn_open(&st->c, &state_kind, path, mode, err, errlen)) != RDB_OK) {
 		free(st);
 		return r;
@@ -184,64 +276,58 @@ void rdb_state_close(struct rdb_state *st)
 {
 	if (st == NULL)
 		return;
-	rdb_pgstate_close(st->pg);
 	rdb_conn_close(&st->c);
 	free(st);
 }
 
 const char *rdb_state_errmsg(const struct rdb_state *st)
 {
-	if (st->pg != NULL)
-		return rdb_pgstate_errmsg(st->pg);
 	return st->c.err;
 }
 
 static enum rdb_result step_done(struct rdb_state *st, int which)
 {
-	sqlite3_stmt *s = st->c.st[which];
-	int rc = sqlite3_step(s);
-
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	if (rc != SQLITE_DONE)
-		return fail(st, sql[which]);
-	return RDB_OK;
+	return rdb_conn_exec(&st->c, (size_t)which, which == S_BEGIN ? "BEGIN" :
+	                     which == S_COMMIT ? "COMMIT" : which == S_ROLLBACK ? "ROLLBACK" :
+	                     "state database");
 }
 
 enum rdb_result rdb_state_begin(struct rdb_state *st)
 {
-	if (st->pg != NULL)
-		return rdb_pgstate_begin(st->pg);
 	return step_done(st, S_BEGIN);
 }
 
 enum rdb_result rdb_state_commit(struct rdb_state *st)
 {
-	if (st->pg != NULL)
-		return rdb_pgstate_commit(st->pg);
 	return step_done(st, S_COMMIT);
 }
 
 void rdb_state_rollback(struct rdb_state *st)
 {
-	if (st->pg != NULL) {
-		rdb_pgstate_rollback(st->pg);
-		return;
-	}
-	if (rdb_conn_in_tx(&st->c))
+	if (rdb_conn_in_tx(&st->c)) {
+		char keep[sizeof st->c.err];
+
+		/* the failure that made us roll back is the message to keep */
+		memcpy(keep, st->c.err, sizeof keep);
 		step_done(st, S_ROLLBACK);
+		memcpy(st->c.err, keep, sizeof keep);
+	}
 }
 
-/* Binds a clamped, control-free copy of s (NULL → ""). */
-static int bind_clean(sqlite3_stmt *s, int col, const char *in)
+/* A clamped, control-free copy of an audit text (NULL → ""): bound texts are borrowed
+ * until the statement is done, so the buffer lives in the caller's frame. */
+struct clean {
+	char s[RDB_AUDIT_FIELD_MAX + 1];
+};
+
+static const char *clean(struct clean *b, const char *in)
 {
-	char buf[RDB_AUDIT_FIELD_MAX + 1];
 	size_t o = 0;
 
 	for (; in != NULL && *in != '\0' && o < RDB_AUDIT_FIELD_MAX; in++)
-		buf[o++] = ((unsigned char)*in < 0x20 || *in == 0x7f) ? '?' : *in;
-	buf[o] = '\0';
-	return sqlite3_bind_text(s, col, buf, (int)o, SQLITE_TRANSIENT);
+		b->s[o++] = ((unsigned char)*in < 0x20 || *in == 0x7f) ? '?' : *in;
+	b->s[o] = '\0';
+	return b->s;
 }
 
 static int64_t clamp64(uint64_t v)
@@ -249,63 +335,73 @@ static int64_t clamp64(uint64_t v)
 	return v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
 }
 
+/* Steps a bound write and finishes the statement on every path. */
+static enum rdb_result write_done(struct rdb_state *st, struct rdb_st *s, const char *what)
+{
+	int rc = rdb_step(s);
+	enum rdb_result r = rc == RDB_STEP_DONE ? RDB_OK : fail(st, what);
+
+	rdb_st_done(s);
+	return r;
+}
+
+static struct rdb_st *q(struct rdb_state *st, int which)
+{
+	return rdb_conn_q(&st->c, (size_t)which);
+}
+
 enum rdb_result rdb_state_audit_add(struct rdb_state *st, const struct rdb_audit *a)
 {
-	sqlite3_stmt *s;
+	struct rdb_st *s = q(st, S_AUDIT_ADD);
+	struct clean c[9];
 
-	if (st->pg != NULL)
-		return rdb_pgstate_audit_add(st->pg, a);
-	s = st->c.st[S_AUDIT_ADD];
-	if (sqlite3_bind_int64(s, 1, a->ts) != SQLITE_OK ||
-	    bind_clean(s, 2, a->login) != SQLITE_OK || bind_clean(s, 3, a->client_addr) != SQLITE_OK ||
-	    bind_clean(s, 4, a->tls_version) != SQLITE_OK || bind_clean(s, 5, a->cipher) != SQLITE_OK ||
-	    bind_clean(s, 6, a->env_from) != SQLITE_OK || bind_clean(s, 7, a->header_from) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 8, clamp64(a->rcpt_count)) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 9, clamp64(a->size)) != SQLITE_OK ||
-	    bind_clean(s, 10, a->queue_id) != SQLITE_OK || bind_clean(s, 11, a->verdict) != SQLITE_OK ||
-	    bind_clean(s, 12, a->reason) != SQLITE_OK) {
-		sqlite3_clear_bindings(s);
+	if (rdb_bind_int64(s, 1, a->ts) != RDB_SQL_OK ||
+	    rdb_bind_text(s, 2, clean(&c[0], a->login)) != RDB_SQL_OK ||
+	    rdb_bind_text(s, 3, clean(&c[1], a->client_addr)) != RDB_SQL_OK ||
+	    rdb_bind_text(s, 4, clean(&c[2], a->tls_version)) != RDB_SQL_OK ||
+	    rdb_bind_text(s, 5, clean(&c[3], a->cipher)) != RDB_SQL_OK ||
+	    rdb_bind_text(s, 6, clean(&c[4], a->env_from)) != RDB_SQL_OK ||
+	    rdb_bind_text(s, 7, clean(&c[5], a->header_from)) != RDB_SQL_OK ||
+	    rdb_bind_int64(s, 8, clamp64(a->rcpt_count)) != RDB_SQL_OK ||
+	    rdb_bind_int64(s, 9, clamp64(a->size)) != RDB_SQL_OK ||
+	    rdb_bind_text(s, 10, clean(&c[6], a->queue_id)) != RDB_SQL_OK ||
+	    rdb_bind_text(s, 11, clean(&c[7], a->verdict)) != RDB_SQL_OK ||
+	    rdb_bind_text(s, 12, clean(&c[8], a->reason)) != RDB_SQL_OK) {
+		rdb_st_done(s);
 		return fail(st, "binding an audit record");
 	}
-	return step_done(st, S_AUDIT_ADD);
+	return write_done(st, s, "writing an audit record");
 }
 
 /* The usage statements (live add, merge of a moved file) bind the same five values. */
 static enum rdb_result usage_write(struct rdb_state *st, int which, const char *login,
                                    int64_t ts, const uint64_t v[3])
 {
-	sqlite3_stmt *s;
+	struct rdb_st *s = q(st, which);
 
-	if (st->pg != NULL)
-		return rdb_pgstate_usage_write(st->pg, which == S_USAGE_MERGE, login, ts, v);
-	s = st->c.st[which];
-	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 2, ts) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 3, clamp64(v[0])) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 4, clamp64(v[1])) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 5, clamp64(v[2])) != SQLITE_OK) {
-		sqlite3_clear_bindings(s);
+	if (rdb_bind_text(s, 1, login) != RDB_SQL_OK || rdb_bind_int64(s, 2, ts) != RDB_SQL_OK ||
+	    rdb_bind_int64(s, 3, clamp64(v[0])) != RDB_SQL_OK ||
+	    rdb_bind_int64(s, 4, clamp64(v[1])) != RDB_SQL_OK ||
+	    rdb_bind_int64(s, 5, clamp64(v[2])) != RDB_SQL_OK) {
+		rdb_st_done(s);
 		return fail(st, "binding usage");
 	}
-	return step_done(st, which);
+	return write_done(st, s, "writing usage");
 }
 
 /* Likewise the last-use statements (live touch, merge). */
 static enum rdb_result last_use_write(struct rdb_state *st, int which, const char *login,
                                       int64_t ts, const char *client_addr)
 {
-	sqlite3_stmt *s;
+	struct rdb_st *s = q(st, which);
+	struct clean c;
 
-	if (st->pg != NULL)
-		return rdb_pgstate_last_use_write(st->pg, which == S_LAST_USE_MERGE, login, ts,
-		                                  client_addr);
-	s = st->c.st[which];
-	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 2, ts) != SQLITE_OK || bind_clean(s, 3, client_addr) != SQLITE_OK) {
-		sqlite3_clear_bindings(s);
+	if (rdb_bind_text(s, 1, login) != RDB_SQL_OK || rdb_bind_int64(s, 2, ts) != RDB_SQL_OK ||
+	    rdb_bind_text(s, 3, clean(&c, client_addr)) != RDB_SQL_OK) {
+		rdb_st_done(s);
 		return fail(st, "binding last use");
 	}
-	return step_done(st, which);
+	return write_done(st, s, "writing last use");
 }
 
 enum rdb_result rdb_state_usage_add(struct rdb_state *st, const char *login, int64_t ts,
@@ -324,17 +420,24 @@ enum rdb_result rdb_state_touch(struct rdb_state *st, const char *login, int64_t
 
 enum rdb_result rdb_state_prune(struct rdb_state *st, int64_t usage_before, int64_t audit_before)
 {
-	enum rdb_result r;
+	struct rdb_st *s = q(st, S_PRUNE_USAGE);
 
-	if (st->pg != NULL)
-		return rdb_pgstate_prune(st->pg, usage_before, audit_before);
-	if (sqlite3_bind_int64(st->c.st[S_PRUNE_USAGE], 1, usage_before) != SQLITE_OK ||
-	    (r = step_done(st, S_PRUNE_USAGE)) != RDB_OK)
+	if (rdb_bind_int64(s, 1, usage_before) != RDB_SQL_OK ||
+	    write_done(st, s, "pruning usage") != RDB_OK)
 		return fail(st, "pruning usage");
-	if (sqlite3_bind_int64(st->c.st[S_PRUNE_AUDIT], 1, audit_before) != SQLITE_OK ||
-	    (r = step_done(st, S_PRUNE_AUDIT)) != RDB_OK)
+	s = q(st, S_PRUNE_AUDIT);
+	if (rdb_bind_int64(s, 1, audit_before) != RDB_SQL_OK ||
+	    write_done(st, s, "pruning the audit log") != RDB_OK)
 		return fail(st, "pruning the audit log");
+	if (rdb_state_shared(st) && rdb_conn_exec(&st->c, S_PRUNE_RESV,
+	                                          "pruning expired reservations") != RDB_OK)
+		return RDB_ERROR;
 	return RDB_OK;
+}
+
+static bool col_is(struct rdb_st *s, int col, enum rdb_coltype t)
+{
+	return rdb_col_type(s, col) == t;
 }
 
 enum rdb_result rdb_state_usage_foreach(struct rdb_state *st, const char *login, int64_t since,
@@ -342,42 +445,38 @@ enum rdb_result rdb_state_usage_foreach(struct rdb_state *st, const char *login,
                                                   const uint64_t v[3], void *arg),
                                         void *arg)
 {
-	sqlite3_stmt *s;
+	struct rdb_st *s = q(st, login ? S_USAGE_ONE : S_USAGE_ALL);
 	enum rdb_result r = RDB_OK;
 	int rc;
 
-	if (st->pg != NULL)
-		return rdb_pgstate_usage_foreach(st->pg, login, since, fn, arg);
-	s = st->c.st[login ? S_USAGE_ONE : S_USAGE_ALL];
-	if (sqlite3_bind_int64(s, 1, since) != SQLITE_OK ||
-	    (login != NULL && sqlite3_bind_text(s, 2, login, -1, SQLITE_STATIC) != SQLITE_OK)) {
+	if (rdb_bind_int64(s, 1, since) != RDB_SQL_OK ||
+	    (login != NULL && rdb_bind_text(s, 2, login) != RDB_SQL_OK)) {
 		r = fail(st, "bind");
 		goto out;
 	}
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = rdb_step(s)) == RDB_STEP_ROW) {
 		uint64_t v[3];
 
-		if (sqlite3_column_type(s, 0) != SQLITE_TEXT) {
+		if (!col_is(s, 0, RDB_COL_TEXT)) {
 			r = refuse(st, "usage row has an unexpected shape");
 			goto out;
 		}
 		for (int c = 1; c <= 4; c++) {
-			if (sqlite3_column_type(s, c) != SQLITE_INTEGER || sqlite3_column_int64(s, c) < 0) {
+			if (!col_is(s, c, RDB_COL_INT) || rdb_col_int64(s, c) < 0) {
 				r = refuse(st, "usage row has an unexpected shape");
 				goto out;
 			}
 		}
 		for (int m = 0; m < 3; m++)
-			v[m] = (uint64_t)sqlite3_column_int64(s, 2 + m);
-		if (fn((const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1), v, arg)) {
+			v[m] = (uint64_t)rdb_col_int64(s, 2 + m);
+		if (fn((const char *)rdb_col_text(s, 0), rdb_col_int64(s, 1), v, arg)) {
 			r = refuse(st, "a usage row could not be kept (out of memory?)");
 			goto out;
 		}
 	}
 	r = read_done(st, rc, "reading usage");
 out:
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
+	rdb_st_done(s);
 	return r;
 }
 
@@ -386,44 +485,43 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
                                         int (*fn)(const struct rdb_audit *a, void *arg),
                                         void *arg)
 {
-	sqlite3_stmt *s;
+	struct rdb_st *s = q(st, login ? S_AUDIT_ONE : S_AUDIT_ALL);
 	enum rdb_result r = RDB_OK;
 	int rc;
 
-	if (st->pg != NULL)
-		return rdb_pgstate_audit_foreach(st->pg, login, since, limit, fn, arg);
-	s = st->c.st[login ? S_AUDIT_ONE : S_AUDIT_ALL];
-	if (sqlite3_bind_int64(s, 1, since) != SQLITE_OK ||
-	    (login != NULL && sqlite3_bind_text(s, 2, login, -1, SQLITE_STATIC) != SQLITE_OK) ||
-	    sqlite3_bind_int64(s, 3, limit) != SQLITE_OK) {
+	/* ?2 is the login; the every-login text has it too (unused, NULL), so that both
+	 * engines number the limit ?3 / $3 */
+	if (rdb_bind_int64(s, 1, since) != RDB_SQL_OK ||
+	    (login != NULL ? rdb_bind_text(s, 2, login) : rdb_bind_null(s, 2)) != RDB_SQL_OK ||
+	    rdb_bind_int64(s, 3, limit) != RDB_SQL_OK) {
 		r = fail(st, "bind");
 		goto out;
 	}
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = rdb_step(s)) == RDB_STEP_ROW) {
 		static const int ints[] = { 0, 1, 8, 9 };
 		static const int texts[] = { 2, 3, 4, 5, 6, 7, 10, 11, 12 };
 		struct rdb_audit a;
 
 		for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
-			if (sqlite3_column_type(s, ints[k]) != SQLITE_INTEGER)
+			if (!col_is(s, ints[k], RDB_COL_INT))
 				goto shape;
 		for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++)
-			if (sqlite3_column_type(s, texts[k]) != SQLITE_TEXT)
+			if (!col_is(s, texts[k], RDB_COL_TEXT))
 				goto shape;
 		a = (struct rdb_audit){
-			.id = sqlite3_column_int64(s, 0),
-			.ts = sqlite3_column_int64(s, 1),
-			.login = (const char *)sqlite3_column_text(s, 2),
-			.client_addr = (const char *)sqlite3_column_text(s, 3),
-			.tls_version = (const char *)sqlite3_column_text(s, 4),
-			.cipher = (const char *)sqlite3_column_text(s, 5),
-			.env_from = (const char *)sqlite3_column_text(s, 6),
-			.header_from = (const char *)sqlite3_column_text(s, 7),
-			.rcpt_count = (uint64_t)sqlite3_column_int64(s, 8),
-			.size = (uint64_t)sqlite3_column_int64(s, 9),
-			.queue_id = (const char *)sqlite3_column_text(s, 10),
-			.verdict = (const char *)sqlite3_column_text(s, 11),
-			.reason = (const char *)sqlite3_column_text(s, 12),
+			.id = rdb_col_int64(s, 0),
+			.ts = rdb_col_int64(s, 1),
+			.login = (const char *)rdb_col_text(s, 2),
+			.client_addr = (const char *)rdb_col_text(s, 3),
+			.tls_version = (const char *)rdb_col_text(s, 4),
+			.cipher = (const char *)rdb_col_text(s, 5),
+			.env_from = (const char *)rdb_col_text(s, 6),
+			.header_from = (const char *)rdb_col_text(s, 7),
+			.rcpt_count = (uint64_t)rdb_col_int64(s, 8),
+			.size = (uint64_t)rdb_col_int64(s, 9),
+			.queue_id = (const char *)rdb_col_text(s, 10),
+			.verdict = (const char *)rdb_col_text(s, 11),
+			.reason = (const char *)rdb_col_text(s, 12),
 		};
 		if (fn(&a, arg)) {
 			r = refuse(st, "an audit record could not be kept");
@@ -435,42 +533,36 @@ enum rdb_result rdb_state_audit_foreach(struct rdb_state *st, const char *login,
 shape:
 	r = refuse(st, "audit row has an unexpected shape");
 out:
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
+	rdb_st_done(s);
 	return r;
 }
 
 enum rdb_result rdb_state_last_use(struct rdb_state *st, const char *login, int64_t *ts,
                                    char *client, size_t clientlen)
 {
-	sqlite3_stmt *s;
+	struct rdb_st *s = q(st, S_LAST_USE);
 	enum rdb_result r;
 	int rc;
 
-	if (st->pg != NULL)
-		return rdb_pgstate_last_use(st->pg, login, ts, client, clientlen);
-	s = st->c.st[S_LAST_USE];
-	if (sqlite3_bind_text(s, 1, login, -1, SQLITE_STATIC) != SQLITE_OK) {
+	if (rdb_bind_text(s, 1, login) != RDB_SQL_OK) {
 		r = fail(st, "bind");
 		goto out;
 	}
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_DONE) {
+	rc = rdb_step(s);
+	if (rc == RDB_STEP_DONE) {
 		r = RDB_NOTFOUND;
-	} else if (rc != SQLITE_ROW) {
+	} else if (rc != RDB_STEP_ROW) {
 		r = fail(st, "reading last use");
-	} else if (sqlite3_column_type(s, 0) != SQLITE_INTEGER ||
-	           sqlite3_column_type(s, 1) != SQLITE_TEXT) {
+	} else if (!col_is(s, 0, RDB_COL_INT) || !col_is(s, 1, RDB_COL_TEXT)) {
 		r = refuse(st, "last_use row has an unexpected shape");
 	} else {
-		*ts = sqlite3_column_int64(s, 0);
+		*ts = rdb_col_int64(s, 0);
 		if (client != NULL && clientlen > 0)
-			snprintf(client, clientlen, "%s", (const char *)sqlite3_column_text(s, 1));
+			snprintf(client, clientlen, "%s", (const char *)rdb_col_text(s, 1));
 		r = RDB_OK;
 	}
 out:
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
+	rdb_st_done(s);
 	return r;
 }
 
@@ -491,29 +583,25 @@ enum rdb_result rdb_state_last_use_foreach(struct rdb_state *st,
                                                      const char *client_addr, void *arg),
                                            void *arg)
 {
-	sqlite3_stmt *s;
+	struct rdb_st *s = q(st, S_LAST_USE_ALL);
 	enum rdb_result r = RDB_OK;
 	int rc;
 
-	if (st->pg != NULL)
-		return rdb_pgstate_last_use_foreach(st->pg, fn, arg);
-	s = st->c.st[S_LAST_USE_ALL];
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (sqlite3_column_type(s, 0) != SQLITE_TEXT ||
-		    sqlite3_column_type(s, 1) != SQLITE_INTEGER ||
-		    sqlite3_column_type(s, 2) != SQLITE_TEXT) {
+	while ((rc = rdb_step(s)) == RDB_STEP_ROW) {
+		if (!col_is(s, 0, RDB_COL_TEXT) || !col_is(s, 1, RDB_COL_INT) ||
+		    !col_is(s, 2, RDB_COL_TEXT)) {
 			r = refuse(st, "last_use row has an unexpected shape");
 			goto out;
 		}
-		if (fn((const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1),
-		       (const char *)sqlite3_column_text(s, 2), arg)) {
+		if (fn((const char *)rdb_col_text(s, 0), rdb_col_int64(s, 1),
+		       (const char *)rdb_col_text(s, 2), arg)) {
 			r = refuse(st, "a last_use row could not be kept");
 			goto out;
 		}
 	}
 	r = read_done(st, rc, "reading last use");
 out:
-	sqlite3_reset(s);
+	rdb_st_done(s);
 	return r;
 }
 
@@ -523,11 +611,10 @@ enum rdb_result rdb_state_checkpoint(struct rdb_state *st)
 	enum rdb_result r = RDB_OK;
 	int rc;
 
-	if (st->pg != NULL)
+	if (rdb_state_shared(st))
 		return RDB_OK; /* no WAL of ours: the server keeps its own */
 	s = st->c.st[S_CHECKPOINT];
 	rc = sqlite3_step(s);
-
 	/* one row: busy flag, WAL frames, frames checkpointed; busy means readers kept the
 	 * WAL from being emptied */
 	if (rc != SQLITE_ROW) {
@@ -545,102 +632,59 @@ void rdb_state_close_moved(struct rdb_state *st)
 
 	/* SQLite deletes "<path>-wal" and "<path>-shm" by name when its last connection
 	 * closes; those names now belong to whatever file sits at the path. */
-	if (st != NULL && st->pg == NULL)
+	if (st != NULL && !rdb_state_shared(st))
 		sqlite3_file_control(st->c.h, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
 	rdb_state_close(st);
 }
 
+/* The crash journal is SQLite's (writer.h): on PostgreSQL a count is committed before
+ * Postfix hears "accept", so there is no mark to keep. */
+static enum rdb_result no_journal(struct rdb_state *st)
+{
+	return rdb_conn_fail(&st->c, RDB_ERROR, "journal mark: no crash journal on PostgreSQL");
+}
+
 enum rdb_result rdb_state_journal_get(struct rdb_state *st, uint64_t *journal_id, uint64_t *seq)
 {
-	sqlite3_stmt *s;
+	struct rdb_st *s;
 	enum rdb_result r = RDB_NOTFOUND;
 	int rc;
 
-	if (st->pg != NULL) /* no crash journal on PostgreSQL (writer.h) */
-		return rdb_conn_fail(&st->c, RDB_ERROR, "journal mark: no crash journal on PostgreSQL");
-	s = rdb_conn_stmt(&st->c, S_JOURNAL_GET);
+	if (rdb_state_shared(st))
+		return no_journal(st);
+	s = q(st, S_JOURNAL_GET);
 	if (s == NULL)
 		return rdb_conn_fail(&st->c, RDB_ERROR, "journal mark: not on a read-only handle");
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		if (sqlite3_column_type(s, 0) != SQLITE_INTEGER ||
-		    sqlite3_column_type(s, 1) != SQLITE_INTEGER) {
+	rc = rdb_step(s);
+	if (rc == RDB_STEP_ROW) {
+		if (!col_is(s, 0, RDB_COL_INT) || !col_is(s, 1, RDB_COL_INT)) {
 			r = rdb_conn_fail(&st->c, RDB_ERROR, "journal mark: not integers");
 		} else {
-			*journal_id = (uint64_t)sqlite3_column_int64(s, 0);
-			*seq = (uint64_t)sqlite3_column_int64(s, 1);
+			*journal_id = (uint64_t)rdb_col_int64(s, 0);
+			*seq = (uint64_t)rdb_col_int64(s, 1);
 			r = RDB_OK;
 		}
-	} else if (rc != SQLITE_DONE) {
+	} else if (rc != RDB_STEP_DONE) {
 		r = fail(st, "reading the journal mark");
 	}
-	rdb_done(s);
+	rdb_st_done(s);
 	return r;
 }
 
 enum rdb_result rdb_state_journal_set(struct rdb_state *st, uint64_t journal_id, uint64_t seq)
 {
-	sqlite3_stmt *s;
+	struct rdb_st *s;
 
-	if (st->pg != NULL)
-		return rdb_conn_fail(&st->c, RDB_ERROR, "journal mark: no crash journal on PostgreSQL");
-	s = rdb_conn_stmt(&st->c, S_JOURNAL_SET);
+	if (rdb_state_shared(st))
+		return no_journal(st);
+	s = q(st, S_JOURNAL_SET);
 	if (s == NULL)
 		return rdb_conn_fail(&st->c, RDB_ERROR, "journal mark: not on a read-only handle");
 	/* the id is 64 random bits: stored as the int64 with the same bits */
-	if (sqlite3_bind_int64(s, 1, (sqlite3_int64)journal_id) != SQLITE_OK ||
-	    sqlite3_bind_int64(s, 2, clamp64(seq)) != SQLITE_OK) {
-		rdb_done(s);
+	if (rdb_bind_int64(s, 1, (int64_t)journal_id) != RDB_SQL_OK ||
+	    rdb_bind_int64(s, 2, clamp64(seq)) != RDB_SQL_OK) {
+		rdb_st_done(s);
 		return fail(st, "bind");
 	}
-	return step_done(st, S_JOURNAL_SET);
-}
-
-bool rdb_state_shared(const struct rdb_state *st)
-{
-	return st->pg != NULL;
-}
-
-/* ---- admission (admit.h): PostgreSQL only ---------------------------------------------- */
-
-static enum rdb_result no_admission(struct rdb_state *st)
-{
-	return rdb_conn_fail(&st->c, RDB_ERROR, "admission in the database needs a PostgreSQL"
-	                     " state database");
-}
-
-enum rdb_result rdb_admit_reserve(struct rdb_state *st, const char *login, const char *node,
-                                  int64_t ttl, const struct rdb_limit *lims, size_t n,
-                                  const uint64_t need[RDB_METRICS], int64_t *resv_id,
-                                  uint64_t resv_v[RDB_METRICS], int64_t *wait, size_t *which)
-{
-	if (st->pg == NULL)
-		return no_admission(st);
-	return rdb_pgstate_admit(st->pg, false, login, node, ttl, lims, n, need, resv_id, resv_v,
-	                         wait, which);
-}
-
-enum rdb_result rdb_admit_commit(struct rdb_state *st, const char *login,
-                                 const struct rdb_limit *lims, size_t n,
-                                 const uint64_t actual[RDB_METRICS], int64_t *resv_id,
-                                 uint64_t resv_v[RDB_METRICS], int64_t *wait, size_t *which)
-{
-	if (st->pg == NULL)
-		return no_admission(st);
-	return rdb_pgstate_admit(st->pg, true, login, "", 0, lims, n, actual, resv_id, resv_v,
-	                         wait, which);
-}
-
-enum rdb_result rdb_admit_release(struct rdb_state *st, int64_t *resv_id,
-                                  uint64_t resv_v[RDB_METRICS])
-{
-	enum rdb_result r;
-
-	if (st->pg == NULL)
-		return no_admission(st);
-	/* zeroed whatever happens: a row the database did not delete expires on its own */
-	r = rdb_pgstate_release(st->pg, *resv_id);
-	*resv_id = 0;
-	memset(resv_v, 0, RDB_METRICS * sizeof resv_v[0]);
-	return r;
+	return write_done(st, s, "writing the journal mark");
 }

@@ -31,11 +31,8 @@
 
 struct rdb_state;
 
-/* The engine rule for state databases: a `postgresql://` or `postgres://` URI, or
- * `pg:/path` (a file only its owner may read, holding a libpq conninfo string), is a state
- * database on PostgreSQL, shared by several relay-milters (sql/pg-state-schema.sql); any
- * other name is an SQLite file path. Every function below takes either. */
-bool rdb_state_is_pg_name(const char *name);
+/* Every function below takes either engine's name (rdb_is_postgresql(), rdb.h): a
+ * PostgreSQL state database (sql/pg-state-schema.sql) is shared by several relay-milters. */
 
 /* Creates the database (WAL) or checks/migrates an existing one. Refuses a foreign file or
  * a newer schema. The folder must exist; file modes follow the caller's umask. */

@@ -231,7 +231,7 @@ static void ops(const char *uri)
 static void reconnect(const char *uri)
 {
 	char err[512], line[64];
-	struct rdb *db = NULL;
+	struct rdb *db = NULL, *idle = NULL;
 	struct rdb_secrets s;
 	struct rdb_login_new a = new_login("carol", 1);
 
@@ -240,6 +240,9 @@ static void reconnect(const char *uri)
 		return;
 	rdb_login_add(db, &a);
 	is_int(rdb_lookup_secrets(db, "carol", 2, &s), RDB_OK, "lookup while up");
+	/* a reader that sleeps through the restart: its connection dies unseen */
+	ok(rdb_open(uri, RDB_READONLY, &idle, err, sizeof err) == RDB_OK, "open a reader: %s", err);
+	is_int(rdb_lookup_secrets(idle, "carol", 2, &s), RDB_OK, "the reader's lookup while up");
 	printf("# ready\n");
 	fflush(stdout);
 	if (fgets(line, sizeof line, stdin) == NULL || strncmp(line, "down", 4) != 0) {
@@ -265,7 +268,11 @@ static void reconnect(const char *uri)
 	is_int(rdb_lookup_secrets(db, "carol", 2, &s), RDB_OK,
 	       "works again on the same handle once the server is back: %s", rdb_errmsg(db));
 	is_int(rdb_lookup_secrets(db, "nobody", 2, &s), RDB_NOTFOUND, "and unknown is unknown again");
+	is_int(rdb_lookup_secrets(idle, "carol", 2, &s), RDB_OK,
+	       "the idle reader's first lookup after the restart succeeds (its read is retried "
+	       "once on a new connection): %s", rdb_errmsg(idle));
 	explicit_bzero(&s, sizeof s);
+	rdb_close(idle);
 	rdb_close(db);
 }
 

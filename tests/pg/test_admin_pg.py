@@ -141,6 +141,20 @@ class TestCommands(PgAdminTest):
         self.assertEqual(self.pg('user', 'show', 'carol').rc, OK)
 
 
+class TestCheck(PgAdminTest):
+    def test_check_on_postgresql(self):
+        uri = PG.uri('relayadmin', self.dbname, password=PW)
+        r = self.admin('--state-db', os.path.join(self.dir, 'state.db'), 'check',
+                       '--postfix-config', self.dir, db=uri, json_out=True)
+        self.assertNotIn(PW, r.out.decode() + r.err.decode(),
+                         'a password in the URI is never shown')
+        checks = {c['id']: c for c in r.json()['checks']}
+        self.assertEqual(checks['users-db']['status'], 'ok', checks['users-db'])
+        self.assertEqual(checks['users-db-permissions']['status'], 'skip')
+        self.assertIn('grants', checks['users-db-permissions']['detail'])
+        self.assertEqual(checks['users-db-limits']['status'], 'ok')
+
+
 class TestConninfoFile(PgAdminTest):
     def test_pg_file(self):
         conf = os.path.join(self.dir, 'db.conf')

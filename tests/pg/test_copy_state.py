@@ -1,13 +1,13 @@
 #!/usr/bin/python3
-"""test_copy_state.py — the state part of `relay-admin copy` (admin/copy_state.c, run
-through tests/pg/copy-state-tool until pg-engine's copy command calls it): SQLite →
+"""test_copy_state.py — `relay-admin copy --state` (admin/copy_state.c): SQLite →
 PostgreSQL → SQLite keeps every usage, last-use and audit row (counts and values), a
 second copy into a database that already holds state is refused and changes nothing, and
-the copy on PostgreSQL reads back through relay-admin usage/log. Suite 'pg'; a private
+the copy on PostgreSQL reads back through relay-admin log. Suite 'pg'; a private
 PostgreSQL from tests/lib/pglab.py; loopback only.
 
-usage: test_copy_state.py COPY_STATE_TOOL RELAY_ADMIN
+usage: test_copy_state.py RELAY_ADMIN
 """
+import json
 import os
 import sqlite3
 import subprocess
@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'lib'))
 import pglab  # noqa: E402
 
-TOOL = ADMIN = None
+ADMIN = None
 
 
 class CopyStateTest(unittest.TestCase):
@@ -46,7 +46,13 @@ class CopyStateTest(unittest.TestCase):
                               timeout=60)
 
     def copy(self, src, dst):
-        return subprocess.run([TOOL, src, dst], capture_output=True, text=True, timeout=60)
+        return subprocess.run([ADMIN, "--json", "copy", "--state", "--from", src, "--to", dst],
+                              capture_output=True, text=True, timeout=60)
+
+    def counts(self, r):
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = json.loads(r.stdout)
+        return (got["usage"], got["last_use"], got["audit"])
 
     def rows(self, path):
         with sqlite3.connect(path) as db:
@@ -79,9 +85,7 @@ class CopyStateTest(unittest.TestCase):
                              0, 0, "", "rejected", "sender-not-allowed")])
         want = self.rows(src)
 
-        r = self.copy(src, self.uri)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.strip(), "usage=3 last_use=2 audit=6")
+        self.assertEqual(self.counts(self.copy(src, self.uri)), (3, 2, 6))
         self.assertEqual(self.pg.psql("SELECT count(*), sum(messages), sum(bytes) FROM usage",
                                       db="relay"), "3|7|15900")
         self.assertEqual(self.pg.psql("SELECT string_agg(queue_id, ',' ORDER BY id) FROM audit",
@@ -94,20 +98,18 @@ class CopyStateTest(unittest.TestCase):
 
         # a second copy into a database that already holds state: refused, nothing added
         r = self.copy(src, self.uri)
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 5, r.stderr)
         self.assertIn("already holds state", r.stderr)
         self.assertEqual(self.pg.psql("SELECT count(*) FROM audit", db="relay"), "6")
 
         # and back into a fresh SQLite file: the same rows
         back = os.path.join(self.tmp, "back.db")
-        r = self.copy(self.uri, back)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.strip(), "usage=3 last_use=2 audit=6")
+        self.assertEqual(self.counts(self.copy(self.uri, back)), (3, 2, 6))
         self.assertEqual(self.rows(back), want)
 
 
 if __name__ == "__main__":
-    TOOL, ADMIN = sys.argv[1], sys.argv[2]
+    ADMIN = sys.argv[1]
     why = pglab.need_pg()
     if why:
         print("SKIP: " + why)
