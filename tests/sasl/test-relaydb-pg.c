@@ -13,11 +13,13 @@
  *       smtpd does; the SCRAM decoy for unknown logins; a change made by relay-admin (the
  *       admin name) counts at once; the server stopped ("# stop" on stdout, then the
  *       wrapper writes "down") → SASL_UNAVAIL (Postfix 454), never SASL_NOUSER; started
- *       again ("# start", "up") → works in the same process; and, in a forked child, a
- *       pg: file whose CA did not sign the server's certificate → SASL_UNAVAIL.
+ *       again ("# start", "up") → works in the same process; and, in forked children,
+ *       a pg: file whose CA did not sign the server's certificate, one of mode 0644, a
+ *       relative one → SASL_UNAVAIL with the reason logged.
  * TAP on stdout.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +109,50 @@ static void scram_salt(const char *name, char *salt, size_t saltlen)
 	}
 }
 
+/* A copy of a file with another mode (the pg: file others may read). */
+static bool copy_mode(const char *from, const char *to, mode_t mode)
+{
+	char buf[4096];
+	size_t n;
+	FILE *in = fopen(from, "r");
+
+	if (in == NULL)
+		return false;
+	n = fread(buf, 1, sizeof buf, in);
+	fclose(in);
+	return rig_write_file(to, buf, n) && chmod(to, mode) == 0;
+}
+
+/* In a child with relaydb_path: NAME, alice's right password must be SASL_UNAVAIL with
+ * `needle` in the log. */
+static void unavailable_child(const char *tmp, const char *plugindir, const char *tag,
+                              const char *name, const char *needle, const char *what)
+{
+	char dir[4300];
+	pid_t pid;
+	int status = -1, r;
+
+	snprintf(dir, sizeof dir, "%s/conf-%s", tmp, tag);
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		if (!write_conf(dir, name) || rig_init(dir, plugindir) != SASL_OK)
+			_exit(90);
+		r = plain("alice", PW_ALICE);
+		if (!rig_log_has(needle)) {
+			rig_log_dump();
+			_exit(91);
+		}
+		_exit(r == SASL_UNAVAIL ? 0 : 92);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		status = -1;
+	else
+		status = WEXITSTATUS(status);
+	ok(status == 0, "%s: SASL_UNAVAIL (454), the log says '%s' (child status %d)", what,
+	   needle, status);
+}
+
 static bool handshake(const char *say, const char *expect)
 {
 	char line[64];
@@ -116,22 +162,17 @@ static bool handshake(const char *say, const char *expect)
 	return fgets(line, sizeof line, stdin) != NULL && strncmp(line, expect, strlen(expect)) == 0;
 }
 
-static int run(char **argv)
+static int run_in(char **argv, const char *tmp)
 {
 	const char *plugin_so = argv[2], *sysdir = argv[3], *name = argv[4], *admin = argv[5],
 	           *badca = argv[6];
-	char tmp[4096], plugindir[4200], confdir[4200], lib[3][4300], salt[64], salt2[64];
+	char plugindir[4200], confdir[4200], lib[3][4300], salt[64], salt2[64];
 	const char *links[5];
 	struct rdb *db = NULL;
-	char err[512];
+	char err[512], loose[4300], loose_name[4400];
 	int r, start;
 	char msg[512];
-	pid_t pid;
-	int status;
 
-	snprintf(tmp, sizeof tmp, "/tmp/relaydb-pg-XXXXXX");
-	if (mkdtemp(tmp) == NULL)
-		return 2;
 	snprintf(plugindir, sizeof plugindir, "%s/plugins", tmp);
 	snprintf(confdir, sizeof confdir, "%s/conf", tmp);
 	snprintf(lib[0], sizeof lib[0], "%s/libplain.so", sysdir);
@@ -145,28 +186,21 @@ static int run(char **argv)
 	if (mkdir(plugindir, 0700) != 0 || !rig_link_plugins(plugindir, links))
 		return 2;
 
-	/* A pg: file whose CA did not sign the server's certificate: verify-full refuses the
-	 * server, which must read as "unavailable", never as "no such user". Forked: libsasl2
-	 * reads its config once per process. */
-	fflush(stdout);
-	pid = fork();
-	if (pid == 0) {
-		char dir[4300];
-
-		snprintf(dir, sizeof dir, "%s/conf-badca", tmp);
-		if (!write_conf(dir, badca) || rig_init(dir, plugindir) != SASL_OK)
-			_exit(90);
-		r = plain("alice", PW_ALICE);
-		if (!rig_log_has("certificate verify failed")) {
-			rig_log_dump();
-			_exit(91);
-		}
-		_exit(r == SASL_UNAVAIL ? 0 : 92);
-	}
-	ok(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
-	   WEXITSTATUS(status) == 0, "verify-full with a CA that did not sign the server: "
-	   "SASL_UNAVAIL, logged as a certificate failure (child status %d)",
-	   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	/* Names that cannot work: each must read as "unavailable" (454), never as "no such
+	 * user", with the reason in the log. Forked: libsasl2 reads its config once per
+	 * process. A pg: file whose CA did not sign the server's certificate (verify-full
+	 * refuses the server); one others may read (it may hold a password); a relative one
+	 * (smtpd resolves it inside the chroot or the queue folder: never what was meant). */
+	snprintf(loose, sizeof loose, "%s/loose.conf", tmp);
+	if (!copy_mode(name + 3, loose, 0644))
+		return 2;
+	snprintf(loose_name, sizeof loose_name, "pg:%s", loose);
+	unavailable_child(tmp, plugindir, "badca", badca, "certificate verify failed",
+	                  "verify-full with a CA that did not sign the server");
+	unavailable_child(tmp, plugindir, "loose", loose_name, "readable or writable by group "
+	                  "or others", "a pg: file of mode 0644");
+	unavailable_child(tmp, plugindir, "relative", "pg:relaydb.conf", "must name an absolute "
+	                  "path", "a relative pg: file");
 
 	if (!write_conf(confdir, name))
 		return 2;
@@ -231,6 +265,31 @@ static int run(char **argv)
 	is_int(rig_scram(NULL, "alice", PW_ALICE), SASL_OK, "back: SCRAM works");
 	is_int(plain("nosuchuser", "x"), SASL_NOUSER, "back: unknown is unknown again");
 	return tap_done();
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	return remove(path);
+}
+
+/* The run in a private folder under $TMPDIR, removed afterwards. */
+static int run(char **argv)
+{
+	const char *base = getenv("TMPDIR");
+	char tmp[4096];
+	int rc;
+
+	snprintf(tmp, sizeof tmp, "%s/relaydb-pg-XXXXXX", base && *base ? base : "/tmp");
+	if (mkdtemp(tmp) == NULL) {
+		perror("mkdtemp");
+		return 2;
+	}
+	rc = run_in(argv, tmp);
+	nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	return rc;
 }
 
 int main(int argc, char **argv)
