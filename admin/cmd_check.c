@@ -22,6 +22,8 @@
  *                    disable_vrfy_command=yes,
  *                    certificate readable and not expired (warn < 21 days), naming
  *                    the host clients use (--name, else myhostname), self-signed said
+ *   proxy            the services with smtpd_upstream_proxy_protocol = haproxy (behind a
+ *                    load balancer), named in one item with whether they listen on loopback
  *   milter           if registered: milter_default_action=tempfail, milter_mail_macros with
  *                    {auth_authen} and {tls_version}, socket reachable
  *   upstream         the relay services' content_filter names a master.cf smtp transport
@@ -113,6 +115,7 @@ static void run_checks(struct check *c)
 	chk_smtpd_conf(c);
 	for (size_t i = 0; i < c->nsvc; i++)
 		chk_service(c, &c->svc[i], &milter);
+	chk_proxy(c);
 	chk_state_db(c, milter);
 	if (postfix) {
 		chk_upstream(c);

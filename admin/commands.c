@@ -39,7 +39,7 @@
 	"[--postfix-config DIR] [--port [ADDR:]PORT] [--tls-port [ADDR:]PORT]\n" \
 	"         [--cert FILE --key FILE] [--hostname NAME] [--db FILE]\n" \
 	"         [--sasl-plugin-dir DIR] [--rate-limit N] [--message-size SIZE]\n" \
-	"         [--keep-client-received]\n" \
+	"         [--keep-client-received] [--proxy-protocol]\n" \
 	"         [--upstream HOST[:PORT] [--upstream-tls starttls|implicit]\n" \
 	"          [--upstream-user NAME] [--upstream-ca FILE] [--upstream-insecure]]\n" \
 	"         [--milter SOCKET|--no-milter] [--no-reload] [--dry-run]"
@@ -53,12 +53,16 @@
 	"  --hostname NAME         name for a generated certificate (default: $myhostname)\n" \
 	"  --db FILE               users database for relaydb (default: relay-admin --db,\n" \
 	"                          $RELAY_DB, else " RELAY_DEFAULT_DB ")\n" \
+	"                          or PostgreSQL: pg:/conninfo-file or postgresql://URI\n" \
 	"  --sasl-plugin-dir DIR   load librelaydb.so from DIR (sets SASL_PATH for Postfix)\n" \
 	"  --rate-limit N          AUTH commands per client IP and minute (default 20, 0 = off)\n" \
 	"  --message-size SIZE     largest message, bytes or with K/M/G (default: main.cf's\n" \
 	"                          message_size_limit, 10240000 unless set there)\n" \
 	"  --keep-client-received  keep the client's address and HELO name in the relay's\n" \
 	"                          Received: header (default: hidden, privacy)\n" \
+	"  --proxy-protocol        the services sit behind a TCP load balancer (HAProxy\n" \
+	"                          send-proxy-v2): the client address comes from its PROXY\n" \
+	"                          header; only the proxy may reach the ports (firewall)\n" \
 	"  --upstream HOST[:PORT]  smarthost for the relay services' mail (port 587 if omitted)\n" \
 	"  --upstream-tls starttls|implicit  (default: implicit on 465, else starttls)\n" \
 	"  --upstream-user NAME    upstream login; password from RELAY_UPSTREAM_PASSWORD or stdin\n" \
