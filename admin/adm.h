@@ -229,6 +229,9 @@ int adm_cmd_usage_reset(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_log(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_metrics.c */
 int adm_cmd_metrics(struct adm_ctx *ctx, int argc, char **argv);
+/* cmd_pg.c (shared PostgreSQL database) */
+int adm_cmd_grants(struct adm_ctx *ctx, int argc, char **argv);
+int adm_cmd_copy(struct adm_ctx *ctx, int argc, char **argv);
 /* cmd_sender.c */
 int adm_cmd_sender_add(struct adm_ctx *ctx, int argc, char **argv);
 int adm_cmd_sender_del(struct adm_ctx *ctx, int argc, char **argv);

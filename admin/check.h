@@ -70,6 +70,8 @@ void chk_users_db(struct check *c);
 void chk_postfix(struct check *c);
 void chk_service(struct check *c, const struct service *s, bool *milter);
 void chk_upstream(struct check *c);
+/* the services behind a proxy (smtpd_upstream_proxy_protocol), named in one item */
+void chk_proxy(struct check *c);
 
 /* check_cert.c: each certificate file once, however many services name it. */
 void chk_certificate(struct check *c, const struct service *s);

@@ -103,16 +103,22 @@ void chk_users_db(struct check *c)
 	                                           "users database permissions");
 	const char *path = c->ctx->db_path;
 	struct rdb *db = NULL;
-	char err[512], dir[PATH_MAX];
+	char err[512], dir[PATH_MAX], shown[PATH_MAX];
 
+	rdb_name_display(path, shown, sizeof shown);  /* a URI without its password */
 	if (rdb_open(path, RDB_READONLY, &db, err, sizeof(err)) != RDB_OK) {
 		adm_check_set(ck, ADM_CHECK_FAIL, "%s", err);
-		adm_check_fix(ck, "create or migrate it: relay-admin --db %s init", path);
+		adm_check_fix(ck, "create or migrate it: relay-admin --db %s init", shown);
 	} else {
-		adm_check_set(ck, ADM_CHECK_OK, "%s opens with schema version %d", path,
+		adm_check_set(ck, ADM_CHECK_OK, "%s opens with schema version %d", shown,
 		              RDB_SCHEMA_VERSION);
 	}
 	rdb_close(db);
+	if (rdb_is_postgresql(path)) {
+		adm_check_set(perm, ADM_CHECK_SKIP, "on PostgreSQL: each part's role and its "
+		              "grants decide (relay-admin grants)");
+		return;
+	}
 	if (access(path, F_OK) != 0) {
 		adm_check_set(perm, ADM_CHECK_SKIP, "no database file");
 		return;
@@ -190,6 +196,26 @@ void chk_limits(struct check *c)
 	rdb_close(db);
 }
 
+/* A shared state database on PostgreSQL: no file or folder to judge, only the schema. */
+static void chk_state_db_pg(struct adm_check *ck, const char *name)
+{
+	char err[512];
+	int64_t version = 0;
+
+	switch (rdb_state_probe(name, &version, err, sizeof err)) {
+	case RDB_OK:
+		adm_check_set(ck, ADM_CHECK_OK, "PostgreSQL: schema version %lld", (long long)version);
+		return;
+	case RDB_NOTFOUND:
+		adm_check_set(ck, ADM_CHECK_WARN, "%s", err);
+		adm_check_fix(ck, "relay-admin --state-db URI init, or start relay-milter");
+		return;
+	default:
+		adm_check_set(ck, ADM_CHECK_FAIL, "%s", err);
+		return;
+	}
+}
+
 void chk_state_db(struct check *c, bool milter)
 {
 	struct adm_check *ck = adm_checklist_add(c->cl, "state-db", "state database (milter)");
@@ -199,6 +225,10 @@ void chk_state_db(struct check *c, bool milter)
 	char err[512];
 	int64_t version = 0;
 
+	if (rdb_is_postgresql(path)) {
+		chk_state_db_pg(ck, path);
+		return;
+	}
 	if (stat(path, &st) != 0) {
 		if (milter) {
 			adm_check_set(ck, ADM_CHECK_WARN, "%s: %s", path, strerror(errno));
@@ -354,7 +384,7 @@ void chk_smtpd_conf(struct check *c)
 {
 	struct adm_check *ck = adm_checklist_add(c->cl, "smtpd-conf",
 	                                         "SASL configuration for relaydb");
-	char err[256], path[PATH_MAX + 64];
+	char err[256], path[PATH_MAX + 64], shown_conf[PATH_MAX], shown_db[PATH_MAX];
 	char *cfg = chk_pf_main(c, "cyrus_sasl_config_path", err, sizeof(err));
 	char *app = chk_pf_main(c, "smtpd_sasl_path", err, sizeof(err));
 	struct sasl_conf sc = { .auxprop = false };
@@ -378,8 +408,13 @@ void chk_smtpd_conf(struct check *c)
 	}
 	read_sasl_conf(f, ck, &sc);
 	fclose(f);
-	path_ok = dbpath[0] && same_file_path(dbpath, c->ctx->db_path);
-	adm_check_line(ck, "%s: relaydb_path %s", path, dbpath[0] ? dbpath : "(not set)");
+	/* On PostgreSQL the plugin connects with its own role (another URI or pg: file) to
+	 * the same database: two PostgreSQL names are not compared. */
+	path_ok = dbpath[0] && (same_file_path(dbpath, c->ctx->db_path) ||
+	                        (rdb_is_postgresql(dbpath) && rdb_is_postgresql(c->ctx->db_path)));
+	rdb_name_display(dbpath, shown_conf, sizeof shown_conf);
+	rdb_name_display(c->ctx->db_path, shown_db, sizeof shown_db);
+	adm_check_line(ck, "%s: relaydb_path %s", path, dbpath[0] ? shown_conf : "(not set)");
 	if (sc.empty) {
 		adm_check_set(ck, ADM_CHECK_FAIL, "%s has an empty value: libsasl2 refuses to start "
 		              "and every AUTH fails", path);
@@ -388,7 +423,7 @@ void chk_smtpd_conf(struct check *c)
 		              "auxprop_plugin: relaydb", path);
 	} else if (!path_ok) {
 		adm_check_set(ck, ADM_CHECK_FAIL, "relaydb_path is %s, but this check uses the users "
-		              "database %s", dbpath[0] ? dbpath : "not set", c->ctx->db_path);
+		              "database %s", dbpath[0] ? shown_conf : "not set", shown_db);
 	} else if (!sc.mechs) {
 		adm_check_set(ck, ADM_CHECK_WARN, "mech_list has neither PLAIN nor LOGIN: most "
 		              "clients cannot log in");

@@ -1,7 +1,7 @@
 /*
  * check_postfix.c — `relay-admin check`: each relay service's parameters against what
  * `relay-admin setup` writes (TLS, AUTH, restrictions, rate limit, bare newlines, VRFY,
- * ETRN, headers for remote clients), the upstream (relay-upstream transport or an older main.cf layout) and `postfix check`.
+ * ETRN, headers for remote clients), the services behind a proxy, the upstream (relay-upstream transport or an older main.cf layout) and `postfix check`.
  * See check.h.
  */
 #include "check.h"
@@ -178,6 +178,61 @@ void chk_service(struct check *c, const struct service *s, bool *milter)
 	chk_certificate(c, s);
 	if (chk_milter(c, s))
 		*milter = true;
+}
+
+/* Whether a service listens on loopback only ("127.0.0.1:10587/inet", "[::1]:587/inet"):
+ * then only this machine (the proxy) can reach it; a bare port listens everywhere. */
+static bool listens_on_loopback(const char *name)
+{
+	return strncmp(name, "127.", 4) == 0 || strncmp(name, "[::1]:", 6) == 0 ||
+	       strncmp(name, "localhost:", 10) == 0;
+}
+
+/* Services behind a TCP load balancer (smtpd_upstream_proxy_protocol = haproxy) take the
+ * client's address from the PROXY header of whoever connects; Postfix has no list of
+ * trusted proxies, so the item names them and says what must keep others out. Any other
+ * non-empty value makes smtpd drop every connection. */
+void chk_proxy(struct check *c)
+{
+	struct adm_check *ck = adm_checklist_add(c->cl, "proxy-protocol",
+	                                         "services behind a proxy (PROXY protocol)");
+	char behind[1024] = "";
+	size_t n = 0, len = 0;
+	bool bad = false;
+
+	for (size_t i = 0; i < c->nsvc; i++) {
+		const struct service *s = &c->svc[i];
+		char *v = chk_pf_service(c, s, "smtpd_upstream_proxy_protocol");
+
+		if (v && strcmp(v, "haproxy") == 0) {
+			n++;
+			len += (size_t)snprintf(behind + len, len < sizeof behind ? sizeof behind - len : 0,
+			                        "%s%s", len ? ", " : "", s->name);
+			if (len >= sizeof behind)
+				len = sizeof behind - 1;
+			adm_check_line(ck, "%s: %s", s->name, listens_on_loopback(s->name) ?
+			               "listens on loopback: only this machine can connect" :
+			               "reachable from the network: a firewall must let only the "
+			               "proxy connect");
+		} else if (v && v[0]) {
+			bad = true;
+			adm_check_set(ck, ADM_CHECK_FAIL, "%s: smtpd_upstream_proxy_protocol = %s: "
+			              "Postfix knows only \"haproxy\"; smtpd drops every connection",
+			              s->name, v);
+			adm_check_fix(ck, "rerun relay-admin setup --proxy-protocol (or without it)");
+		}
+		free(v);
+	}
+	if (bad)
+		return;
+	if (n == 0) {
+		adm_check_set(ck, ADM_CHECK_OK, "none: clients connect directly");
+		return;
+	}
+	adm_checklist_info(c->cl, "behind a proxy", behind);
+	adm_check_set(ck, ADM_CHECK_OK, "%s read the client address from a PROXY header; "
+	              "Postfix trusts any sender of one: only the proxy may reach %s", behind,
+	              n == 1 ? "it" : "them");
 }
 
 /* An upstream setting: the transport's -o override (else main.cf's), or main.cf's when the

@@ -22,6 +22,8 @@
  *                    disable_vrfy_command=yes,
  *                    certificate readable and not expired (warn < 21 days), naming
  *                    the host clients use (--name, else myhostname), self-signed said
+ *   proxy            the services with smtpd_upstream_proxy_protocol = haproxy (behind a
+ *                    load balancer), named in one item with whether they listen on loopback
  *   milter           if registered: milter_default_action=tempfail, milter_mail_macros with
  *                    {auth_authen} and {tls_version}, socket reachable
  *   upstream         the relay services' content_filter names a master.cf smtp transport
@@ -113,6 +115,7 @@ static void run_checks(struct check *c)
 	chk_smtpd_conf(c);
 	for (size_t i = 0; i < c->nsvc; i++)
 		chk_service(c, &c->svc[i], &milter);
+	chk_proxy(c);
 	chk_state_db(c, milter);
 	if (postfix) {
 		chk_upstream(c);
@@ -132,7 +135,7 @@ int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv)
 	};
 	struct check c = { .ctx = ctx, .dir = "/etc/postfix" };
 	bool json = ctx->json, verbose = false;
-	char title[PATH_MAX + 64], dir[PATH_MAX];
+	char title[PATH_MAX + 64], dir[PATH_MAX], shown[PATH_MAX];
 	unsigned failed;
 	int ch;
 
@@ -163,8 +166,11 @@ int adm_cmd_check(struct adm_ctx *ctx, int argc, char **argv)
 		adm_err(ctx, "out of memory");
 		return ADM_EXIT_IO;
 	}
-	adm_checklist_info(c.cl, "users db", ctx->db_path);
-	adm_checklist_info(c.cl, "state db", ctx->state_db_path);
+	/* a PostgreSQL URI may hold a password: shown without it */
+	rdb_name_display(ctx->db_path, shown, sizeof shown);
+	adm_checklist_info(c.cl, "users db", shown);
+	rdb_name_display(ctx->state_db_path, shown, sizeof shown);
+	adm_checklist_info(c.cl, "state db", shown);
 	run_checks(&c);
 
 	failed = adm_checklist_count(c.cl, ADM_CHECK_FAIL);

@@ -152,6 +152,28 @@ static int give_state(const struct adm_ctx *ctx, int dirfd, const char *name,
 
 /* The state database: folder, file, and (root, --milter-user) its owner. *action says
  * what happened: "created", "checked" or "skipped". */
+/* A shared state database on PostgreSQL: no file or folder to make or give away (the
+ * database's roles decide: relay-admin grants); the schema is created or checked. */
+static int init_state_pg(const struct adm_ctx *ctx, const char *milter_user,
+                         const char **action)
+{
+	char err[512];
+	int64_t version;
+	enum rdb_result had;
+
+	if (milter_user != NULL)
+		return adm_usage(ctx, "--milter-user applies to a state database file; on PostgreSQL"
+		                 " grant the milter's role its rights instead");
+	had = rdb_state_probe(ctx->state_db_path, &version, err, sizeof err);
+	if (had == RDB_ERROR || had == RDB_INVALID ||
+	    rdb_state_init(ctx->state_db_path, err, sizeof err) != RDB_OK) {
+		adm_err(ctx, "%s", err);
+		return ADM_EXIT_DB;
+	}
+	*action = had == RDB_OK ? "checked" : "created";
+	return ADM_EXIT_OK;
+}
+
 static int init_state(const struct adm_ctx *ctx, const char *milter_user, const char **action)
 {
 	char err[512], name[NAME_MAX + 1];
@@ -161,6 +183,8 @@ static int init_state(const struct adm_ctx *ctx, const char *milter_user, const 
 	int rc, dirfd;
 
 	*action = "skipped";
+	if (rdb_is_postgresql(ctx->state_db_path))
+		return init_state_pg(ctx, milter_user, action);
 	if (milter_user != NULL) {
 		pw = getpwnam(milter_user);
 		if (pw == NULL)
@@ -217,6 +241,56 @@ static void report(const struct adm_ctx *ctx, const char *action, int before, in
 	adm_out_finish(&o);
 }
 
+/* A users database on PostgreSQL: no file, folder or owner to look after; the schema,
+ * and which role needs which grants (relay-admin grants prints the SQL). */
+static int init_pg(struct adm_ctx *ctx, bool want_state, const char *milter_user)
+{
+	char err[512], shown[512];
+	int before = 0, after = 0, rc;
+	const char *state_action = "skipped";
+	struct adm_out o;
+
+	if (rdb_init_versions(ctx->db_path, &before, &after, err, sizeof err) != RDB_OK) {
+		adm_err(ctx, "%s", err);
+		return ADM_EXIT_DB;
+	}
+	if (want_state) {
+		rc = init_state(ctx, milter_user, &state_action);
+		if (rc != ADM_EXIT_OK)
+			return rc;
+	}
+	rdb_name_display(ctx->db_path, shown, sizeof shown);
+	adm_out_begin(&o, ctx);
+	adm_out_obj(&o, NULL);
+	adm_out_str(&o, "db", shown, NULL);
+	adm_out_str(&o, "engine", "postgresql", NULL);
+	adm_out_str(&o, "action", before == 0 ? "created" : before < after ? "migrated"
+	                                                   : "unchanged", NULL);
+	adm_out_int(&o, "from_version", before, NULL);
+	adm_out_int(&o, "schema_version", after, NULL);
+	adm_out_str(&o, "state_action", state_action, NULL);
+	if (before == 0)
+		adm_out_text(&o, "%s: users schema created (version %d)\n", shown, after);
+	else if (before < after)
+		adm_out_text(&o, "%s: migrated from schema version %d to %d\n", shown, before, after);
+	else
+		adm_out_text(&o, "%s: up to date (schema version %d)\n", shown, after);
+	if (want_state)
+		adm_out_text(&o, "%s: state database %s\n", ctx->state_db_path, state_action);
+	adm_out_text(&o, "The tables belong to the role that ran this. Each part connects with "
+	             "its own role:\n"
+	             "  relaydb plugin (smtpd): SELECT on relay_schema, site_secret and the login "
+	             "columns it authenticates with\n"
+	             "  relay-milter:          SELECT on the users tables (no secret column); "
+	             "writes its state database\n"
+	             "  relay-admin:           SELECT, INSERT, UPDATE, DELETE on the users "
+	             "tables\n"
+	             "Print the GRANT statements with: relay-admin grants --plugin ROLE "
+	             "--milter ROLE --admin ROLE\n");
+	adm_out_finish(&o);
+	return ADM_EXIT_OK;
+}
+
 int adm_cmd_init(struct adm_ctx *ctx, int argc, char **argv)
 {
 	enum { O_MILTER_USER = 1 };
@@ -240,6 +314,8 @@ int adm_cmd_init(struct adm_ctx *ctx, int argc, char **argv)
 	want_state = ctx->state_db_explicit || !ctx->db_explicit;
 	if (milter_user != NULL && !want_state)
 		return adm_usage(ctx, "--milter-user applies to the state database: give --state-db too");
+	if (rdb_is_postgresql(ctx->db_path))
+		return init_pg(ctx, want_state, milter_user);
 	if (strlen(ctx->db_path) >= PATH_MAX)
 		return adm_usage(ctx, "path too long: %s", ctx->db_path);
 	dirfd = make_parents(ctx, ctx->db_path, name, sizeof name, &dir_created);

@@ -12,6 +12,10 @@
  * handle is read a last time and closed, and the new file is opened by path and read from
  * the time the old one was last seen (minus a second, as times are whole seconds), so
  * a restored backup does not replay its old records; a missing file is waited for.
+ * A PostgreSQL state database (several relays, one audit log) has no file to watch: the
+ * follower keeps its one handle (the core reconnects after a lost connection), and the
+ * change marker is the highest audit id, which the writers hand out in commit order
+ * (sql/state.c), so reading up to it never skips a record another node commits later.
  * Ending: SIGINT and SIGTERM end the loop (exit 0); so does a closed stdout — poll() on it
  * reports POLLERR/POLLHUP even while nothing is printed, and a write that fails with EPIPE
  * (SIGPIPE is ignored here) ends it too.
@@ -39,6 +43,7 @@ static void on_stop(int sig)
 
 struct follower {
 	struct adm_ctx *ctx;
+	bool shared;             /* PostgreSQL: no path to stat, never replaced */
 	const struct adm_log_query *q;
 	struct rdb_state *st;
 	dev_t dev;
@@ -102,10 +107,10 @@ fail:
 /* Opens the file at the path; -1 when it is not there (yet), else an exit code. */
 static int open_path(struct follower *fw, bool first)
 {
-	struct stat sb;
+	struct stat sb = { 0 };
 	char err[512];
 
-	if (stat(fw->ctx->state_db_path, &sb) != 0 && !first)
+	if (!fw->shared && stat(fw->ctx->state_db_path, &sb) != 0 && !first)
 		return -1;
 	if (rdb_state_open(fw->ctx->state_db_path, RDB_READONLY, &fw->st, err, sizeof err) !=
 	    RDB_OK) {
@@ -129,7 +134,9 @@ static int turn(struct follower *fw)
 	int64_t v;
 	int rc;
 
-	if (stat(fw->ctx->state_db_path, &sb) != 0) {
+	if (fw->shared) {
+		/* nothing to reopen: the same database, whatever happens to its server */
+	} else if (stat(fw->ctx->state_db_path, &sb) != 0) {
 		if (!fw->missing_noted)
 			adm_note(fw->ctx, "state database %s is missing: waiting for it",
 			         fw->ctx->state_db_path);
@@ -165,7 +172,8 @@ static int turn(struct follower *fw)
 
 int adm_log_follow(struct adm_ctx *ctx, const struct adm_log_query *q)
 {
-	struct follower fw = { .ctx = ctx, .q = q, .floor = q->since };
+	struct follower fw = { .ctx = ctx, .q = q, .floor = q->since,
+	                       .shared = rdb_is_postgresql(ctx->state_db_path) };
 	struct sigaction sa, old_int, old_term, old_pipe;
 	int rc;
 

@@ -26,6 +26,10 @@
  * milter_default_action = tempfail that fails closed — but a milter that does not answer
  * is reported loudly, with how to start it.
  *
+ * --proxy-protocol puts the services behind a TCP load balancer (smtpd reads the client's
+ * address from the PROXY header); since Postfix believes any such header, setup says that
+ * only the proxy may reach the ports. A run without it takes the setting off again.
+ *
  * Secrets: the upstream password comes from RELAY_UPSTREAM_PASSWORD or stdin, never argv;
  * it lives in one buffer that is wiped, and in the 0600 map file postmap reads.
  *
@@ -86,6 +90,7 @@ int adm_cmd_setup(struct adm_ctx *ctx, int argc, char **argv)
 	}
 	if (o.milter)
 		warn_milter_down(ctx, o.milter);
+	setup_warn_proxy(&o);
 	password[0] = '\0';
 	if (o.upstream_user && (rc = setup_read_password(ctx, password, sizeof password)) != 0)
 		return rc;

@@ -46,7 +46,7 @@ struct rdb_state *adm_state_for_last_use(const struct adm_ctx *ctx)
 
 	if (!ctx->state_db_explicit && ctx->db_explicit)
 		return NULL;
-	if (access(ctx->state_db_path, F_OK) != 0)
+	if (!rdb_is_postgresql(ctx->state_db_path) && access(ctx->state_db_path, F_OK) != 0)
 		return NULL;
 	if (rdb_state_open(ctx->state_db_path, RDB_READONLY, &st, err, sizeof err) != RDB_OK) {
 		adm_warn(ctx, "last use unknown: %s", err);

@@ -39,7 +39,7 @@
 	"[--postfix-config DIR] [--port [ADDR:]PORT] [--tls-port [ADDR:]PORT]\n" \
 	"         [--cert FILE --key FILE] [--hostname NAME] [--db FILE]\n" \
 	"         [--sasl-plugin-dir DIR] [--rate-limit N] [--message-size SIZE]\n" \
-	"         [--keep-client-received]\n" \
+	"         [--keep-client-received] [--proxy-protocol]\n" \
 	"         [--upstream HOST[:PORT] [--upstream-tls starttls|implicit]\n" \
 	"          [--upstream-user NAME] [--upstream-ca FILE] [--upstream-insecure]]\n" \
 	"         [--milter SOCKET|--no-milter] [--no-reload] [--dry-run]"
@@ -53,12 +53,16 @@
 	"  --hostname NAME         name for a generated certificate (default: $myhostname)\n" \
 	"  --db FILE               users database for relaydb (default: relay-admin --db,\n" \
 	"                          $RELAY_DB, else " RELAY_DEFAULT_DB ")\n" \
+	"                          or PostgreSQL: pg:/conninfo-file or postgresql://URI\n" \
 	"  --sasl-plugin-dir DIR   load librelaydb.so from DIR (sets SASL_PATH for Postfix)\n" \
 	"  --rate-limit N          AUTH commands per client IP and minute (default 20, 0 = off)\n" \
 	"  --message-size SIZE     largest message, bytes or with K/M/G (default: main.cf's\n" \
 	"                          message_size_limit, 10240000 unless set there)\n" \
 	"  --keep-client-received  keep the client's address and HELO name in the relay's\n" \
 	"                          Received: header (default: hidden, privacy)\n" \
+	"  --proxy-protocol        the services sit behind a TCP load balancer (HAProxy\n" \
+	"                          send-proxy-v2): the client address comes from its PROXY\n" \
+	"                          header; only the proxy may reach the ports (firewall)\n" \
 	"  --upstream HOST[:PORT]  smarthost for the relay services' mail (port 587 if omitted)\n" \
 	"  --upstream-tls starttls|implicit  (default: implicit on 465, else starttls)\n" \
 	"  --upstream-user NAME    upstream login; password from RELAY_UPSTREAM_PASSWORD or stdin\n" \
@@ -87,6 +91,24 @@
 	"  revoke NAME LABEL  delete one credential; the login and its others stay\n" \
 	"Senders, limits, usage and the audit log are the login's; disabling, expiring or\n" \
 	"deleting the login stops its credentials too. See relay-admin(8).\n"
+#define GRANTS_MORE \
+	"For a users database on PostgreSQL (--db postgresql://... or pg:FILE). The tables\n" \
+	"belong to the role that ran relay-admin init; run the printed SQL as that role.\n" \
+	"  --plugin ROLE   the relaydb plugin in smtpd: reads logins, app credentials and\n" \
+	"                  site_secret\n" \
+	"  --milter ROLE   relay-milter: reads the users tables (no secret column)\n" \
+	"  --admin ROLE    relay-admin: reads and writes the users tables\n"
+
+#define COPY_MORE \
+	"DB is an SQLite path, a postgresql:// URI or pg:FILE; the target must exist at\n" \
+	"the current schema (relay-admin --db DB init). Copies logins with their secrets,\n" \
+	"senders, limits, app credentials and the site secret in one transaction on the\n" \
+	"target, and keeps it only if the target's counts then equal the source's. A target\n" \
+	"that already holds logins, senders, limits or credentials is refused unless\n" \
+	"--replace (which deletes them first, in the same transaction).\n" \
+	"--state: FROM and TO are state databases; usage, last use, the audit log, credential\n" \
+	"use and counters are copied into an empty target (created if need be), verified by\n" \
+	"counts.\n"
 
 #define HELD_MORE \
 	"Postfix's hold queue of the instance in --postfix-config (default /etc/postfix),\n" \
@@ -98,6 +120,12 @@
 const struct adm_cmd adm_commands[] = {
 	{ "init", NULL, adm_cmd_init, "[--milter-user USER]",
 	  "create the databases, or migrate them to the current schema", NULL, false },
+	{ "grants", NULL, adm_cmd_grants, "[--plugin ROLE] [--milter ROLE] [--admin ROLE]",
+	  "print the GRANT statements each PostgreSQL role needs", GRANTS_MORE, false },
+	{ "copy", NULL, adm_cmd_copy, "--from DB --to DB [--replace | --state] [--json]",
+	  "copy the users data (--state: the state data) between databases (SQLite or "
+	  "PostgreSQL), verified by counts",
+	  COPY_MORE, false },
 	{ "user", "add", adm_cmd_user_add,
 	  "NAME [--password-stdin] [--allow-weak] [--expires DATE] [--note TEXT] [--sender PATTERN]...",
 	  "create a login (prints a generated password unless --password-stdin)", NULL, false },

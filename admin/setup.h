@@ -51,6 +51,7 @@ struct setup_opts {
 	long rate_limit;
 	long message_size;          /* --message-size in bytes; 0: main.cf's message_size_limit */
 	bool keep_received;         /* --keep-client-received: no privacy header check */
+	bool proxy_protocol;        /* --proxy-protocol: services behind HAProxy (PROXY header) */
 };
 
 /* Everything computed before touching anything. Strings are owned (malloc'd). */
@@ -99,6 +100,9 @@ int setup_validate(const struct setup_opts *o, struct plan *pl);
 int setup_read_password(const struct adm_ctx *ctx, char *out, size_t len);
 /* Whether relay-milter is installed in one of the usual places. */
 bool setup_milter_installed(void);
+/* --proxy-protocol: says loudly that only the proxy may reach the relay ports, and how to
+ * firewall them (Postfix believes any PROXY header). Nothing without the option. */
+void setup_warn_proxy(const struct setup_opts *o);
 
 /* setup_plan.c: reads the instance and plans every change; 0 or -1. */
 int setup_build_plan(const struct setup_opts *o, struct plan *p, const char *password);

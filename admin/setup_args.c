@@ -20,6 +20,62 @@ bool adm_setup_plain_value(const char *s)
 	return true;
 }
 
+/* A postgresql:// URI's userinfo ("user:password@") holds a password when a ':' comes
+ * before the '@' that ends the authority's userinfo. */
+static bool uri_has_password(const char *rest)
+{
+	size_t auth = strcspn(rest, "/?#");
+	const char *at = memchr(rest, '@', auth);
+
+	return at && memchr(rest, ':', (size_t)(at - rest)) != NULL;
+}
+
+bool adm_setup_db_name(const char *s, bool *pg, char *why, size_t whylen)
+{
+	static const char *const schemes[] = { "postgresql://", "postgres://" };
+
+	*pg = false;
+	why[0] = '\0';
+	if (s == NULL || *s == '\0') {
+		snprintf(why, whylen, "--db is empty");
+		return false;
+	}
+	for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+		size_t n = strlen(schemes[i]);
+
+		if (strncmp(s, schemes[i], n) != 0)
+			continue;
+		*pg = true;
+		for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+			if (*p <= 0x20 || *p >= 0x7f) {
+				snprintf(why, whylen, "--db: a PostgreSQL URI without spaces or control "
+				         "characters");
+				return false;
+			}
+		if (uri_has_password(s + n)) {
+			snprintf(why, whylen, "--db: the URI holds a password, which would be in argv "
+			         "and in smtpd.conf; give it in a pg:/path file (0600, owned by the "
+			         "postfix user) or in ~postfix/.pgpass");
+			return false;
+		}
+		return true;
+	}
+	if (strncmp(s, "pg:", 3) == 0) {
+		*pg = true;
+		if (!adm_setup_plain_value(s + 3) || s[3] != '/') {
+			snprintf(why, whylen, "--db pg:FILE needs an absolute path without spaces: %s", s);
+			return false;
+		}
+		return true;
+	}
+	if (!adm_setup_plain_value(s) || s[0] != '/') {
+		snprintf(why, whylen, "--db must be an absolute path without spaces (or a "
+		         "postgresql:// URI, or pg:/path): %s", s);
+		return false;
+	}
+	return true;
+}
+
 static bool parse_port(const char *s, long *port)
 {
 	char *end;

@@ -20,6 +20,14 @@ bool adm_setup_plain_value(const char *s);
  * refuses port 25, the machine's own mail service, which setup leaves alone. */
 bool adm_setup_listen(const char *spec, long *port, char *why, size_t whylen);
 
+/* --db: the users database as smtpd.conf's relaydb_path gets it. A SQLite file: an absolute
+ * path (a plain value). PostgreSQL (the engine rule of sql/): "pg:/abs/path" of a file with
+ * a libpq conninfo string (a plain value after "pg:"), or a postgresql:// / postgres:// URI
+ * of printable ASCII without spaces — and without a password: --db is argv, and the URI goes
+ * into smtpd.conf, which group postfix reads (a pg: file or ~/.pgpass holds the password).
+ * *pg says which engine the name selects. */
+bool adm_setup_db_name(const char *s, bool *pg, char *why, size_t whylen);
+
 /* "HOST", "HOST:PORT" or "[HOST]:PORT" (host name or IPv4 address; port 587 if omitted)
  * -> nexthop "[HOST]:PORT" as relayhost and the password map key want it. */
 bool adm_setup_upstream(const char *s, char *nexthop, size_t len, long *port,

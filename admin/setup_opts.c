@@ -61,8 +61,8 @@ int setup_validate(const struct setup_opts *o, struct plan *pl)
 		              "'$': %s %s", o->cert, o->key);
 	if (o->hostname && !adm_setup_plain_value(o->hostname))
 		return refuse(pl->ctx, "--hostname '%s' is not a host name", o->hostname);
-	if (!adm_setup_plain_value(o->db) || o->db[0] != '/')
-		return refuse(pl->ctx, "--db must be an absolute path without spaces: %s", o->db);
+	if (!adm_setup_db_name(o->db, &(bool){ false }, why, sizeof why))
+		return refuse(pl->ctx, "%s", why);
 	if (o->plugin_dir && (!adm_setup_plain_value(o->plugin_dir) || o->plugin_dir[0] != '/' ||
 	                      strchr(o->plugin_dir, ':')))
 		return refuse(pl->ctx, "--sasl-plugin-dir must be an absolute path without spaces or "
@@ -153,6 +153,7 @@ enum {
 	OPT_CONFIG = 256, OPT_PORT, OPT_TLS_PORT, OPT_CERT, OPT_KEY, OPT_HOSTNAME, OPT_DB,
 	OPT_PLUGIN, OPT_RATE, OPT_UP, OPT_UP_TLS, OPT_UP_USER, OPT_UP_CA, OPT_UP_INSECURE,
 	OPT_MILTER, OPT_NO_MILTER, OPT_NO_RELOAD, OPT_DRY_RUN, OPT_MSG_SIZE, OPT_KEEP_RECEIVED,
+	OPT_PROXY,
 };
 
 int setup_parse_options(const struct adm_ctx *ctx, int argc, char **argv,
@@ -179,6 +180,7 @@ int setup_parse_options(const struct adm_ctx *ctx, int argc, char **argv,
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ "message-size", required_argument, NULL, OPT_MSG_SIZE },
 		{ "keep-client-received", no_argument, NULL, OPT_KEEP_RECEIVED },
+		{ "proxy-protocol", no_argument, NULL, OPT_PROXY },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -220,6 +222,7 @@ int setup_parse_options(const struct adm_ctx *ctx, int argc, char **argv,
 		case OPT_NO_RELOAD: o->no_reload = true; break;
 		case OPT_DRY_RUN: o->dry_run = true; break;
 		case OPT_KEEP_RECEIVED: o->keep_received = true; break;
+		case OPT_PROXY: o->proxy_protocol = true; break;
 		case OPT_MSG_SIZE: {
 			char why[200];
 
@@ -234,4 +237,36 @@ int setup_parse_options(const struct adm_ctx *ctx, int argc, char **argv,
 	if (optind < argc)
 		return adm_usage(ctx, "unexpected argument: %s", argv[optind]);
 	return ADM_EXIT_OK;
+}
+
+/* ---- --proxy-protocol ------------------------------------------------------------------ */
+
+/* Postfix takes the client address from the PROXY header of whoever connects and has no
+ * list of trusted proxies (DESIGN.md, "Several relays"): the one protection is that
+ * nothing but the proxy can connect. Said on every run with the option, with the ports. */
+void setup_warn_proxy(const struct setup_opts *o)
+{
+	char ports[64], why[200];
+	long port = 0, tport = 0;
+
+	if (!o->proxy_protocol)
+		return;
+	(void)adm_setup_listen(o->port, &port, why, sizeof why);
+	if (o->tls_port && adm_setup_listen(o->tls_port, &tport, why, sizeof why))
+		snprintf(ports, sizeof ports, "%ld, %ld", port, tport);
+	else
+		snprintf(ports, sizeof ports, "%ld", port);
+	adm_warn(o->ctx, "--proxy-protocol: the relay services (port %s) expect a PROXY "
+	         "protocol header (HAProxy: send-proxy-v2) on every connection and take the "
+	         "client's address from it; a client that connects directly is refused.\n"
+	         "  Postfix has no list of trusted proxies: whoever reaches these ports can claim "
+	         "any client address,\n"
+	         "  and the AUTH rate limit, relay-milter's audit log and Postfix's log believe "
+	         "it. ONLY THE PROXY MAY REACH PORT %s.\n"
+	         "  With the proxy on this machine, listen on loopback (--port 127.0.0.1:PORT); "
+	         "otherwise firewall them,\n"
+	         "  e.g. with nftables (PROXY_IP: the address the proxy connects from):\n"
+	         "      nft add rule inet filter input tcp dport { %s } ip saddr != PROXY_IP drop\n"
+	         "      nft add rule inet filter input meta nfproto ipv6 tcp dport { %s } drop",
+	         ports, ports, ports, ports);
 }

@@ -174,11 +174,42 @@ bool setup_milter_installed(void)
 	return false;
 }
 
-/* Warnings about the users database that do not stop setup (it may be created later). */
-static void check_db(const struct adm_ctx *ctx, const char *db, gid_t postfix_gid)
+/* PostgreSQL: smtpd (user postfix) reads a pg: conninfo file itself, and sql/ refuses one
+ * that group or others can read; a URI needs nothing here (the password, if any, comes
+ * from ~postfix/.pgpass, which libpq reads). Warnings only, like the SQLite file's. */
+static void check_pg_db(const struct adm_ctx *ctx, const char *db, uid_t postfix_uid)
 {
+	const char *file = db + 3;
 	struct stat st;
 
+	if (strncmp(db, "pg:", 3) != 0)
+		return;
+	if (stat(file, &st) < 0) {
+		adm_warn(ctx, "conninfo file %s: %s; until it exists AUTH answers 454", file,
+		         strerror(errno));
+		return;
+	}
+	if (st.st_mode & 077)
+		adm_warn(ctx, "conninfo file %s is %04o: it may hold the database password, and "
+		         "the plugin refuses a file that group or others can read; fix: chmod 0600 %s",
+		         file, (unsigned)(st.st_mode & 07777), file);
+	if (st.st_uid != postfix_uid)
+		adm_warn(ctx, "conninfo file %s does not belong to the postfix user: smtpd cannot "
+		         "read it; fix: chown postfix %s", file, file);
+}
+
+/* Warnings about the users database that do not stop setup (it may be created later). */
+static void check_db(const struct adm_ctx *ctx, const char *db, uid_t postfix_uid,
+                     gid_t postfix_gid)
+{
+	struct stat st;
+	char why[300];
+	bool pg = false;
+
+	if (adm_setup_db_name(db, &pg, why, sizeof why) && pg) {
+		check_pg_db(ctx, db, postfix_uid);
+		return;
+	}
 	if (stat(db, &st) < 0) {
 		adm_warn(ctx, "users database %s does not exist yet: create it with "
 		         "`relay-admin --db %s init`; until then AUTH answers 454", db, db);
@@ -196,6 +227,7 @@ static int plan_preflight(const struct setup_opts *o, struct plan *p)
 	char err[700], plugin[PATH_MAX + 20];
 	char *owner = NULL;
 	struct passwd *pw;
+	uid_t uid;
 
 	if (adm_pf_get(o->config_dir, "mail_owner", &owner, err, sizeof err) < 0) {
 		char maincf[PATH_MAX + 16];
@@ -216,6 +248,7 @@ static int plan_preflight(const struct setup_opts *o, struct plan *p)
 	}
 	free(owner);
 	p->postfix_gid = pw->pw_gid;
+	uid = pw->pw_uid;
 	snprintf(plugin, sizeof plugin, "%s/librelaydb.so",
 	         o->plugin_dir ? o->plugin_dir : RELAY_SASL_PLUGINDIR);
 	if (access(plugin, R_OK) != 0) {
@@ -224,7 +257,7 @@ static int plan_preflight(const struct setup_opts *o, struct plan *p)
 		        plugin);
 		return -1;
 	}
-	check_db(p->ctx, o->db, p->postfix_gid);
+	check_db(p->ctx, o->db, uid, p->postfix_gid);
 	return 0;
 }
 

@@ -146,6 +146,12 @@ int setup_plan_service(struct plan *p, const struct setup_opts *o, const char *l
 	rc |= opt_word(p, s, "syslog_name", wrapper ? "postfix/relaytls" : "postfix/relay");
 	if (wrapper)
 		rc |= opt_word(p, s, "smtpd_tls_wrappermode", "yes");
+	/* behind a TCP load balancer: smtpd reads the client's address from the PROXY header
+	 * (v1 or v2) before anything else, so the AUTH rate limit, the milter's audit log and
+	 * the logs see the real client. Without --proxy-protocol the word is not planned, and
+	 * a re-run replaces an entry that had it: direct clients again. */
+	if (o->proxy_protocol)
+		rc |= opt_word(p, s, "smtpd_upstream_proxy_protocol", "haproxy");
 	rc |= opt_word(p, s, "smtpd_tls_security_level", "encrypt");
 	rc |= opt_word(p, s, "smtpd_tls_auth_only", "yes");
 	rc |= opt_word(p, s, "smtpd_tls_cert_file", p->cert);

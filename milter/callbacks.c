@@ -55,6 +55,8 @@ struct msg {
 	struct mlt_cfgref *cfg;
 	const struct mlt_login *login;      /* reference from the store; NULL before lookup */
 	struct mlt_resv resv;
+	int64_t resv_id;                    /* PostgreSQL state_db: the reservation row */
+	bool counted_in_db;                 /* the admission commit counted it (admission.h) */
 	bool hold;                          /* over a limit with hold_over_limit: quarantine */
 	char hold_text[240];
 	const char *refusal;                /* last per-recipient refusal, for the audit log */
@@ -136,12 +138,45 @@ static int64_t now_s(void)
 	return (int64_t)time(NULL);
 }
 
+/* The limiter: the shared database's exact admission when state_db is PostgreSQL
+ * (admission.h), else the in-memory windows (rate.h). One protocol, the same answers;
+ * only the database's can be MLT_ADMIT_ERROR. */
+static int64_t limiter_reserve(struct msg *m, const uint64_t need[MLT_METRICS], size_t *which)
+{
+	if (daemon_state->admit != NULL)
+		return mlt_admit_reserve(daemon_state->admit, m->login->name, m->login->limits,
+		                         m->login->nlimits, need, m->cfg->c.reservation_ttl, &m->resv,
+		                         &m->resv_id, which);
+	return mlt_rate_reserve(daemon_state->rate, m->login->name, m->login->limits,
+	                        m->login->nlimits, need, mlt_rate_clock(), &m->resv, which);
+}
+
+static void limiter_release(struct msg *m)
+{
+	if (daemon_state->admit != NULL)
+		mlt_admit_release(daemon_state->admit, m->login->name, &m->resv, &m->resv_id);
+	else
+		mlt_rate_release(daemon_state->rate, m->login->name, &m->resv);
+}
+
+static bool limiter_failed(int64_t wait)
+{
+	return wait == MLT_RATE_ERROR || wait == MLT_ADMIT_ERROR;
+}
+
+/* Why a limiter call failed, as the verdict's reason (both tempfail, 451 4.3.0). */
+static enum mlt_why limiter_why(int64_t wait, const char **what)
+{
+	*what = wait == MLT_ADMIT_ERROR ? "state database unavailable" : "out of memory";
+	return wait == MLT_ADMIT_ERROR ? MLT_WHY_STATE_DB_ERROR : MLT_WHY_OUT_OF_MEMORY;
+}
+
 static void msg_free(struct msg *m)
 {
 	if (m == NULL)
 		return;
 	if (m->login != NULL) {
-		mlt_rate_release(daemon_state->rate, m->login->name, &m->resv);
+		limiter_release(m);
 		mlt_store_put(m->login);
 	}
 	for (size_t k = 0; k < m->nfrom; k++)
@@ -188,7 +223,8 @@ static bool audit(const struct mlt_mta *mta, const struct msg *m, const char *ve
 		return false;
 	}
 	r->ts = now_s();
-	r->counted = counted;
+	/* counted in the database already (the admission commit): last use and audit only */
+	r->counted = counted && !m->counted_in_db;
 	r->touch = counted || strcmp(verdict, "held") == 0;
 	r->v[MLT_MESSAGES] = 1;
 	r->v[MLT_RECIPIENTS] = m->rcpts;
@@ -376,16 +412,18 @@ static sfsistat reserve_mail(const struct mlt_mta *mta, struct conn *c, struct m
 	const uint64_t need[MLT_METRICS] = { 1, 0, m->size_hint };
 	struct mlt_verdict v;
 	size_t which = 0;
-	int64_t wait = mlt_rate_reserve(daemon_state->rate, m->login->name, m->login->limits,
-	                                m->login->nlimits, need, mlt_rate_clock(), &m->resv,
-	                                &which);
+	int64_t wait = limiter_reserve(m, need, &which);
+	const char *what;
 
-	if (wait == MLT_RATE_ERROR)
-		return internal(mta, c, MLT_WHY_OUT_OF_MEMORY, "out of memory");
+	if (limiter_failed(wait)) {
+		enum mlt_why why = limiter_why(wait, &what);
+
+		return internal(mta, c, why, what);
+	}
 	if (wait != 0) {
 		if (!hold_over_limit(m, which, wait, &v))
 			return refuse_msg(mta, c, &v);
-		mlt_rate_release(daemon_state->rate, m->login->name, &m->resv);
+		limiter_release(m);
 	}
 	return SMFIS_CONTINUE;
 }
@@ -465,6 +503,7 @@ sfsistat mlt_cb_envrcpt(const struct mlt_mta *mta, const char *const *argv)
 	size_t which = 0;
 	int64_t wait;
 	const uint64_t need[MLT_METRICS] = { 0, 1, 0 };
+	const char *what;
 
 	(void)argv;
 	if (m == NULL || m->login == NULL) {
@@ -481,18 +520,19 @@ sfsistat mlt_cb_envrcpt(const struct mlt_mta *mta, const char *const *argv)
 		m->rcpts++;
 		return ok_status;
 	}
-	wait = mlt_rate_reserve(daemon_state->rate, m->login->name, m->login->limits,
-	                        m->login->nlimits, need, mlt_rate_clock(), &m->resv, &which);
-	if (wait == MLT_RATE_ERROR) {
+	wait = limiter_reserve(m, need, &which);
+	if (limiter_failed(wait)) {
+		enum mlt_why why = limiter_why(wait, &what);
+
 		if (!c->nr_rcpt)
-			return internal(mta, NULL, MLT_WHY_OUT_OF_MEMORY, "out of memory");
-		mlt_log(LOG_ERR, "out-of-memory: tempfail at end of message");
-		mlt_verdict_tempfail(&v, MLT_WHY_OUT_OF_MEMORY, "out of memory");
+			return internal(mta, NULL, why, what);
+		mlt_log(LOG_ERR, "%s: tempfail at end of message", what);
+		mlt_verdict_tempfail(&v, why, what);
 		return refuse_later(m, &v);
 	}
 	if (wait != 0) {
 		if (hold_over_limit(m, which, wait, &v)) {
-			mlt_rate_release(daemon_state->rate, m->login->name, &m->resv);
+			limiter_release(m);
 			m->rcpts++;
 			return ok_status;
 		}
@@ -560,12 +600,22 @@ static sfsistat commit_usage(const struct mlt_mta *mta, struct conn *c, struct m
 	struct mlt_verdict v;
 	size_t which = 0;
 	int64_t keep = mlt_store_horizon(daemon_state->store);
-	int64_t wait = mlt_rate_commit(daemon_state->rate, m->login->name, m->login->limits,
-	                               m->login->nlimits, &m->resv, actual, mlt_rate_clock(),
-	                               keep, &which);
+	int64_t wait;
+	const char *what;
 
-	if (wait == MLT_RATE_ERROR)
-		return internal(mta, c, MLT_WHY_OUT_OF_MEMORY, "out of memory");
+	if (daemon_state->admit != NULL)
+		wait = mlt_admit_commit(daemon_state->admit, m->login->name, m->login->limits,
+		                        m->login->nlimits, &m->resv, &m->resv_id, actual, &which);
+	else
+		wait = mlt_rate_commit(daemon_state->rate, m->login->name, m->login->limits,
+		                       m->login->nlimits, &m->resv, actual, mlt_rate_clock(), keep,
+		                       &which);
+	if (limiter_failed(wait)) {
+		enum mlt_why why = limiter_why(wait, &what);
+
+		return internal(mta, c, why, what);
+	}
+	m->counted_in_db = wait == 0 && daemon_state->admit != NULL;
 	if (wait != 0 && !hold_over_limit(m, which, wait, &v))
 		return refuse_msg(mta, c, &v);
 	/* the horizon changes only when the users database does: tell the writer then */

@@ -13,7 +13,9 @@
  * Debian's worker pool the callbacks of one session may run on different threads.
  *
  * Per message: a reservation at MAIL (1 message, SIZE=) and at each RCPT (1 recipient);
- * released at abort, close or refusal; turned into usage at end of message. A
+ * released at abort, close or refusal; turned into usage at end of message. In memory
+ * (rate.h) with an SQLite state database; in the database itself, shared by every node,
+ * with a PostgreSQL one (admission.h), where a database that cannot answer tempfails. A
  * configuration is pinned at MAIL and used until the message ends, whatever a reload
  * publishes meanwhile. Every internal error is a temporary failure (451 4.3.0).
  *
@@ -26,6 +28,7 @@
 
 #include <libmilter/mfapi.h>
 
+#include "admission.h"
 #include "config.h"
 #include "notify.h"
 #include "rate.h"
@@ -35,7 +38,8 @@
 
 struct mlt_daemon {
 	struct mlt_store *store;
-	struct mlt_rate *rate;
+	struct mlt_rate *rate;            /* the SQLite path's in-memory limiter */
+	struct mlt_admit *admit;          /* a PostgreSQL state_db: admission in it (else NULL) */
 	struct mlt_writer *writer;
 	struct mlt_notifier *notifier;  /* NULL: no notifications */
 };

@@ -13,11 +13,14 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "rdb.h"
 #include "relay-config.h"
 #include "window.h"
 
+/* K_DB: a database name, an absolute path or a PostgreSQL name (rdb_is_postgresql()) */
 enum key_type {
-	K_STRING, K_PATH, K_OPTPATH, K_SOCKET, K_MODE, K_BOOL, K_ENUM, K_DURATION, K_INT, K_MAILBOX
+	K_STRING, K_PATH, K_OPTPATH, K_DB, K_SOCKET, K_MODE, K_BOOL, K_ENUM, K_DURATION, K_INT,
+	K_MAILBOX
 };
 
 struct enum_val {
@@ -54,8 +57,8 @@ static const struct key keys[] = {
 	{ "socket_mode", K_MODE, F(socket_mode), 0, 0777, NULL },
 	{ "user", K_STRING, F(user), 0, 0, NULL },
 	{ "pid_file", K_OPTPATH, F(pid_file), 0, 0, NULL },
-	{ "users_db", K_PATH, F(users_db), 0, 0, NULL },
-	{ "state_db", K_PATH, F(state_db), 0, 0, NULL },
+	{ "users_db", K_DB, F(users_db), 0, 0, NULL },
+	{ "state_db", K_DB, F(state_db), 0, 0, NULL },
 	{ "log", K_ENUM, F(log), 0, 0, log_sinks },
 	{ "log_facility", K_ENUM, F(log_facility), 0, 0, facilities },
 	{ "log_level", K_ENUM, F(log_level), 0, 0, levels },
@@ -77,6 +80,7 @@ static const struct key keys[] = {
 	{ "notify_period", K_DURATION, F(notify_period), 60, 30 * INT64_C(86400), NULL },
 	{ "notify_refused_senders", K_INT, F(notify_refused_senders), 0, 1000000, NULL },
 	{ "notify_timeout", K_DURATION, F(notify_timeout), 1, 600, NULL },
+	{ "reservation_ttl", K_DURATION, F(reservation_ttl), 1, 2 * 86400, NULL },
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -107,6 +111,9 @@ void mlt_config_defaults(struct mlt_config *cfg)
 	cfg->notify_period = 3600;
 	cfg->notify_refused_senders = 5;
 	cfg->notify_timeout = 30;
+	/* a PostgreSQL state database: how long an admitted message's reservation counts
+	 * without news from its node (longer than `timeout`, see config.h) */
+	cfg->reservation_ttl = 7300;
 }
 
 int mlt_tls_rank(const char *v)
@@ -210,15 +217,24 @@ static bool set_value(const struct key *k, const char *v, struct mlt_config *cfg
 	case K_STRING:
 	case K_PATH:
 	case K_OPTPATH:
+	case K_DB:
 		if (strlen(v) >= k->size)
 			return bad(err, errlen, name, line, "%s: value longer than %zu bytes", k->name,
 			           k->size - 1);
 		if (!printable(v))
 			return bad(err, errlen, name, line, "%s: non-printable character", k->name);
-		if ((k->type == K_PATH || k->type == K_OPTPATH) && v[0] != '\0' && v[0] != '/')
+		if (k->type == K_DB && rdb_is_postgresql(v) && strncmp(v, "pg:", 3) == 0 &&
+		    v[3] != '/')
+			return bad(err, errlen, name, line, "%s: pg: must name an absolute path", k->name);
+		if (k->type == K_DB && rdb_is_postgresql(v)) {
+			memcpy(field, v, strlen(v) + 1);
+			return true;
+		}
+		if ((k->type == K_PATH || k->type == K_OPTPATH || k->type == K_DB) && v[0] != '\0' &&
+		    v[0] != '/')
 			return bad(err, errlen, name, line, "%s: must be an absolute path", k->name);
 		/* K_OPTPATH: "" switches the file off */
-		if (k->type == K_PATH && v[0] == '\0')
+		if ((k->type == K_PATH || k->type == K_DB) && v[0] == '\0')
 			return bad(err, errlen, name, line, "%s: must not be empty", k->name);
 		memcpy(field, v, strlen(v) + 1);
 		return true;
@@ -327,6 +343,14 @@ bool mlt_config_parse(const char *text, const char *name, struct mlt_config *cfg
 		seen[k] = true;
 		if (!set_value(&keys[k], val, cfg, name, line, err, errlen))
 			return false;
+	}
+	/* a reservation must outlive the longest pause of a session in flight, or a live
+	 * message's reservation could stop counting and another node admit past the limit */
+	if (rdb_is_postgresql(cfg->state_db) && cfg->reservation_ttl <= cfg->timeout) {
+		snprintf(err, errlen, "%s: reservation_ttl (%lld s) must be longer than timeout "
+		         "(%lld s) with a PostgreSQL state_db", name, (long long)cfg->reservation_ttl,
+		         (long long)cfg->timeout);
+		return false;
 	}
 	return true;
 }

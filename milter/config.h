@@ -49,6 +49,8 @@ struct mlt_config {
 	int64_t notify_period;         /* seconds: one notification per login and kind */
 	int64_t notify_refused_senders; /* refused senders per period that notify; 0 = never */
 	int64_t notify_timeout;        /* seconds sendmail may take before it is killed */
+	int64_t reservation_ttl;       /* PostgreSQL state_db: seconds an admitted message's
+	                                * reservation counts (sql/admit.h); > timeout */
 };
 
 void mlt_config_defaults(struct mlt_config *cfg);

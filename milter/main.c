@@ -5,12 +5,14 @@
  * exists); block the signals in every future thread; write the PID file while still root;
  * drop privileges; open the databases (a SQLite connection must not cross fork()), the
  * state writer first applying what a killed milter left in its crash journal, so counters
- * and audit log are whole before anyone is answered; load the counters; apply the counter
- * resets of relay-admin (reset.h) over them, so none of that brings reset counts back;
- * start the notifier (notify.h: after the drop, so sendmail runs as the milter's user);
- * start the metrics file thread when metrics_file is set (metrics.h; as the milter's user,
- * after the state writer, so the first file already counts from a whole state); create
- * the socket as the milter's user; start the SIGUSR1 reload thread; run libmilter's loop
+ * and audit log are whole before anyone is answered; load the counters and apply the
+ * counter resets of relay-admin (reset.h) over them, so none of that brings reset counts
+ * back (a PostgreSQL state database instead gets its admission pool: the counters stay in
+ * the database, where a reset clears them); start the notifier (notify.h: after the drop,
+ * so sendmail runs as the milter's user); start the metrics file thread when metrics_file
+ * is set (metrics.h; as the milter's user, after the state writer, so the first file
+ * already counts from a whole state); create the socket as the milter's user; start the
+ * SIGUSR1 reload thread; run libmilter's loop
  * (seam.c, the only module that calls smfi_*). At stop the metrics file is written last,
  * after the writer flushed, so it shows the final counts.
  * libmilter's own signal thread turns SIGHUP, SIGTERM and SIGINT into a stop; afterwards
@@ -42,6 +44,7 @@
 #include "reset.h"
 #include "safefs.h"
 #include "seam.h"
+#include "state.h"
 
 struct reload_ctx {
 	const char *path;
@@ -323,7 +326,28 @@ int main(int argc, char **argv)
 		mlt_log(LOG_ERR, "state database: %s", d.rate ? err : "out of memory");
 		goto out;
 	}
-	{
+	/* a shared (PostgreSQL) state database: admission happens in it, nothing to load;
+	 * counter resets zero its usage rows (the writer's records, audited once across the
+	 * nodes by the shared reset mark), pushed again at each start like on SQLite */
+	if (rdb_is_postgresql(cfg.state_db)) {
+		struct mlt_reset_list resets;
+
+		if (mlt_admit_new(cfg.state_db, &d.admit, err, sizeof err) != 0) {
+			mlt_log(LOG_ERR, "state database (admission): %s", err);
+			goto out;
+		}
+		if (mlt_reset_list_load(d.store, mlt_store_horizon(d.store), &resets, err,
+		                        sizeof err) != 0) {
+			mlt_log(LOG_ERR, "users database: %s", err);
+			goto out;
+		}
+		mlt_writer_set(d.writer, cfg.state_flush_ms, cfg.audit_retention,
+		               mlt_store_horizon(d.store));
+		resets_ctx.rate = d.rate;
+		resets_ctx.writer = d.writer;
+		mlt_reset_start(d.store, &resets_ctx, &resets);
+		mlt_reset_list_free(&resets);
+	} else {
 		int64_t keep = mlt_store_horizon(d.store);
 		struct mlt_reset_list resets;
 		struct load_ctx l = { d.rate, (int64_t)time(NULL), mlt_rate_clock(), &resets };
@@ -400,6 +424,7 @@ out:
 	mlt_notifier_stop(d.notifier);
 	mlt_store_close(d.store);
 	mlt_rate_free(d.rate);
+	mlt_admit_free(d.admit);
 	mlt_config_unpublish();
 	remove_pid(&pid);
 	return status;

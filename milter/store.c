@@ -9,6 +9,10 @@
  * table: relay-admin writes are rare, lookups are many. data_version only sees commits to
  * the file we hold open, so each refresh also stat()s the path: a file put in its place
  * (a restore) is opened instead, and a missing one is an error, as in the SASL plugin.
+ * A users database on PostgreSQL (users_db = postgresql://… or pg:FILE) has no file:
+ * there the change marker is the schema's users_generation counter (any commit on any
+ * node moves it), and the one handle reconnects by itself after a failure (sql/pgconn.c),
+ * while each failed refresh or lookup is an error the caller tempfails on.
  */
 #include "store.h"
 
@@ -147,9 +151,9 @@ static int open_db(struct mlt_store *s, char *err, size_t errlen)
 {
 	struct rdb *db = NULL;
 	struct rdb_policy *pol = NULL;
-	struct stat st;
+	struct stat st = { 0 };
 
-	if (stat(s->path, &st) != 0) {
+	if (!rdb_is_postgresql(s->path) && stat(s->path, &st) != 0) {
 		snprintf(err, errlen, "%s: %s", s->path, strerror(errno));
 		return -1;
 	}
@@ -193,12 +197,14 @@ static int refresh(struct mlt_store *s, char *err, size_t errlen)
 	struct stat st;
 	int64_t v, w;
 
-	if (stat(s->path, &st) != 0) {
+	if (rdb_is_postgresql(s->path)) {
+		/* no file to watch: the generation counter below says it all */
+	} else if (stat(s->path, &st) != 0) {
 		snprintf(err, errlen, "%s: %s", s->path, strerror(errno));
 		return -1;
-	}
-	if ((st.st_dev != s->dev || st.st_ino != s->ino) && open_db(s, err, errlen) != 0)
+	} else if ((st.st_dev != s->dev || st.st_ino != s->ino) && open_db(s, err, errlen) != 0) {
 		return -1;
+	}
 	if (rdb_policy_data_version(s->pol, &v) != RDB_OK) {
 		snprintf(err, errlen, "%s", rdb_policy_errmsg(s->pol));
 		return -1;

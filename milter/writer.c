@@ -12,6 +12,11 @@
  * matters: a counted record is appended to it and queued in one step, so the queue holds
  * the records in journal order and a batch taken together with mlt_journal_switch() holds
  * every record of the file the appends just left.
+ * A PostgreSQL state database (w->shared) has no file to watch and no crash journal: the
+ * counts of limited logins are committed by the admission (admission.h) before Postfix
+ * hears "accept", so what the writer batches there is last use, audit records and the
+ * counts of exempt logins; a kill -9 loses at most the last state_flush_ms of those
+ * (relay-milter(8)). A failed batch is retried, the milter tempfailing meanwhile, as here.
  */
 #include "writer.h"
 
@@ -74,6 +79,7 @@ struct mlt_writer {
 	size_t inflight;               /* records of the batch being written (the backlog gauge) */
 	bool stop;
 	bool healthy;
+	bool shared;                   /* PostgreSQL: no file checks, no journal (see above) */
 	int64_t flush_ms, retention, usage_keep;
 	int64_t stop_retry_ms;
 	int lost;                      /* set by the thread at stop: -1 if anything was lost */
@@ -287,6 +293,8 @@ static bool check_file(struct mlt_writer *w, bool at_stop, int64_t keep)
 	struct stat sb;
 	int e = 0;
 
+	if (w->shared) /* no file: a lost connection is the next commit's error */
+		return true;
 	if (stat(w->path, &sb) != 0)
 		e = errno;
 	if (e == 0 && w->st != NULL && !w->carry.pending && sb.st_dev == w->dev &&
@@ -430,7 +438,8 @@ static void *run(void *arg)
 		w->head = w->tail = NULL;
 		w->inflight = w->len;
 		w->len = 0;
-		mlt_journal_switch(w->journal);
+		if (w->journal != NULL)
+			mlt_journal_switch(w->journal);
 		pthread_mutex_unlock(&w->mu);
 
 		/* counters that gained are committed even without records (an idle relay's
@@ -441,7 +450,7 @@ static void *run(void *arg)
 		        write_batch(w, batch, (int64_t)time(NULL), keep, retention));
 		if (!okay && (batch != NULL || dirty))
 			mlt_metrics_writer_failure();
-		if (okay) /* the file the appends left holds only records committed by now */
+		if (okay && w->journal != NULL) /* the file the appends left: committed by now */
 			mlt_journal_release(w->journal);
 
 		pthread_mutex_lock(&w->mu);
@@ -533,8 +542,9 @@ int mlt_writer_start(const char *state_db, int64_t flush_ms, int64_t audit_reten
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	w->shared = rdb_is_postgresql(state_db);
 	/* stat before open: if the file is replaced in between, the first check sees it */
-	if (stat(state_db, &sb) != 0) {
+	if (!w->shared && stat(state_db, &sb) != 0) {
 		snprintf(err, errlen, "%s: %s", state_db, strerror(errno));
 		free(w->path);
 		free(w);
@@ -545,10 +555,15 @@ int mlt_writer_start(const char *state_db, int64_t flush_ms, int64_t audit_reten
 		free(w);
 		return -1;
 	}
-	w->dev = sb.st_dev;
-	w->ino = sb.st_ino;
+	if (!w->shared) {
+		w->dev = sb.st_dev;
+		w->ino = sb.st_ino;
+	}
 	w->file_ok = true;
-	if (recover(w, err, errlen) != 0) {
+	if (w->shared)
+		mlt_log(LOG_INFO, "state database on PostgreSQL: no crash journal (counts are "
+		        "committed at end of message)");
+	else if (recover(w, err, errlen) != 0) {
 		mlt_journal_close(w->journal);
 		rdb_state_close(w->st);
 		free(w->path);
@@ -599,7 +614,7 @@ int mlt_writer_stop(struct mlt_writer *w, int64_t retry_s)
 	lost = w->lost;
 	/* everything committed: empty both journal files (whatever is left there otherwise is
 	 * applied, or skipped by its mark, at the next start) */
-	if (w->flushed) {
+	if (w->flushed && w->journal != NULL) {
 		mlt_journal_switch(w->journal);
 		mlt_journal_release(w->journal);
 	}
@@ -634,7 +649,7 @@ int mlt_writer_push(struct mlt_writer *w, struct mlt_record *rec)
 	}
 	/* one write() into the page cache, no fsync: it survives the process, and the
 	 * callback never waits for the disk. Under mu, so queue order is journal order. */
-	if (counted && mlt_journal_append(w->journal, rec) != 0) {
+	if (counted && w->journal != NULL && mlt_journal_append(w->journal, rec) != 0) {
 		int e = errno;
 
 		pthread_mutex_unlock(&w->mu);

@@ -18,6 +18,12 @@
  *     exist. An active login without a SCRAM verifier gets the decoy too.
  * A database that cannot answer is SASL_UNAVAIL (Postfix: 454), never "no such user".
  *
+ * The database: relaydb_path is an SQLite file (an absolute path), or a PostgreSQL
+ * database — a postgresql:// URI or pg:/path/to/file holding a libpq conninfo string
+ * (mode 0600, owned by postfix: how a password is given without putting it in smtpd.conf;
+ * libpq's PGPASSFILE / ~/.pgpass work too). The plugin cannot tell the two apart beyond
+ * this: the data layer (sql/) speaks either.
+ *
  * A guest in someone else's process (STYLE rule 9): the only exported symbol is
  * sasl_auxprop_plug_init; options come from utils->getopt, logs go to utils->log (whose
  * formatter knows only %s %d %u %x %c %m %z — no %.*s, no %ld); no exit, abort or signals;
@@ -30,6 +36,11 @@
  * SASL_UNAVAIL at once and a replaced file (new inode) is reopened. The last few answers
  * are reused while SQLite's file change counter says nothing was committed (see
  * "answers"), so relay-admin's changes count from the next attempt on.
+ * On PostgreSQL: one connection per smtpd process, opened on the first lookup (after the
+ * chroot: a pg: file or a unix socket path is looked up inside it), read-only, kept for
+ * the life of the process. While the server is unreachable every lookup is SASL_UNAVAIL;
+ * the data layer reconnects on the next lookup after a failure, so smtpd need not be
+ * restarted. No answers are kept (there is no file counter to trust): every lookup asks.
  *
  * Thread safety: smtpd is single-threaded, but other hosts of libsasl2 are not; the one
  * cached connection is guarded by a mutex.
@@ -88,6 +99,8 @@ struct relaydb {
 	sasl_auxprop_plug_t plug;   /* handed to libsasl2; glob_context points back here */
 	const sasl_utils_t *utils;  /* the global utils from init: logging when no sparams */
 	char *path;                 /* relaydb_path; NULL if unusable (see config_error) */
+	char shown[PATH_MAX];       /* relaydb_path as logs show it (a URI without password) */
+	bool pg;                    /* relaydb_path names a PostgreSQL database */
 	const char *config_error;   /* why the configuration is unusable, or NULL */
 	bool active;                /* this host selected or configured relaydb */
 	int busy_ms;
@@ -203,7 +216,13 @@ static void read_options(struct relaydb *rp, const sasl_utils_t *utils)
 		                   "(e.g. /etc/postfix/sasl/smtpd.conf)";
 		return;
 	}
-	if (path[0] != '/') {
+	if (rdb_is_postgresql(path)) {
+		rp->pg = true;
+		if (strncmp(path, "pg:", 3) == 0 && path[3] != '/') {
+			rp->config_error = OPT_PATH " pg: must name an absolute path (pg:/etc/...)";
+			return;
+		}
+	} else if (path[0] != '/') {
 		/* smtpd resolves relative paths in the queue directory before the chroot and
 		 * from the chroot's root after it: never what the admin meant. */
 		rp->config_error = OPT_PATH " must be an absolute path";
@@ -212,6 +231,7 @@ static void read_options(struct relaydb *rp, const sasl_utils_t *utils)
 	rp->path = strdup(path);
 	if (rp->path == NULL)
 		rp->config_error = "out of memory reading " OPT_PATH;
+	rdb_name_display(path, rp->shown, sizeof rp->shown);
 }
 
 /* ---- the cached database ------------------------------------------------------------ */
@@ -247,10 +267,36 @@ static const char *stat_hint(int err)
 
 /* Returns the open database in *out, opening or reopening it as needed. Called with
  * rp->lock held. Anything but SASL_OK has been logged. */
+/* PostgreSQL: one connection, opened on first use and kept; the data layer reconnects
+ * it after a failure. Called with rp->lock held. */
+static int db_get_pg(struct relaydb *rp, const sasl_utils_t *utils, struct rdb **out)
+{
+	char err[512];
+
+	if (rp->db == NULL) {
+		struct rdb *db = NULL;
+
+		err[0] = '\0';
+		if (rdb_open(rp->path, RDB_READONLY, &db, err, sizeof err) != RDB_OK) {
+			rdb_close(db);
+			utils->log(utils->conn, SASL_LOG_ERR,
+			           PLUGIN_NAME ": users database %s unavailable: %s",
+			           rp->shown, err[0] ? err : "cannot open");
+			return SASL_UNAVAIL;
+		}
+		rp->db = db;
+	}
+	*out = rp->db;
+	return SASL_OK;
+}
+
 static int db_get(struct relaydb *rp, const sasl_utils_t *utils, struct rdb **out)
 {
 	struct stat st;
 	char err[256];
+
+	if (rp->pg)
+		return db_get_pg(rp, utils, out);
 
 	if (stat(rp->path, &st) != 0) {
 		int e = errno;
@@ -509,9 +555,11 @@ static int relaydb_lookup(void *glob, sasl_server_params_t *sparams, unsigned fl
 	if (r == RDB_ERROR) {
 		utils->log(utils->conn, SASL_LOG_ERR,
 		           PLUGIN_NAME ": users database %s unavailable: %s",
-		           rp->path, rdb_errmsg(db));
-		/* Start afresh next time: the file may be mid-replacement or repaired. */
-		db_drop(rp);
+		           rp->shown, rdb_errmsg(db));
+		/* Start afresh next time: the file may be mid-replacement or repaired. A
+		 * PostgreSQL handle is kept: it reconnects by itself on the next lookup. */
+		if (!rp->pg)
+			db_drop(rp);
 	}
 	pthread_mutex_unlock(&rp->lock);
 

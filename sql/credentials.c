@@ -86,14 +86,14 @@ static enum rdb_result check_label(struct rdb *db, const char *label)
  * rdb_login_add()). Another credential's is caught by the UNIQUE index. */
 static enum rdb_result authname_free(struct rdb *db, const char *authname)
 {
-	sqlite3_stmt *st;
+	struct rdb_st *st;
 	enum rdb_result r = rdb_step_name(db, STMT_LOGIN_ID, authname, "add credential", &st);
 
 	if (r == RDB_NOTFOUND)
 		return RDB_OK;
 	if (r != RDB_OK)
 		return r;
-	rdb_done(st);
+	rdb_st_done(st);
 	return rdb_fail(db, RDB_EXISTS, "%s is already a login's name: the credential's "
 	                "authentication name would mean two things", authname);
 }
@@ -103,7 +103,7 @@ enum rdb_result rdb_credential_add(struct rdb *db, const char *name, const char 
                                    const char *scram, int64_t now, char *authname_out)
 {
 	char authname[RDB_NAME_MAX + 1], stored[RDB_NAME_MAX + 1], why[160];
-	sqlite3_stmt *st;
+	struct rdb_st *st;
 	int64_t login = 0;
 	enum rdb_result r;
 
@@ -124,14 +124,14 @@ enum rdb_result rdb_credential_add(struct rdb *db, const char *name, const char 
 	st = rdb_stmt(db, STMT_CRED_INSERT);
 	if (st == NULL)
 		return RDB_ERROR;
-	if (sqlite3_bind_int64(st, 1, login) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 2, label, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 3, authname, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_blob(st, 4, plain, RDB_PLAIN_SECRET_LEN, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 5, scram, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 6, now) != SQLITE_OK) {
+	if (rdb_bind_int64(st, 1, login) != RDB_SQL_OK ||
+	    rdb_bind_text(st, 2, label) != RDB_SQL_OK ||
+	    rdb_bind_text(st, 3, authname) != RDB_SQL_OK ||
+	    rdb_bind_blob(st, 4, plain, RDB_PLAIN_SECRET_LEN) != RDB_SQL_OK ||
+	    rdb_bind_text(st, 5, scram) != RDB_SQL_OK ||
+	    rdb_bind_int64(st, 6, now) != RDB_SQL_OK) {
 		r = rdb_fail_sqlite(db, "add credential");
-		rdb_done(st);
+		rdb_st_done(st);
 		return r;
 	}
 	r = rdb_step_write(db, st, "add credential");
@@ -145,7 +145,7 @@ enum rdb_result rdb_credential_add(struct rdb *db, const char *name, const char 
 
 enum rdb_result rdb_credential_revoke(struct rdb *db, const char *name, const char *label)
 {
-	sqlite3_stmt *st;
+	struct rdb_st *st;
 	int64_t login = 0;
 	enum rdb_result r;
 
@@ -158,32 +158,31 @@ enum rdb_result rdb_credential_revoke(struct rdb *db, const char *name, const ch
 	st = rdb_stmt(db, STMT_CRED_DELETE);
 	if (st == NULL)
 		return RDB_ERROR;
-	if (sqlite3_bind_int64(st, 1, login) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 2, label, -1, SQLITE_STATIC) != SQLITE_OK) {
+	if (rdb_bind_int64(st, 1, login) != RDB_SQL_OK ||
+	    rdb_bind_text(st, 2, label) != RDB_SQL_OK) {
 		r = rdb_fail_sqlite(db, "revoke credential");
-		rdb_done(st);
+		rdb_st_done(st);
 		return r;
 	}
 	r = rdb_step_write(db, st, "revoke credential");
-	if (r == RDB_OK && sqlite3_changes(db->c.h) == 0)
+	if (r == RDB_OK && rdb_conn_changes(&db->c) == 0)
 		r = rdb_fail(db, RDB_NOTFOUND, "%s has no credential %s", name, label);
 	return r;
 }
 
 /* Fills *c from a STMT_CRED_LIST row; false for a row of the wrong shape. */
-static bool read_credential(sqlite3_stmt *st, struct rdb_credential *c)
+static bool read_credential(struct rdb_st *st, struct rdb_credential *c)
 {
-	int llen = sqlite3_column_bytes(st, 0), alen = sqlite3_column_bytes(st, 1);
+	int llen = rdb_col_bytes(st, 0), alen = rdb_col_bytes(st, 1);
 
 	memset(c, 0, sizeof *c);
-	if (sqlite3_column_count(st) != 3 || sqlite3_column_type(st, 0) != SQLITE_TEXT ||
-	    sqlite3_column_type(st, 1) != SQLITE_TEXT ||
-	    sqlite3_column_type(st, 2) != SQLITE_INTEGER ||
+	if (rdb_col_count(st) != 3 || rdb_col_type(st, 0) != RDB_COL_TEXT ||
+	    rdb_col_type(st, 1) != RDB_COL_TEXT || rdb_col_type(st, 2) != RDB_COL_INT ||
 	    llen < 0 || llen > RDB_LABEL_MAX || alen < 0 || alen > RDB_NAME_MAX)
 		return false;
-	memcpy(c->label, sqlite3_column_text(st, 0), (size_t)llen);
-	memcpy(c->authname, sqlite3_column_text(st, 1), (size_t)alen);
-	c->created_at = sqlite3_column_int64(st, 2);
+	memcpy(c->label, rdb_col_text(st, 0), (size_t)llen);
+	memcpy(c->authname, rdb_col_text(st, 1), (size_t)alen);
+	c->created_at = rdb_col_int64(st, 2);
 	return true;
 }
 
@@ -192,7 +191,7 @@ enum rdb_result rdb_credential_foreach(struct rdb *db, const char *name,
                                        void *arg, int *fn_ret)
 {
 	struct rdb_credential row;
-	sqlite3_stmt *st;
+	struct rdb_st *st;
 	int64_t login = 0;
 	enum rdb_result r;
 	int rc, ret = 0;
@@ -204,11 +203,11 @@ enum rdb_result rdb_credential_foreach(struct rdb *db, const char *name,
 	st = rdb_stmt(db, STMT_CRED_LIST);
 	if (st == NULL)
 		return RDB_ERROR;
-	if (sqlite3_bind_int64(st, 1, login) != SQLITE_OK) {
+	if (rdb_bind_int64(st, 1, login) != RDB_SQL_OK) {
 		r = rdb_fail_sqlite(db, "list credentials");
 		goto out;
 	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = rdb_step(st)) == RDB_STEP_ROW) {
 		if (!read_credential(st, &row)) {
 			r = rdb_fail(db, RDB_ERROR, "list credentials: malformed row (corrupt database?)");
 			break;
@@ -217,11 +216,11 @@ enum rdb_result rdb_credential_foreach(struct rdb *db, const char *name,
 		if (ret != 0)
 			break;
 	}
-	if (r == RDB_OK && ret == 0 && rc != SQLITE_DONE)
+	if (r == RDB_OK && ret == 0 && rc != RDB_STEP_DONE)
 		r = rdb_fail_sqlite(db, "list credentials");
 out:
 	if (fn_ret != NULL)
 		*fn_ret = ret;
-	rdb_done(st);
+	rdb_st_done(st);
 	return r;
 }

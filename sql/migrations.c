@@ -20,6 +20,7 @@
 
 #include "conn.h"
 #include "errbuf.h"
+#include "pgconn.h"
 
 /* Brings h, inside BEGIN IMMEDIATE, from `from` to k->version. */
 static bool migrate(sqlite3 *h, const struct rdb_kind *k, int64_t from, char *err,
@@ -75,6 +76,8 @@ enum rdb_result rdb_conn_init(const struct rdb_kind *k, const char *path, int *b
 		rdb_seterr(err, errlen, "no database path");
 		return RDB_INVALID;
 	}
+	if (rdb_engine_of(path) == RDB_ENGINE_PG)
+		return rdb_pg_init(k, path, before, after, err, errlen);
 	if (!k->nofollow && stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
 		rdb_seterr(err, errlen, "%s: not a regular file", path);
 		return RDB_ERROR;
@@ -149,6 +152,8 @@ enum rdb_result rdb_conn_probe(const struct rdb_kind *k, const char *path, int64
 	enum rdb_result r = RDB_ERROR;
 
 	rdb_seterr(err, errlen, "%s", "");
+	if (rdb_engine_of(path) == RDB_ENGINE_PG)
+		return rdb_pg_probe(k, path, version, err, errlen);
 	if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX |
 	                    (k->nofollow ? SQLITE_OPEN_NOFOLLOW : 0), NULL) != SQLITE_OK) {
 		rdb_seterr(err, errlen, "%s: %s", path, rdb_conn_open_errmsg(h));

@@ -51,104 +51,102 @@ const char *rdb_policy_errmsg(const struct rdb_policy *p)
 	return rdb_errmsg(p->db);
 }
 
-static bool col_int(sqlite3_stmt *st, int c)
+static bool col_int(struct rdb_st *st, int c)
 {
-	return sqlite3_column_type(st, c) == SQLITE_INTEGER;
+	return rdb_col_type(st, c) == RDB_COL_INT;
 }
 
 /* Looks up id and fills the login columns; RDB_NOTFOUND if absent. */
 static enum rdb_result login_row(struct rdb_policy *p, const char *name, int64_t *id,
                                  struct rdb_login_policy *out)
 {
-	sqlite3_stmt *st = STMT(p, LOGIN);
+	struct rdb_st *st = STMT(p, LOGIN);
 	enum rdb_result r;
 	int rc;
 
 	if (strlen(name) > RDB_NAME_MAX)
 		return failf(p, RDB_NOTFOUND, "no such login");
-	if (sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
+	if (rdb_bind_text(st, 1, name) != RDB_SQL_OK) {
 		r = fail_sqlite(p, "bind");
 		goto out;
 	}
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
+	rc = rdb_step(st);
+	if (rc == RDB_STEP_DONE) {
 		r = failf(p, RDB_NOTFOUND, "no such login: %s", name);
 		goto out;
 	}
-	if (rc != SQLITE_ROW) {
+	if (rc != RDB_STEP_ROW) {
 		r = fail_sqlite(p, "login lookup");
 		goto out;
 	}
-	if (!col_int(st, 0) || sqlite3_column_type(st, 1) != SQLITE_TEXT || !col_int(st, 2) ||
-	    !(col_int(st, 3) || sqlite3_column_type(st, 3) == SQLITE_NULL) || !col_int(st, 4) ||
-	    !col_int(st, 5) || sqlite3_column_bytes(st, 1) > RDB_NAME_MAX) {
+	if (!col_int(st, 0) || rdb_col_type(st, 1) != RDB_COL_TEXT || !col_int(st, 2) ||
+	    !(col_int(st, 3) || rdb_col_type(st, 3) == RDB_COL_NULL) || !col_int(st, 4) ||
+	    !col_int(st, 5) || rdb_col_bytes(st, 1) > RDB_NAME_MAX) {
 		r = failf(p, RDB_ERROR, "login row has an unexpected shape");
 		goto out;
 	}
-	*id = sqlite3_column_int64(st, 0);
+	*id = rdb_col_int64(st, 0);
 	if (out != NULL) {
-		snprintf(out->name, sizeof out->name, "%s", (const char *)sqlite3_column_text(st, 1));
-		out->enabled = sqlite3_column_int64(st, 2) != 0;
-		out->has_expiry = sqlite3_column_type(st, 3) == SQLITE_INTEGER;
-		out->expires_at = out->has_expiry ? sqlite3_column_int64(st, 3) : 0;
-		out->rate_exempt = sqlite3_column_int64(st, 4) != 0;
-		out->hold_over_limit = sqlite3_column_int64(st, 5) != 0;
+		snprintf(out->name, sizeof out->name, "%s", (const char *)rdb_col_text(st, 1));
+		out->enabled = rdb_col_int64(st, 2) != 0;
+		out->has_expiry = rdb_col_type(st, 3) == RDB_COL_INT;
+		out->expires_at = out->has_expiry ? rdb_col_int64(st, 3) : 0;
+		out->rate_exempt = rdb_col_int64(st, 4) != 0;
+		out->hold_over_limit = rdb_col_int64(st, 5) != 0;
 	}
 	r = RDB_OK;
 out:
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+	rdb_st_done(st);
 	return r;
 }
 
 /* Reads metric, window, max rows of st (already bound) into out. */
-static enum rdb_result read_limits(struct rdb_policy *p, sqlite3_stmt *st, struct rdb_limit *out,
+static enum rdb_result read_limits(struct rdb_policy *p, struct rdb_st *st, struct rdb_limit *out,
                                    size_t max, size_t *n)
 {
 	int rc;
 
 	*n = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = rdb_step(st)) == RDB_STEP_ROW) {
 		enum rdb_metric m;
 
-		if (sqlite3_column_type(st, 0) != SQLITE_TEXT || !col_int(st, 1) || !col_int(st, 2) ||
-		    !rdb_metric_parse((const char *)sqlite3_column_text(st, 0), &m) ||
-		    sqlite3_column_int64(st, 1) < 1 || sqlite3_column_int64(st, 2) < 0)
+		if (rdb_col_type(st, 0) != RDB_COL_TEXT || !col_int(st, 1) || !col_int(st, 2) ||
+		    !rdb_metric_parse((const char *)rdb_col_text(st, 0), &m) ||
+		    rdb_col_int64(st, 1) < 1 || rdb_col_int64(st, 2) < 0)
 			return failf(p, RDB_ERROR, "limit row has an unexpected shape");
 		if (*n >= max)
 			return failf(p, RDB_ERROR, "more than %zu limits in effect (relay-admin check "
 			             "names the logins)", max);
-		out[*n] = (struct rdb_limit){ m, sqlite3_column_int64(st, 1),
-		                              (uint64_t)sqlite3_column_int64(st, 2) };
+		out[*n] = (struct rdb_limit){ m, rdb_col_int64(st, 1),
+		                              (uint64_t)rdb_col_int64(st, 2) };
 		(*n)++;
 	}
-	return rc == SQLITE_DONE ? RDB_OK : fail_sqlite(p, "limits");
+	return rc == RDB_STEP_DONE ? RDB_OK : fail_sqlite(p, "limits");
 }
 
 enum rdb_result rdb_policy_login(struct rdb_policy *p, const char *name,
                                  struct rdb_login_policy *out)
 {
-	sqlite3_stmt *st = STMT(p, LIMITS_EFFECTIVE);
+	struct rdb_st *st = STMT(p, LIMITS_EFFECTIVE);
 	int64_t id;
 	enum rdb_result r;
 
 	memset(out, 0, sizeof *out);
 	if ((r = login_row(p, name, &id, out)) != RDB_OK)
 		return r;
-	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 2, RDB_LIMITS_MAX + 1) != SQLITE_OK)
+	if (rdb_bind_int64(st, 1, id) != RDB_SQL_OK ||
+	    rdb_bind_int64(st, 2, RDB_LIMITS_MAX + 1) != RDB_SQL_OK)
 		r = fail_sqlite(p, "bind");
 	else
 		r = read_limits(p, st, out->limits, RDB_LIMITS_MAX, &out->nlimits);
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+	rdb_st_done(st);
 	return r;
 }
 
 enum rdb_result rdb_policy_credential(struct rdb_policy *p, const char *authname, char *login,
                                       char *label)
 {
-	sqlite3_stmt *st;
+	struct rdb_st *st;
 	enum rdb_result r;
 	int nlen, llen;
 
@@ -159,64 +157,63 @@ enum rdb_result rdb_policy_credential(struct rdb_policy *p, const char *authname
 		return failf(p, RDB_NOTFOUND, "no such login or credential: %s", authname);
 	if (r != RDB_OK)
 		return r;
-	nlen = sqlite3_column_bytes(st, 0);
-	llen = sqlite3_column_bytes(st, 1);
-	if (sqlite3_column_type(st, 0) != SQLITE_TEXT || sqlite3_column_type(st, 1) != SQLITE_TEXT ||
+	nlen = rdb_col_bytes(st, 0);
+	llen = rdb_col_bytes(st, 1);
+	if (rdb_col_type(st, 0) != RDB_COL_TEXT || rdb_col_type(st, 1) != RDB_COL_TEXT ||
 	    nlen < 0 || nlen > RDB_NAME_MAX || llen < 0 || llen > RDB_LABEL_MAX) {
 		r = failf(p, RDB_ERROR, "credential row has an unexpected shape");
 	} else {
-		memcpy(login, sqlite3_column_text(st, 0), (size_t)nlen);
+		memcpy(login, rdb_col_text(st, 0), (size_t)nlen);
 		login[nlen] = '\0';
-		memcpy(label, sqlite3_column_text(st, 1), (size_t)llen);
+		memcpy(label, rdb_col_text(st, 1), (size_t)llen);
 		label[llen] = '\0';
 	}
-	rdb_done(st);
+	rdb_st_done(st);
 	return r;
 }
 
 enum rdb_result rdb_policy_senders(struct rdb_policy *p, const char *name,
                                    int (*fn)(const char *pattern, void *arg), void *arg)
 {
-	sqlite3_stmt *st = STMT(p, SENDERS);
+	struct rdb_st *st = STMT(p, SENDERS);
 	enum rdb_result r = RDB_OK;
 	int rc;
 
-	if (sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK) {
+	if (rdb_bind_text(st, 1, name) != RDB_SQL_OK) {
 		r = fail_sqlite(p, "bind");
 		goto out;
 	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (sqlite3_column_type(st, 0) != SQLITE_TEXT ||
-		    sqlite3_column_bytes(st, 0) > RDB_PATTERN_MAX) {
+	while ((rc = rdb_step(st)) == RDB_STEP_ROW) {
+		if (rdb_col_type(st, 0) != RDB_COL_TEXT ||
+		    rdb_col_bytes(st, 0) > RDB_PATTERN_MAX) {
 			r = failf(p, RDB_ERROR, "sender row has an unexpected shape");
 			goto out;
 		}
-		if (fn((const char *)sqlite3_column_text(st, 0), arg) != 0) {
+		if (fn((const char *)rdb_col_text(st, 0), arg) != 0) {
 			r = failf(p, RDB_ERROR, "sender callback failed");
 			goto out;
 		}
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != RDB_STEP_DONE)
 		r = fail_sqlite(p, "senders");
 out:
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+	rdb_st_done(st);
 	return r;
 }
 
 static enum rdb_result one_int(struct rdb_policy *p, enum rdb_stmt_id which, const char *what,
                                int64_t *out)
 {
-	sqlite3_stmt *st = rdb_stmt(p->db, which);
+	struct rdb_st *st = rdb_stmt(p->db, which);
 	enum rdb_result r;
 
-	if (sqlite3_step(st) == SQLITE_ROW && col_int(st, 0)) {
-		*out = sqlite3_column_int64(st, 0);
+	if (rdb_step(st) == RDB_STEP_ROW && col_int(st, 0)) {
+		*out = rdb_col_int64(st, 0);
 		r = RDB_OK;
 	} else {
 		r = fail_sqlite(p, what);
 	}
-	sqlite3_reset(st);
+	rdb_st_done(st);
 	return r;
 }
 
@@ -251,7 +248,7 @@ static enum rdb_result resolve(struct rdb_policy *p, const char *name, int64_t *
 enum rdb_result rdb_limits_get(struct rdb_policy *p, const char *name, struct rdb_limit *out,
                                size_t max, size_t *n)
 {
-	sqlite3_stmt *st = STMT(p, LIMITS_OWN);
+	struct rdb_st *st = STMT(p, LIMITS_OWN);
 	int64_t id;
 	enum rdb_result r;
 
@@ -259,14 +256,13 @@ enum rdb_result rdb_limits_get(struct rdb_policy *p, const char *name, struct rd
 	if ((r = resolve(p, name, &id)) != RDB_OK)
 		return r;
 	/* one row more than fits, so that too many is an error rather than a silent cut */
-	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 2, max < (size_t)INT64_MAX ? (int64_t)max + 1 : INT64_MAX)
-	    != SQLITE_OK)
+	if (rdb_bind_int64(st, 1, id) != RDB_SQL_OK ||
+	    rdb_bind_int64(st, 2, max < (size_t)INT64_MAX ? (int64_t)max + 1 : INT64_MAX)
+	    != RDB_SQL_OK)
 		r = fail_sqlite(p, "bind");
 	else
 		r = read_limits(p, st, out, max, n);
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+	rdb_st_done(st);
 	return r;
 }
 
@@ -279,32 +275,31 @@ enum rdb_result rdb_limits_get(struct rdb_policy *p, const char *name, struct rd
 static enum rdb_result walk_over(struct rdb_policy *p, int64_t id,
                                  int (*fn)(const char *name, int64_t n, void *arg), void *arg)
 {
-	sqlite3_stmt *st = STMT(p, LIMITS_OVER);
+	struct rdb_st *st = STMT(p, LIMITS_OVER);
 	enum rdb_result r = RDB_OK;
 	int rc;
 
-	if (sqlite3_bind_int64(st, 1, RDB_LIMITS_MAX) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 2, id) != SQLITE_OK) {
+	if (rdb_bind_int64(st, 1, RDB_LIMITS_MAX) != RDB_SQL_OK ||
+	    rdb_bind_int64(st, 2, id) != RDB_SQL_OK) {
 		r = fail_sqlite(p, "bind");
 		goto out;
 	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int t = sqlite3_column_type(st, 0);
+	while ((rc = rdb_step(st)) == RDB_STEP_ROW) {
+		int t = rdb_col_type(st, 0);
 
-		if ((t != SQLITE_TEXT && t != SQLITE_NULL) || !col_int(st, 1) ||
-		    sqlite3_column_bytes(st, 0) > RDB_NAME_MAX) {
+		if ((t != RDB_COL_TEXT && t != RDB_COL_NULL) || !col_int(st, 1) ||
+		    rdb_col_bytes(st, 0) > RDB_NAME_MAX) {
 			r = failf(p, RDB_ERROR, "limit count has an unexpected shape");
 			goto out;
 		}
-		if (fn(t == SQLITE_NULL ? NULL : (const char *)sqlite3_column_text(st, 0),
-		       sqlite3_column_int64(st, 1), arg) != 0)
+		if (fn(t == RDB_COL_NULL ? NULL : (const char *)rdb_col_text(st, 0),
+		       rdb_col_int64(st, 1), arg) != 0)
 			goto out;
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != RDB_STEP_DONE)
 		r = fail_sqlite(p, "counting limits");
 out:
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+	rdb_st_done(st);
 	return r;
 }
 
@@ -358,18 +353,17 @@ static enum rdb_result refuse_over(struct rdb_policy *p, int64_t id)
 static enum rdb_result refuse_own_rows(struct rdb_policy *p, const char *name, int64_t id,
                                        size_t adding)
 {
-	sqlite3_stmt *st = STMT(p, LIMITS_COUNT_OWN);
+	struct rdb_st *st = STMT(p, LIMITS_COUNT_OWN);
 	int64_t have = 0, total;
 	int rc;
 
-	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK)
+	if (rdb_bind_int64(st, 1, id) != RDB_SQL_OK)
 		return fail_sqlite(p, "bind");
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		have = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	if (rc != SQLITE_ROW)
+	rc = rdb_step(st);
+	if (rc == RDB_STEP_ROW)
+		have = rdb_col_int64(st, 0);
+	rdb_st_done(st);
+	if (rc != RDB_STEP_ROW)
 		return fail_sqlite(p, "counting limit rows");
 	total = have + (int64_t)adding;
 	if (total <= RDB_LIMITS_MAX)
@@ -383,10 +377,17 @@ static enum rdb_result refuse_own_rows(struct rdb_policy *p, const char *name, i
 	             "changed)", name, (long long)total, RDB_LIMITS_MAX);
 }
 
+/* The writes of one rdb_limits_set() land whole (conn.h: a savepoint, or on PostgreSQL
+ * outside a transaction BEGIN … COMMIT). */
+static const struct rdb_unit_ids limits_unit = {
+	STMT_P_SAVEPOINT, STMT_P_RELEASE, STMT_P_ROLLBACK_TO, STMT_BEGIN, STMT_COMMIT, STMT_ROLLBACK,
+};
+
 enum rdb_result rdb_limits_set(struct rdb_policy *p, const char *name,
                                const struct rdb_limit *lims, size_t n)
 {
 	bool touched[RDB_METRICS] = { false };
+	struct rdb_unit unit;
 	int64_t id;
 	enum rdb_result r;
 
@@ -406,18 +407,17 @@ enum rdb_result rdb_limits_set(struct rdb_policy *p, const char *name,
 				             rdb_metric_name(lims[k].metric));
 		touched[lims[k].metric] = true;
 	}
-	if ((r = exec(p, SAVEPOINT, "savepoint")) != RDB_OK)
+	if ((r = rdb_conn_unit_begin(&p->db->c, &unit, &limits_unit)) != RDB_OK)
 		return r;
 	if ((r = resolve(p, name, &id)) != RDB_OK)
 		goto undo;
 	for (int m = 0; m < RDB_METRICS; m++) {
-		sqlite3_stmt *st = STMT(p, LIMITS_DEL_METRIC);
+		struct rdb_st *st = STMT(p, LIMITS_DEL_METRIC);
 
 		if (!touched[m])
 			continue;
-		if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
-		    sqlite3_bind_text(st, 2, rdb_metric_name((enum rdb_metric)m), -1,
-		                      SQLITE_STATIC) != SQLITE_OK) {
+		if (rdb_bind_int64(st, 1, id) != RDB_SQL_OK ||
+		    rdb_bind_text(st, 2, rdb_metric_name((enum rdb_metric)m)) != RDB_SQL_OK) {
 			r = fail_sqlite(p, "bind");
 			goto undo;
 		}
@@ -427,12 +427,12 @@ enum rdb_result rdb_limits_set(struct rdb_policy *p, const char *name,
 	if ((r = refuse_own_rows(p, name, id, n)) != RDB_OK)
 		goto undo;
 	for (size_t k = 0; k < n; k++) {
-		sqlite3_stmt *st = STMT(p, LIMITS_INSERT);
+		struct rdb_st *st = STMT(p, LIMITS_INSERT);
 
-		if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
-		    sqlite3_bind_text(st, 2, rdb_metric_name(lims[k].metric), -1, SQLITE_STATIC) != SQLITE_OK ||
-		    sqlite3_bind_int64(st, 3, lims[k].window) != SQLITE_OK ||
-		    sqlite3_bind_int64(st, 4, (int64_t)lims[k].max) != SQLITE_OK) {
+		if (rdb_bind_int64(st, 1, id) != RDB_SQL_OK ||
+		    rdb_bind_text(st, 2, rdb_metric_name(lims[k].metric)) != RDB_SQL_OK ||
+		    rdb_bind_int64(st, 3, lims[k].window) != RDB_SQL_OK ||
+		    rdb_bind_int64(st, 4, (int64_t)lims[k].max) != RDB_SQL_OK) {
 			r = fail_sqlite(p, "bind");
 			goto undo;
 		}
@@ -442,33 +442,22 @@ enum rdb_result rdb_limits_set(struct rdb_policy *p, const char *name,
 	/* Counted after the write, in the same transaction: only the whole database says how
 	 * many rows a login ends up with (its other metrics, the defaults it inherits, or —
 	 * for a change of the defaults — every login that inherits them). */
-	if ((r = refuse_over(p, id)) != RDB_OK)
-		goto undo;
-	return exec(p, RELEASE, "release savepoint");
+	r = refuse_over(p, id);
 undo:
-	{
-		char keep[sizeof p->db->c.err];
-
-		/* Keep the message of the failure that made us roll back. */
-		memcpy(keep, p->db->c.err, sizeof keep);
-		exec(p, ROLLBACK_TO, "roll back to savepoint");
-		exec(p, RELEASE, "release savepoint");
-		memcpy(p->db->c.err, keep, sizeof keep);
-	}
-	return r;
+	return rdb_conn_unit_end(&p->db->c, &unit, r);
 }
 
 /* No count needed: without its own rows a login inherits only the defaults, which the
  * writer keeps within RDB_LIMITS_MAX, and without defaults a login keeps only its own. */
 enum rdb_result rdb_limits_clear(struct rdb_policy *p, const char *name)
 {
-	sqlite3_stmt *st = STMT(p, LIMITS_DEL_ALL);
+	struct rdb_st *st = STMT(p, LIMITS_DEL_ALL);
 	int64_t id;
 	enum rdb_result r;
 
 	if ((r = resolve(p, name, &id)) != RDB_OK)
 		return r;
-	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK)
+	if (rdb_bind_int64(st, 1, id) != RDB_SQL_OK)
 		return fail_sqlite(p, "bind");
 	return exec(p, LIMITS_DEL_ALL, "deleting limits");
 }
@@ -476,18 +465,18 @@ enum rdb_result rdb_limits_clear(struct rdb_policy *p, const char *name)
 enum rdb_result rdb_policy_set_flags(struct rdb_policy *p, const char *name, int rate_exempt,
                                      int hold_over_limit, int64_t now)
 {
-	sqlite3_stmt *st = STMT(p, SET_FLAGS);
+	struct rdb_st *st = STMT(p, SET_FLAGS);
 	int64_t id;
 	enum rdb_result r;
 
 	if ((r = login_row(p, name, &id, NULL)) != RDB_OK)
 		return r;
-	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
-	    (rate_exempt >= 0 ? sqlite3_bind_int(st, 2, rate_exempt != 0)
-	                      : sqlite3_bind_null(st, 2)) != SQLITE_OK ||
-	    (hold_over_limit >= 0 ? sqlite3_bind_int(st, 3, hold_over_limit != 0)
-	                          : sqlite3_bind_null(st, 3)) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 4, now) != SQLITE_OK)
+	if (rdb_bind_int64(st, 1, id) != RDB_SQL_OK ||
+	    (rate_exempt >= 0 ? rdb_bind_int(st, 2, rate_exempt != 0)
+	                      : rdb_bind_null(st, 2)) != RDB_SQL_OK ||
+	    (hold_over_limit >= 0 ? rdb_bind_int(st, 3, hold_over_limit != 0)
+	                          : rdb_bind_null(st, 3)) != RDB_SQL_OK ||
+	    rdb_bind_int64(st, 4, now) != RDB_SQL_OK)
 		return fail_sqlite(p, "bind");
 	return exec(p, SET_FLAGS, "setting flags");
 }
@@ -495,10 +484,11 @@ enum rdb_result rdb_policy_set_flags(struct rdb_policy *p, const char *name, int
 enum rdb_result rdb_usage_reset_add(struct rdb_policy *p, const char *name, unsigned metrics,
                                     const char *admin, int64_t now, int64_t *id)
 {
-	sqlite3_stmt *st = STMT(p, RESET_ADD);
+	struct rdb_st *st = STMT(p, RESET_ADD);
 	struct rdb_login_policy lp;
 	int64_t login_id;
 	enum rdb_result r;
+	int rc;
 
 	*id = 0;
 	if (metrics == 0 || metrics >= 1u << RDB_METRICS)
@@ -508,21 +498,30 @@ enum rdb_result rdb_usage_reset_add(struct rdb_policy *p, const char *name, unsi
 	/* the name as stored: the milter and the state database key usage by it */
 	if ((r = login_row(p, name, &login_id, &lp)) != RDB_OK)
 		return r;
-	if (sqlite3_bind_text(st, 1, lp.name, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 2, (int64_t)metrics) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 3, now) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 4, admin, -1, SQLITE_STATIC) != SQLITE_OK) {
-		sqlite3_reset(st);
-		sqlite3_clear_bindings(st);
+	/* lp.name is a local: bound texts are borrowed until the statement is done */
+	if (rdb_bind_text(st, 1, lp.name) != RDB_SQL_OK ||
+	    rdb_bind_int64(st, 2, (int64_t)metrics) != RDB_SQL_OK ||
+	    rdb_bind_int64(st, 3, now) != RDB_SQL_OK ||
+	    rdb_bind_text(st, 4, admin) != RDB_SQL_OK) {
+		rdb_st_done(st);
 		return fail_sqlite(p, "bind");
 	}
-	if ((r = exec(p, RESET_ADD, "recording the reset")) != RDB_OK)
+	/* the new id: a RETURNING row on PostgreSQL, SQLite's last rowid after "done" */
+	rc = rdb_step(st);
+	if (rc == RDB_STEP_ROW && col_int(st, 0)) {
+		*id = rdb_col_int64(st, 0);
+		rc = rdb_step(st);
+	} else if (rc == RDB_STEP_DONE && p->db->c.engine == RDB_ENGINE_SQLITE) {
+		*id = sqlite3_last_insert_rowid(p->db->c.h);
+	}
+	r = rc == RDB_STEP_DONE && *id > 0 ? RDB_OK : fail_sqlite(p, "recording the reset");
+	rdb_st_done(st);
+	if (r != RDB_OK)
 		return r;
-	*id = sqlite3_last_insert_rowid(p->db->c.h);
 	/* a reset older than the longest window clears nothing any more */
 	st = STMT(p, RESET_PRUNE);
-	if (sqlite3_bind_int64(st, 1, now - RDB_WINDOW_MAX) != SQLITE_OK) {
-		sqlite3_reset(st);
+	if (rdb_bind_int64(st, 1, now - RDB_WINDOW_MAX) != RDB_SQL_OK) {
+		rdb_st_done(st);
 		return fail_sqlite(p, "bind");
 	}
 	return exec(p, RESET_PRUNE, "pruning old resets");
@@ -533,41 +532,39 @@ enum rdb_result rdb_usage_reset_foreach(struct rdb_policy *p, const char *login,
                                         int (*fn)(const struct rdb_usage_reset *r, void *arg),
                                         void *arg)
 {
-	sqlite3_stmt *st = STMT(p, RESET_LIST);
+	struct rdb_st *st = STMT(p, RESET_LIST);
 	struct rdb_usage_reset u;
 	enum rdb_result r = RDB_OK;
 	int rc;
 
-	if (sqlite3_bind_int64(st, 1, after_id) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 2, since) != SQLITE_OK ||
-	    (login ? sqlite3_bind_text(st, 3, login, -1, SQLITE_STATIC)
-	           : sqlite3_bind_null(st, 3)) != SQLITE_OK) {
+	if (rdb_bind_int64(st, 1, after_id) != RDB_SQL_OK ||
+	    rdb_bind_int64(st, 2, since) != RDB_SQL_OK ||
+	    (login ? rdb_bind_text(st, 3, login) : rdb_bind_null(st, 3)) != RDB_SQL_OK) {
 		r = fail_sqlite(p, "bind");
 		goto out;
 	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (!col_int(st, 0) || sqlite3_column_type(st, 1) != SQLITE_TEXT ||
-		    sqlite3_column_bytes(st, 1) > RDB_NAME_MAX || !col_int(st, 2) ||
-		    !col_int(st, 3) || sqlite3_column_type(st, 4) != SQLITE_TEXT ||
-		    sqlite3_column_bytes(st, 4) > RDB_RESET_ADMIN_MAX ||
-		    sqlite3_column_int64(st, 2) < 1 || sqlite3_column_int64(st, 2) > 7) {
+	while ((rc = rdb_step(st)) == RDB_STEP_ROW) {
+		if (!col_int(st, 0) || rdb_col_type(st, 1) != RDB_COL_TEXT ||
+		    rdb_col_bytes(st, 1) > RDB_NAME_MAX || !col_int(st, 2) ||
+		    !col_int(st, 3) || rdb_col_type(st, 4) != RDB_COL_TEXT ||
+		    rdb_col_bytes(st, 4) > RDB_RESET_ADMIN_MAX ||
+		    rdb_col_int64(st, 2) < 1 || rdb_col_int64(st, 2) > 7) {
 			r = failf(p, RDB_ERROR, "usage_reset row has an unexpected shape");
 			goto out;
 		}
-		u.id = sqlite3_column_int64(st, 0);
-		snprintf(u.login, sizeof u.login, "%s", (const char *)sqlite3_column_text(st, 1));
-		u.metrics = (unsigned)sqlite3_column_int64(st, 2);
-		u.ts = sqlite3_column_int64(st, 3);
-		snprintf(u.admin, sizeof u.admin, "%s", (const char *)sqlite3_column_text(st, 4));
+		u.id = rdb_col_int64(st, 0);
+		snprintf(u.login, sizeof u.login, "%s", (const char *)rdb_col_text(st, 1));
+		u.metrics = (unsigned)rdb_col_int64(st, 2);
+		u.ts = rdb_col_int64(st, 3);
+		snprintf(u.admin, sizeof u.admin, "%s", (const char *)rdb_col_text(st, 4));
 		if (fn(&u, arg) != 0) {
 			r = failf(p, RDB_ERROR, "reading resets: the caller could not take a row");
 			goto out;
 		}
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != RDB_STEP_DONE)
 		r = fail_sqlite(p, "reading resets");
 out:
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+	rdb_st_done(st);
 	return r;
 }

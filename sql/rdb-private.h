@@ -2,9 +2,11 @@
  * rdb-private.h — internals shared by the modules on the users database (rdb.c, users.c,
  * policy.c). Not installed, not for front ends.
  *
- * struct rdb is a connection core (conn.h) of the users kind: one SQLite connection, one
- * error holder, and every statement of this header's table prepared when the file opens
- * (rdb.c holds the texts, indexed by enum rdb_stmt_id), finalized by rdb_close().
+ * struct rdb is a connection core (conn.h) of the users kind: one connection (SQLite or
+ * PostgreSQL), one error holder, and every statement of this header's table prepared when
+ * the database opens (rdb.c holds the texts of both engines, indexed by enum
+ * rdb_stmt_id), finalized by rdb_close(). The modules use the neutral statement API
+ * (struct rdb_st), so each operation is written once for both engines.
  */
 #ifndef RELAY_RDB_PRIVATE_H
 #define RELAY_RDB_PRIVATE_H
@@ -62,6 +64,23 @@ enum rdb_stmt_id {
 	STMT_P_RELEASE,
 	STMT_P_ROLLBACK_TO,
 	STMT_P_CREDENTIAL,
+	/* copy.c: the users data row for row, between engines */
+	STMT_C_COUNT,
+	STMT_C_LOGINS,
+	STMT_C_LOGIN_PUT,
+	STMT_C_SENDERS,
+	STMT_C_SENDER_PUT,
+	STMT_C_LIMITS,
+	STMT_C_LIMIT_PUT,
+	STMT_C_SECRET,
+	STMT_C_SECRET_PUT,
+	STMT_C_CLEAR_SENDERS,
+	STMT_C_CLEAR_LIMITS,
+	STMT_C_CLEAR_LOGINS,
+	STMT_C_CREDS,
+	STMT_C_CRED_PUT,
+	STMT_C_CLEAR_CREDS,
+	STMT_C_AFTER,
 	STMT_COUNT_
 };
 
@@ -71,9 +90,9 @@ struct rdb {
 
 /* The prepared statement (NULL only on a closed handle). The caller binds, steps, and
  * must rdb_done() it on every path. */
-static inline sqlite3_stmt *rdb_stmt(struct rdb *db, enum rdb_stmt_id id)
+static inline struct rdb_st *rdb_stmt(struct rdb *db, enum rdb_stmt_id id)
 {
-	return rdb_conn_stmt(&db->c, id);
+	return rdb_conn_q(&db->c, id);
 }
 
 /* The lookup of one row by login name: binds `name` to parameter 1 of statement `id` and
@@ -81,16 +100,17 @@ static inline sqlite3_stmt *rdb_stmt(struct rdb *db, enum rdb_stmt_id id)
  * RDB_NOTFOUND: no row, nothing recorded (the caller says what was not found).
  * RDB_ERROR: "what: sqlite message" recorded. On all but RDB_OK the statement is done. */
 enum rdb_result rdb_step_name(struct rdb *db, enum rdb_stmt_id id, const char *name,
-                              const char *what, sqlite3_stmt **stp);
+                              const char *what, struct rdb_st **stp);
 
 /* users.c, for credentials.c: the id of login `name` (checked first; RDB_NOTFOUND names
- * it) and, if `stored` is not NULL, its stored spelling; and the step of a bound write expected to change one row (constraint failures
- * become RDB_EXISTS / RDB_INVALID with `what`); the statement is done either way. */
+ * it) and, if `stored` is not NULL, its stored spelling; and the step of a bound write
+ * expected to change one row (constraint failures become RDB_EXISTS / RDB_INVALID with
+ * `what`); the statement is done either way. */
 enum rdb_result rdb_login_id(struct rdb *db, const char *name, int64_t *id,
                              char stored[RDB_NAME_MAX + 1]);
-enum rdb_result rdb_step_write(struct rdb *db, sqlite3_stmt *st, const char *what);
+enum rdb_result rdb_step_write(struct rdb *db, struct rdb_st *st, const char *what);
 
-/* Records "what: sqlite message" in db->err and returns RDB_ERROR. */
+/* Records "what: <the engine's message>" in db->err and returns RDB_ERROR. */
 enum rdb_result rdb_fail_sqlite(struct rdb *db, const char *what);
 
 /* Records a formatted message in db->err and returns r. */

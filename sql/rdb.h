@@ -67,6 +67,31 @@ bool rdb_pattern_valid(const char *pattern, char *why, size_t whylen);
 
 /* ---- opening ------------------------------------------------------------------------ */
 
+/* Which engine a database name selects: true for a PostgreSQL name — a "postgresql://"
+ * or "postgres://" URI, or "pg:/path/to/file" whose file (mode 0600 or stricter) holds a
+ * libpq connection string — and false for anything else, an SQLite path (the default).
+ * Every function below that takes a path takes either. */
+bool rdb_is_postgresql(const char *name);
+
+/* The name as messages and logs may show it: an SQLite path or a pg: name unchanged, a
+ * URI without its password. */
+void rdb_name_display(const char *name, char *out, size_t outlen);
+
+/* The parts of smtp-relay that connect to a shared database, for the grants each role
+ * needs (relay-admin init / grants). */
+enum rdb_role {
+	RDB_ROLE_PLUGIN,  /* the relaydb SASL plugin in smtpd: reads logins and site_secret */
+	RDB_ROLE_MILTER,  /* relay-milter: reads the users data, writes its state */
+	RDB_ROLE_ADMIN,   /* relay-admin: everything */
+};
+
+/* The GRANT statements (SQL, one per line) that PostgreSQL role `role` needs on the users
+ * tables to act as `part`, the role quoted as an identifier. The tables belong to the role
+ * that ran relay-admin init; it runs these. Malloc'ed (free it); NULL for a role name that
+ * is empty, longer than 63 bytes or holds control characters, or out of memory. */
+char *rdb_pg_grants(enum rdb_role part, const char *role);
+
+
 struct rdb;
 
 enum rdb_mode {
@@ -275,5 +300,22 @@ enum rdb_result rdb_sender_del(struct rdb *db, const char *name, const char *pat
 enum rdb_result rdb_sender_foreach(struct rdb *db, const char *name,
                                    int (*fn)(const char *pattern, void *arg), void *arg,
                                    int *fn_ret);
+
+/* ---- copying between databases (copy.c) --------------------------------------------- */
+
+struct rdb_copy_counts {
+	int64_t logins, senders, limits, credentials;
+};
+
+/* Copies the users data — logins with their secrets and ids, senders, limits, app
+ * credentials with their secrets and the site secret (the SCRAM decoy key, so decoys stay the same) — from `from` (read in one
+ * snapshot) to `to` (RDB_READWRITE, schema current), either engine to either, in one
+ * transaction on `to`. A target that holds any login, sender or limit is refused
+ * (RDB_EXISTS) unless `replace`, which first deletes them in the same transaction.
+ * Verified before the commit: the target's counts must equal the source's, else nothing
+ * is kept (RDB_ERROR). *copied gets the counts. Messages: rdb_errmsg(to) (or (from)
+ * when reading failed: *which_failed says 0 for from, 1 for to). */
+enum rdb_result rdb_copy_users(struct rdb *from, struct rdb *to, bool replace,
+                               struct rdb_copy_counts *copied, int *which_failed);
 
 #endif

@@ -34,6 +34,9 @@
 
 struct rdb_state;
 
+/* Every function below takes either engine's name (rdb_is_postgresql(), rdb.h): a
+ * PostgreSQL state database (sql/pg-state-schema.sql) is shared by several relay-milters. */
+
 /* Creates the database (WAL) or checks/migrates an existing one. Refuses a foreign file or
  * a newer schema. The folder must exist; file modes follow the caller's umask. */
 enum rdb_result rdb_state_init(const char *path, char *err, size_t errlen);
@@ -49,6 +52,9 @@ enum rdb_result rdb_state_open(const char *path, enum rdb_mode mode, struct rdb_
                                char *err, size_t errlen);
 void rdb_state_close(struct rdb_state *st);
 const char *rdb_state_errmsg(const struct rdb_state *st);
+/* A shared (PostgreSQL) state database: admission belongs in it (admit.h), and it has no
+ * file, no WAL and no crash journal (checkpoint is a no-op, the journal mark RDB_ERROR). */
+bool rdb_state_shared(const struct rdb_state *st);
 
 enum rdb_result rdb_state_begin(struct rdb_state *st);
 enum rdb_result rdb_state_commit(struct rdb_state *st);

@@ -19,14 +19,14 @@
 
 static enum rdb_result exec_simple(struct rdb *db, enum rdb_stmt_id id, const char *what)
 {
-	sqlite3_stmt *st = rdb_stmt(db, id);
+	struct rdb_st *st = rdb_stmt(db, id);
 	enum rdb_result r = RDB_OK;
 
 	if (st == NULL)
 		return RDB_ERROR;
-	if (sqlite3_step(st) != SQLITE_DONE)
+	if (rdb_step(st) != RDB_STEP_DONE)
 		r = rdb_fail_sqlite(db, what);
-	rdb_done(st);
+	rdb_st_done(st);
 	return r;
 }
 
@@ -125,10 +125,10 @@ static enum rdb_result check_name(struct rdb *db, const char *name)
 }
 
 /* Steps the one-row statement `id` for a login name, checked first: RDB_OK leaves the row
- * in *stp (the caller reads it, then rdb_done()); otherwise the reason is recorded, and
+ * in *stp (the caller reads it, then rdb_st_done()); otherwise the reason is recorded, and
  * RDB_NOTFOUND names the login. */
 static enum rdb_result find_login(struct rdb *db, enum rdb_stmt_id id, const char *name,
-                                  const char *what, sqlite3_stmt **stp)
+                                  const char *what, struct rdb_st **stp)
 {
 	enum rdb_result r = check_name(db, name);
 
@@ -142,38 +142,36 @@ static enum rdb_result find_login(struct rdb *db, enum rdb_stmt_id id, const cha
 /* Finds the id (and stored spelling) of a login; RDB_NOTFOUND names it. */
 static enum rdb_result login_id(struct rdb *db, const char *name, int64_t *id)
 {
-	sqlite3_stmt *st;
+	struct rdb_st *st;
 	enum rdb_result r = find_login(db, STMT_LOGIN_ID, name, "lookup", &st);
 
 	if (r != RDB_OK)
 		return r;
-	if (sqlite3_column_type(st, 0) != SQLITE_INTEGER)
+	if (rdb_col_type(st, 0) != RDB_COL_INT)
 		r = rdb_fail(db, RDB_ERROR, "lookup: malformed login row");
 	else
-		*id = sqlite3_column_int64(st, 0);
-	rdb_done(st);
+		*id = rdb_col_int64(st, 0);
+	rdb_st_done(st);
 	return r;
 }
 
 /* Runs a bound write statement expected to change exactly one row. */
-static enum rdb_result step_write(struct rdb *db, sqlite3_stmt *st, const char *what)
+static enum rdb_result step_write(struct rdb *db, struct rdb_st *st, const char *what)
 {
-	int rc = sqlite3_step(st);
+	int rc = rdb_step(st);
 	enum rdb_result r = RDB_OK;
 
-	if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+	if (rc == RDB_STEP_UNIQUE)
 		r = rdb_fail(db, RDB_EXISTS, "%s: already exists", what);
-	else if ((rc & 0xff) == SQLITE_CONSTRAINT)
-		r = rdb_fail(db, RDB_INVALID, "%s: %s", what, sqlite3_errmsg(db->c.h));
-	else if (rc != SQLITE_DONE)
+	else if (rc == RDB_STEP_CONSTRAINT)
+		r = rdb_fail(db, RDB_INVALID, "%s: %s", what, rdb_conn_dbmsg(&db->c));
+	else if (rc != RDB_STEP_DONE)
 		r = rdb_fail_sqlite(db, what);
-	rdb_done(st);
+	rdb_st_done(st);
 	return r;
 }
 
-
-
-enum rdb_result rdb_step_write(struct rdb *db, sqlite3_stmt *st, const char *what)
+enum rdb_result rdb_step_write(struct rdb *db, struct rdb_st *st, const char *what)
 {
 	return step_write(db, st, what);
 }
@@ -183,14 +181,14 @@ enum rdb_result rdb_step_write(struct rdb *db, sqlite3_stmt *st, const char *wha
  * too; this says so in words). */
 static enum rdb_result name_free_of_credentials(struct rdb *db, const char *name)
 {
-	sqlite3_stmt *st;
+	struct rdb_st *st;
 	enum rdb_result r = rdb_step_name(db, STMT_CRED_TAKEN, name, "add login", &st);
 
 	if (r == RDB_NOTFOUND)
 		return RDB_OK;
 	if (r != RDB_OK)
 		return r;
-	rdb_done(st);
+	rdb_st_done(st);
 	return rdb_fail(db, RDB_EXISTS, "%s is the authentication name of an app credential "
 	                "(relay-admin user credential list shows whose)", name);
 }
@@ -199,7 +197,7 @@ static enum rdb_result name_free_of_credentials(struct rdb *db, const char *name
 
 enum rdb_result rdb_login_add(struct rdb *db, const struct rdb_login_new *n)
 {
-	sqlite3_stmt *st;
+	struct rdb_st *st;
 	enum rdb_result r;
 	const char *source;
 	char why[128];
@@ -223,15 +221,15 @@ enum rdb_result rdb_login_add(struct rdb *db, const struct rdb_login_new *n)
 	st = rdb_stmt(db, STMT_LOGIN_INSERT);
 	if (st == NULL)
 		return RDB_ERROR;
-	if (sqlite3_bind_text(st, 1, n->name, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    (n->has_expiry ? sqlite3_bind_int64(st, 2, n->expires_at) : sqlite3_bind_null(st, 2)) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 3, n->note ? n->note : "", -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_blob(st, 4, n->plain, RDB_PLAIN_SECRET_LEN, SQLITE_STATIC) != SQLITE_OK ||
-	    (n->scram ? sqlite3_bind_text(st, 5, n->scram, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 5)) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 6, source, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 7, n->now) != SQLITE_OK) {
+	if (rdb_bind_text(st, 1, n->name) != RDB_SQL_OK ||
+	    (n->has_expiry ? rdb_bind_int64(st, 2, n->expires_at) : rdb_bind_null(st, 2)) != RDB_SQL_OK ||
+	    rdb_bind_text(st, 3, n->note ? n->note : "") != RDB_SQL_OK ||
+	    rdb_bind_blob(st, 4, n->plain, RDB_PLAIN_SECRET_LEN) != RDB_SQL_OK ||
+	    (n->scram ? rdb_bind_text(st, 5, n->scram) : rdb_bind_null(st, 5)) != RDB_SQL_OK ||
+	    rdb_bind_text(st, 6, source) != RDB_SQL_OK ||
+	    rdb_bind_int64(st, 7, n->now) != RDB_SQL_OK) {
 		r = rdb_fail_sqlite(db, "add login");
-		rdb_done(st);
+		rdb_st_done(st);
 		return r;
 	}
 	r = step_write(db, st, "add login");
@@ -240,16 +238,16 @@ enum rdb_result rdb_login_add(struct rdb *db, const struct rdb_login_new *n)
 	return r;
 }
 
-static bool text_col(sqlite3_stmt *st, int i, char *out, size_t outlen)
+static bool text_col(struct rdb_st *st, int i, char *out, size_t outlen)
 {
 	int len;
 
-	if (sqlite3_column_type(st, i) != SQLITE_TEXT)
+	if (rdb_col_type(st, i) != RDB_COL_TEXT)
 		return false;
-	len = sqlite3_column_bytes(st, i);
+	len = rdb_col_bytes(st, i);
 	if (len < 0 || (size_t)len >= outlen)
 		return false;
-	memcpy(out, sqlite3_column_text(st, i), (size_t)len);
+	memcpy(out, rdb_col_text(st, i), (size_t)len);
 	out[len] = '\0';
 	return true;
 }
@@ -257,25 +255,25 @@ static bool text_col(sqlite3_stmt *st, int i, char *out, size_t outlen)
 enum rdb_result rdb_login_id(struct rdb *db, const char *name, int64_t *id,
                              char stored[RDB_NAME_MAX + 1])
 {
-	sqlite3_stmt *st;
+	struct rdb_st *st;
 	enum rdb_result r = find_login(db, STMT_LOGIN_ID, name, "lookup", &st);
 
 	if (r != RDB_OK)
 		return r;
-	if (sqlite3_column_type(st, 0) != SQLITE_INTEGER ||
+	if (rdb_col_type(st, 0) != RDB_COL_INT ||
 	    (stored != NULL && !text_col(st, 1, stored, RDB_NAME_MAX + 1)))
 		r = rdb_fail(db, RDB_ERROR, "lookup: malformed login row");
 	else
-		*id = sqlite3_column_int64(st, 0);
-	rdb_done(st);
+		*id = rdb_col_int64(st, 0);
+	rdb_st_done(st);
 	return r;
 }
 
 /* Fills a struct rdb_login from a STMT_LOGIN_GET / STMT_LOGIN_ALL row. */
-static bool read_login(sqlite3_stmt *st, struct rdb_login *o)
+static bool read_login(struct rdb_st *st, struct rdb_login *o)
 {
 	memset(o, 0, sizeof *o);
-	if (sqlite3_column_count(st) != 12 ||
+	if (rdb_col_count(st) != 12 ||
 	    !text_col(st, 0, o->name, sizeof o->name) ||
 	    !text_col(st, 3, o->note, sizeof o->note) ||
 	    !text_col(st, 4, o->source, sizeof o->source))
@@ -283,26 +281,26 @@ static bool read_login(sqlite3_stmt *st, struct rdb_login *o)
 	for (int i = 1; i < 12; i++) {
 		if (i == 3 || i == 4)
 			continue;
-		if (sqlite3_column_type(st, i) != SQLITE_INTEGER &&
-		    !(i == 2 && sqlite3_column_type(st, i) == SQLITE_NULL))
+		if (rdb_col_type(st, i) != RDB_COL_INT &&
+		    !(i == 2 && rdb_col_type(st, i) == RDB_COL_NULL))
 			return false;
 	}
-	o->enabled = sqlite3_column_int64(st, 1) != 0;
-	o->has_expiry = sqlite3_column_type(st, 2) == SQLITE_INTEGER;
-	o->expires_at = o->has_expiry ? sqlite3_column_int64(st, 2) : 0;
-	o->has_scram = sqlite3_column_int64(st, 5) != 0;
-	o->rate_exempt = sqlite3_column_int64(st, 6) != 0;
-	o->hold_over_limit = sqlite3_column_int64(st, 7) != 0;
-	o->created_at = sqlite3_column_int64(st, 8);
-	o->updated_at = sqlite3_column_int64(st, 9);
-	o->password_changed_at = sqlite3_column_int64(st, 10);
-	o->nsenders = (unsigned)sqlite3_column_int64(st, 11);
+	o->enabled = rdb_col_int64(st, 1) != 0;
+	o->has_expiry = rdb_col_type(st, 2) == RDB_COL_INT;
+	o->expires_at = o->has_expiry ? rdb_col_int64(st, 2) : 0;
+	o->has_scram = rdb_col_int64(st, 5) != 0;
+	o->rate_exempt = rdb_col_int64(st, 6) != 0;
+	o->hold_over_limit = rdb_col_int64(st, 7) != 0;
+	o->created_at = rdb_col_int64(st, 8);
+	o->updated_at = rdb_col_int64(st, 9);
+	o->password_changed_at = rdb_col_int64(st, 10);
+	o->nsenders = (unsigned)rdb_col_int64(st, 11);
 	return true;
 }
 
 enum rdb_result rdb_login_get(struct rdb *db, const char *name, struct rdb_login *out)
 {
-	sqlite3_stmt *st;
+	struct rdb_st *st;
 	enum rdb_result r;
 
 	if (db == NULL || out == NULL)
@@ -312,7 +310,7 @@ enum rdb_result rdb_login_get(struct rdb *db, const char *name, struct rdb_login
 		return r;
 	if (!read_login(st, out))
 		r = rdb_fail(db, RDB_ERROR, "show login: malformed row (corrupt database?)");
-	rdb_done(st);
+	rdb_st_done(st);
 	return r;
 }
 
@@ -320,7 +318,7 @@ enum rdb_result rdb_login_foreach(struct rdb *db,
                                   int (*fn)(const struct rdb_login *login, void *arg),
                                   void *arg, int *fn_ret)
 {
-	sqlite3_stmt *st;
+	struct rdb_st *st;
 	struct rdb_login row;
 	enum rdb_result r = RDB_OK;
 	int rc, ret = 0;
@@ -330,7 +328,7 @@ enum rdb_result rdb_login_foreach(struct rdb *db,
 	st = rdb_stmt(db, STMT_LOGIN_ALL);
 	if (st == NULL)
 		return RDB_ERROR;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = rdb_step(st)) == RDB_STEP_ROW) {
 		if (!read_login(st, &row)) {
 			r = rdb_fail(db, RDB_ERROR, "list logins: malformed row (corrupt database?)");
 			break;
@@ -339,21 +337,21 @@ enum rdb_result rdb_login_foreach(struct rdb *db,
 		if (ret != 0)
 			break;
 	}
-	if (r == RDB_OK && ret == 0 && rc != SQLITE_DONE)
+	if (r == RDB_OK && ret == 0 && rc != RDB_STEP_DONE)
 		r = rdb_fail_sqlite(db, "list logins");
 	if (fn_ret != NULL)
 		*fn_ret = ret;
-	rdb_done(st);
+	rdb_st_done(st);
 	return r;
 }
 
 /* The shared shape of the small updates: find the login, bind id + values, step. */
 static enum rdb_result update_login(struct rdb *db, const char *name, enum rdb_stmt_id id,
                                     const char *what,
-                                    bool (*bind)(sqlite3_stmt *st, const void *arg),
+                                    bool (*bind)(struct rdb_st *st, const void *arg),
                                     const void *arg)
 {
-	sqlite3_stmt *st;
+	struct rdb_st *st;
 	int64_t login = 0;
 	enum rdb_result r = login_id(db, name, &login);
 
@@ -362,9 +360,9 @@ static enum rdb_result update_login(struct rdb *db, const char *name, enum rdb_s
 	st = rdb_stmt(db, id);
 	if (st == NULL)
 		return RDB_ERROR;
-	if (sqlite3_bind_int64(st, 1, login) != SQLITE_OK || !bind(st, arg)) {
+	if (rdb_bind_int64(st, 1, login) != RDB_SQL_OK || !bind(st, arg)) {
 		r = rdb_fail_sqlite(db, what);
-		rdb_done(st);
+		rdb_st_done(st);
 		return r;
 	}
 	return step_write(db, st, what);
@@ -376,14 +374,14 @@ struct secrets_arg {
 	int64_t now;
 };
 
-static bool bind_secrets(sqlite3_stmt *st, const void *p)
+static bool bind_secrets(struct rdb_st *st, const void *p)
 {
 	const struct secrets_arg *a = p;
 
-	return sqlite3_bind_blob(st, 2, a->plain, RDB_PLAIN_SECRET_LEN, SQLITE_STATIC) == SQLITE_OK &&
-	       (a->scram ? sqlite3_bind_text(st, 3, a->scram, -1, SQLITE_STATIC) :
-	                   sqlite3_bind_null(st, 3)) == SQLITE_OK &&
-	       sqlite3_bind_int64(st, 4, a->now) == SQLITE_OK;
+	return rdb_bind_blob(st, 2, a->plain, RDB_PLAIN_SECRET_LEN) == RDB_SQL_OK &&
+	       (a->scram ? rdb_bind_text(st, 3, a->scram) :
+	                   rdb_bind_null(st, 3)) == RDB_SQL_OK &&
+	       rdb_bind_int64(st, 4, a->now) == RDB_SQL_OK;
 }
 
 enum rdb_result rdb_login_set_secrets(struct rdb *db, const char *name,
@@ -406,12 +404,12 @@ struct int_arg {
 	int64_t now;
 };
 
-static bool bind_int_now(sqlite3_stmt *st, const void *p)
+static bool bind_int_now(struct rdb_st *st, const void *p)
 {
 	const struct int_arg *a = p;
 
-	return (a->null ? sqlite3_bind_null(st, 2) : sqlite3_bind_int64(st, 2, a->value)) == SQLITE_OK &&
-	       sqlite3_bind_int64(st, 3, a->now) == SQLITE_OK;
+	return (a->null ? rdb_bind_null(st, 2) : rdb_bind_int64(st, 2, a->value)) == RDB_SQL_OK &&
+	       rdb_bind_int64(st, 3, a->now) == RDB_SQL_OK;
 }
 
 enum rdb_result rdb_login_set_enabled(struct rdb *db, const char *name, bool enabled, int64_t now)
@@ -438,12 +436,12 @@ struct note_arg {
 	int64_t now;
 };
 
-static bool bind_note(sqlite3_stmt *st, const void *p)
+static bool bind_note(struct rdb_st *st, const void *p)
 {
 	const struct note_arg *a = p;
 
-	return sqlite3_bind_text(st, 2, a->note, -1, SQLITE_STATIC) == SQLITE_OK &&
-	       sqlite3_bind_int64(st, 3, a->now) == SQLITE_OK;
+	return rdb_bind_text(st, 2, a->note) == RDB_SQL_OK &&
+	       rdb_bind_int64(st, 3, a->now) == RDB_SQL_OK;
 }
 
 enum rdb_result rdb_login_set_note(struct rdb *db, const char *name, const char *note, int64_t now)
@@ -458,7 +456,7 @@ enum rdb_result rdb_login_set_note(struct rdb *db, const char *name, const char 
 	return update_login(db, name, STMT_LOGIN_SET_NOTE, "set note", bind_note, &a);
 }
 
-static bool bind_nothing(sqlite3_stmt *st, const void *p)
+static bool bind_nothing(struct rdb_st *st, const void *p)
 {
 	(void)st;
 	(void)p;
@@ -489,25 +487,32 @@ static enum rdb_result check_pattern(struct rdb *db, const char *pattern,
 
 static enum rdb_result touch(struct rdb *db, int64_t login, int64_t now)
 {
-	sqlite3_stmt *st = rdb_stmt(db, STMT_LOGIN_TOUCH);
+	struct rdb_st *st = rdb_stmt(db, STMT_LOGIN_TOUCH);
 
 	if (st == NULL)
 		return RDB_ERROR;
-	if (sqlite3_bind_int64(st, 1, login) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 2, now) != SQLITE_OK) {
-		rdb_done(st);
+	if (rdb_bind_int64(st, 1, login) != RDB_SQL_OK ||
+	    rdb_bind_int64(st, 2, now) != RDB_SQL_OK) {
+		rdb_st_done(st);
 		return rdb_fail_sqlite(db, "update login");
 	}
 	return step_write(db, st, "update login");
 }
 
+static const struct rdb_unit_ids sender_unit = {
+	STMT_SENDER_SAVEPOINT, STMT_SENDER_RELEASE, STMT_SENDER_ROLLBACK_TO,
+	STMT_BEGIN, STMT_COMMIT, STMT_ROLLBACK,
+};
+
 /* Two writes (pattern, updated_at) must land together: a savepoint nests inside the
- * caller's transaction if there is one and is a transaction of its own otherwise. */
+ * caller's transaction if there is one and is a transaction of its own otherwise
+ * (rdb_conn_unit_begin). */
 static enum rdb_result sender_change(struct rdb *db, const char *name, const char *pattern,
                                      int64_t now, bool add)
 {
 	char canon[RDB_PATTERN_MAX + 1];
-	sqlite3_stmt *st;
+	struct rdb_st *st;
+	struct rdb_unit unit;
 	int64_t login = 0;
 	enum rdb_result r;
 
@@ -518,7 +523,7 @@ static enum rdb_result sender_change(struct rdb *db, const char *name, const cha
 		r = check_pattern(db, pattern, canon);
 	if (r != RDB_OK)
 		return r;
-	if ((r = rdb_conn_exec(&db->c, STMT_SENDER_SAVEPOINT, "savepoint")) != RDB_OK)
+	if ((r = rdb_conn_unit_begin(&db->c, &unit, &sender_unit)) != RDB_OK)
 		return r;
 	r = login_id(db, name, &login);
 	if (r != RDB_OK)
@@ -528,31 +533,21 @@ static enum rdb_result sender_change(struct rdb *db, const char *name, const cha
 		r = RDB_ERROR;
 		goto out;
 	}
-	if (sqlite3_bind_int64(st, 1, login) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 2, canon, -1, SQLITE_STATIC) != SQLITE_OK) {
+	if (rdb_bind_int64(st, 1, login) != RDB_SQL_OK ||
+	    rdb_bind_text(st, 2, canon) != RDB_SQL_OK) {
 		r = rdb_fail_sqlite(db, "sender");
-		rdb_done(st);
+		rdb_st_done(st);
 		goto out;
 	}
 	r = step_write(db, st, add ? "add sender" : "delete sender");
 	if (r == RDB_EXISTS)
 		r = rdb_fail(db, RDB_EXISTS, "%s already has sender %s", name, canon);
-	else if (r == RDB_OK && !add && sqlite3_changes(db->c.h) == 0)
+	else if (r == RDB_OK && !add && rdb_conn_changes(&db->c) == 0)
 		r = rdb_fail(db, RDB_NOTFOUND, "%s has no sender %s", name, canon);
 	if (r == RDB_OK)
 		r = touch(db, login, now);
 out:
-	if (r != RDB_OK) {
-		char keep[sizeof db->c.err];
-
-		/* Keep the message of the failure that made us roll back. */
-		memcpy(keep, db->c.err, sizeof keep);
-		rdb_conn_exec(&db->c, STMT_SENDER_ROLLBACK_TO, "roll back to savepoint");
-		rdb_conn_exec(&db->c, STMT_SENDER_RELEASE, "release savepoint");
-		memcpy(db->c.err, keep, sizeof keep);
-		return r;
-	}
-	return rdb_conn_exec(&db->c, STMT_SENDER_RELEASE, "release savepoint");
+	return rdb_conn_unit_end(&db->c, &unit, r);
 }
 
 enum rdb_result rdb_sender_add(struct rdb *db, const char *name, const char *pattern, int64_t now)
@@ -570,7 +565,7 @@ enum rdb_result rdb_sender_foreach(struct rdb *db, const char *name,
                                    int *fn_ret)
 {
 	char pattern[RDB_PATTERN_MAX + 1];
-	sqlite3_stmt *st;
+	struct rdb_st *st;
 	int64_t login = 0;
 	enum rdb_result r;
 	int rc, ret = 0;
@@ -583,11 +578,11 @@ enum rdb_result rdb_sender_foreach(struct rdb *db, const char *name,
 	st = rdb_stmt(db, STMT_SENDER_LIST);
 	if (st == NULL)
 		return RDB_ERROR;
-	if (sqlite3_bind_int64(st, 1, login) != SQLITE_OK) {
+	if (rdb_bind_int64(st, 1, login) != RDB_SQL_OK) {
 		r = rdb_fail_sqlite(db, "list senders");
 		goto out;
 	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = rdb_step(st)) == RDB_STEP_ROW) {
 		if (!text_col(st, 0, pattern, sizeof pattern)) {
 			r = rdb_fail(db, RDB_ERROR, "list senders: malformed row (corrupt database?)");
 			break;
@@ -596,11 +591,11 @@ enum rdb_result rdb_sender_foreach(struct rdb *db, const char *name,
 		if (ret != 0)
 			break;
 	}
-	if (r == RDB_OK && ret == 0 && rc != SQLITE_DONE)
+	if (r == RDB_OK && ret == 0 && rc != RDB_STEP_DONE)
 		r = rdb_fail_sqlite(db, "list senders");
 out:
 	if (fn_ret != NULL)
 		*fn_ret = ret;
-	rdb_done(st);
+	rdb_st_done(st);
 	return r;
 }

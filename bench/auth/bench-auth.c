@@ -1,10 +1,18 @@
 /*
  * bench-auth.c — AUTH PLAIN attempts per second through the real libsasl2, for relaydb,
- * sasldb and Debian's `sql` plugin on SQLite: same login, same password, same run.
+ * sasldb and Debian's `sql` plugin on SQLite: same login, same password, same run; with
+ * --pg-relaydb and --pg-sql also relaydb and Debian's `sql` plugin (sql_engine: pgsql) on
+ * one PostgreSQL server, in the same rounds (bench/auth/pg.py starts that server).
  *
  * Usage: relay-bench-auth LIBRELAYDB.so SYSTEM_SASL2_DIR [--seconds S] [--rounds N]
- *                         [--saslpasswd2 PATH] [--only relaydb|relaydb-cold|sasldb|sql]
+ *                         [--saslpasswd2 PATH] [--only relaydb|relaydb-cold|sasldb|sql|...]
+ *                         [--pg-relaydb NAME --pg-sql FILE]
  * (--only runs one backend and prints its rate: for profiling.)
+ * --pg-relaydb NAME: relaydb_path of a PostgreSQL users database (pg:/file or a URI without
+ * a password) holding the login "alice"; --pg-sql FILE: the sql plugin's settings for the
+ * same server (sql_engine, sql_hostnames, sql_user, sql_passwd, sql_database, sql_select),
+ * a table with alice's password in cleartext, as that plugin needs. alice's password is
+ * read from stdin (one line), never from argv.
  *
  * Each attempt is what Postfix's smtpd does for one AUTH: sasl_server_new, sasl_server_start
  * with the PLAIN initial response, sasl_dispose (a new sasl_conn per attempt). Each backend
@@ -21,8 +29,8 @@
  * It also shows the SQL injection: login `' UNION SELECT 123 --` with password `123` against
  * the sql plugin and against relaydb.
  *
- * Exit status: 0 if relaydb meets its budget (>= 3x sasldb and >= 15x sql, DESIGN.md),
- * 1 if it misses it, 2 on a setup error.
+ * Exit status: 0 if relaydb meets its budget (>= 3x sasldb and >= 15x sql, DESIGN.md;
+ * on PostgreSQL >= 10x sql with pgsql, issue 10), 1 if it misses it, 2 on a setup error.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -47,11 +55,13 @@
 #define INJECTION_NAME "' UNION SELECT 123 --"
 #define INJECTION_PW "123"
 
-enum backend { B_RELAYDB, B_RELAYDB_COLD, B_SASLDB, B_SQL, B_COUNT };
+enum backend { B_RELAYDB, B_RELAYDB_COLD, B_SASLDB, B_SQL, B_RELAYDB_PG, B_SQL_PG, B_COUNT };
 
 static const char *const backend_name[B_COUNT] = {
-	"relaydb", "relaydb-cold", "sasldb", "sql (Debian)",
+	"relaydb", "relaydb-cold", "sasldb", "sql (Debian)", "relaydb (pg)", "sql pgsql (Debian)",
 };
+/* the PostgreSQL pair runs only with --pg-relaydb and --pg-sql */
+static bool enabled[B_COUNT] = { true, true, true, true, false, false };
 
 /* relaydb-cold rotates over more logins than the plugin keeps answers for, so every
  * lookup goes to SQLite: the worst case, shown for honesty (same config as relaydb). */
@@ -60,6 +70,12 @@ static const char *const cold_login[COLD_LOGINS] = { LOGIN, "cold1", "cold2", "c
 
 static char tmp[4096];
 static char password[64];
+static char pg_password[256];   /* alice's on PostgreSQL (stdin) */
+
+static const char *password_of(enum backend b)
+{
+	return b == B_RELAYDB_PG || b == B_SQL_PG ? pg_password : password;
+}
 static char confdir[B_COUNT][4200];
 static char plugdir[B_COUNT][4200];
 
@@ -188,6 +204,52 @@ static bool setup_sql(const char *sysdir)
 	return ok && write_conf(B_SQL, conf) && link_plugins(B_SQL, sysdir, lib);
 }
 
+/* relaydb on PostgreSQL: the same plugin, relaydb_path naming the server (the login is
+ * made by relay-admin there). The sql plugin: its settings file appended to the same
+ * header the SQLite case writes. */
+static bool setup_pg(const char *plugin_so, const char *sysdir, const char *relaydb,
+                     const char *sqlconf)
+{
+	char conf[8800], lib[4300];
+	char sql[4096];
+	FILE *f;
+	size_t n;
+	bool ok;
+
+	snprintf(conf, sizeof conf,
+	         "pwcheck_method: auxprop\nauxprop_plugin: relaydb\nmech_list: plain\n"
+	         "relaydb_path: %s\n", relaydb);
+	if (!write_conf(B_RELAYDB_PG, conf) || !link_plugins(B_RELAYDB_PG, sysdir, plugin_so))
+		return false;
+	f = fopen(sqlconf, "r");
+	if (f == NULL) {
+		perror(sqlconf);
+		return false;
+	}
+	n = fread(sql, 1, sizeof sql - 1, f);
+	fclose(f);
+	sql[n] = '\0';
+	snprintf(conf, sizeof conf, "pwcheck_method: auxprop\nauxprop_plugin: sql\n"
+	         "mech_list: plain\n%s", sql);
+	explicit_bzero(sql, sizeof sql);   /* it holds sql_passwd */
+	snprintf(lib, sizeof lib, "%s/libsql.so", sysdir);
+	ok = write_conf(B_SQL_PG, conf) && link_plugins(B_SQL_PG, sysdir, lib);
+	explicit_bzero(conf, sizeof conf);
+	return ok;
+}
+
+/* alice's PostgreSQL password: one line on stdin */
+static bool read_pg_password(void)
+{
+	size_t n;
+
+	if (fgets(pg_password, sizeof pg_password, stdin) == NULL)
+		return false;
+	n = strcspn(pg_password, "\r\n");
+	pg_password[n] = '\0';
+	return n > 0;
+}
+
 /* ---- measuring ---------------------------------------------------------------------- */
 
 struct result {
@@ -210,7 +272,8 @@ static struct result run_backend(enum backend b, double seconds)
 	if (pid < 0)
 		return res;
 	if (pid == 0) {
-		size_t plen = strlen(password);
+		const char *pw = password_of(b);
+		size_t plen = strlen(pw);
 		struct result out = { -1, SASL_FAIL };
 		long n = 0;
 		double start, elapsed = 0;
@@ -219,7 +282,7 @@ static struct result run_backend(enum backend b, double seconds)
 		close(fds[0]);
 		r = rig_init(confdir[b], plugdir[b]);
 		if (r == SASL_OK)
-			r = rig_plain(NULL, LOGIN, strlen(LOGIN), password, plen);
+			r = rig_plain(NULL, LOGIN, strlen(LOGIN), pw, plen);
 		if (r != SASL_OK) {
 			fprintf(stderr, "bench: %s: the right password fails (sasl %d)\n",
 			        backend_name[b], r);
@@ -228,14 +291,14 @@ static struct result run_backend(enum backend b, double seconds)
 			out.injection = rig_plain(NULL, INJECTION_NAME, strlen(INJECTION_NAME),
 			                          INJECTION_PW, strlen(INJECTION_PW));
 			for (int i = 0; i < 200; i++) /* warm up caches and the connection */
-				rig_plain(NULL, LOGIN, strlen(LOGIN), password, plen);
+				rig_plain(NULL, LOGIN, strlen(LOGIN), pw, plen);
 			start = now_s();
 			do {
 				for (int i = 0; i < 100; i++) {
 					const char *user = b == B_RELAYDB_COLD ? cold_login[i % COLD_LOGINS]
 					                                       : LOGIN;
 
-					if (rig_plain(NULL, user, strlen(user), password, plen) == SASL_OK)
+					if (rig_plain(NULL, user, strlen(user), pw, plen) == SASL_OK)
 						n++;
 					else
 						n = -1000000000L;
@@ -271,12 +334,15 @@ static int rm_entry(const char *path, const struct stat *st, int type, struct FT
 static void usage(const char *argv0)
 {
 	fprintf(stderr, "usage: %s LIBRELAYDB.so SYSTEM_SASL2_DIR [--seconds S] [--rounds N] "
-	        "[--saslpasswd2 PATH] [--only relaydb|relaydb-cold|sasldb|sql]\n", argv0);
+	        "[--saslpasswd2 PATH] [--only relaydb|relaydb-cold|sasldb|sql|relaydb (pg)|"
+	        "sql pgsql] [--pg-relaydb NAME --pg-sql FILE]   (PostgreSQL: alice's password "
+	        "on stdin)\n", argv0);
 }
 
 int main(int argc, char **argv)
 {
 	const char *saslpasswd2 = "/usr/sbin/saslpasswd2";
+	const char *pg_relaydb = NULL, *pg_sql = NULL;
 	const char *base = getenv("TMPDIR");
 	double seconds = 2.0;
 	int rounds = 3;
@@ -307,10 +373,27 @@ int main(int argc, char **argv)
 			}
 		} else if (strcmp(argv[i], "--saslpasswd2") == 0 && i + 1 < argc) {
 			saslpasswd2 = argv[++i];
+		} else if (strcmp(argv[i], "--pg-relaydb") == 0 && i + 1 < argc) {
+			pg_relaydb = argv[++i];
+		} else if (strcmp(argv[i], "--pg-sql") == 0 && i + 1 < argc) {
+			pg_sql = argv[++i];
 		} else {
 			usage(argv[0]);
 			return 2;
 		}
+	}
+	if ((pg_relaydb == NULL) != (pg_sql == NULL)) {
+		fprintf(stderr, "bench: --pg-relaydb and --pg-sql go together\n");
+		return 2;
+	}
+	if (pg_relaydb && !read_pg_password()) {
+		fprintf(stderr, "bench: with --pg-relaydb, alice's password on stdin (one line)\n");
+		return 2;
+	}
+	enabled[B_RELAYDB_PG] = enabled[B_SQL_PG] = pg_relaydb != NULL;
+	if (only >= 0 && !enabled[only]) {
+		usage(argv[0]);
+		return 2;
 	}
 	if (seconds <= 0 || seconds > 600 || rounds < 1 || rounds > 16) {
 		fprintf(stderr, "bench: --seconds 0..600, --rounds 1..16\n");
@@ -333,7 +416,7 @@ int main(int argc, char **argv)
 	}
 	if (rdb_generate_password(password, sizeof password) != RDB_OK ||
 	    !setup_relaydb(plugin_so, argv[2]) || !setup_sasldb(argv[2], saslpasswd2) ||
-	    !setup_sql(argv[2])) {
+	    !setup_sql(argv[2]) || (pg_relaydb && !setup_pg(plugin_so, argv[2], pg_relaydb, pg_sql))) {
 		fprintf(stderr, "bench: setup failed (kept in %s)\n", tmp);
 		goto out;
 	}
@@ -344,7 +427,7 @@ int main(int argc, char **argv)
 		for (int b = 0; b < B_COUNT; b++) {
 			struct result res;
 
-			if (only >= 0 && b != only)
+			if ((only >= 0 && b != only) || !enabled[b])
 				continue;
 			res = run_backend((enum backend)b, seconds);
 
@@ -363,15 +446,25 @@ int main(int argc, char **argv)
 		goto clean;
 	}
 	for (int b = 0; b < B_COUNT; b++) {
+		if (!enabled[b])
+			continue;
 		qsort(rates[b], (size_t)rounds, sizeof rates[b][0], cmp_double);
 		median[b] = rates[b][rounds / 2];
 	}
 
 	printf("\n| backend | attempts/s (median) | relaydb is |\n|---|---:|---:|\n");
 	/* relaydb-cold is the worst case: every lookup a SQLite read transaction */
-	for (int b = 0; b < B_COUNT; b++)
+	for (int b = 0; b <= B_SQL; b++)
 		printf("| %s | %.0f | %.1fx |\n", backend_name[b], median[b],
 		       median[B_RELAYDB] / median[b]);
+	if (enabled[B_RELAYDB_PG]) {
+		/* the same server for both: a persistent connection with prepared statements
+		 * against a new connection and a substituted query per lookup */
+		printf("\n| on PostgreSQL | attempts/s (median) | relaydb (pg) is |\n|---|---:|---:|\n");
+		for (int b = B_RELAYDB_PG; b <= B_SQL_PG; b++)
+			printf("| %s | %.0f | %.1fx |\n", backend_name[b], median[b],
+			       median[B_RELAYDB_PG] / median[b]);
+	}
 	{
 		double vs_sasldb = median[B_RELAYDB] / median[B_SASLDB];
 		double vs_sql = median[B_RELAYDB] / median[B_SQL];
@@ -379,6 +472,13 @@ int main(int argc, char **argv)
 
 		printf("\nbudget: relaydb >= 3x sasldb (%.1fx) and >= 15x sql (%.1fx): %s\n",
 		       vs_sasldb, vs_sql, met ? "met" : "MISSED");
+		if (enabled[B_RELAYDB_PG]) {
+			double vs_pg = median[B_RELAYDB_PG] / median[B_SQL_PG];
+
+			printf("budget on PostgreSQL: relaydb >= 10x sql pgsql (%.1fx): %s\n", vs_pg,
+			       vs_pg >= 10.0 ? "met" : "MISSED");
+			met = met && vs_pg >= 10.0;
+		}
 		status = met ? 0 : 1;
 	}
 	printf("login \"%s\" with password \"%s\": sql %s, relaydb %s, sasldb %s\n",
@@ -393,6 +493,7 @@ clean:
 		fprintf(stderr, "bench: could not remove %s\n", tmp);
 out:
 	explicit_bzero(password, sizeof password);
+	explicit_bzero(pg_password, sizeof pg_password);
 	free(plugin_so);
 	return status;
 }

@@ -17,10 +17,10 @@ from adminlib import RELAY_ADMIN, OK
 # Every command relay-admin has: a command missing from the table, or from this list,
 # fails test_list_matches_table.
 COMMANDS = [
-    "init", "user add", "user passwd", "user del", "user enable", "user disable",
-    "user set", "user list", "user show", "user credential", "sender add", "sender del",
-    "sender list", "limit set", "limit show", "limit clear", "usage reset", "usage",
-    "held list", "held release", "held delete", "log", "metrics", "import-sasldb",
+    "init", "grants", "copy", "user add", "user passwd", "user del", "user enable",
+    "user disable", "user set", "user list", "user show", "user credential", "sender add",
+    "sender del", "sender list", "limit set", "limit show", "limit clear", "usage reset",
+    "usage", "held list", "held release", "held delete", "log", "metrics", "import-sasldb",
     "selftest", "check", "setup",
 ]
 

@@ -94,6 +94,10 @@ API
     ``cert`` — ``'lab'`` (default: a certificate from the lab CA) or ``'generate'`` (no
         --cert/--key: relay-admin setup makes a self-signed one for 'localhost').
     ``start`` — False to only configure (call ``relay.start()`` yourself).
+    ``db`` — a users database the caller made (``relay-admin init`` done), e.g. one several
+        relays share (a ``pg:`` file or ``postgresql://`` URI); default: its own SQLite file.
+    ``state_db`` — with ``milter=True``: a state database the caller made, for the milter
+        (shared by several milters); default: its own SQLite file.
     Attributes: ``port`` (STARTTLS service), ``tls_port`` (implicit TLS, or None), ``db``
     (users database), ``cert``/``key`` (its server certificate), ``sasl_dir`` (smtpd.conf),
     ``setup_output`` (stdout+stderr of relay-admin setup), ``upstream``.
@@ -608,7 +612,7 @@ class Relay(Instance):
     def __init__(self, lab, upstream, milter=None, tls_port=True, upstream_password=None,
                  upstream_ca=None, upstream_insecure=False, setup_args=(),
                  main_overrides=None, service_overrides=None, cert='lab', milter_conf='',
-                 start=True, main_before_setup=None):
+                 start=True, main_before_setup=None, db=None, state_db=None):
         super().__init__(lab, 'relay', 'localhost')
         self.upstream = upstream
         self.port = free_port()
@@ -628,15 +632,18 @@ class Relay(Instance):
         dbdir = os.path.join(self.dir, 'db')
         os.makedirs(dbdir, exist_ok=True)
         _chown_postfix(dbdir, 0o750)
-        self.db = os.path.join(dbdir, 'users.db')
         self.set_main_dict(main_before_setup or {})
-        self.admin('init')
-        if os.path.exists(self.db):
-            _chown_postfix(self.db, 0o640)
+        if db is None:
+            self.db = os.path.join(dbdir, 'users.db')
+            self.admin('init')
+            if os.path.exists(self.db):
+                _chown_postfix(self.db, 0o640)
+        else:   # a database the caller made (shared by several relays, PostgreSQL)
+            self.db = db
         self.sasl_dir = os.path.join(self.config_dir, 'sasl')
         self.milter = None
         if milter is True:
-            self.milter = Milter(lab, self, milter_conf)
+            self.milter = Milter(lab, self, milter_conf, state_db=state_db)
             milter = self.milter.sock
         argv = [lab.relay_admin, '--db', self.db, 'setup', '--postfix-config', self.config_dir,
                 '--port', '%s:%d' % (HOST, self.port),
@@ -754,7 +761,7 @@ class Milter:
     spec for ``Relay(milter=...)``; ``log()`` its stderr; ``stop()`` SIGTERM then SIGKILL.
     """
 
-    def __init__(self, lab, relay, extra=''):
+    def __init__(self, lab, relay, extra='', state_db=None):
         self.lab = lab
         self.binary = lab.relay_milter
         self.dir = os.path.join(lab.dir, lab._unique_name('milter'))
@@ -762,8 +769,12 @@ class Milter:
         uid, gid = _postfix_ids()
         os.chown(self.dir, uid, gid)
         os.chmod(self.dir, 0o750)
-        self.state_db = os.path.join(lab.dir, 'state-' + os.path.basename(self.dir), 'state.db')
-        relay.admin('--state-db', self.state_db, 'init', '--milter-user', POSTFIX_USER)
+        if state_db is None:
+            self.state_db = os.path.join(lab.dir, 'state-' + os.path.basename(self.dir),
+                                         'state.db')
+            relay.admin('--state-db', self.state_db, 'init', '--milter-user', POSTFIX_USER)
+        else:   # made by the caller (shared by several milters, PostgreSQL)
+            self.state_db = state_db
         self.socket = os.path.join(self.dir, 'milter.sock')
         self.sock = 'unix:' + self.socket
         self.conf = os.path.join(self.dir, 'milter.conf')

@@ -66,6 +66,18 @@ static const struct {
 	{ "notify_period = 10s\n", "duration" },
 	{ "notify_refused_senders = -1\n", "integer" },
 	{ "notify_timeout = 0\n", "duration" },
+	/* a PostgreSQL state_db: shared state, exact admission; reservations must outlive
+	 * the longest pause of a live session (timeout) */
+	{ "state_db = postgresql://relay@db.example/relay\ntimeout = 30s\n"
+	  "reservation_ttl = 60s\n", NULL },
+	{ "state_db = postgres://db.example/relay\n", NULL },
+	{ "state_db = pg:/etc/relay/state.conninfo\n", NULL },
+	{ "state_db = pg:relative\n", "pg: must name an absolute path" },
+	{ "state_db = postgresql://db.example/relay\ntimeout = 60s\nreservation_ttl = 60s\n",
+	  "reservation_ttl (60 s) must be longer than timeout" },
+	{ "state_db = postgresql://db.example/relay\n", NULL }, /* defaults 7300 > 7210 */
+	{ "state_db = /var/lib/x.db\ntimeout = 60s\nreservation_ttl = 10s\n", NULL },
+	{ "reservation_ttl = 0\n", "duration" },
 };
 
 int main(void)

@@ -35,6 +35,39 @@ static void plain_values(void)
 	ok(!adm_setup_plain_value(NULL), "NULL is not a value");
 }
 
+/* --db: a SQLite path, pg:/file or a postgresql:// URI without a password (issue 10) */
+static void db_names(void)
+{
+	static const struct { const char *s; bool ok, pg; } cases[] = {
+		{ "/var/lib/relay/users.db", true, false },
+		{ "pg:/etc/relay/users.pg", true, true },
+		{ "postgresql://relay@db.example.org:5432/relay?sslmode=verify-full", true, true },
+		{ "postgres://db.example.org/relay", true, true },
+		{ "postgresql:///relay?host=/run/postgresql", true, true },
+		{ "postgresql://user@host/db?application_name=a:b", true, true },
+		{ "relative.db", false, false },
+		{ "", false, false },
+		{ "/a b.db", false, false },
+		{ "pg:relative", false, true },
+		{ "pg:/a b", false, true },
+		{ "postgresql://relay:s3cret@db/relay", false, true },   /* password in argv */
+		{ "postgres://:s3cret@db/relay", false, true },
+		{ "postgresql://relay@db/relay x", false, true },
+		{ "postgresql://relay@db/re\nlay", false, true },
+	};
+	char why[300];
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		bool pg = !cases[i].pg;
+
+		ok(adm_setup_db_name(cases[i].s, &pg, why, sizeof why) == cases[i].ok &&
+		   pg == cases[i].pg && (cases[i].ok || why[0] != '\0'), "db name '%s'", cases[i].s);
+	}
+	adm_setup_db_name("postgresql://relay:s3cret@db/relay", &(bool){ false }, why, sizeof why);
+	ok(strstr(why, "password") != NULL && strstr(why, "s3cret") == NULL,
+	   "a URI with a password is refused without echoing it");
+}
+
 static void listen_specs(void)
 {
 	static const struct { const char *s; long port; } good[] = {
@@ -192,6 +225,7 @@ int main(void)
 {
 	sizes();
 	plain_values();
+	db_names();
 	listen_specs();
 	upstreams();
 	entries();
