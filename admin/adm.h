@@ -131,6 +131,12 @@ int adm_exit_for(enum rdb_result r);
 /* Prints rdb_errmsg(db) and returns adm_exit_for(r). */
 int adm_rdb_fail(const struct adm_ctx *ctx, const struct rdb *db, enum rdb_result r);
 
+/* Runs write(db, arg) inside BEGIN IMMEDIATE ... COMMIT; any failure rolls back, prints why
+ * and returns the exit code (ADM_EXIT_OK when committed). */
+int adm_in_transaction(const struct adm_ctx *ctx, struct rdb *db,
+                       enum rdb_result (*write)(struct rdb *db, void *arg),
+                       void *arg);
+
 /* Opens ctx->db_path; on failure prints why and returns ADM_EXIT_DB (ADM_EXIT_OK on
  * success, *db set). */
 int adm_db_open(const struct adm_ctx *ctx, enum rdb_mode mode, struct rdb **db);

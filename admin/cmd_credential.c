@@ -57,27 +57,12 @@ static int parse(struct adm_ctx *ctx, int argc, char **argv, int n, struct cred_
 	return ADM_EXIT_OK;
 }
 
-static int in_transaction(const struct adm_ctx *ctx, struct rdb *db,
-                          enum rdb_result (*write)(struct rdb *db, struct cred_args *a),
-                          struct cred_args *a)
-{
-	enum rdb_result r = rdb_begin(db);
-
-	if (r == RDB_OK)
-		r = write(db, a);
-	if (r == RDB_OK)
-		r = rdb_commit(db);
-	if (r != RDB_OK) {
-		rdb_rollback(db);
-		return adm_rdb_fail(ctx, db, r);
-	}
-	return ADM_EXIT_OK;
-}
-
 /* ---- add ----------------------------------------------------------------------------- */
 
-static enum rdb_result add_write(struct rdb *db, struct cred_args *a)
+static enum rdb_result add_write(struct rdb *db, void *arg)
 {
+	struct cred_args *a = arg;
+
 	return rdb_credential_add(db, a->name, a->label, a->plain, a->scram, a->now, a->authname);
 }
 
@@ -112,7 +97,7 @@ static int credential_add(struct adm_ctx *ctx, int argc, char **argv)
 		return rc;
 	rc = make_secret(ctx, &a, secret);
 	if (rc == ADM_EXIT_OK)
-		rc = in_transaction(ctx, db, add_write, &a);
+		rc = adm_in_transaction(ctx, db, add_write, &a);
 	rdb_close(db);
 	if (rc == ADM_EXIT_OK) {
 		adm_out_begin(&o, ctx);
@@ -211,8 +196,10 @@ static int credential_list(struct adm_ctx *ctx, int argc, char **argv)
 
 /* ---- revoke -------------------------------------------------------------------------- */
 
-static enum rdb_result revoke_write(struct rdb *db, struct cred_args *a)
+static enum rdb_result revoke_write(struct rdb *db, void *arg)
 {
+	struct cred_args *a = arg;
+
 	return rdb_credential_revoke(db, a->name, a->label);
 }
 
@@ -227,7 +214,7 @@ static int credential_revoke(struct adm_ctx *ctx, int argc, char **argv)
 		return rc;
 	if ((rc = adm_db_open(ctx, RDB_READWRITE, &db)) != ADM_EXIT_OK)
 		return rc;
-	rc = in_transaction(ctx, db, revoke_write, &a);
+	rc = adm_in_transaction(ctx, db, revoke_write, &a);
 	rdb_close(db);
 	if (rc == ADM_EXIT_OK) {
 		adm_out_begin(&o, ctx);

@@ -113,24 +113,6 @@ static int check_note(const struct adm_ctx *ctx, const char *note)
 	return ADM_EXIT_OK;
 }
 
-/* Runs write(db, arg) inside BEGIN IMMEDIATE ... COMMIT; any failure rolls back. */
-static int in_transaction(const struct adm_ctx *ctx, struct rdb *db,
-                          enum rdb_result (*write)(struct rdb *db, const void *arg),
-                          const void *arg)
-{
-	enum rdb_result r = rdb_begin(db);
-
-	if (r == RDB_OK)
-		r = write(db, arg);
-	if (r == RDB_OK)
-		r = rdb_commit(db);
-	if (r != RDB_OK) {
-		rdb_rollback(db);
-		return adm_rdb_fail(ctx, db, r);
-	}
-	return ADM_EXIT_OK;
-}
-
 /* Reports a change to one login: with --json {"name": NAME, KEY: true}, plus "password"
  * if one was generated; else the line "TEXT NAME", and the generated password, shown
  * once, on the next. */
@@ -156,13 +138,13 @@ static void report_done(const struct adm_ctx *ctx, const char *name, const char 
 static int write_with_secrets(const struct adm_ctx *ctx, struct rdb *db, bool from_stdin,
                               bool allow_weak, struct secrets *s,
                               char generated[RDB_PASSWORD_GEN_LEN + 1],
-                              enum rdb_result (*write)(struct rdb *db, const void *arg),
-                              const void *arg)
+                              enum rdb_result (*write)(struct rdb *db, void *arg),
+                              void *arg)
 {
 	int rc = obtain_secrets(ctx, from_stdin, allow_weak, s, generated);
 
 	if (rc == ADM_EXIT_OK)
-		rc = in_transaction(ctx, db, write, arg);
+		rc = adm_in_transaction(ctx, db, write, arg);
 	explicit_bzero(s, sizeof *s);
 	rdb_close(db);
 	return rc;
@@ -177,7 +159,7 @@ struct add_args {
 	int64_t now;
 };
 
-static enum rdb_result add_write(struct rdb *db, const void *p)
+static enum rdb_result add_write(struct rdb *db, void *p)
 {
 	const struct add_args *a = p;
 	enum rdb_result r = rdb_login_add(db, &a->login);
@@ -274,7 +256,7 @@ struct passwd_args {
 	int64_t now;
 };
 
-static enum rdb_result passwd_write(struct rdb *db, const void *p)
+static enum rdb_result passwd_write(struct rdb *db, void *p)
 {
 	const struct passwd_args *a = p;
 
@@ -336,12 +318,12 @@ struct simple_args {
 	int64_t now;
 };
 
-static enum rdb_result del_write(struct rdb *db, const void *p)
+static enum rdb_result del_write(struct rdb *db, void *p)
 {
 	return rdb_login_delete(db, ((const struct simple_args *)p)->name);
 }
 
-static enum rdb_result enable_write(struct rdb *db, const void *p)
+static enum rdb_result enable_write(struct rdb *db, void *p)
 {
 	const struct simple_args *a = p;
 
@@ -349,7 +331,7 @@ static enum rdb_result enable_write(struct rdb *db, const void *p)
 }
 
 static int simple_change(struct adm_ctx *ctx, int argc, char **argv,
-                         enum rdb_result (*write)(struct rdb *db, const void *arg), bool flag,
+                         enum rdb_result (*write)(struct rdb *db, void *arg), bool flag,
                          const char *key, const char *text)
 {
 	struct simple_args a = { .flag = flag, .now = ctx->now };
@@ -361,7 +343,7 @@ static int simple_change(struct adm_ctx *ctx, int argc, char **argv,
 	rc = adm_db_open(ctx, RDB_READWRITE, &db);
 	if (rc != ADM_EXIT_OK)
 		return rc;
-	rc = in_transaction(ctx, db, write, &a);
+	rc = adm_in_transaction(ctx, db, write, &a);
 	rdb_close(db);
 	if (rc == ADM_EXIT_OK)
 		report_done(ctx, a.name, key, text, NULL);
@@ -393,7 +375,7 @@ struct set_args {
 	int64_t now;
 };
 
-static enum rdb_result set_write(struct rdb *db, const void *p)
+static enum rdb_result set_write(struct rdb *db, void *p)
 {
 	const struct set_args *a = p;
 	enum rdb_result r = RDB_OK;
@@ -441,7 +423,7 @@ int adm_cmd_user_set(struct adm_ctx *ctx, int argc, char **argv)
 	rc = adm_db_open(ctx, RDB_READWRITE, &db);
 	if (rc != ADM_EXIT_OK)
 		return rc;
-	rc = in_transaction(ctx, db, set_write, &a);
+	rc = adm_in_transaction(ctx, db, set_write, &a);
 	rdb_close(db);
 	if (rc == ADM_EXIT_OK)
 		report_done(ctx, a.name, "updated", "updated login", NULL);

@@ -97,6 +97,23 @@ int adm_rdb_fail(const struct adm_ctx *ctx, const struct rdb *db, enum rdb_resul
 	return adm_exit_for(r);
 }
 
+int adm_in_transaction(const struct adm_ctx *ctx, struct rdb *db,
+                       enum rdb_result (*write)(struct rdb *db, void *arg),
+                       void *arg)
+{
+	enum rdb_result r = rdb_begin(db);
+
+	if (r == RDB_OK)
+		r = write(db, arg);
+	if (r == RDB_OK)
+		r = rdb_commit(db);
+	if (r != RDB_OK) {
+		rdb_rollback(db);
+		return adm_rdb_fail(ctx, db, r);
+	}
+	return ADM_EXIT_OK;
+}
+
 int adm_db_open(const struct adm_ctx *ctx, enum rdb_mode mode, struct rdb **db)
 {
 	char err[512];
