@@ -61,7 +61,9 @@ static void db_names(void)
 		bool pg = !cases[i].pg;
 
 		ok(adm_setup_db_name(cases[i].s, &pg, why, sizeof why) == cases[i].ok &&
-		   pg == cases[i].pg && (cases[i].ok || why[0] != '\0'), "db name '%s'", cases[i].s);
+		   pg == cases[i].pg && (cases[i].ok || why[0] != '\0'), "db name '%.*s'%s",
+		   (int)strcspn(cases[i].s, "\n"), cases[i].s,
+		   strchr(cases[i].s, '\n') != NULL ? " + a newline" : "");
 	}
 	adm_setup_db_name("postgresql://relay:s3cret@db/relay", &(bool){ false }, why, sizeof why);
 	ok(strstr(why, "password") != NULL && strstr(why, "s3cret") == NULL,
