@@ -1,7 +1,10 @@
 /*
  * cmd_pg.c — the relay-admin commands for a shared PostgreSQL database:
- *   grants  prints the GRANT statements each part's role needs (the tables belong to the
- *           role that ran `relay-admin init`; that role runs them, e.g. with psql);
+ *   grants  prints the GRANT statements each part's role needs on the users tables and on
+ *           the state tables (the tables belong to the role that ran `relay-admin init`;
+ *           that role runs them, e.g. with psql). Both kinds by default, because the README
+ *           keeps both schemas in one database and one `grants | psql` must make every role
+ *           work; --only users|state for a state kept in a database of its own;
  *   copy    copies the users data (app credentials included) between two databases, SQLite or PostgreSQL on either
  *           side, in one transaction on the target, verified by counts (sql/copy.c).
  *
@@ -22,26 +25,38 @@
 #include "copy_state.h"
 #include "render.h"
 
+/* The grants of one part: the users tables' and/or the state tables' (a part that needs
+ * nothing of a kind, the plugin of the state, prints nothing for it). */
 static int print_grants(const struct adm_ctx *ctx, enum rdb_role part, const char *role,
-                        const char *what)
+                        const char *what, const char *state_what, unsigned kinds)
 {
-	char *sql = rdb_pg_grants(part, role);
+	char *sql[2] = { NULL, NULL };
+	int rc = ADM_EXIT_OK;
 
-	if (sql == NULL)
-		return adm_usage(ctx, "invalid role name for %s (1..63 bytes, no control "
-		                 "characters)", what);
-	fprintf(ctx->out, "-- %s: role %s\n%s", what, role, sql);
-	free(sql);
-	return ADM_EXIT_OK;
+	sql[0] = (kinds & 1) ? rdb_pg_grants(part, role) : strdup("");
+	sql[1] = (kinds & 2) ? rdb_pg_state_grants(part, role) : strdup("");
+	if (sql[0] == NULL || sql[1] == NULL) {
+		rc = adm_usage(ctx, "invalid role name for %s (1..63 bytes, no control "
+		               "characters)", what);
+	} else {
+		if (sql[0][0] != '\0')
+			fprintf(ctx->out, "-- %s: role %s\n%s", what, role, sql[0]);
+		if (sql[1][0] != '\0')
+			fprintf(ctx->out, "-- %s: role %s\n%s", state_what, role, sql[1]);
+	}
+	free(sql[0]);
+	free(sql[1]);
+	return rc;
 }
 
 int adm_cmd_grants(struct adm_ctx *ctx, int argc, char **argv)
 {
-	enum { O_PLUGIN = 1, O_MILTER, O_ADMIN };
+	enum { O_PLUGIN = 1, O_MILTER, O_ADMIN, O_ONLY };
 	static const struct option opts[] = {
 		{ "plugin", required_argument, NULL, O_PLUGIN },
 		{ "milter", required_argument, NULL, O_MILTER },
 		{ "admin", required_argument, NULL, O_ADMIN },
+		{ "only", required_argument, NULL, O_ONLY },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *role[3] = { NULL, NULL, NULL };
@@ -50,11 +65,24 @@ int adm_cmd_grants(struct adm_ctx *ctx, int argc, char **argv)
 		"relay-milter: reads the users tables, no secrets",
 		"relay-admin: reads and writes the users tables",
 	};
+	static const char *const state_what[3] = {
+		"the relaydb plugin (smtpd): no state tables",
+		"relay-milter: writes the state tables (usage, audit, counters, reservations ...)",
+		"relay-admin: reads the state tables (usage, log, metrics, held), copy --state "
+		"writes them",
+	};
+	unsigned kinds = 3;  /* 1: users tables, 2: state tables */
 	int c, rc = ADM_EXIT_OK;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c >= O_PLUGIN && c <= O_ADMIN)
 			role[c - O_PLUGIN] = optarg;
+		else if (c == O_ONLY && strcmp(optarg, "users") == 0)
+			kinds = 1;
+		else if (c == O_ONLY && strcmp(optarg, "state") == 0)
+			kinds = 2;
+		else if (c == O_ONLY)
+			return adm_usage(ctx, "--only takes users or state, not '%s'", optarg);
 		else
 			return adm_usage(ctx, "unknown or incomplete option: %s", argv[optind - 1]);
 	}
@@ -65,7 +93,8 @@ int adm_cmd_grants(struct adm_ctx *ctx, int argc, char **argv)
 		                 "--admin ROLE");
 	for (int i = 0; i < 3 && rc == ADM_EXIT_OK; i++)
 		if (role[i] != NULL)
-			rc = print_grants(ctx, (enum rdb_role)i, role[i], what[i]);
+			rc = print_grants(ctx, (enum rdb_role)i, role[i], what[i], state_what[i],
+			                  kinds);
 	return rc;
 }
 

@@ -92,12 +92,17 @@
 	"Senders, limits, usage and the audit log are the login's; disabling, expiring or\n" \
 	"deleting the login stops its credentials too. See relay-admin(8).\n"
 #define GRANTS_MORE \
-	"For a users database on PostgreSQL (--db postgresql://... or pg:FILE). The tables\n" \
-	"belong to the role that ran relay-admin init; run the printed SQL as that role.\n" \
+	"For a users and state database on PostgreSQL (--db / --state-db postgresql://... or\n" \
+	"pg:FILE). The tables belong to the role that ran relay-admin init; run the printed\n" \
+	"SQL as that role. It grants on the users tables and on the state tables, for one\n" \
+	"database holding both; --only users or --only state when they are two databases.\n" \
 	"  --plugin ROLE   the relaydb plugin in smtpd: reads logins, app credentials and\n" \
-	"                  site_secret\n" \
-	"  --milter ROLE   relay-milter: reads the users tables (no secret column)\n" \
-	"  --admin ROLE    relay-admin: reads and writes the users tables\n"
+	"                  site_secret (no state table)\n" \
+	"  --milter ROLE   relay-milter: reads the users tables (no secret column), writes\n" \
+	"                  the state tables\n" \
+	"  --admin ROLE    relay-admin: reads and writes the users tables, reads the state\n" \
+	"                  tables (usage, log, metrics, held) and writes them for copy --state\n" \
+	"  --only users|state  print only that kind's grants\n"
 
 #define COPY_MORE \
 	"DB is an SQLite path, a postgresql:// URI or pg:FILE; the target must exist at\n" \
@@ -120,7 +125,8 @@
 const struct adm_cmd adm_commands[] = {
 	{ "init", NULL, adm_cmd_init, "[--milter-user USER]",
 	  "create the databases, or migrate them to the current schema", NULL, false },
-	{ "grants", NULL, adm_cmd_grants, "[--plugin ROLE] [--milter ROLE] [--admin ROLE]",
+	{ "grants", NULL, adm_cmd_grants,
+	  "[--plugin ROLE] [--milter ROLE] [--admin ROLE] [--only users|state]",
 	  "print the GRANT statements each PostgreSQL role needs", GRANTS_MORE, false },
 	{ "copy", NULL, adm_cmd_copy, "--from DB --to DB [--replace | --state] [--json]",
 	  "copy the users data (--state: the state data) between databases (SQLite or "

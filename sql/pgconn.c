@@ -646,12 +646,31 @@ static bool migrate(PGconn *h, const struct rdb_kind *k, int64_t from, char *err
 	return set_version(h, k, false, err, errlen);
 }
 
+/* Whether relay_schema exists (on the search path), without an error that would abort the
+ * transaction around it. */
+static bool schema_table_exists(PGconn *h, bool *exists, char *err, size_t errlen)
+{
+	PGresult *res = PQexec(h, "SELECT to_regclass('relay_schema') IS NOT NULL");
+	bool ok = res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+	char why[256];
+
+	if (ok) {
+		*exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	} else {
+		one_line(why, sizeof why, res ? PQresultErrorMessage(res) : PQerrorMessage(h));
+		rdb_seterr(err, errlen, "looking for relay_schema: %s", why);
+	}
+	PQclear(res);
+	return ok;
+}
+
 enum rdb_result rdb_pg_init(const struct rdb_kind *k, const char *name, int *before,
                             int *after, char *err, size_t errlen)
 {
 	char display[256], why[320], *conninfo = NULL;
 	PGconn *h = NULL;
 	int64_t v = 0;
+	bool exists = false;
 	enum rdb_result r;
 
 	if (k->pg_schema_sql == NULL) {
@@ -671,9 +690,14 @@ enum rdb_result rdb_pg_init(const struct rdb_kind *k, const char *name, int *bef
 	 * second one then finds the work done. */
 	if (!run(h, "BEGIN", "BEGIN", why, sizeof why) ||
 	    !run(h, "SELECT pg_advisory_xact_lock(1919706212)", "locking", why, sizeof why) ||
-	    !run(h, "CREATE TABLE IF NOT EXISTS relay_schema ("
-	            " kind text PRIMARY KEY, version integer NOT NULL CHECK (version > 0))",
-	         "creating relay_schema", why, sizeof why))
+	    !schema_table_exists(h, &exists, why, sizeof why))
+		goto fail;
+	/* Only when it is missing: CREATE (even IF NOT EXISTS) needs the CREATE privilege on
+	 * the schema, which a least-privilege role (relay-milter's, holding only what
+	 * `relay-admin grants` prints) lacks, so a current database must need no DDL. */
+	if (!exists && !run(h, "CREATE TABLE IF NOT EXISTS relay_schema ("
+	                       " kind text PRIMARY KEY, version integer NOT NULL CHECK (version > 0))",
+	                    "creating relay_schema", why, sizeof why))
 		goto fail;
 	r = read_version(h, k, &v, why, sizeof why);
 	if (r == RDB_NOTFOUND)

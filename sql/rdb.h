@@ -91,6 +91,11 @@ enum rdb_role {
  * is empty, longer than 63 bytes or holds control characters, or out of memory. */
 char *rdb_pg_grants(enum rdb_role part, const char *role);
 
+/* The same for the state tables (sql/pg-state-schema.sql): usage, last_use, audit,
+ * counters, credential_use, reset_mark, reservations and their sequences. The plugin needs
+ * none ("" then). Defined in sql/state.c, beside the state schema it must match. */
+char *rdb_pg_state_grants(enum rdb_role part, const char *role);
+
 
 struct rdb;
 

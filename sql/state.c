@@ -346,6 +346,11 @@ static const struct rdb_kind state_kind = {
 	},
 };
 
+char *rdb_pg_state_grants(enum rdb_role part, const char *role)
+{
+	return rdb_conn_grants(&state_kind, part, role);
+}
+
 struct rdb_state {
 	struct rdb_conn c;
 };

@@ -23,7 +23,11 @@ API
 ---
 ``postgres_ready(build_root=None)`` -> None when the build speaks PostgreSQL in the plugin,
     the milter and relay-admin (they link libpq), else the reason (for a skip).
-``TwoNodes(lab, engine='postgresql', milter_conf='', setup_args=(), pg_settings=None)``
+``TwoNodes(lab, engine='postgresql', milter_conf='', setup_args=(), pg_settings=None,
+users_db=None, state_db=None, proxy=True)``
+    ``engine='external'``: ``users_db`` / ``state_db`` made by the caller (the nodes' plugin
+    uses ``users_db``; ``milter_conf`` may give the milters their own ``users_db`` and
+    ``state_db`` lines); ``proxy=False``: no HAProxy (the caller brings its own).
     ``lab``: a relaylab ``Lab``; everything started (stopped with the lab; ``close()``
     also stops PostgreSQL). Attributes: ``up`` (upstream), ``nodes`` ([A, B] ``Relay``),
     ``pg`` (``pglab.PgLab`` or None), ``users_db``, ``state_db`` (the names everything
@@ -80,7 +84,7 @@ def postgres_ready(build_root=None):
 class TwoNodes:
 
     def __init__(self, lab, engine='postgresql', milter_conf='', setup_args=(),
-                 pg_settings=None):
+                 pg_settings=None, users_db=None, state_db=None, proxy=True):
         self.lab = lab
         self.engine = engine
         self.pg = None
@@ -88,7 +92,11 @@ class TwoNodes:
         os.makedirs(self.dir)
         os.chmod(self.dir, 0o755)
         try:
-            if engine == 'postgresql':
+            if engine == 'external':
+                # databases the caller made (its own roles and grants); users_db is the
+                # plugin's, milter_conf may name the milter's own users_db / state_db
+                self.users_db, self.state_db = users_db, state_db
+            elif engine == 'postgresql':
                 self._postgres(pg_settings)
             else:
                 self._sqlite()
@@ -101,6 +109,10 @@ class TwoNodes:
                     setup_args=('--proxy-protocol',) + tuple(setup_args),
                     main_overrides={'myhostname': name + '.relaylab.test'}))
             a, b = self.nodes
+            self.frontends = {}
+            self.proxy = None
+            if not proxy:   # the caller runs its own HAProxy
+                return
             self.frontends = {
                 'both': haproxylab.Frontend([(relaylab.HOST, a.port), (relaylab.HOST, b.port)],
                                             name='both'),

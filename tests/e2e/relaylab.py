@@ -779,9 +779,14 @@ class Milter:
         self.sock = 'unix:' + self.socket
         self.conf = os.path.join(self.dir, 'milter.conf')
         self.logfile = os.path.join(self.dir, 'milter.log')
+        # a database key the caller's lines give replaces the default (relay-milter refuses
+        # a key given twice): a README block names its own state_db / users_db
+        base = [('users_db', relay.db), ('state_db', self.state_db)]
+        base = ''.join('%s = %s\n' % (k, v) for k, v in base
+                       if not re.search(r'(?m)^\s*%s\s*=' % k, extra))
         with open(self.conf, 'w') as f:
-            f.write('socket = %s\nuser = %s\nusers_db = %s\nstate_db = %s\nlog = stderr\n%s'
-                    % (self.sock, POSTFIX_USER, relay.db, self.state_db, extra))
+            f.write('socket = %s\nuser = %s\n%slog = stderr\n%s'
+                    % (self.sock, POSTFIX_USER, base, extra))
         self.proc = None
         self.pid = None
 

@@ -65,7 +65,7 @@ class MilterCredentialOnPg(unittest.TestCase):
         cls.admin('user', 'add', 'hal', '--password-stdin', '--sender', 'hal@example.com',
                   stdin=tmd.PASSWORD)
         cls.admin('user', 'credential', 'add', 'hal', 'phone')
-        # the state as the owner: `grants` prints the users kind's grants only
+        # the state as the owner (tests/pg/test_state_grants_pg.py runs it as the milter's role)
         cls.d = PgDaemon(cls.tmp, cls.users, cls.owner)
         cls.d.start()
 
