@@ -42,20 +42,24 @@ def macros(login, **extra):
 
 
 class Daemon:
-    def __init__(self, tmp, extra="", state_db=None):
+    """relay-milter on a unix socket in `tmp`; the databases default to users.db and
+    state.db there, or are named (a path, a postgresql:// URI or a pg: file)."""
+
+    def __init__(self, tmp, extra="", state_db=None, users_db=None):
         self.tmp = tmp
         self.sock = os.path.join(tmp, "milter.sock")
         self.conf = os.path.join(tmp, "milter.conf")
         self.log = os.path.join(tmp, "milter.log")
+        self.users_db = users_db or os.path.join(tmp, "users.db")
         self.state_db = state_db or os.path.join(tmp, "state.db")
         self.write_conf(extra)
         self.proc = None
 
     def write_conf(self, extra=""):
         with open(self.conf, "w") as f:
-            f.write("socket = unix:%s\nusers_db = %s/users.db\nstate_db = %s\n"
+            f.write("socket = unix:%s\nusers_db = %s\nstate_db = %s\n"
                     "log = stderr\nlog_level = debug\npolicy_refresh_ms = 0\n"
-                    "state_flush_ms = 20\n%s" % (self.sock, self.tmp, self.state_db, extra))
+                    "state_flush_ms = 20\n%s" % (self.sock, self.users_db, self.state_db, extra))
 
     def log_text(self):
         with open(self.log, errors="replace") as f:

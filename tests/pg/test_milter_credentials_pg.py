@@ -31,17 +31,6 @@ PW = 'owner-pw-1'
 MPW = 'milter-pw-2'
 
 
-class PgDaemon(tmd.Daemon):
-    def __init__(self, tmp, users_db, state_db):
-        self.users_db = users_db
-        super().__init__(tmp, state_db=state_db)
-
-    def write_conf(self, extra=""):
-        with open(self.conf, "w") as f:
-            f.write("socket = unix:%s\nusers_db = %s\nstate_db = %s\nlog = stderr\n"
-                    "log_level = debug\npolicy_refresh_ms = 0\nstate_flush_ms = 20\n%s"
-                    % (self.sock, self.users_db, self.state_db, extra))
-
 
 class MilterCredentialOnPg(unittest.TestCase):
     @classmethod
@@ -66,7 +55,7 @@ class MilterCredentialOnPg(unittest.TestCase):
                   stdin=tmd.PASSWORD)
         cls.admin('user', 'credential', 'add', 'hal', 'phone')
         # the state as the owner (tests/pg/test_state_grants_pg.py runs it as the milter's role)
-        cls.d = PgDaemon(cls.tmp, cls.users, cls.owner)
+        cls.d = tmd.Daemon(cls.tmp, users_db=cls.users, state_db=cls.owner)
         cls.d.start()
 
     @classmethod

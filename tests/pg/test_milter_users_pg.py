@@ -23,17 +23,6 @@ import test_milter_daemon as tmd  # noqa: E402
 PW = 'owner-pw-1'
 
 
-class PgUsersDaemon(tmd.Daemon):
-    def __init__(self, tmp, users_db, state_db):
-        self.users_db = users_db
-        super().__init__(tmp, state_db=state_db)
-
-    def write_conf(self, extra=""):
-        with open(self.conf, "w") as f:
-            f.write("socket = unix:%s\nusers_db = %s\nstate_db = %s\nlog = stderr\n"
-                    "log_level = debug\npolicy_refresh_ms = 0\nstate_flush_ms = 20\n%s"
-                    % (self.sock, self.users_db, self.state_db, extra))
-
 
 class MilterUsersOnPg(unittest.TestCase):
     @classmethod
@@ -52,7 +41,7 @@ class MilterUsersOnPg(unittest.TestCase):
         cls.admin('--state-db', cls.state, 'init')
         cls.admin('user', 'add', 'hal', '--password-stdin', '--sender', 'hal@example.com',
                   stdin=tmd.PASSWORD)
-        cls.d = PgUsersDaemon(cls.tmp, cls.name, cls.state)
+        cls.d = tmd.Daemon(cls.tmp, users_db=cls.name, state_db=cls.state)
         cls.d.start()
 
     @classmethod

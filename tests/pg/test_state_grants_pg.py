@@ -33,19 +33,6 @@ MILTER_PW = 'milter-pw-2'
 OPS_PW = 'ops-pw-3'
 
 
-class PgDaemon(tmd.Daemon):
-    """relay-milter with both databases named by one pg: file (the milter's role)."""
-
-    def __init__(self, tmp, db):
-        self.users_db = db
-        super().__init__(tmp, state_db=db)
-
-    def write_conf(self, extra=""):
-        with open(self.conf, "w") as f:
-            f.write("socket = unix:%s\nusers_db = %s\nstate_db = %s\nlog = stderr\n"
-                    "log_level = debug\npolicy_refresh_ms = 0\nstate_flush_ms = 20\n%s"
-                    % (self.sock, self.users_db, self.state_db, extra))
-
 
 class StateGrants(unittest.TestCase):
     @classmethod
@@ -83,7 +70,7 @@ class StateGrants(unittest.TestCase):
         cls.admin(cls.ops, 'user', 'add', 'hal', '--password-stdin', '--sender',
                   'hal@example.com', stdin=tmd.PASSWORD)
         cls.admin(cls.ops, 'limit', 'set', 'hal', '--messages', '1/1h')
-        cls.d = PgDaemon(cls.tmp, cls.milter)
+        cls.d = tmd.Daemon(cls.tmp, users_db=cls.milter, state_db=cls.milter)
         cls.d.start()
 
     @classmethod
