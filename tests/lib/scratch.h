@@ -12,7 +12,8 @@
 /* The folder, once scratch_make() succeeded. */
 extern char scratch_dir[PATH_MAX];
 
-/* Makes "$TMPDIR/<name>.XXXXXX": 0, or -1 after perror(). */
+/* Makes "$TMPDIR/<name>.XXXXXX" (/tmp when TMPDIR is unset or empty, as mkstemp(3)'s
+ * callers expect): 0, or -1 after perror(). */
 int scratch_make(const char *name);
 /* "<scratch_dir>/<file>" in one of two static buffers, so two can be used in one call. */
 char *scratch_path(const char *file);

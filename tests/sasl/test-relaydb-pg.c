@@ -23,7 +23,6 @@
  * TAP on stdout.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +35,7 @@
 
 #include "rdb.h"
 #include "rig.h"
+#include "scratch.h"
 #include "tap.h"
 
 #define PW_ALICE "correct horse battery staple"
@@ -356,28 +356,16 @@ static int run_in(char **argv, const char *tmp)
 	return tap_done();
 }
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)type;
-	(void)ftw;
-	return remove(path);
-}
-
-/* The run in a private folder under $TMPDIR, removed afterwards. */
+/* The run in a private folder under $TMPDIR (tests/lib/scratch.h), removed afterwards. */
 static int run(char **argv)
 {
-	const char *base = getenv("TMPDIR");
-	char tmp[4096];
 	int rc;
 
-	snprintf(tmp, sizeof tmp, "%s/relaydb-pg-XXXXXX", base && *base ? base : "/tmp");
-	if (mkdtemp(tmp) == NULL) {
-		perror("mkdtemp");
+	if (scratch_make("relaydb-pg") != 0)
 		return 2;
-	}
-	rc = run_in(argv, tmp);
-	nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rc = run_in(argv, scratch_dir);
+	if (scratch_remove_tree() != 0)
+		fprintf(stderr, "could not remove %s\n", scratch_dir);
 	return rc;
 }
 

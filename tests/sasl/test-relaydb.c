@@ -14,7 +14,6 @@
  * plugin into this sanitized process.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +28,7 @@
 #include "fixture.h"
 #include "rdb.h"
 #include "rig.h"
+#include "scratch.h"
 #include "tap.h"
 
 #define PW_ALICE "correct horse battery staple"
@@ -713,14 +713,8 @@ static void test_db_failures(void)
 	ok(plain(NULL, "alice", PW_ALICE) != SASL_OK, "replaced database: the old login is gone");
 }
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 int main(int argc, char **argv)
 {
-	const char *base = getenv("TMPDIR");
 	char extra[4400];
 	char lib[4][4300];
 	const char *links[5], *shared_links[4];
@@ -736,11 +730,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	sysdir = argv[2];
-	snprintf(tmp, sizeof tmp, "%s/relaydb-sasl-XXXXXX", base && *base ? base : "/tmp");
-	if (mkdtemp(tmp) == NULL) {
-		perror("mkdtemp");
+	if (scratch_make("relaydb-sasl") != 0)
 		return 2;
-	}
+	snprintf(tmp, sizeof tmp, "%s", scratch_dir);
 	snprintf(plugindir, sizeof plugindir, "%s/plugins", tmp);
 	snprintf(shareddir, sizeof shareddir, "%s/plugins-shared", tmp);
 	snprintf(confdir, sizeof confdir, "%s/conf", tmp);
@@ -793,7 +785,7 @@ int main(int argc, char **argv)
 	r = tap_done();
 	/* Only our own temp folder, only on success (kept for inspection otherwise). */
 	if (r == 0) {
-		if (nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+		if (scratch_remove_tree() != 0)
 			fprintf(stderr, "could not remove %s\n", tmp);
 	} else {
 		fprintf(stderr, "fixtures kept in %s\n", tmp);
