@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "errbuf.h"
+#include "safefs.h"
 
 /* Type OIDs of the columns we read (catalog/pg_type.dat; stable across versions). */
 enum {
@@ -71,20 +72,32 @@ void rdb_pg_describe(const char *name, char *out, size_t outlen)
 
 /* Reads the conninfo string of a pg: file. The file may hold a password, so it must be
  * readable by its owner only (checked on the descriptor we read, so a swap between check
- * and read cannot slip another file in). */
+ * and read cannot slip another file in). The folders are walked as safefs.h does and the
+ * name itself is opened O_NOFOLLOW|O_NONBLOCK: a link planted in a folder another user can
+ * write cannot point root's relay-admin at a file of that user's choosing, and a FIFO
+ * cannot hang an smtpd process. */
 static enum rdb_result read_conninfo_file(const char *path, char **out, char *err,
                                           size_t errlen)
 {
-	char *buf;
+	char *buf, name[256], why[256];
 	struct stat st;
 	ssize_t n;
 	size_t len = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	int dirfd, fd;
 
-	if (fd < 0) {
-		rdb_seterr(err, errlen, "pg:%s: %s", path, strerror(errno));
+	dirfd = sfs_open_parent(path, 0, NULL, name, sizeof name, why, sizeof why);
+	if (dirfd < 0) {
+		rdb_seterr(err, errlen, "pg:%s: %s", path, why);
 		return RDB_ERROR;
 	}
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0) {
+		rdb_seterr(err, errlen, "pg:%s: %s", path,
+		           errno == ELOOP ? "a symbolic link (name the file itself)" : strerror(errno));
+		close(dirfd);
+		return RDB_ERROR;
+	}
+	close(dirfd);
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		rdb_seterr(err, errlen, "pg:%s: not a regular file", path);
 		close(fd);

@@ -79,6 +79,27 @@ def main():
         p = subprocess.run([prog, 'open', name], capture_output=True, text=True,
                            env={k: v for k, v in env.items() if k != 'PGPASSFILE'}, timeout=30)
         ok(p.returncode == 0, 'a 0600 pg: file with the password opens: %s' % p.stdout.strip())
+        # the attacks on the name: a link another user planted in a folder everyone may
+        # write, pointing root's relay-admin at a file of that user's choosing; a FIFO
+        # that would hang the reader (an smtpd process) in open()
+        shared = os.path.join(pg.dir, 'shared')
+        os.mkdir(shared)
+        os.chmod(shared, 0o1777)
+        os.symlink(conf, os.path.join(shared, 'users.conf'))
+        p = subprocess.run([prog, 'open', 'pg:' + os.path.join(shared, 'users.conf')],
+                           capture_output=True, text=True,
+                           env={k: v for k, v in env.items() if k != 'PGPASSFILE'}, timeout=30)
+        ok(p.returncode != 0 and 'symbolic link' in p.stdout,
+           'a pg: name that is a symbolic link is refused: %s' % p.stdout.strip())
+        fifo = os.path.join(pg.dir, 'fifo.conf')
+        os.mkfifo(fifo, 0o600)
+        try:
+            p = subprocess.run([prog, 'open', 'pg:' + fifo], capture_output=True, text=True,
+                               timeout=30)
+            ok(p.returncode != 0 and 'not a regular file' in p.stdout,
+               'a FIFO as pg: file is refused at once: %s' % p.stdout.strip())
+        except subprocess.TimeoutExpired:
+            ok(False, 'a FIFO as pg: file hung the reader')
         p = subprocess.run([prog, 'open', 'pg:' + os.path.join(pg.dir, 'missing.conf')],
                            capture_output=True, text=True, timeout=30)
         ok(p.returncode != 0 and 'No such file' in p.stdout, 'a missing pg: file: %s'
